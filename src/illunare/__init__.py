@@ -1,0 +1,43 @@
+"""illunare: zero-downtime production updates inside a running Python process."""
+
+from importlib.metadata import version as _version
+
+from illunare._reload.default import default_reloader, hot
+from illunare._reload.reloader import HotReloader
+from illunare._reload.versions import CodeVersion
+from illunare._reload.watcher import Watcher
+from illunare.exceptions import (
+    CompileError,
+    ConflictError,
+    FunctionRemovedError,
+    IllunareError,
+    InvalidArgumentError,
+    LoadError,
+    MissingExtraError,
+    RollbackError,
+    SwapError,
+    UnknownModuleError,
+    ValidationError,
+)
+
+__version__ = _version("illunare")
+
+__all__ = [
+    "CodeVersion",
+    "CompileError",
+    "ConflictError",
+    "FunctionRemovedError",
+    "HotReloader",
+    "IllunareError",
+    "InvalidArgumentError",
+    "LoadError",
+    "MissingExtraError",
+    "RollbackError",
+    "SwapError",
+    "UnknownModuleError",
+    "ValidationError",
+    "Watcher",
+    "__version__",
+    "default_reloader",
+    "hot",
+]

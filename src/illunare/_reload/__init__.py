@@ -1,0 +1,1 @@
+"""Hot code swapping: versioned modules, stable proxies, instant rollback."""

@@ -1,0 +1,125 @@
+"""Versions of a tracked module: the public ``CodeVersion`` record and the kept history."""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from illunare._reload.classes import ClassState
+from illunare._reload.proxy import HotFunction
+from illunare._reload.source import forget_lines
+
+__all__ = ["CodeVersion", "History", "ModuleVersion", "TrackedModule"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_sha256(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not _SHA256.fullmatch(value):
+        raise ValueError(f"{attribute.name} must be 64 lowercase hex digits, got {value!r}")
+
+
+@attrs.frozen
+class CodeVersion:
+    """One version of a module's code.
+
+    Attributes:
+        module: the module's name.
+        number: 1 for the code as first loaded, then 2, 3 ...; never reused.
+        sha256: hex digest of the source's UTF-8 bytes.
+        created_at: ``time.time()`` when the version was created.
+        reason: the reason given to ``swap()`` ("loaded" for version 1).
+        parent: the version that was current when this one was created.
+
+    """
+
+    module: str = attrs.field(validator=attrs.validators.instance_of(str))
+    number: int = attrs.field(validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)])
+    sha256: str = attrs.field(validator=[attrs.validators.instance_of(str), _is_sha256])
+    created_at: float = attrs.field(validator=attrs.validators.instance_of(float))
+    reason: str = attrs.field(validator=attrs.validators.instance_of(str))
+    parent: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+        ),
+    )
+
+
+@attrs.define(eq=False)
+class ModuleVersion:
+    """Everything needed to make one version live again, without recompiling."""
+
+    info: CodeVersion
+    #: the dict that the version's functions use as ``__globals__``
+    namespace: dict[str, Any]
+    #: qualified name ("f", "Cls.method") -> that version's function
+    targets: dict[str, Callable[..., Any]]
+    #: stable class name -> that version's class contents
+    classes: dict[str, ClassState]
+    #: names whose live value follows the module from version to version
+    preserve: frozenset[str]
+    code: types.CodeType | None
+    #: the linecache entry holding the source of a version with no file
+    #: (named by digest, so versions with the same source share it)
+    lines_key: str | None = None
+
+
+@attrs.define(eq=False)
+class TrackedModule:
+    """A module under version control: its live object, versions and stable objects."""
+
+    name: str
+    module: types.ModuleType
+    current: ModuleVersion
+    history: History
+    #: qualified name -> the one proxy handed out for it
+    proxies: dict[str, HotFunction] = attrs.Factory(dict)
+    #: class name -> the class object the program sees, whatever the version
+    classes: dict[str, type] = attrs.Factory(dict)
+
+
+@attrs.define(eq=False)
+class History:
+    """The versions kept for one module: the ``keep`` newest plus the current one."""
+
+    keep: int
+    versions: dict[int, ModuleVersion] = attrs.Factory(dict)
+    next_number: int = 1
+
+    def add(self, version: ModuleVersion) -> None:
+        """Record a newly created version (numbers only grow)."""
+        self.versions[version.info.number] = version
+        self.next_number = version.info.number + 1
+
+    def get(self, number: int) -> ModuleVersion | None:
+        """The kept version ``number``, or ``None``."""
+        return self.versions.get(number)
+
+    def find(self, sha256: str) -> ModuleVersion | None:
+        """A kept version with this source digest, newest first."""
+        for version in reversed(self.versions.values()):
+            if version.info.sha256 == sha256:
+                return version
+        return None
+
+    def evict(self, current: ModuleVersion) -> None:
+        """Release every version beyond the ``keep`` newest, except ``current``."""
+        numbers = list(self.versions)
+        evicted = [
+            self.versions.pop(number)
+            for number in numbers[: max(len(numbers) - self.keep, 0)]
+            if number != current.info.number
+        ]
+        in_use = {version.lines_key for version in self.versions.values()}
+        for version in evicted:
+            if version.lines_key is not None and version.lines_key not in in_use:
+                forget_lines(version.lines_key)
+
+    def infos(self) -> tuple[CodeVersion, ...]:
+        """Public records of the kept versions, oldest first."""
+        return tuple(version.info for version in self.versions.values())

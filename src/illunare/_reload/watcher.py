@@ -1,0 +1,120 @@
+"""``HotReloader.watch``: swapping tracked modules when their files are saved."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from illunare.exceptions import IllunareError, InvalidArgumentError, MissingExtraError
+
+if TYPE_CHECKING:
+    from illunare._reload.reloader import HotReloader
+
+__all__ = ["Watcher"]
+
+# How long to wait, after a change, for more changes before swapping: long
+# enough to group an editor's write-then-rename, short enough to feel instant.
+_STEP_MS = 10
+# How often the watching thread wakes up with nothing to do, which also tells
+# the caller of watch() that the operating system watch is in place.
+_IDLE_MS = 200
+
+
+class Watcher:
+    """A background thread that swaps tracked modules whose source files change.
+
+    Created by ``HotReloader.watch``; ``stop()`` (or leaving a ``with`` block)
+    ends it. A save that fails to swap keeps the running version: the
+    reloader sends ``swap_failed`` and the watcher waits for the next save.
+    """
+
+    def __init__(
+        self,
+        reloader: HotReloader,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        debounce: float = 0.05,
+    ) -> None:
+        try:
+            import watchfiles  # noqa: PLC0415  # optional extra, imported on use
+        except ImportError as error:
+            raise MissingExtraError("HotReloader.watch", "watch") from error
+        if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or debounce <= 0:
+            raise InvalidArgumentError(
+                f"debounce must be a positive number of seconds, got {debounce!r}"
+            )
+        roots = [os.path.abspath(os.fspath(path)) for path in paths]
+        if not roots:
+            roots = sorted({os.path.dirname(path) for path in reloader.source_files().values()})
+        if not roots:
+            raise InvalidArgumentError(
+                "nothing to watch: no paths given and no tracked module has a file"
+            )
+        for root in roots:
+            if not os.path.exists(root):
+                raise InvalidArgumentError(f"cannot watch {root}: it does not exist")
+        self.paths = tuple(roots)
+        self._reloader = reloader
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._changes = watchfiles.watch(
+            *roots,
+            watch_filter=None,
+            debounce=max(int(debounce * 1000), _STEP_MS),
+            step=_STEP_MS,
+            stop_event=self._stop,
+            rust_timeout=_IDLE_MS,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+        )
+        self._thread = threading.Thread(target=self._run, name="illunare-watch", daemon=True)
+        self._thread.start()
+        # The first (empty) batch arrives once the OS watch is armed: from
+        # then on no save is missed.
+        self._ready.wait(timeout=5.0)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Watcher {state} paths={list(self.paths)}>"
+
+    @property
+    def running(self) -> bool:
+        """Whether the watching thread is alive."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop watching and wait for the thread to end."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        for changes in self._changes:
+            self._ready.set()
+            changed = {os.path.abspath(path) for _, path in changes}
+            if not changed:
+                continue
+            for module, path in self._reloader.source_files().items():
+                if path in changed and os.path.exists(path):
+                    self._swap(module)
+
+    def _swap(self, module: str) -> None:
+        # swap() has already sent swap_failed; the running version stays and
+        # the next save gets its own chance.
+        with contextlib.suppress(IllunareError):
+            self._reloader.swap(module, reason="file changed")

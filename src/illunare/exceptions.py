@@ -1,0 +1,103 @@
+"""Every error illunare raises on purpose.
+
+Each class refines the builtin exception it means, so callers can catch either
+the precise illunare error or the builtin they already handle::
+
+    IllunareError
+    ├── InvalidArgumentError(TypeError, ValueError)   a parameter of the wrong type or value
+    ├── MissingExtraError(ImportError)                an optional integration is not installed
+    └── SwapError                                     hot code swapping
+        ├── CompileError(ValueError)                  the new source does not compile
+        ├── LoadError(RuntimeError)                   reading or executing the new source failed
+        ├── ValidationError(ValueError)               a check or ``__hot_migrate__`` refused it
+        ├── RollbackError(LookupError)                no version to roll back to
+        ├── UnknownModuleError(LookupError)           the module is not tracked
+        ├── ConflictError(RuntimeError)               the module belongs to another reloader
+        └── FunctionRemovedError(NameError)           the called function left the current version
+
+Errors carry their context as attributes (``module``, ``filename``,
+``lineno`` ...), and the original exception, where there is one, is the
+``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CompileError",
+    "ConflictError",
+    "FunctionRemovedError",
+    "IllunareError",
+    "InvalidArgumentError",
+    "LoadError",
+    "MissingExtraError",
+    "RollbackError",
+    "SwapError",
+    "UnknownModuleError",
+    "ValidationError",
+]
+
+
+class IllunareError(Exception):
+    """The root of every error illunare raises on purpose."""
+
+
+class InvalidArgumentError(IllunareError, TypeError, ValueError):
+    """A parameter has the wrong type or an impossible value; nothing changed."""
+
+
+class MissingExtraError(IllunareError, ImportError):
+    """An optional integration needs an extra; the message says which ``pip install`` to run."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs an optional extra: pip install 'illunare[{extra}]'")
+        self.extra = extra
+
+
+class SwapError(IllunareError):
+    """Base of the hot code swapping errors; ``module`` names the module concerned."""
+
+    def __init__(self, message: str, *, module: str | None = None) -> None:
+        super().__init__(message)
+        self.module = module
+
+
+class CompileError(SwapError, ValueError):
+    """The new source has a syntax error; ``filename``, ``lineno`` and ``offset`` locate it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        module: str | None = None,
+        filename: str | None = None,
+        lineno: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message, module=module)
+        self.filename = filename
+        self.lineno = lineno
+        self.offset = offset
+
+
+class LoadError(SwapError, RuntimeError):
+    """The new source could not be read, or executing it raised (see ``__cause__``)."""
+
+
+class ValidationError(SwapError, ValueError):
+    """A check or ``__hot_migrate__`` refused the new version; nothing changed."""
+
+
+class RollbackError(SwapError, LookupError):
+    """There is no version to roll back to: no parent, or an evicted or unknown number."""
+
+
+class UnknownModuleError(SwapError, LookupError):
+    """The module is not tracked by this reloader (or cannot be imported)."""
+
+
+class ConflictError(SwapError, RuntimeError):
+    """The operation conflicts with the module's state, e.g. another reloader tracks it."""
+
+
+class FunctionRemovedError(SwapError, NameError):
+    """A hot reference was called after its function left the current version."""
