@@ -1,0 +1,75 @@
+"""Shared fixtures: real modules written to a temporary package on disk and imported for real."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+import textwrap
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from illunare import HotReloader
+from illunare.testing import reset_default_reloader
+
+_counter = itertools.count()
+
+
+class Package:
+    """A uniquely named package in a temporary directory on ``sys.path``."""
+
+    def __init__(self, root: Path) -> None:
+        self.name = f"illunare_test_pkg_{next(_counter)}"
+        self.path = root / self.name
+        self.path.mkdir()
+        (self.path / "__init__.py").write_text("")
+
+    def write(self, module: str, source: str) -> Path:
+        """Write ``<package>/<module>.py`` (dedented) and return its path."""
+        path = self.path / f"{module}.py"
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    def module(self, module: str, source: str) -> types.ModuleType:
+        """Write a module and import it for real."""
+        self.write(module, source)
+        return importlib.import_module(self.qualified(module))
+
+    def qualified(self, module: str) -> str:
+        """The full dotted name of one of the package's modules."""
+        return f"{self.name}.{module}"
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Iterator[Package]:
+    """A fresh package on disk; its modules leave sys.modules afterwards."""
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    created = Package(tmp_path)
+    try:
+        yield created
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [name for name in sys.modules if name.split(".")[0] == created.name]:
+            del sys.modules[name]
+
+
+@pytest.fixture
+def reloader() -> HotReloader:
+    """A HotReloader keeping the default ten versions."""
+    return HotReloader()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_reloader() -> Iterator[None]:
+    reset_default_reloader()
+    yield
+    reset_default_reloader()
+
+
+def dedent(source: str) -> str:
+    """Dedent a triple-quoted module source."""
+    return textwrap.dedent(source)

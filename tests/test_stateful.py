@@ -1,0 +1,134 @@
+"""A state machine of swaps, failed swaps, rollbacks and evictions, checked against a model."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import attrs
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from illunare import CompileError, HotReloader, LoadError, RollbackError, ValidationError
+
+from .strategies import BAD_SOURCES, module_source
+
+_names = itertools.count()
+
+
+@attrs.define
+class Model:
+    """What the history should be: numbers, their tokens and parents, and the current one."""
+
+    keep: int
+    tokens: dict[int, int] = attrs.Factory(dict)
+    parents: dict[int, int | None] = attrs.Factory(dict)
+    created: list[int] = attrs.Factory(list)
+    current: int = 1
+
+    def add(self, number: int, token: int, parent: int | None) -> None:
+        self.tokens[number] = token
+        self.parents[number] = parent
+        self.created.append(number)
+        self.current = number
+
+    def kept(self) -> list[int]:
+        newest = set(self.created[-self.keep :])
+        return sorted(newest | {self.current})
+
+
+class SwapMachine(RuleBasedStateMachine):
+    """Drives a real module on disk through random swaps and rollbacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp())
+        self.name = f"illunare_stateful_{next(_names)}"
+        sys.path.insert(0, str(self.root))
+        importlib.invalidate_caches()
+        (self.root / f"{self.name}.py").write_text(module_source(0))
+        self.module = importlib.import_module(self.name)
+
+    @initialize(keep=st.integers(min_value=1, max_value=4))
+    def start(self, keep: int) -> None:
+        self.reloader = HotReloader(keep=keep)
+        self.reloader.track(self.module)
+        self.model = Model(keep=keep)
+        self.model.add(1, 0, None)
+        self.value = self.module.value
+        self.instance = self.module.Thing()
+
+    def teardown(self) -> None:
+        sys.path.remove(str(self.root))
+        sys.modules.pop(self.name, None)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @rule(token=st.integers(min_value=0, max_value=6))
+    def swap(self, token: int) -> None:
+        version = self.reloader.swap(self.name, module_source(token))
+        if token == self.model.tokens[self.model.current]:
+            assert version.number == self.model.current
+            return
+        assert version.number == max(self.model.created) + 1
+        assert version.parent == self.model.current
+        self.model.add(version.number, token, self.model.current)
+
+    @rule(bad=st.sampled_from(sorted(BAD_SOURCES)))
+    def failed_swap(self, bad: str) -> None:
+        source, checks = BAD_SOURCES[bad]
+        try:
+            self.reloader.swap(self.name, source, checks=checks)
+        except (CompileError, LoadError, ValidationError):
+            return
+        raise AssertionError(f"the {bad} source was accepted")
+
+    @rule()
+    def rollback_to_parent(self) -> None:
+        parent = self.model.parents[self.model.current]
+        if parent is None or parent not in self.model.kept():
+            try:
+                self.reloader.rollback(self.name)
+            except RollbackError:
+                return
+            raise AssertionError("rollback without a kept parent succeeded")
+        assert self.reloader.rollback(self.name).number == parent
+        self.model.current = parent
+
+    @rule(number=st.integers(min_value=-1, max_value=14))
+    def rollback_to(self, number: int) -> None:
+        if number not in self.model.kept():
+            try:
+                self.reloader.rollback(self.name, to=number)
+            except RollbackError:
+                return
+            raise AssertionError(f"rollback to {number} succeeded")
+        assert self.reloader.rollback(self.name, to=number).number == number
+        self.model.current = number
+
+    @invariant()
+    def references_run_the_current_version(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        token = self.model.tokens[self.model.current]
+        assert self.value() == token
+        assert self.module.value() == token
+        assert self.instance.token() == token
+        assert self.module.TOKEN == token
+        assert self.reloader.current(self.name).number == self.model.current
+
+    @invariant()
+    def history_matches_the_model(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        history = self.reloader.history(self.name)
+        assert [v.number for v in history] == self.model.kept()
+        assert all(v.parent == self.model.parents[v.number] for v in history)
+
+
+TestSwapMachine = SwapMachine.TestCase
+TestSwapMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)

@@ -1,0 +1,69 @@
+"""HotReloader.watch: saves swap the module; a bad save keeps the running version."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+from collections.abc import Callable
+
+import pytest
+
+from illunare import HotReloader, InvalidArgumentError, signals
+
+from .conftest import Package
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.fixture
+def watched(package: Package, reloader: HotReloader) -> types.ModuleType:
+    module = package.module("live", "def value():\n    return 1\n")
+    reloader.track(module)
+    return module
+
+
+class TestWatch:
+    def test_a_save_swaps_the_module(
+        self, watched: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """Writing the file makes a new version with the new code."""
+        with reloader.watch(package.path) as watcher:
+            assert watcher.running
+            package.write("live", "def value():\n    return 2\n")
+            assert _wait_for(lambda: watched.value() == 2)
+        assert not watcher.running
+        assert reloader.current(watched.__name__).reason == "file changed"
+
+    def test_a_bad_save_keeps_the_running_version_and_the_watcher(
+        self, watched: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """A syntax error emits swap_failed; the next good save is applied."""
+        failed = threading.Event()
+        with (
+            signals.swap_failed.connected_to(lambda sender, **kw: failed.set()),
+            reloader.watch() as watcher,
+        ):
+            package.write("live", "def value(:\n")
+            assert failed.wait(10)
+            assert watched.value() == 1
+            assert watcher.running
+            package.write("live", "def value():\n    return 3\n")
+            assert _wait_for(lambda: watched.value() == 3)
+        assert [v.number for v in reloader.history(watched.__name__)] == [1, 2]
+
+    def test_bad_arguments(self, reloader: HotReloader, package: Package) -> None:
+        """Missing paths, bad debounce values and nothing to watch are refused."""
+        with pytest.raises(InvalidArgumentError):
+            reloader.watch()
+        with pytest.raises(InvalidArgumentError):
+            reloader.watch(package.path / "missing")
+        with pytest.raises(InvalidArgumentError):
+            reloader.watch(package.path, debounce=0)
