@@ -86,7 +86,7 @@ class TestTrack:
         proxy = reloader.track(package.qualified("mod"))
         assert proxy is module
         assert sys.modules[package.qualified("mod")] is proxy
-        assert getattr(sys.modules[package.name], "mod") is proxy
+        assert sys.modules[package.name].mod is proxy
 
     def test_version_one_is_the_code_as_loaded(
         self, mod: types.ModuleType, reloader: HotReloader
@@ -288,7 +288,7 @@ class TestClasses:
     def test_removed_method_is_gone_and_comes_back(
         self, mod: types.ModuleType, reloader: HotReloader
     ) -> None:
-        """A method missing from the new version is gone from old instances; rollback restores it."""
+        """A method the new version lacks is gone from old instances; rollback restores it."""
         greeter = mod.Greeter()
         reloader.swap(mod.__name__, V2)
         assert not hasattr(greeter, "legacy")
@@ -378,7 +378,7 @@ class TestClasses:
         assert loud.greet("x") == "hi x v2"
 
     def test_changing_bases_is_refused(self, mod: types.ModuleType, reloader: HotReloader) -> None:
-        """A class whose bases change cannot be swapped in place: ValidationError, nothing changes."""
+        """A class whose bases change cannot be swapped in place: ValidationError."""
         with pytest.raises(ValidationError, match="base classes"):
             reloader.swap(mod.__name__, V2.replace("class Greeter:", "class Greeter(dict):"))
         assert mod.Greeter().greet("a") == "hello a v1"
@@ -599,9 +599,11 @@ class TestFailureAtomicity:
         value = mod.value
         before = _state(mod, reloader)
         failures = []
-        with signals.swap_failed.connected_to(lambda sender, **kw: failures.append(kw)):
-            with pytest.raises(error):
-                reloader.swap(mod.__name__, source, checks=checks)  # type: ignore[arg-type]
+        with (
+            signals.swap_failed.connected_to(lambda sender, **kw: failures.append(kw)),
+            pytest.raises(error),
+        ):
+            reloader.swap(mod.__name__, source, checks=checks)  # type: ignore[arg-type]
         assert _state(mod, reloader) == before
         assert value() == 1
         assert greeter.greet("x") == "hello x v1"
@@ -717,7 +719,7 @@ class TestRollback:
     def test_rollback_targets_that_do_not_exist(
         self, mod: types.ModuleType, reloader: HotReloader
     ) -> None:
-        """Unknown and evicted numbers raise RollbackError (a LookupError); bad types are refused."""
+        """Unknown numbers raise RollbackError (a LookupError); bad types are refused."""
         with pytest.raises(RollbackError, match="does not exist"):
             reloader.rollback(mod.__name__, to=7)
         with pytest.raises(LookupError):

@@ -118,7 +118,7 @@ class SwapMachine(RuleBasedStateMachine):
         assert self.value() == token
         assert self.module.value() == token
         assert self.instance.token() == token
-        assert self.module.TOKEN == token
+        assert token == self.module.TOKEN
         assert self.reloader.current(self.name).number == self.model.current
 
     @invariant()

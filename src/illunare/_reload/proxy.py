@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import types
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -12,7 +13,7 @@ import wrapt
 
 from illunare.exceptions import FunctionRemovedError
 
-__all__ = ["HotFunction", "Preparation", "preparing"]
+__all__ = ["HotFunction", "Preparation", "preparing", "retarget", "retarget_all"]
 
 
 @attrs.define
@@ -41,16 +42,20 @@ class HotFunction(wrapt.CallableObjectProxy[Callable[..., Any]]):
     it unchanged.
     """
 
+    # Slots keep the proxy without an instance dict, which halves the cost
+    # of every lookup on it: calls, retargets and the fixups hook below.
+    __slots__ = ("_self_module", "_self_qualname", "_self_removed")
+
     def __init__(self, target: Callable[..., Any], module: str, qualname: str) -> None:
         super().__init__(target)
         self._self_module = module
         self._self_qualname = qualname
+        self._self_removed: Callable[..., Any] | None = None
 
-    # wrapt's C setter for __wrapped__ looks this up on every assignment; a
-    # missing attribute makes each retarget raise and swallow an
-    # AttributeError, four times slower than this no-op.
-    def __wrapped_setattr_fixups__(self) -> None:
-        pass
+    # wrapt's C setter for __wrapped__ calls this after every assignment; a
+    # missing attribute would make each retarget raise and swallow an
+    # AttributeError. `tuple` is a no-op callable that runs entirely in C.
+    __wrapped_setattr_fixups__ = tuple
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
@@ -74,22 +79,41 @@ class HotFunction(wrapt.CallableObjectProxy[Callable[..., Any]]):
     def __repr__(self) -> str:
         return f"<hot function {self._self_module}.{self._self_qualname}>"
 
-    def retarget(self, target: Callable[..., Any] | None) -> None:
-        """Make calls run ``target``; ``None`` means the function no longer exists."""
-        self.__wrapped__ = self._removed() if target is None else target
+    def removed_stub(self) -> Callable[..., Any]:
+        """The target used while the function is missing from the current version."""
+        stub = self._self_removed
+        if stub is None:
+            stub = self._self_removed = _removed_stub(self._self_module, self._self_qualname)
+        return stub
 
-    def _removed(self) -> Callable[..., Any]:
-        module, qualname = self._self_module, self._self_qualname
-        current = self.__wrapped__
 
-        def removed(*args: object, **kwargs: object) -> Any:
-            raise FunctionRemovedError(
-                f"{module}.{qualname} does not exist in the current version of {module}",
-                module=module,
-            )
+def _removed_stub(module: str, qualname: str) -> Callable[..., Any]:
+    def removed(*args: object, **kwargs: object) -> Any:
+        raise FunctionRemovedError(
+            f"{module}.{qualname} does not exist in the current version of {module}",
+            module=module,
+        )
 
-        removed.__name__ = getattr(current, "__name__", qualname)
-        removed.__qualname__ = qualname
-        removed.__module__ = module
-        removed.__doc__ = getattr(current, "__doc__", None)
-        return removed
+    removed.__name__ = qualname.rpartition(".")[2]
+    removed.__qualname__ = qualname
+    removed.__module__ = module
+    return removed
+
+
+def _wrapped_setter() -> Callable[[HotFunction, Callable[..., Any]], None]:
+    for klass in HotFunction.__mro__:
+        descriptor = klass.__dict__.get("__wrapped__")
+        if descriptor is not None:
+            setter: Callable[[HotFunction, Callable[..., Any]], None] = descriptor.__set__
+            return setter
+    raise ImportError("wrapt's proxy has no __wrapped__ descriptor")  # pragma: no cover
+
+
+#: ``retarget(proxy, function)``: the C setter of ``__wrapped__`` itself, so
+#: that a flip can retarget every proxy of a module in one C-level ``map``.
+retarget = _wrapped_setter()
+
+
+def retarget_all(proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]) -> None:
+    """Point each proxy at its target, in one pass that never enters the interpreter loop."""
+    deque(map(retarget, proxies, targets), maxlen=0)

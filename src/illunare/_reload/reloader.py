@@ -10,40 +10,22 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-
 from illunare import signals
-from illunare._reload.classes import (
-    ClassState,
-    apply_class_state,
-    class_state,
-    incompatibility,
-    rebind_class_cells,
-)
+from illunare._reload.binding import absorb, flip
 from illunare._reload.importer import HotFinder
-from illunare._reload.namespace import install_namespace
-from illunare._reload.proxy import HotFunction, Preparation, preparing
-from illunare._reload.source import (
-    Source,
-    SourceText,
-    compile_source,
-    digest,
-    forget_lines,
-    read_source,
-    remember_lines,
-)
+from illunare._reload.prepare import Check, Prepared, prepare, preserved_names, validate_checks
+from illunare._reload.proxy import HotFunction, preparing
+from illunare._reload.source import Source, digest
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
     ConflictError,
     InvalidArgumentError,
-    LoadError,
     RollbackError,
     SwapError,
     UnknownModuleError,
-    ValidationError,
 )
 
 if TYPE_CHECKING:
@@ -58,34 +40,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 _OWNERS: weakref.WeakKeyDictionary[types.ModuleType, weakref.ref[HotReloader]] = (
     weakref.WeakKeyDictionary()
 )
-
-# What a new version inherits from the module object before its source runs.
-_MODULE_ATTRIBUTES = (
-    "__name__",
-    "__file__",
-    "__spec__",
-    "__loader__",
-    "__package__",
-    "__path__",
-    "__cached__",
-    "__builtins__",
-)
-
-
-def _is_dunder(name: str) -> bool:
-    return name.startswith("__") and name.endswith("__")
-
-
-def _is_function_of(value: object, module: str) -> bool:
-    """A function (or a functools.wraps-style wrapper of one) defined in ``module``."""
-    if isinstance(value, types.FunctionType):
-        return value.__module__ == module
-    return (
-        callable(value)
-        and not isinstance(value, type)
-        and hasattr(value, "__wrapped__")
-        and getattr(value, "__module__", None) == module
-    )
 
 
 def _initializing(module: types.ModuleType) -> bool:
@@ -102,19 +56,6 @@ def _original_source(module: types.ModuleType) -> str:
             if isinstance(text, str):
                 return text
     return ""
-
-
-@attrs.define(eq=False)
-class _Prepared:
-    """A new version, executed and checked, not yet live."""
-
-    source: SourceText
-    code: types.CodeType
-    namespace: dict[str, Any]
-    filename: str
-    preparation: Preparation
-    #: preserved name -> the live value copied in before migration and checks
-    carried: dict[str, object]
 
 
 class HotReloader:
@@ -198,11 +139,11 @@ class HotReloader:
                 namespace=namespace,
                 targets={},
                 classes={},
-                preserve=_preserve_names(namespace, name),
+                preserve=preserved_names(namespace, name),
                 code=None,
             )
             tracked = TrackedModule(name, module, placeholder, history)
-            placeholder.targets, placeholder.classes = self._absorb(tracked, namespace, set())
+            placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
             history.add(placeholder)
             self._modules[name] = tracked
             self._pending.discard(name)
@@ -257,7 +198,7 @@ class HotReloader:
                 self.track(module)
                 tracked = self._modules[module_name]
             target = tracked.current.targets.get(qualname, obj)
-            return self._proxy(tracked, qualname, target)  # type: ignore[return-value]
+            return tracked.proxy(qualname, target)  # type: ignore[return-value]
 
     # Swapping -------------------------------------------------------------------
 
@@ -266,7 +207,7 @@ class HotReloader:
         module: str,
         source: Source = None,
         *,
-        checks: Sequence[Callable[[types.ModuleType], object]] = (),
+        checks: Sequence[Check] = (),
         reason: str = "",
     ) -> CodeVersion:
         """Replace the code of a tracked module; return the new version.
@@ -296,11 +237,11 @@ class HotReloader:
         name = _module_name(module)
         if not isinstance(reason, str):
             raise InvalidArgumentError(f"reason must be a str, got {type(reason).__name__}")
-        checks = _validate_checks(checks)
+        checks = validate_checks(checks)
         try:
             with self._lock:
                 tracked = self._tracked(name)
-                prepared = self._prepare(tracked, source, checks)
+                prepared = prepare(tracked, source, checks)
                 previous = tracked.current.info
                 if prepared is None:
                     return previous
@@ -353,7 +294,7 @@ class HotReloader:
                 )
             if target is leaving:
                 return leaving.info
-            self._flip(tracked, target, target.preserve | leaving.preserve)
+            flip(tracked, target, target.preserve | leaving.preserve)
         if signals.module_rolled_back.receivers:
             signals.module_rolled_back.send(
                 self,
@@ -448,198 +389,34 @@ class HotReloader:
             elif not _initializing(module):
                 self.track(module)
 
-    def _proxy(
-        self, tracked: TrackedModule, qualname: str, target: Callable[..., Any]
-    ) -> HotFunction:
-        proxy = tracked.proxies.get(qualname)
-        if proxy is None:
-            proxy = tracked.proxies[qualname] = HotFunction(target, tracked.name, qualname)
-        return proxy
-
-    def _prepare(
-        self,
-        tracked: TrackedModule,
-        source: Source,
-        checks: Sequence[Callable[[types.ModuleType], object]],
-    ) -> _Prepared | None:
-        name = tracked.name
-        text = read_source(tracked.module, source)
-        if text.sha256 == tracked.current.info.sha256:
-            return None
-        filename = text.path or f"<illunare {name} {text.sha256[:12]}>"
-        known = tracked.history.find(text.sha256)
-        if known is not None and known.code is not None and known.code.co_filename == filename:
-            code = known.code  # the same source compiled before: reuse it
-        else:
-            code = compile_source(text.text, filename, name)
-        if text.path is None:
-            remember_lines(filename, text.text)
-        old = tracked.current.namespace
-        namespace: dict[str, Any] = {key: old[key] for key in _MODULE_ATTRIBUTES if key in old}
-        namespace["__doc__"] = None
-        preparation = Preparation(name)
-        imported = set(sys.modules)
-        token = preparing.set(preparation)
-        try:
-            try:
-                exec(code, namespace)  # noqa: S102  # running the new version is the point
-            except Exception as error:
-                raise LoadError(
-                    f"executing the new source of {name} raised {type(error).__name__}: {error}",
-                    module=name,
-                ) from error
-            finally:
-                preparing.reset(token)
-            carried = {key: old[key] for key in _preserve_names(namespace, name) if key in old}
-            namespace.update(carried)
-            _migrate(namespace, old, name)
-            self._check_classes(tracked, namespace)
-            _run_checks(namespace, checks, name)
-        except SwapError:
-            for added in set(sys.modules) - imported:
-                sys.modules.pop(added, None)
-            if text.path is None and tracked.history.find(text.sha256) is None:
-                forget_lines(filename)
-            raise
-        return _Prepared(text, code, namespace, filename, preparation, carried)
-
-    def _check_classes(self, tracked: TrackedModule, namespace: dict[str, Any]) -> None:
-        problems = []
-        for key, new in namespace.items():
-            stable = tracked.classes.get(key)
-            if stable is None or not _is_class_of(new, tracked.name, key):
-                continue
-            problem = incompatibility(stable, new, self._stable_bases(tracked, namespace, new))
-            if problem is not None:
-                problems.append(problem)
-        if problems:
-            raise ValidationError(
-                f"the new version of {tracked.name} cannot replace the running one: "
-                + "; ".join(problems),
-                module=tracked.name,
-            )
-
-    @staticmethod
-    def _stable_bases(
-        tracked: TrackedModule, namespace: Mapping[str, Any], cls: type
-    ) -> tuple[type, ...]:
-        """The bases of ``cls``, the module's own new classes replaced by their stable ones."""
-        return tuple(
-            tracked.classes.get(base.__qualname__, base)
-            if namespace.get(base.__qualname__) is base
-            else base
-            for base in cls.__bases__
-        )
-
-    def _commit(self, tracked: TrackedModule, prepared: _Prepared, reason: str) -> CodeVersion:
-        namespace = prepared.namespace
-        targets, classes = self._absorb(tracked, namespace, prepared.preparation.hot_names)
-        leaving = tracked.current
+    def _commit(self, tracked: TrackedModule, prepared: Prepared, reason: str) -> CodeVersion:
+        """Record the prepared version and make it live."""
         info = CodeVersion(
             module=tracked.name,
             number=tracked.history.next_number,
             sha256=prepared.source.sha256,
             created_at=time.time(),
             reason=reason,
-            parent=leaving.info.number,
+            parent=tracked.current.info.number,
         )
+        namespace = prepared.namespace
         version = ModuleVersion(
             info=info,
             namespace=namespace,
-            targets=targets,
-            classes=classes,
-            preserve=_preserve_names(namespace, tracked.name),
+            targets=prepared.targets,
+            classes=prepared.classes,
+            preserve=preserved_names(namespace, tracked.name),
             code=prepared.code,
-            lines_key=None if prepared.source.path else prepared.filename,
+            lines_key=prepared.lines_key,
         )
         tracked.history.add(version)
+        tracked.bindings(version)  # computed now, so that the switch itself is short
         # A preserved value that __hot_migrate__ left alone takes the latest
         # live value at the switch, not the one copied during preparation.
         carry = [key for key, value in prepared.carried.items() if namespace.get(key) is value]
-        self._flip(tracked, version, carry)
+        flip(tracked, version, carry)
         tracked.history.evict(version)
         return info
-
-    def _absorb(
-        self, tracked: TrackedModule, namespace: dict[str, Any], hot_names: set[str]
-    ) -> tuple[dict[str, Callable[..., Any]], dict[str, ClassState]]:
-        """Bind a version's namespace to the module's stable proxies and classes.
-
-        Returns the version's functions by qualified name and its class contents.
-        """
-        name = tracked.name
-        stable_of: dict[type, type] = {}
-        for key, value in namespace.items():
-            if _is_class_of(value, name, key):
-                stable_of[value] = tracked.classes.setdefault(key, value)
-        targets: dict[str, Callable[..., Any]] = {}
-        classes: dict[str, ClassState] = {}
-        for key, value in list(namespace.items()):
-            if _is_dunder(key):
-                continue
-            if isinstance(value, type) and value in stable_of:
-                classes[key] = self._absorb_class(tracked, key, value, hot_names, targets)
-                namespace[key] = stable_of[value]
-            elif isinstance(value, HotFunction):
-                if value._self_module == name:
-                    tracked.proxies.setdefault(key, value)
-                    targets[key] = value.__wrapped__
-            elif _is_function_of(value, name):
-                targets[key] = value
-                namespace[key] = self._proxy(tracked, key, value)
-            elif type(value) in stable_of and stable_of[type(value)] is not type(value):
-                # An instance made by the new module code, e.g. DEFAULT = Cls().
-                with contextlib.suppress(TypeError):
-                    value.__class__ = stable_of[type(value)]
-        _settle_classes(stable_of)
-        return targets, classes
-
-    def _absorb_class(
-        self,
-        tracked: TrackedModule,
-        key: str,
-        cls: type,
-        hot_names: set[str],
-        targets: dict[str, Callable[..., Any]],
-    ) -> ClassState:
-        state = class_state(cls)
-        for attribute, member in state.items():
-            qualname = f"{key}.{attribute}"
-            if isinstance(member, HotFunction):
-                tracked.proxies.setdefault(qualname, member)
-                targets[qualname] = member.__wrapped__
-            elif qualname in hot_names:
-                targets[qualname] = member  # type: ignore[assignment]  # a function
-                state[attribute] = self._proxy(tracked, qualname, member)  # type: ignore[arg-type]
-            elif isinstance(member, types.FunctionType):
-                targets[qualname] = member
-        return state
-
-    def _flip(self, tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) -> None:
-        """Make ``target`` the live version: namespace, classes and proxies."""
-        old, new = tracked.current.namespace, target.namespace
-        for key in carry:
-            if key in old:
-                new[key] = old[key]
-        if hasattr(tracked.module, "__path__"):
-            # Submodules imported since are attributes of the package itself.
-            prefix = tracked.name + "."
-            for key, value in old.items():
-                if isinstance(value, types.ModuleType) and value.__name__ == prefix + key:
-                    new.setdefault(key, value)
-        for name, cls in tracked.classes.items():
-            state = target.classes.get(name)
-            if state is not None:
-                apply_class_state(cls, state)
-        install_namespace(tracked.module, new)
-        targets = target.targets
-        for qualname, proxy in tracked.proxies.items():
-            function = targets.get(qualname)
-            if function is None:
-                proxy.retarget(None)
-            else:
-                proxy.__wrapped__ = function
-        tracked.current = target
 
 
 def _module_name(module: object) -> str:
@@ -648,89 +425,3 @@ def _module_name(module: object) -> str:
     if not isinstance(module, str):
         raise InvalidArgumentError(f"module must be a module name (str), got {module!r}")
     return module
-
-
-def _settle_classes(stable_of: Mapping[type, type]) -> None:
-    """Make a version's classes refer to the stable classes instead of their own."""
-    for new, stable in stable_of.items():
-        if new is stable:
-            # A class first seen now: a subclass of the module's own classes
-            # must inherit from their stable objects.
-            bases = tuple(stable_of.get(base, base) for base in new.__bases__)
-            if bases != new.__bases__:
-                new.__bases__ = bases
-        else:
-            rebind_class_cells(new, stable)
-
-
-def _is_class_of(value: object, module: str, key: str) -> bool:
-    return isinstance(value, type) and value.__module__ == module and value.__qualname__ == key
-
-
-def _preserve_names(namespace: Mapping[str, Any], module: str) -> frozenset[str]:
-    names = namespace.get("__hot_preserve__", ())
-    if isinstance(names, str) or not isinstance(names, (tuple, list, set, frozenset)):
-        raise ValidationError(
-            f"__hot_preserve__ of {module} must be a tuple of names, got {names!r}",
-            module=module,
-        )
-    if not all(isinstance(name, str) for name in names):
-        raise ValidationError(
-            f"__hot_preserve__ of {module} must hold only str names, got {names!r}",
-            module=module,
-        )
-    return frozenset(names)
-
-
-def _migrate(namespace: dict[str, Any], old: dict[str, Any], module: str) -> None:
-    migrate = namespace.get("__hot_migrate__")
-    if migrate is None:
-        return
-    if not callable(migrate):
-        raise ValidationError(f"__hot_migrate__ of {module} is not callable", module=module)
-    try:
-        result = migrate(types.MappingProxyType(old))
-    except Exception as error:
-        raise ValidationError(
-            f"__hot_migrate__ of {module} raised {type(error).__name__}: {error}", module=module
-        ) from error
-    if isinstance(result, Mapping):
-        namespace.update(result)
-
-
-def _validate_checks(
-    checks: object,
-) -> Sequence[Callable[[types.ModuleType], object]]:
-    if isinstance(checks, (str, bytes)) or not isinstance(checks, Iterable):
-        raise InvalidArgumentError(f"checks must be a sequence of callables, got {checks!r}")
-    checks = tuple(checks)
-    for check in checks:
-        if not callable(check):
-            raise InvalidArgumentError(f"a check must be callable, got {check!r}")
-    return checks
-
-
-def _run_checks(
-    namespace: dict[str, Any],
-    checks: Sequence[Callable[[types.ModuleType], object]],
-    module: str,
-) -> None:
-    if not checks:
-        return
-    candidate = types.ModuleType(module)
-    install_namespace(candidate, namespace)
-    for check in checks:
-        label = getattr(check, "__qualname__", repr(check))
-        try:
-            result = check(candidate)
-        except Exception as error:
-            raise ValidationError(
-                f"check {label} refused the new version of {module}: "
-                f"{type(error).__name__}: {error}",
-                module=module,
-            ) from error
-        if result is False:
-            raise ValidationError(
-                f"check {label} refused the new version of {module} (returned False)",
-                module=module,
-            )

@@ -67,6 +67,9 @@ class ModuleVersion:
     #: the linecache entry holding the source of a version with no file
     #: (named by digest, so versions with the same source share it)
     lines_key: str | None = None
+    #: (proxy generation, proxies, their targets in this version): what a
+    #: flip to this version hands to ``retarget_all``, computed once
+    bindings: tuple[int, tuple[HotFunction, ...], tuple[Callable[..., Any], ...]] | None = None
 
 
 @attrs.define(eq=False)
@@ -81,6 +84,37 @@ class TrackedModule:
     proxies: dict[str, HotFunction] = attrs.Factory(dict)
     #: class name -> the class object the program sees, whatever the version
     classes: dict[str, type] = attrs.Factory(dict)
+    #: grows whenever a proxy is added, invalidating every version's bindings
+    generation: int = 0
+
+    def proxy(self, qualname: str, target: Callable[..., Any]) -> HotFunction:
+        """The proxy for ``qualname``, created (pointing at ``target``) if there is none."""
+        proxy = self.proxies.get(qualname)
+        if proxy is None:
+            proxy = self.adopt(qualname, HotFunction(target, self.name, qualname))
+        return proxy
+
+    def adopt(self, qualname: str, proxy: HotFunction) -> HotFunction:
+        """Register a proxy made elsewhere (by ``@hot`` before tracking) unless one exists."""
+        known = self.proxies.setdefault(qualname, proxy)
+        if known is proxy:
+            self.generation += 1
+        return known
+
+    def bindings(
+        self, version: ModuleVersion
+    ) -> tuple[tuple[HotFunction, ...], tuple[Callable[..., Any], ...]]:
+        """Every proxy and what it calls in ``version`` (a stub where the name is missing)."""
+        cached = version.bindings
+        if cached is None or cached[0] != self.generation:
+            targets = version.targets
+            proxies = tuple(self.proxies.values())
+            functions = tuple(
+                targets.get(qualname) or proxy.removed_stub()
+                for qualname, proxy in self.proxies.items()
+            )
+            cached = version.bindings = (self.generation, proxies, functions)
+        return cached[1], cached[2]
 
 
 @attrs.define(eq=False)
