@@ -1,0 +1,1 @@
+"""A tiny shop service: the demo's application, hot-swapped while it serves."""

@@ -1,0 +1,25 @@
+"""make demo: the real HTTP service, swapped under load, reports no failed request."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
+
+
+class TestDemo:
+    def test_demo_serves_every_request_through_swap_refusal_and_rollback(self) -> None:
+        """The demo exits 0 and its report shows both releases served and none failed."""
+        done = subprocess.run(
+            [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        report = done.stdout
+        assert re.search(r"requests failed\s+0\n", report)
+        served = {m[0]: int(m[1]) for m in re.findall(r"served by (v\d)\s+(\d+)", report)}
+        assert set(served) == {"v1", "v2"}
+        assert all(count > 0 for count in served.values())
+        assert "v3 refused" in report
