@@ -89,7 +89,7 @@ def prepare(tracked: TrackedModule, source: Source, checks: Sequence[Check]) -> 
         carried = {key: old[key] for key in preserved_names(namespace, name) if key in old}
         namespace.update(carried)
         _migrate(namespace, old, name)
-        problems = class_problems(tracked, namespace)
+        problems = class_problems(tracked, namespace) if tracked.classes else []
         if problems:
             raise ValidationError(
                 f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
