@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 from _common import percentiles, report, write_module
-
 from illunare import HotReloader
 
 SAVES = 40
