@@ -832,3 +832,31 @@ class TestRelease:
         assert method() is None
         assert namespace() is None
         assert module.value() == 4
+
+
+class TestSpecialClasses:
+    def test_enums_are_replaced_not_rewritten(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """An Enum (whose metaclass guards its members) takes the new version's class object."""
+        source = "import enum\n\nclass Color(enum.Enum):\n    RED = {n}\n\ndef red():\n    return Color.RED\n"
+        module = package.module("colors", source.format(n=1))
+        reloader.track(module)
+        reloader.swap(module.__name__, source.format(n=2))
+        assert module.red().value == 2
+        assert module.red() is module.Color.RED
+        reloader.rollback(module.__name__)
+        assert module.Color.RED.value == 1
+
+    def test_dataclasses_keep_identity(self, package: Package, reloader: HotReloader) -> None:
+        """A dataclass keeps its identity; its generated methods come from the new version."""
+        source = (
+            "import dataclasses\n\n@dataclasses.dataclass\nclass Point:\n    x: int\n"
+            "    def norm(self):\n        return abs(self.x) * {n}\n"
+        )
+        module = package.module("points", source.format(n=1))
+        reloader.track(module)
+        point = module.Point(-3)
+        reloader.swap(module.__name__, source.format(n=2))
+        assert point.norm() == 6
+        assert point == module.Point(-3)

@@ -43,8 +43,16 @@ def _is_wrapper_of(value: object, module: str) -> bool:
 
 
 def is_class_of(value: object, module: str, key: str) -> bool:
-    """A class defined at the top level of ``module`` under the name ``key``."""
-    return isinstance(value, type) and value.__module__ == module and value.__qualname__ == key
+    """A class defined at the top level of ``module`` under ``key``, whose identity is kept.
+
+    Classes whose metaclass intercepts attribute assignment (``enum.Enum``
+    refuses to reassign members, for one) cannot have their contents
+    rewritten safely; each version keeps its own class object for those.
+    """
+    if not isinstance(value, type) or value.__module__ != module or value.__qualname__ != key:
+        return False
+    metaclass = type(value)
+    return metaclass.__setattr__ is type.__setattr__ and metaclass.__delattr__ is type.__delattr__
 
 
 def absorb(

@@ -384,8 +384,9 @@ class HotReloader:
     def _finish_pending(self) -> None:
         for name in list(self._pending):
             module = sys.modules.get(name)
-            if module is None:
-                self._pending.discard(name)
+            owner = _OWNERS.get(module) if module is not None else None
+            if module is None or (owner is not None and owner() not in (None, self)):
+                self._pending.discard(name)  # gone, or versioned by another reloader
             elif not _initializing(module):
                 self.track(module)
 
