@@ -839,7 +839,10 @@ class TestSpecialClasses:
         self, package: Package, reloader: HotReloader
     ) -> None:
         """An Enum (whose metaclass guards its members) takes the new version's class object."""
-        source = "import enum\n\nclass Color(enum.Enum):\n    RED = {n}\n\ndef red():\n    return Color.RED\n"
+        source = (
+            "import enum\n\nclass Color(enum.Enum):\n    RED = {n}\n\n"
+            "def red():\n    return Color.RED\n"
+        )
         module = package.module("colors", source.format(n=1))
         reloader.track(module)
         reloader.swap(module.__name__, source.format(n=2))
