@@ -32,7 +32,7 @@ class TestPublicApi:
             error = getattr(exceptions, name)
             assert issubclass(error, illunare.IllunareError)
             assert getattr(illunare, name) is error
-            if error not in (illunare.IllunareError, illunare.SwapError):
+            if error not in (illunare.IllunareError, illunare.SwapError, illunare.FlagError):
                 assert issubclass(error, builtins), name
 
     def test_every_signal_is_documented(self) -> None:

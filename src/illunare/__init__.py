@@ -2,6 +2,9 @@
 
 from importlib.metadata import version as _version
 
+from illunare._flags.backends import MemoryBackend
+from illunare._flags.flags import FeatureFlags
+from illunare._flags.values import Evaluation, Flag, Reason, Variant
 from illunare._reload.default import default_reloader, hot
 from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
@@ -9,6 +12,9 @@ from illunare._reload.watcher import Watcher
 from illunare.exceptions import (
     CompileError,
     ConflictError,
+    FlagConfigError,
+    FlagError,
+    FlagNotFoundError,
     FunctionRemovedError,
     IllunareError,
     InvalidArgumentError,
@@ -26,16 +32,25 @@ __all__ = [
     "CodeVersion",
     "CompileError",
     "ConflictError",
+    "Evaluation",
+    "FeatureFlags",
+    "Flag",
+    "FlagConfigError",
+    "FlagError",
+    "FlagNotFoundError",
     "FunctionRemovedError",
     "HotReloader",
     "IllunareError",
     "InvalidArgumentError",
     "LoadError",
+    "MemoryBackend",
     "MissingExtraError",
+    "Reason",
     "RollbackError",
     "SwapError",
     "UnknownModuleError",
     "ValidationError",
+    "Variant",
     "Watcher",
     "__version__",
     "default_reloader",

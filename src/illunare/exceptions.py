@@ -6,14 +6,17 @@ the precise illunare error or the builtin they already handle::
     IllunareError
     ├── InvalidArgumentError(TypeError, ValueError)   a parameter of the wrong type or value
     ├── MissingExtraError(ImportError)                an optional integration is not installed
-    └── SwapError                                     hot code swapping
-        ├── CompileError(ValueError)                  the new source does not compile
-        ├── LoadError(RuntimeError)                   reading or executing the new source failed
-        ├── ValidationError(ValueError)               a check or ``__hot_migrate__`` refused it
-        ├── RollbackError(LookupError)                no version to roll back to
-        ├── UnknownModuleError(LookupError)           the module is not tracked
-        ├── ConflictError(RuntimeError)               the module belongs to another reloader
-        └── FunctionRemovedError(NameError)           the called function left the current version
+    ├── SwapError                                     hot code swapping
+    │   ├── CompileError(ValueError)                  the new source does not compile
+    │   ├── LoadError(RuntimeError)                   reading or executing the new source failed
+    │   ├── ValidationError(ValueError)               a check or ``__hot_migrate__`` refused it
+    │   ├── RollbackError(LookupError)                no version to roll back to
+    │   ├── UnknownModuleError(LookupError)           the module is not tracked
+    │   ├── ConflictError(RuntimeError)               the module belongs to another reloader
+    │   └── FunctionRemovedError(NameError)           the called function left the current version
+    └── FlagError                                     feature flags
+        ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
+        └── FlagNotFoundError(LookupError)            no flag of that name
 
 Errors carry their context as attributes (``module``, ``filename``,
 ``lineno`` ...), and the original exception, where there is one, is the
@@ -25,6 +28,9 @@ from __future__ import annotations
 __all__ = [
     "CompileError",
     "ConflictError",
+    "FlagConfigError",
+    "FlagError",
+    "FlagNotFoundError",
     "FunctionRemovedError",
     "IllunareError",
     "InvalidArgumentError",
@@ -101,3 +107,29 @@ class ConflictError(SwapError, RuntimeError):
 
 class FunctionRemovedError(SwapError, NameError):
     """A hot reference was called after its function left the current version."""
+
+
+class FlagError(IllunareError):
+    """Base of the feature flag errors."""
+
+
+class FlagConfigError(FlagError, ValueError):
+    """A flag config (or Unleash payload) is invalid; the flags in use did not change.
+
+    ``problems`` lists every problem as ``(path, message)``, e.g.
+    ``("conditions[1].value", "must be a number from 0 to 100")``.
+    """
+
+    def __init__(self, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    @classmethod
+    def from_problems(cls, subject: str, problems: list[tuple[str, str]]) -> FlagConfigError:
+        """An error whose message lists every problem found in ``subject``."""
+        listed = "; ".join(f"{path or '(root)'}: {message}" for path, message in problems)
+        return cls(f"invalid config for {subject!r}: {listed}", tuple(problems))
+
+
+class FlagNotFoundError(FlagError, LookupError):
+    """No flag of that name exists."""

@@ -1,0 +1,1 @@
+"""Feature flags: a compiled rule engine with Unleash-compatible semantics."""

@@ -1,0 +1,63 @@
+"""Where flag configs live: the backend protocol and the in-memory backend."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+__all__ = ["FlagBackend", "FlagSink", "MemoryBackend"]
+
+Config = Mapping[str, Any]
+
+
+class FlagSink(Protocol):
+    """What a backend tells of changes made elsewhere (a FeatureFlags)."""
+
+    def apply_remote(self, name: str, config: Config | None) -> None:
+        """A flag changed elsewhere: ``config``, or ``None`` when it was deleted."""
+
+
+class FlagBackend(Protocol):
+    """Stores flag configs and tells every attached FeatureFlags of changes."""
+
+    def attach(self, sink: FlagSink) -> Mapping[str, Config]:
+        """Start telling ``sink`` of changes; return the current configs."""
+
+    def detach(self, sink: FlagSink) -> None:
+        """Stop telling ``sink`` of changes."""
+
+    def write(self, name: str, config: Config | None, *, origin: FlagSink) -> None:
+        """Store a flag's config (``None`` deletes it) and tell the other sinks."""
+
+
+class MemoryBackend:
+    """Flags in this process's memory; FeatureFlags sharing one see each other's changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._configs: dict[str, Config] = {}
+        self._sinks: list[FlagSink] = []
+
+    def attach(self, sink: FlagSink) -> Mapping[str, Config]:
+        """Start telling ``sink`` of changes; return the current configs."""
+        with self._lock:
+            self._sinks.append(sink)
+            return copy.deepcopy(self._configs)
+
+    def detach(self, sink: FlagSink) -> None:
+        """Stop telling ``sink`` of changes."""
+        with self._lock:
+            self._sinks = [known for known in self._sinks if known is not sink]
+
+    def write(self, name: str, config: Config | None, *, origin: FlagSink) -> None:
+        """Store a config (``None`` deletes it) and tell the other attached FeatureFlags."""
+        with self._lock:
+            if config is None:
+                self._configs.pop(name, None)
+            else:
+                self._configs[name] = copy.deepcopy(config)
+            others = [sink for sink in self._sinks if sink is not origin]
+        for sink in others:
+            sink.apply_remote(name, copy.deepcopy(config) if config is not None else None)

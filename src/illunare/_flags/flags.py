@@ -1,0 +1,257 @@
+"""``FeatureFlags``: compiled, thread-safe flag evaluation with live updates."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from illunare import signals
+from illunare._flags import unleash
+from illunare._flags.backends import FlagBackend, MemoryBackend
+from illunare._flags.compiler import CompiledFlag, choose_variant, compile_flag
+from illunare._flags.config import parse_flag, validate_name
+from illunare._flags.model import FlagSpec
+from illunare._flags.values import DISABLED_VARIANT, Evaluation, Flag, Reason, Variant
+from illunare.exceptions import FlagConfigError, FlagNotFoundError, InvalidArgumentError
+
+__all__ = ["FeatureFlags"]
+
+logger = logging.getLogger("illunare")
+
+Listener = Callable[[str, "Flag | None", "Flag | None"], object]
+L = TypeVar("L", bound=Listener)
+
+_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
+
+
+class FeatureFlags:
+    """Feature flags evaluated locally, in the caller's thread, against a context mapping.
+
+    Each flag is validated completely and compiled into a predicate when it
+    is updated; ``is_enabled`` then takes no lock and builds no object.
+    Readers always see one whole version of a flag.
+
+    Args:
+        backend: where configs are stored and shared (default: a private
+            ``MemoryBackend``). ``FileBackend`` and ``RedisBackend`` share
+            flags between processes.
+
+    """
+
+    def __init__(self, *, backend: FlagBackend | None = None) -> None:
+        self._lock = threading.RLock()
+        self._compiled: dict[str, CompiledFlag] = {}
+        # name -> predicate; read without a lock by is_enabled
+        self._checks: dict[str, Callable[[Any], bool]] = {}
+        self._flags: dict[str, Flag] = {}
+        self._versions: dict[str, int] = {}
+        self._listeners: list[tuple[str | None, Listener]] = []
+        self._unleash = unleash.UnleashState()
+        self.backend: FlagBackend = backend if backend is not None else MemoryBackend()
+        for name, config in self.backend.attach(self).items():
+            self.apply_remote(name, config)
+
+    def __repr__(self) -> str:
+        return f"<FeatureFlags {len(self._flags)} flags backend={type(self.backend).__name__}>"
+
+    # Changing flags -------------------------------------------------------------
+
+    def update(self, name: str, config: Mapping[str, Any]) -> Flag:
+        """Validate, store and apply a flag's config; return the new version.
+
+        Raises:
+            FlagConfigError: listing every problem of ``config`` (with paths);
+                the flag in use keeps serving unchanged.
+
+        """
+        spec = parse_flag(name, config)
+        config = copy.deepcopy(dict(config))
+        self.backend.write(name, config, origin=self)
+        return self._install(spec, config, "illunare")
+
+    def delete(self, name: str) -> None:
+        """Remove a flag (it then evaluates as unknown: disabled).
+
+        Raises:
+            FlagNotFoundError: there is no flag of that name.
+
+        """
+        validate_name(name)
+        if name not in self._flags:
+            raise FlagNotFoundError(f"no flag named {name!r}")
+        self.backend.write(name, None, origin=self)
+        self._remove(name)
+
+    def apply_remote(self, name: str, config: Mapping[str, Any] | None) -> None:
+        """Apply a change that a backend received from elsewhere (backends call this).
+
+        An invalid remote config is logged and ignored: the last good version
+        keeps serving.
+        """
+        if config is None:
+            self._remove(name)
+            return
+        try:
+            spec = parse_flag(name, config)
+        except FlagConfigError as error:
+            logger.warning(
+                "ignoring an invalid config for flag %r from %r: %s", name, self.backend, error
+            )
+            return
+        self._install(spec, copy.deepcopy(dict(config)), "illunare")
+
+    def load_unleash(self, payload: Mapping[str, Any]) -> None:
+        """Import an Unleash client features payload (or a delta ``events`` payload).
+
+        Strategies, constraints, segments, dependencies and variants become
+        flags evaluated by the same engine; pass an Unleash context mapping
+        (``userId``, ``sessionId``, ``properties`` ...) to ``is_enabled`` and
+        ``evaluate``. A full payload replaces the flags of earlier payloads;
+        delta events apply in order. Nothing changes if any part is invalid.
+
+        Raises:
+            FlagConfigError: listing every problem of the payload.
+
+        """
+        with self._lock:
+            changes = self._unleash.apply(payload)
+            for spec in changes.updated.values():
+                self._install(spec, spec.config, "unleash")
+            for name in changes.removed:
+                if name in self._flags and self._flags[name].source == "unleash":
+                    self._remove(name)
+
+    # Evaluating -----------------------------------------------------------------
+
+    def is_enabled(self, name: str, context: Mapping[str, Any] | None = None) -> bool:
+        """Whether the flag is on for ``context``; unknown flags are off. Never raises."""
+        check = self._checks.get(name)
+        if check is None:
+            return False
+        return check(_EMPTY if context is None else context)
+
+    def evaluate(self, name: str, context: Mapping[str, Any] | None = None) -> Evaluation:
+        """The full answer: enabled, variant, reason (and failed condition), flag version."""
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            return Evaluation(name, False, Reason.FLAG_NOT_FOUND, 0, error="flag not found")
+        context = _EMPTY if context is None else context
+        try:
+            return _evaluate(compiled, context)
+        except Exception as error:  # evaluation must answer, whatever the context holds
+            logger.exception("evaluating flag %r failed", name)
+            return Evaluation(name, False, Reason.ERROR, compiled.version, error=repr(error))
+
+    def flags(self) -> Mapping[str, Flag]:
+        """Every flag, by name (a read-only snapshot)."""
+        return types.MappingProxyType(dict(self._flags))
+
+    # Listening ------------------------------------------------------------------
+
+    def on_change(self, name: str | None = None) -> Callable[[L], L]:
+        """Decorator: call ``callback(name, old, new)`` when the flag (any, if None) changes.
+
+        ``old`` is None for a new flag, ``new`` is None for a deleted one.
+        """
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgumentError(f"on_change takes a flag name or None, got {name!r}")
+
+        def register(callback: L) -> L:
+            if not callable(callback):
+                raise InvalidArgumentError(f"on_change needs a callable, got {callback!r}")
+            with self._lock:
+                self._listeners.append((name, callback))
+            return callback
+
+        return register
+
+    def close(self) -> None:
+        """Stop receiving changes from the backend."""
+        self.backend.detach(self)
+
+    # Internals ------------------------------------------------------------------
+
+    def _install(self, spec: FlagSpec, config: Mapping[str, Any], source: str) -> Flag:
+        name = spec.name
+        with self._lock:
+            old = self._flags.get(name)
+            if old is not None and old.source == source and old.config == config:
+                return old
+            version = self._versions.get(name, 0) + 1
+            self._versions[name] = version
+            compiled = compile_flag(spec, version, self._parent)
+            flag = Flag(name, types.MappingProxyType(dict(config)), version, spec.enabled, source)
+            self._compiled[name] = compiled
+            self._checks[name] = compiled.check
+            self._flags[name] = flag
+        self._notify(name, old, flag)
+        return flag
+
+    def _remove(self, name: str) -> None:
+        with self._lock:
+            old = self._flags.pop(name, None)
+            self._checks.pop(name, None)
+            self._compiled.pop(name, None)
+        if old is not None:
+            self._notify(name, old, None)
+
+    def _notify(self, name: str, old: Flag | None, new: Flag | None) -> None:
+        if signals.flag_updated.receivers:
+            signals.flag_updated.send(self, name=name, old=old, new=new)
+        for wanted, callback in list(self._listeners):
+            if wanted is None or wanted == name:
+                try:
+                    callback(name, old, new)
+                except Exception:  # one listener must not stop the others
+                    logger.exception("a flag listener failed for %r", name)
+
+    def _parent(self, name: str, context: Any) -> tuple[bool, str | None] | None:
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            return None
+        if compiled.spec.source == "unleash" and compiled.spec.prerequisites:
+            return None  # Unleash: a parent that has dependencies itself never satisfies one
+        evaluation = _evaluate(compiled, context)
+        variant = evaluation.variant.name if evaluation.variant is not None else None
+        return evaluation.enabled, variant
+
+
+def _evaluate(compiled: CompiledFlag, context: Any) -> Evaluation:
+    spec = compiled.spec
+    none = DISABLED_VARIANT if spec.source == "unleash" else None
+    if not spec.enabled:
+        return Evaluation(spec.name, False, Reason.DISABLED, compiled.version, none)
+    for index, test in enumerate(compiled.prerequisite_tests):
+        if not test(context):
+            return Evaluation(
+                spec.name, False, Reason.CONDITION_FAILED, compiled.version, none,
+                failed_condition=f"dependencies[{index}]",
+            )  # fmt: skip
+    matched = None
+    reason = Reason.DEFAULT
+    failed = None
+    rules = zip(spec.rules, compiled.rule_tests, compiled.rule_splits, strict=True)
+    for rule, tests, split in rules:
+        for label, test in zip(rule.labels, tests, strict=True):
+            if not test(context):
+                failed = failed or label
+                break
+        else:
+            matched = rule
+            if rule.conditions:
+                reason = Reason.SPLIT if split else Reason.TARGETING_MATCH
+            break
+    else:
+        if spec.rules:
+            return Evaluation(
+                spec.name, False, Reason.CONDITION_FAILED, compiled.version, none,
+                failed_condition=failed,
+            )  # fmt: skip
+    variants = matched.variants if matched is not None and matched.variants else spec.variants
+    option = choose_variant(variants, context) if variants is not None else None
+    variant = Variant(option.name, option.payload, True) if option is not None else none
+    return Evaluation(spec.name, True, reason, compiled.version, variant)

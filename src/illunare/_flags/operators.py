@@ -1,0 +1,303 @@
+"""Comparison operators of attribute conditions, with Unleash's constraint semantics.
+
+``build(operator, values, case_insensitive)`` turns an operator and its
+configured values into a one-argument test of a context value, prepared once
+(numbers parsed, regexes compiled, networks built) so that evaluation does
+only the comparison. A test never raises: a missing or ill-typed context
+value simply fails it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Sequence
+
+__all__ = ["OPERATORS", "Test", "build", "canonical"]
+
+#: A prepared test of one context value.
+Test = Callable[[object], bool]
+
+# Friendly names accepted in illunare's own flag format, beside Unleash's.
+_ALIASES = {
+    "in": "IN",
+    "eq": "IN",
+    "not_in": "NOT_IN",
+    "starts_with": "STR_STARTS_WITH",
+    "ends_with": "STR_ENDS_WITH",
+    "contains": "STR_CONTAINS",
+    "num_eq": "NUM_EQ",
+    "num_gt": "NUM_GT",
+    "num_gte": "NUM_GTE",
+    "num_lt": "NUM_LT",
+    "num_lte": "NUM_LTE",
+    "gt": "NUM_GT",
+    "gte": "NUM_GTE",
+    "lt": "NUM_LT",
+    "lte": "NUM_LTE",
+    "date_after": "DATE_AFTER",
+    "date_before": "DATE_BEFORE",
+    "semver_eq": "SEMVER_EQ",
+    "semver_gt": "SEMVER_GT",
+    "semver_gte": "SEMVER_GTE",
+    "semver_lt": "SEMVER_LT",
+    "semver_lte": "SEMVER_LTE",
+    "regex": "REGEX",
+    "in_cidr": "IN_CIDR",
+    "cidr": "IN_CIDR",
+}
+
+
+def canonical(operator: str) -> str | None:
+    """The Unleash name of ``operator`` (either spelling), or ``None`` if unknown."""
+    name = _ALIASES.get(operator, operator)
+    return name if name in OPERATORS else None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _in(values: Sequence[str], fold: bool) -> Test:
+    accepted = frozenset(v.lower() for v in values) if fold else frozenset(values)
+
+    def test(value: object) -> bool:
+        text = _text(value)
+        if text is None:
+            return False
+        return (text.lower() if fold else text) in accepted
+
+    return test
+
+
+def _not_in(values: Sequence[str], fold: bool) -> Test:
+    inside = _in(values, fold)
+    return lambda value: not inside(value)
+
+
+def _string(method: str) -> Callable[[Sequence[str], bool], Test]:
+    def make(values: Sequence[str], fold: bool) -> Test:
+        needles = tuple(v.lower() for v in values) if fold else tuple(values)
+
+        def test(value: object) -> bool:
+            if not isinstance(value, str):
+                return False
+            text = value.lower() if fold else value
+            if method == "contains":
+                return any(needle in text for needle in needles)
+            return bool(getattr(text, method)(needles))
+
+        return test
+
+    return make
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return None if math.isnan(number) else number
+
+
+def _numeric(compare: Callable[[float, float], bool]) -> Callable[[Sequence[str], bool], Test]:
+    def make(values: Sequence[str], fold: bool) -> Test:
+        target = _number(values[0]) if values else None
+        if target is None:
+            return lambda value: False
+
+        def test(value: object) -> bool:
+            number = _number(value)
+            return number is not None and compare(number, target)
+
+        return test
+
+    return make
+
+
+def parse_date(value: object) -> datetime.datetime | None:
+    """An aware datetime from an ISO 8601 string or a datetime (naive means UTC)."""
+    if isinstance(value, datetime.datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def _dated(after: bool) -> Callable[[Sequence[str], bool], Test]:
+    def make(values: Sequence[str], fold: bool) -> Test:
+        target = parse_date(values[0]) if values else None
+        if target is None:
+            return lambda value: False
+
+        def test(value: object) -> bool:
+            moment = parse_date(value)
+            if moment is None:
+                return False
+            return moment > target if after else moment < target
+
+        return test
+
+    return make
+
+
+_SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+)
+
+_Semver = tuple[int, int, int, tuple[tuple[int, int | str], ...]]
+
+
+def parse_semver(value: object) -> _Semver | None:
+    """A sortable key for a strict semantic version (no leading "v"), or ``None``."""
+    if not isinstance(value, str):
+        return None
+    match = _SEMVER.fullmatch(value.strip())
+    if match is None:
+        return None
+    major, minor, patch, pre = match.groups()
+    # A release sorts after all its pre-releases; numeric identifiers sort
+    # before alphanumeric ones.
+    prerelease: tuple[tuple[int, int | str], ...] = (
+        tuple((0, int(part)) if part.isdigit() else (1, part) for part in pre.split("."))
+        if pre
+        else ((2, 0),)
+    )
+    return int(major), int(minor), int(patch), prerelease
+
+
+def _semver(compare: Callable[[_Semver, _Semver], bool]) -> Callable[[Sequence[str], bool], Test]:
+    def make(values: Sequence[str], fold: bool) -> Test:
+        target = parse_semver(values[0]) if values else None
+        if target is None:
+            return lambda value: False
+
+        def test(value: object) -> bool:
+            version = parse_semver(value)
+            return version is not None and compare(version, target)
+
+        return test
+
+    return make
+
+
+# RE2 (what Unleash evaluates regexes with) has POSIX classes and no
+# look-around or back-references; its inline flags may stand anywhere.
+_POSIX = {
+    "alpha": "a-zA-Z",
+    "digit": "0-9",
+    "alnum": "a-zA-Z0-9",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": r"\s",
+    "xdigit": "0-9A-Fa-f",
+    "word": r"\w",
+    "punct": r"!-/:-@\[-`{-~",
+}
+_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
+_INLINE_FLAGS = re.compile(r"\(\?([imsx]+)\)")
+_FLAG_BITS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+
+
+def compile_regex(pattern: str, fold: bool) -> re.Pattern[str] | None:
+    """Compile an RE2-style pattern for ``re``; ``None`` when RE2 would refuse it."""
+    if _UNSUPPORTED.search(pattern):
+        return None
+    flags = re.ASCII | (re.IGNORECASE if fold else 0)
+    for letters in _INLINE_FLAGS.findall(pattern):
+        for letter in letters:
+            flags |= _FLAG_BITS[letter]
+    pattern = _INLINE_FLAGS.sub("", pattern)
+    for name, members in _POSIX.items():
+        pattern = pattern.replace(f"[:{name}:]", members)
+    try:
+        return re.compile(pattern, flags)
+    except re.error:
+        return None
+
+
+def _regex(values: Sequence[str], fold: bool) -> Test:
+    patterns = [compiled for v in values if (compiled := compile_regex(v, fold)) is not None]
+    if not patterns:
+        return lambda value: False
+
+    def test(value: object) -> bool:
+        return isinstance(value, str) and any(p.search(value) for p in patterns)
+
+    return test
+
+
+def parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """An IP network (a plain address is a one-address network), or ``None``."""
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def _cidr(values: Sequence[str], fold: bool) -> Test:
+    # Unleash ignores values that are not addresses or networks.
+    networks = [network for value in values if (network := parse_network(value)) is not None]
+
+    def test(value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            return False
+        return any(address in network for network in networks)
+
+    return test
+
+
+#: Unleash operator name -> factory of a prepared test.
+OPERATORS: dict[str, Callable[[Sequence[str], bool], Test]] = {
+    "IN": _in,
+    "NOT_IN": _not_in,
+    "STR_STARTS_WITH": _string("startswith"),
+    "STR_ENDS_WITH": _string("endswith"),
+    "STR_CONTAINS": _string("contains"),
+    "NUM_EQ": _numeric(lambda a, b: a == b),
+    "NUM_GT": _numeric(lambda a, b: a > b),
+    "NUM_GTE": _numeric(lambda a, b: a >= b),
+    "NUM_LT": _numeric(lambda a, b: a < b),
+    "NUM_LTE": _numeric(lambda a, b: a <= b),
+    "DATE_AFTER": _dated(after=True),
+    "DATE_BEFORE": _dated(after=False),
+    "SEMVER_EQ": _semver(lambda a, b: a == b),
+    "SEMVER_GT": _semver(lambda a, b: a > b),
+    "SEMVER_GTE": _semver(lambda a, b: a >= b),
+    "SEMVER_LT": _semver(lambda a, b: a < b),
+    "SEMVER_LTE": _semver(lambda a, b: a <= b),
+    "REGEX": _regex,
+    "IN_CIDR": _cidr,
+}
+
+
+def build(operator: str, values: Sequence[str], case_insensitive: bool = False) -> Test:
+    """The prepared test for a canonical ``operator`` and its values."""
+    return OPERATORS[operator](values, case_insensitive)
