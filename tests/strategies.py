@@ -112,16 +112,21 @@ FLAG_CONFIGS = st.fixed_dictionaries(
     },
 )
 
+_KNOWN_TYPES = {
+    "user_segment", "region", "user_id", "percentage", "attribute",
+    "schedule", "flag", "any", "all", "not",
+}  # fmt: skip
+_UNKNOWN_CONDITION = st.fixed_dictionaries({"type": TEXT.filter(lambda t: t not in _KNOWN_TYPES)})
+_NOT_A_NUMBER = {"type": "attribute", "attribute": "x", "operator": "num_gt", "value": "n"}
+
 #: configs that are wrong in at least one place
 INVALID_FLAG_CONFIGS = st.one_of(
     st.none(),
     st.integers(),
     st.fixed_dictionaries({"enabled": st.sampled_from(["yes", 1, None])}),
-    st.fixed_dictionaries({"conditions": st.lists(st.fixed_dictionaries({"type": TEXT.filter(lambda t: t not in {
-        "user_segment", "region", "user_id", "percentage", "attribute", "schedule", "flag", "any", "all", "not",
-    })}), min_size=1, max_size=2)}),
+    st.fixed_dictionaries({"conditions": st.lists(_UNKNOWN_CONDITION, min_size=1, max_size=2)}),
     st.fixed_dictionaries({"conditions": st.just([{"type": "percentage", "value": 101}])}),
-    st.fixed_dictionaries({"conditions": st.just([{"type": "attribute", "attribute": "x", "operator": "num_gt", "value": "n"}])}),
+    st.fixed_dictionaries({"conditions": st.just([_NOT_A_NUMBER])}),
     st.fixed_dictionaries({"variants": st.just([{"name": ""}])}),
     st.fixed_dictionaries({"unknown_key": st.integers()}),
 )  # fmt: skip

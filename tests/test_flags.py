@@ -59,7 +59,7 @@ class TestUpdate:
             flag.config["enabled"] = False  # type: ignore[index]
 
     def test_every_problem_is_listed_and_nothing_changes(self, flags: FeatureFlags) -> None:
-        """An invalid config raises FlagConfigError with each problem's path; the old flag serves."""
+        """An invalid config lists each problem with its path; the old flag serves."""
         flags.update("f", PAYMENT)
         bad = {
             "enabled": "yes",
@@ -284,8 +284,10 @@ class TestConditions:
         )
         flags.update("orphan", {"conditions": [{"type": "flag", "flag": "missing"}]})
         br, us = {"region": "BR"}, {"region": "US"}
-        assert flags.is_enabled("child", br) and not flags.is_enabled("child", us)
-        assert flags.is_enabled("not_parent", us) and not flags.is_enabled("not_parent", br)
+        assert flags.is_enabled("child", br)
+        assert not flags.is_enabled("child", us)
+        assert flags.is_enabled("not_parent", us)
+        assert not flags.is_enabled("not_parent", br)
         assert flags.is_enabled("blue_child", br)
         assert not flags.is_enabled("orphan", br)
         flags.update("a", {"conditions": [{"type": "flag", "flag": "b"}]})
@@ -337,7 +339,8 @@ class TestEvaluate:
         seen = {}
         for uid in map(str, range(400)):
             variant = flags.evaluate("checkout", {"user_id": uid}).variant
-            assert variant is not None and variant.enabled
+            assert variant is not None
+            assert variant.enabled
             assert flags.evaluate("checkout", {"user_id": uid}).variant == variant
             seen[uid] = variant.name
         share = sum(name == "a" for name in seen.values()) / len(seen)

@@ -209,7 +209,7 @@ def _function(emitter: _Emitter, expression: str, label: str) -> Predicate:
         "        return False\n"
     )
     namespace = dict(emitter.constants)
-    exec(compile(source, f"<flag {label}>", "exec"), namespace)  # noqa: S102  # constants only
+    exec(compile(source, f"<flag {label!r}>", "exec"), namespace)  # noqa: S102  # constants only
     check: Predicate = namespace["check"]
     return check
 
