@@ -2,7 +2,8 @@
 
 from importlib.metadata import version as _version
 
-from illunare._flags.backends import MemoryBackend
+from illunare._flags.backends import FlagBackend, MemoryBackend
+from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
 from illunare._flags.values import Evaluation, Flag, Reason, Variant
 from illunare._reload.default import default_reloader, hot
@@ -34,7 +35,9 @@ __all__ = [
     "ConflictError",
     "Evaluation",
     "FeatureFlags",
+    "FileBackend",
     "Flag",
+    "FlagBackend",
     "FlagConfigError",
     "FlagError",
     "FlagNotFoundError",

@@ -173,6 +173,33 @@ class FeatureFlags:
         """Stop receiving changes from the backend."""
         self.backend.detach(self)
 
+    # Test doubles ---------------------------------------------------------------
+
+    def override(self, name: str, config: Mapping[str, Any]) -> Callable[[], None]:
+        """Serve ``config`` for ``name`` in this object only; return the undo.
+
+        Nothing is written to the backend. Used by ``illunare.testing``.
+        """
+        spec = parse_flag(name, config)
+        with self._lock:
+            previous = (self._flags.get(name), self._compiled.get(name))
+            self._install(spec, copy.deepcopy(dict(config)), "override")
+
+        def undo() -> None:
+            flag, compiled = previous
+            with self._lock:
+                current = self._flags.get(name)
+                if flag is None or compiled is None:
+                    self._flags.pop(name, None)
+                    self._compiled.pop(name, None)
+                    self._checks.pop(name, None)
+                else:
+                    self._flags[name], self._compiled[name] = flag, compiled
+                    self._checks[name] = compiled.check
+            self._notify(name, current, flag)
+
+        return undo
+
     # Internals ------------------------------------------------------------------
 
     def _install(self, spec: FlagSpec, config: Mapping[str, Any], source: str) -> Flag:
