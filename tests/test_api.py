@@ -27,7 +27,15 @@ class TestPublicApi:
 
     def test_every_error_has_one_root_and_refines_a_builtin(self) -> None:
         """Each exception derives from IllunareError and from the builtin it means."""
-        builtins = (TypeError, ValueError, LookupError, RuntimeError, NameError, ImportError)
+        builtins = (
+            TypeError,
+            ValueError,
+            LookupError,
+            RuntimeError,
+            NameError,
+            ImportError,
+            OSError,
+        )
         for name in exceptions.__all__:
             error = getattr(exceptions, name)
             assert issubclass(error, illunare.IllunareError)

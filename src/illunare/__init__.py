@@ -5,12 +5,14 @@ from importlib.metadata import version as _version
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
+from illunare._flags.redis import RedisBackend
 from illunare._flags.values import Evaluation, Flag, Reason, Variant
 from illunare._reload.default import default_reloader, hot
 from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
 from illunare._reload.watcher import Watcher
 from illunare.exceptions import (
+    BackendUnavailableError,
     CompileError,
     ConflictError,
     FlagConfigError,
@@ -30,6 +32,7 @@ from illunare.exceptions import (
 __version__ = _version("illunare")
 
 __all__ = [
+    "BackendUnavailableError",
     "CodeVersion",
     "CompileError",
     "ConflictError",
@@ -49,6 +52,7 @@ __all__ = [
     "MemoryBackend",
     "MissingExtraError",
     "Reason",
+    "RedisBackend",
     "RollbackError",
     "SwapError",
     "UnknownModuleError",

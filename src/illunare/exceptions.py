@@ -16,7 +16,8 @@ the precise illunare error or the builtin they already handle::
     │   └── FunctionRemovedError(NameError)           the called function left the current version
     └── FlagError                                     feature flags
         ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
-        └── FlagNotFoundError(LookupError)            no flag of that name
+        ├── FlagNotFoundError(LookupError)            no flag of that name
+        └── BackendUnavailableError(ConnectionError)  the flag store cannot be reached
 
 Errors carry their context as attributes (``module``, ``filename``,
 ``lineno`` ...), and the original exception, where there is one, is the
@@ -26,6 +27,7 @@ Errors carry their context as attributes (``module``, ``filename``,
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailableError",
     "CompileError",
     "ConflictError",
     "FlagConfigError",
@@ -133,3 +135,7 @@ class FlagConfigError(FlagError, ValueError):
 
 class FlagNotFoundError(FlagError, LookupError):
     """No flag of that name exists."""
+
+
+class BackendUnavailableError(FlagError, ConnectionError):
+    """The flag backend (e.g. Redis) cannot be reached; the change was not made."""
