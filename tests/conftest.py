@@ -6,10 +6,8 @@ import importlib
 import itertools
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
-import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from illunare import HotReloader
-from illunare.testing import reset_default_reloader
+from illunare.testing import RedisServer, reset_default_reloader
 
 _counter = itertools.count()
 
@@ -79,53 +77,6 @@ def dedent(source: str) -> str:
     return textwrap.dedent(source)
 
 
-class RedisServer:
-    """A real redis-server on a free loopback port, its data kept across restarts."""
-
-    def __init__(self, directory: Path) -> None:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until it answers."""
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-                "--dir", str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        """Stop the server (its data stays on disk)."""
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server for the whole session; CI installs it, elsewhere its tests skip."""
@@ -133,7 +84,5 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         if os.environ.get("ILLUNARE_REQUIRE_REDIS"):
             pytest.fail("redis-server is required (ILLUNARE_REQUIRE_REDIS is set) but missing")
         pytest.skip("redis-server is not installed (make test in CI installs it)")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server

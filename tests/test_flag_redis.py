@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from illunare import BackendUnavailableError, FeatureFlags, RedisBackend
-
-from .conftest import RedisServer
+from illunare.testing import RedisServer
 
 _names = itertools.count()
 

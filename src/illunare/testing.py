@@ -10,6 +10,9 @@ afterwards::
         with override_flags(flags, new_payment_flow=True, theme={"variants": [{"name": "dark"}]}):
             assert checkout(flags, user) == "new flow"
 
+``RedisServer`` runs a real, throwaway ``redis-server`` on a free loopback
+port for tests of ``RedisBackend``.
+
 With pytest, the ``illunare_flags`` fixture does the same and undoes it when
 the test ends (the plugin is registered when illunare is installed)::
 
@@ -20,14 +23,20 @@ the test ends (the plugin is registered when illunare is installed)::
 from __future__ import annotations
 
 import contextlib
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from illunare._flags.flags import FeatureFlags
 from illunare._reload.default import reset_default_reloader
 from illunare.exceptions import InvalidArgumentError
 
-__all__ = ["FlagOverrides", "override_flags", "reset_default_reloader"]
+__all__ = ["FlagOverrides", "RedisServer", "override_flags", "reset_default_reloader"]
 
 
 def _config(name: str, value: object) -> Mapping[str, Any]:
@@ -71,3 +80,73 @@ def override_flags(
         yield flags
     finally:
         overrides.restore()
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port; its data survives ``stop``/``start``.
+
+    Use it as a context manager (started on entry, stopped on exit), or call
+    ``start()`` and ``stop()`` to simulate an outage. Needs the redis-server
+    program and the ``redis`` extra.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self.directory = Path(directory)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and wait until it answers."""
+        import redis  # noqa: PLC0415  # the redis extra, needed only here
+
+        program = shutil.which("redis-server")
+        if program is None:
+            raise FileNotFoundError("redis-server is not installed")
+        self._process = subprocess.Popen(  # noqa: S603  # a fixed program and arguments
+            [
+                program, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        try:
+            while not _answers(client, redis.ConnectionError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"redis-server on port {self.port} did not start")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server (its data stays on disk)."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            self._process = None
+
+
+def _answers(client: Any, unreachable: type[Exception]) -> bool:
+    try:
+        client.ping()
+    except unreachable:
+        return False
+    return True
