@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+import timeit
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,6 +55,14 @@ def best_per_call(
             function()
         best = min(best, time.perf_counter() - start)
     return best / number
+
+
+def best_per_statement(
+    statement: str, namespace: dict[str, object], *, number: int = 200_000, repeat: int = 7
+) -> float:
+    """The best-of-``repeat`` seconds per execution of ``statement`` (no wrapper call around it)."""
+    timings = timeit.repeat(statement, globals=namespace, number=number, repeat=repeat)
+    return min(timings) / number
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

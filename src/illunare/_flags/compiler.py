@@ -45,6 +45,8 @@ Predicate = Callable[[Any], bool]
 ParentLookup = Callable[[str, Any], "tuple[bool, str | None] | None"]
 
 _EMPTY: Mapping[str, Any] = {}
+# Up to this many values, a tuple scan beats hashing the context value.
+_SMALL = 8
 # Unleash's default stickiness for variants, in order.
 _DEFAULT_STICKINESS: tuple[Path, ...] = (("userId",), ("sessionId",), ("remoteAddress",))
 
@@ -110,6 +112,12 @@ class _Emitter:
     def lookup(self, path: Path) -> str:
         if len(path) == 1:
             return f"ctx.get({self.constant(path[0])})"
+        if len(path) == 2:  # e.g. Unleash's properties: inlined for plain dicts
+            outer, inner = self.constant(path[0]), self.constant(path[1])
+            return (
+                f"(_p.get({inner}) if (_p := ctx.get({outer})).__class__ is dict "
+                f"else _dig(_p, ({inner},)))"
+            )
         return f"_dig(ctx, {self.constant(path)})"
 
     def expression(self, condition: Condition) -> str:
@@ -129,15 +137,25 @@ class _Emitter:
             return f"{self.constant(_schedule(condition))}()"
         return f"{self.constant(_prerequisite(condition, self.parents))}(ctx)"
 
+    def _membership(self, value: str, values: tuple[str, ...]) -> str:
+        """Whether the context value is one of ``values``, inlined for the hot path."""
+        if not any(map(_numeric_text, values)) and len(values) <= _SMALL:
+            # Only a string can equal a non-numeric string: == needs no
+            # conversion and, unlike hashing, cannot fail on odd values.
+            if len(values) == 1:
+                return f"({value} == {self.constant(values[0])})"
+            return f"({value} in {self.constant(tuple(values))})"
+        # Strings are looked up directly, numbers by their text, anything
+        # else (lists, dicts ...) matches nothing.
+        accepted = self.constant(frozenset(values))
+        return f"((_v if (_v := {value}).__class__ is str else _text(_v)) in {accepted})"
+
     def _attribute(self, condition: Attribute) -> str:
         value = self.lookup(condition.path)
         if condition.default_now:
             value = f"_now_if_missing({value})"
         if condition.operator in ("IN", "NOT_IN") and not condition.case_insensitive:
-            # The hot path, inlined: strings are looked up directly, numbers
-            # by their text, anything else matches nothing.
-            accepted = self.constant(frozenset(condition.values))
-            test = f"((_v if (_v := {value}).__class__ is str else _text(_v)) in {accepted})"
+            test = self._membership(value, condition.values)
             if condition.operator == "NOT_IN":
                 test = f"(not {test})"
         else:
@@ -146,6 +164,10 @@ class _Emitter:
             )
             test = f"{self.constant(prepared)}({value})"
         return f"(not {test})" if condition.negate else test
+
+
+def _numeric_text(value: str) -> bool:
+    return operators._number(value) is not None
 
 
 def _percentage(condition: Percentage) -> Predicate:

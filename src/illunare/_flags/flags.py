@@ -129,10 +129,8 @@ class FeatureFlags:
 
     def is_enabled(self, name: str, context: Mapping[str, Any] | None = None) -> bool:
         """Whether the flag is on for ``context``; unknown flags are off. Never raises."""
-        check = self._checks.get(name)
-        if check is None:
-            return False
-        return check(_EMPTY if context is None else context)
+        # One expression on purpose: this is the hot path of every flag check.
+        return self._checks.get(name, _off)(context or _EMPTY)
 
     def evaluate(self, name: str, context: Mapping[str, Any] | None = None) -> Evaluation:
         """The full answer: enabled, variant, reason (and failed condition), flag version."""
@@ -245,6 +243,10 @@ class FeatureFlags:
         evaluation = _evaluate(compiled, context)
         variant = evaluation.variant.name if evaluation.variant is not None else None
         return evaluation.enabled, variant
+
+
+def _off(context: object) -> bool:
+    return False
 
 
 def _evaluate(compiled: CompiledFlag, context: Any) -> Evaluation:
