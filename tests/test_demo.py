@@ -1,4 +1,4 @@
-"""make demo: the real HTTP service, swapped under load, reports no failed request."""
+"""make demo: the real HTTP service, swapped and flagged under load, reports no failed request."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ class TestDemo:
         assert set(served) == {"v1", "v2"}
         assert all(count > 0 for count in served.values())
         assert "v3 refused" in report
+        flows = {
+            (m[0], m[1]): int(m[2])
+            for m in re.findall(r"(premium|free)\s+(new|classic)\s+flow (\d+)", report)
+        }
+        assert flows[("premium", "new")] > 0
+        assert ("free", "new") not in flows
