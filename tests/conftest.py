@@ -8,8 +8,9 @@ import os
 import shutil
 import sys
 import textwrap
+import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,16 @@ def _fresh_default_reloader() -> Iterator[None]:
     reset_default_reloader()
     yield
     reset_default_reloader()
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether ``condition()`` becomes true within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
 
 
 def dedent(source: str) -> str:

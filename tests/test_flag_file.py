@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from illunare import FeatureFlags, FileBackend, FlagConfigError, InvalidArgumentError
 
+from .conftest import eventually
+
 PREMIUM = {"conditions": [{"type": "user_segment", "value": "premium"}]}
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture
@@ -47,7 +39,7 @@ class TestFileBackend:
         """Changing, adding and removing flags in the file reaches every FeatureFlags."""
         flags = FeatureFlags(backend=backend)
         flag_file.write_text(json.dumps({"search": {"enabled": True}}))
-        assert _eventually(lambda: flags.is_enabled("search"))
+        assert eventually(lambda: flags.is_enabled("search"))
         assert "checkout" not in flags.flags()
 
     def test_a_bad_edit_keeps_the_last_good_flags(
@@ -56,14 +48,14 @@ class TestFileBackend:
         """Broken JSON or a bad flag config is refused and explained; the next good edit applies."""
         flags = FeatureFlags(backend=backend)
         flag_file.write_text("{not json")
-        assert _eventually(lambda: backend.error is not None)
+        assert eventually(lambda: backend.error is not None)
         assert "JSON" in (backend.error or "")
         assert flags.is_enabled("checkout", {"user_segment": "premium"})
         flag_file.write_text(json.dumps({"checkout": {"conditions": [{"type": "nope"}]}}))
-        assert _eventually(lambda: backend.error is None)
+        assert eventually(lambda: backend.error is None)
         assert flags.is_enabled("checkout", {"user_segment": "premium"})
         flag_file.write_text(json.dumps({"checkout": {"enabled": False}}))
-        assert _eventually(lambda: not flags.is_enabled("checkout", {"user_segment": "premium"}))
+        assert eventually(lambda: not flags.is_enabled("checkout", {"user_segment": "premium"}))
 
     def test_updates_write_the_file_for_everyone(
         self, backend: FileBackend, flag_file: Path
@@ -75,9 +67,9 @@ class TestFileBackend:
             flags = FeatureFlags(backend=backend)
             flags.update("search", {"enabled": True})
             assert json.loads(flag_file.read_text())["search"] == {"enabled": True}
-            assert _eventually(lambda: other.is_enabled("search"))
+            assert eventually(lambda: other.is_enabled("search"))
             flags.delete("checkout")
-            assert _eventually(lambda: "checkout" not in other.flags())
+            assert eventually(lambda: "checkout" not in other.flags())
         finally:
             other_backend.close()
 

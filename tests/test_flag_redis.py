@@ -16,16 +16,9 @@ import pytest
 from illunare import BackendUnavailableError, FeatureFlags, RedisBackend
 from illunare.testing import RedisServer
 
+from .conftest import eventually
+
 _names = itertools.count()
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 @pytest.fixture
@@ -53,9 +46,9 @@ class TestRedisBackend:
         """Two FeatureFlags on two connections: an update in one is seen by the other."""
         writer, reader = FeatureFlags(backend=make_backend()), FeatureFlags(backend=make_backend())
         writer.update("new_payment_flow", {"conditions": [{"type": "region", "value": "BR"}]})
-        assert _eventually(lambda: reader.is_enabled("new_payment_flow", {"region": "BR"}))
+        assert eventually(lambda: reader.is_enabled("new_payment_flow", {"region": "BR"}))
         writer.delete("new_payment_flow")
-        assert _eventually(lambda: "new_payment_flow" not in reader.flags())
+        assert eventually(lambda: "new_payment_flow" not in reader.flags())
 
     def test_a_new_process_loads_the_full_state(
         self, make_backend: Callable[..., RedisBackend]
@@ -99,12 +92,12 @@ class TestRedisBackend:
         reader = FeatureFlags(backend=reader_backend)
         writer = FeatureFlags(backend=make_backend())
         writer.update("f", {"conditions": [{"type": "region", "value": "BR"}]})
-        assert _eventually(lambda: reader.is_enabled("f", {"region": "BR"}))
+        assert eventually(lambda: reader.is_enabled("f", {"region": "BR"}))
         # A writer on another channel changes the hash without the reader hearing it.
         silent = FeatureFlags(backend=make_backend(channel=reader_backend.channel + ":other"))
         redis_server.stop()
         try:
-            assert _eventually(lambda: not reader_backend.connected)
+            assert eventually(lambda: not reader_backend.connected)
             assert reader.is_enabled("f", {"region": "BR"})
             with pytest.raises(BackendUnavailableError):
                 writer.update("f", {"enabled": False})
@@ -112,12 +105,12 @@ class TestRedisBackend:
                 writer.delete("f")
         finally:
             redis_server.start()
-        assert _eventually(lambda: silent.backend.connected)  # type: ignore[attr-defined]
+        assert eventually(lambda: silent.backend.connected)  # type: ignore[attr-defined]
         silent.update("g", {"enabled": True})
         assert not reader.is_enabled("g")  # published where the reader does not listen
         redis_server.stop()
         redis_server.start()
-        assert _eventually(lambda: reader.is_enabled("g"))
+        assert eventually(lambda: reader.is_enabled("g"))
         assert reader.is_enabled("f", {"region": "BR"})
 
     def test_a_forked_child_gets_changes(self, make_backend: Callable[..., RedisBackend]) -> None:
@@ -129,7 +122,7 @@ class TestRedisBackend:
             pid = os.fork()
         if pid == 0:  # the child
             os.close(read)
-            seen = _eventually(lambda: flags.is_enabled("after_fork"), timeout=15)
+            seen = eventually(lambda: flags.is_enabled("after_fork"), timeout=15)
             os.write(write, b"1" if seen else b"0")
             os._exit(0)
         os.close(write)
@@ -166,5 +159,5 @@ class TestRedisBackend:
         client.publish(backend.channel, '{"config": {}}')
         client.close()
         FeatureFlags(backend=make_backend()).update("after", {})
-        assert _eventually(lambda: flags.is_enabled("after"))
+        assert eventually(lambda: flags.is_enabled("after"))
         assert set(flags.flags()) == {"after"}

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 import types
-from collections.abc import Callable
 
 import pytest
 
 from illunare import HotReloader, InvalidArgumentError, signals
 
-from .conftest import Package
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
+from .conftest import Package, eventually
 
 
 @pytest.fixture
@@ -38,7 +27,7 @@ class TestWatch:
         with reloader.watch(package.path) as watcher:
             assert watcher.running
             package.write("live", "def value():\n    return 2\n")
-            assert _wait_for(lambda: watched.value() == 2)
+            assert eventually(lambda: watched.value() == 2)
         assert not watcher.running
         assert reloader.current(watched.__name__).reason == "file changed"
 
@@ -56,7 +45,7 @@ class TestWatch:
             assert watched.value() == 1
             assert watcher.running
             package.write("live", "def value():\n    return 3\n")
-            assert _wait_for(lambda: watched.value() == 3)
+            assert eventually(lambda: watched.value() == 3)
         assert [v.number for v in reloader.history(watched.__name__)] == [1, 2]
 
     def test_bad_arguments(self, reloader: HotReloader, package: Package) -> None:

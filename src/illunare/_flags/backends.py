@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["FlagBackend", "FlagSink", "MemoryBackend"]
+__all__ = ["FanOut", "FlagBackend", "FlagSink", "MemoryBackend"]
 
 Config = Mapping[str, Any]
 
@@ -32,8 +32,8 @@ class FlagBackend(Protocol):
         """Store a flag's config (``None`` deletes it) and tell the other sinks."""
 
 
-class MemoryBackend:
-    """Flags in this process's memory; FeatureFlags sharing one see each other's changes."""
+class FanOut:
+    """What every backend shares: the current configs and the FeatureFlags to tell of changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -51,13 +51,34 @@ class MemoryBackend:
         with self._lock:
             self._sinks = [known for known in self._sinks if known is not sink]
 
-    def write(self, name: str, config: Config | None, *, origin: FlagSink) -> None:
-        """Store a config (``None`` deletes it) and tell the other attached FeatureFlags."""
+    def _commit(self, name: str, config: Config | None, origin: FlagSink | None) -> None:
+        """Record one flag's change and tell every sink but ``origin``."""
         with self._lock:
             if config is None:
                 self._configs.pop(name, None)
             else:
-                self._configs[name] = copy.deepcopy(config)
+                self._configs[name] = config
             others = [sink for sink in self._sinks if sink is not origin]
         for sink in others:
-            sink.apply_remote(name, copy.deepcopy(config) if config is not None else None)
+            sink.apply_remote(name, copy.deepcopy(config))
+
+    def _replace_all(self, configs: dict[str, Config]) -> None:
+        """Adopt a whole new state, telling every sink of what differs."""
+        with self._lock:
+            old, self._configs = self._configs, configs
+            sinks = list(self._sinks)
+        changed = [name for name, config in configs.items() if old.get(name) != config]
+        removed = [name for name in old if name not in configs]
+        for sink in sinks:
+            for name in changed:
+                sink.apply_remote(name, copy.deepcopy(configs[name]))
+            for name in removed:
+                sink.apply_remote(name, None)
+
+
+class MemoryBackend(FanOut):
+    """Flags in this process's memory; FeatureFlags sharing one see each other's changes."""
+
+    def write(self, name: str, config: Config | None, *, origin: FlagSink) -> None:
+        """Store a config (``None`` deletes it) and tell the other attached FeatureFlags."""
+        self._commit(name, copy.deepcopy(config), origin)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from illunare._flags.backends import Config, FlagSink
+from illunare._flags.backends import Config, FanOut, FlagSink
 from illunare.exceptions import FlagConfigError, InvalidArgumentError
 
 __all__ = ["FileBackend"]
@@ -19,7 +19,7 @@ __all__ = ["FileBackend"]
 logger = logging.getLogger("illunare")
 
 
-class FileBackend:
+class FileBackend(FanOut):
     """Flag configs in a JSON file (an object mapping flag names to configs), watched live.
 
     Every FeatureFlags attached to it applies edits to the file within
@@ -42,17 +42,18 @@ class FileBackend:
             raise InvalidArgumentError(
                 f"poll_interval must be a positive number, got {poll_interval!r}"
             )
+        super().__init__()
         self.path = Path(path)
         self.poll_interval = float(poll_interval)
         #: why the last edit of the file was refused, or None
         self.error: str | None = None
-        self._lock = threading.Lock()
-        self._sinks: list[FlagSink] = []
+        # Serialises writers, so that no update of the file loses another.
+        self._write_lock = threading.Lock()
         self._stamp = self._read_stamp()
         configs, problem = self._load()
         if problem is not None:
             raise FlagConfigError(f"{self.path}: {problem}", ((str(self.path), problem),))
-        self._configs: dict[str, Config] = configs
+        self._configs = configs
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="illunare-flag-file", daemon=True)
         self._thread.start()
@@ -60,31 +61,17 @@ class FileBackend:
     def __repr__(self) -> str:
         return f"<FileBackend {str(self.path)!r}>"
 
-    def attach(self, sink: FlagSink) -> Mapping[str, Config]:
-        """Start telling ``sink`` of changes; return the current configs."""
-        with self._lock:
-            self._sinks.append(sink)
-            return dict(self._configs)
-
-    def detach(self, sink: FlagSink) -> None:
-        """Stop telling ``sink`` of changes."""
-        with self._lock:
-            self._sinks = [known for known in self._sinks if known is not sink]
-
     def write(self, name: str, config: Config | None, *, origin: FlagSink) -> None:
         """Store a config in the file (``None`` deletes it) and tell the other sinks."""
-        with self._lock:
+        with self._write_lock:
             configs = dict(self._configs)
             if config is None:
                 configs.pop(name, None)
             else:
                 configs[name] = config
             self._write_file(configs)
-            self._configs = configs
             self._stamp = self._read_stamp()
-            others = [sink for sink in self._sinks if sink is not origin]
-        for sink in others:
-            sink.apply_remote(name, config)
+            self._commit(name, config, origin)
 
     def close(self) -> None:
         """Stop watching the file."""
@@ -136,7 +123,7 @@ class FileBackend:
 
     def _reload(self, stamp: tuple[int, int, int] | None) -> None:
         configs, problem = self._load()
-        with self._lock:
+        with self._write_lock:
             if stamp != self._read_stamp():
                 return  # written again meanwhile: the next round reads it whole
             self._stamp = stamp
@@ -145,13 +132,4 @@ class FileBackend:
                 logger.warning("keeping the last good flags: %s %s", self.path, problem)
                 return
             self.error = None
-            old = self._configs
-            self._configs = configs
-            sinks = list(self._sinks)
-        changed = [name for name, config in configs.items() if old.get(name) != config]
-        removed = [name for name in old if name not in configs]
-        for sink in sinks:
-            for name in changed:
-                sink.apply_remote(name, configs[name])
-            for name in removed:
-                sink.apply_remote(name, None)
+            self._replace_all(configs)

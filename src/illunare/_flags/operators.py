@@ -14,6 +14,8 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Sequence
+from operator import eq, ge, gt, le, lt
+from typing import Any
 
 __all__ = ["OPERATORS", "Test", "build", "canonical"]
 
@@ -113,21 +115,6 @@ def _number(value: object) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _numeric(compare: Callable[[float, float], bool]) -> Callable[[Sequence[str], bool], Test]:
-    def make(values: Sequence[str], fold: bool) -> Test:
-        target = _number(values[0]) if values else None
-        if target is None:
-            return lambda value: False
-
-        def test(value: object) -> bool:
-            number = _number(value)
-            return number is not None and compare(number, target)
-
-        return test
-
-    return make
-
-
 def parse_date(value: object) -> datetime.datetime | None:
     """An aware datetime from an ISO 8601 string or a datetime (naive means UTC)."""
     if isinstance(value, datetime.datetime):
@@ -143,23 +130,6 @@ def parse_date(value: object) -> datetime.datetime | None:
     else:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
-
-
-def _dated(after: bool) -> Callable[[Sequence[str], bool], Test]:
-    def make(values: Sequence[str], fold: bool) -> Test:
-        target = parse_date(values[0]) if values else None
-        if target is None:
-            return lambda value: False
-
-        def test(value: object) -> bool:
-            moment = parse_date(value)
-            if moment is None:
-                return False
-            return moment > target if after else moment < target
-
-        return test
-
-    return make
 
 
 _SEMVER = re.compile(
@@ -189,15 +159,19 @@ def parse_semver(value: object) -> _Semver | None:
     return int(major), int(minor), int(patch), prerelease
 
 
-def _semver(compare: Callable[[_Semver, _Semver], bool]) -> Callable[[Sequence[str], bool], Test]:
+def _comparison(
+    parse: Callable[[object], Any], compare: Callable[[Any, Any], bool]
+) -> Callable[[Sequence[str], bool], Test]:
+    """Compare the parsed context value with the one configured value, parsed once."""
+
     def make(values: Sequence[str], fold: bool) -> Test:
-        target = parse_semver(values[0]) if values else None
+        target = parse(values[0]) if values else None
         if target is None:
             return lambda value: False
 
         def test(value: object) -> bool:
-            version = parse_semver(value)
-            return version is not None and compare(version, target)
+            parsed = parse(value)
+            return parsed is not None and compare(parsed, target)
 
         return test
 
@@ -281,18 +255,18 @@ OPERATORS: dict[str, Callable[[Sequence[str], bool], Test]] = {
     "STR_STARTS_WITH": _string("startswith"),
     "STR_ENDS_WITH": _string("endswith"),
     "STR_CONTAINS": _string("contains"),
-    "NUM_EQ": _numeric(lambda a, b: a == b),
-    "NUM_GT": _numeric(lambda a, b: a > b),
-    "NUM_GTE": _numeric(lambda a, b: a >= b),
-    "NUM_LT": _numeric(lambda a, b: a < b),
-    "NUM_LTE": _numeric(lambda a, b: a <= b),
-    "DATE_AFTER": _dated(after=True),
-    "DATE_BEFORE": _dated(after=False),
-    "SEMVER_EQ": _semver(lambda a, b: a == b),
-    "SEMVER_GT": _semver(lambda a, b: a > b),
-    "SEMVER_GTE": _semver(lambda a, b: a >= b),
-    "SEMVER_LT": _semver(lambda a, b: a < b),
-    "SEMVER_LTE": _semver(lambda a, b: a <= b),
+    "NUM_EQ": _comparison(_number, eq),
+    "NUM_GT": _comparison(_number, gt),
+    "NUM_GTE": _comparison(_number, ge),
+    "NUM_LT": _comparison(_number, lt),
+    "NUM_LTE": _comparison(_number, le),
+    "DATE_AFTER": _comparison(parse_date, gt),
+    "DATE_BEFORE": _comparison(parse_date, lt),
+    "SEMVER_EQ": _comparison(parse_semver, eq),
+    "SEMVER_GT": _comparison(parse_semver, gt),
+    "SEMVER_GTE": _comparison(parse_semver, ge),
+    "SEMVER_LT": _comparison(parse_semver, lt),
+    "SEMVER_LTE": _comparison(parse_semver, le),
     "REGEX": _regex,
     "IN_CIDR": _cidr,
 }

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from illunare._flags.backends import Config, FlagSink
+from illunare._flags.backends import Config, FanOut, FlagSink
 from illunare.exceptions import BackendUnavailableError, InvalidArgumentError, MissingExtraError
 
 __all__ = ["RedisBackend"]
@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     redis = None  # type: ignore[assignment]
 
 
-class RedisBackend:
+class RedisBackend(FanOut):
     """Flag configs in Redis, shared live between processes and hosts (extra ``redis``).
 
     Args:
@@ -58,13 +58,11 @@ class RedisBackend:
         for name, value in (("url", url), ("key", key), ("channel", channel)):
             if not isinstance(value, str) or not value:
                 raise InvalidArgumentError(f"{name} must be a non-empty str, got {value!r}")
+        super().__init__()
         self.url, self.key, self.channel = url, key, channel
         # Tags this backend's own messages, whose changes it already applied.
         self._origin = uuid.uuid4().hex
         self.retry_interval = retry_interval
-        self._lock = threading.Lock()
-        self._sinks: list[FlagSink] = []
-        self._configs: dict[str, Config] = {}
         self._client: Any = None
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -76,17 +74,6 @@ class RedisBackend:
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.url!r} key={self.key!r}>"
-
-    def attach(self, sink: FlagSink) -> Mapping[str, Config]:
-        """Start telling ``sink`` of changes; return the current configs."""
-        with self._lock:
-            self._sinks.append(sink)
-            return dict(self._configs)
-
-    def detach(self, sink: FlagSink) -> None:
-        """Stop telling ``sink`` of changes."""
-        with self._lock:
-            self._sinks = [known for known in self._sinks if known is not sink]
 
     def write(self, name: str, config: Config | None, *, origin: FlagSink) -> None:
         """Store a config (``None`` deletes it) and announce it to every process."""
@@ -103,14 +90,7 @@ class RedisBackend:
             raise BackendUnavailableError(
                 f"cannot write flag {name!r} to {self.url}: {error}"
             ) from error
-        with self._lock:
-            if config is None:
-                self._configs.pop(name, None)
-            else:
-                self._configs[name] = config
-            others = [sink for sink in self._sinks if sink is not origin]
-        for sink in others:
-            sink.apply_remote(name, config)
+        self._commit(name, config, origin)
 
     def close(self) -> None:
         """Stop listening and close the connections."""
@@ -167,15 +147,7 @@ class RedisBackend:
                 configs[name] = config
             else:
                 logger.warning("ignoring flag %r in %s: not a JSON object", name, self.key)
-        with self._lock:
-            old, self._configs = self._configs, configs
-            sinks = list(self._sinks)
-        for sink in sinks:
-            for name, config in configs.items():
-                if old.get(name) != config:
-                    sink.apply_remote(name, config)
-            for name in old.keys() - configs.keys():
-                sink.apply_remote(name, None)
+        self._replace_all(configs)
 
     def _receive(self, data: object) -> None:
         message = _json(data)
@@ -184,15 +156,7 @@ class RedisBackend:
             return
         if message.get("origin") == self._origin:
             return  # our own write, applied when it was made
-        name, config = message["name"], message.get("config")
-        with self._lock:
-            if config is None:
-                self._configs.pop(name, None)
-            else:
-                self._configs[name] = config
-            sinks = list(self._sinks)
-        for sink in sinks:
-            sink.apply_remote(name, config)
+        self._commit(message["name"], message.get("config"), origin=None)
 
     def _after_fork(self) -> None:
         # In a forked child the listener thread does not exist and the
