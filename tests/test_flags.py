@@ -478,3 +478,16 @@ class TestThreads:
             thread.join()
         assert errors == []
         assert torn == []
+
+
+class TestMetadata:
+    def test_metadata_keys_are_kept(self, flags: FeatureFlags) -> None:
+        """description, tags, metadata and a matching name are accepted and kept."""
+        config = {"description": "d", "tags": ["t"], "metadata": {"owner": "payments"}, "name": "f"}
+        assert flags.update("f", config).config["metadata"] == {"owner": "payments"}
+
+    def test_a_mismatched_name_is_refused(self, flags: FeatureFlags) -> None:
+        """A name key that differs from the flag's name is a problem."""
+        with pytest.raises(FlagConfigError) as caught:
+            flags.update("f", {"name": "g"})
+        assert caught.value.problems == (("name", "does not match the flag's name 'f'"),)

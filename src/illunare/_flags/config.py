@@ -31,7 +31,11 @@ from illunare.exceptions import FlagConfigError
 
 __all__ = ["parse_flag", "validate_name"]
 
-_FLAG_KEYS = frozenset({"enabled", "conditions", "variants", "stickiness", "description"})
+# Metadata keys are accepted and kept; any other unknown key is refused, so
+# that a typo ("conditons") cannot silently turn a flag on for everyone.
+_FLAG_KEYS = frozenset(
+    {"enabled", "conditions", "variants", "stickiness", "description", "tags", "metadata", "name"}
+)
 _SHORTHANDS = ("user_segment", "region", "user_id")
 
 
@@ -63,6 +67,8 @@ def parse_flag(name: str, config: object) -> FlagSpec:
     for key in config:
         if key not in _FLAG_KEYS:
             problems.add(str(key), f"unknown key (expected one of {sorted(_FLAG_KEYS)})")
+    if "name" in config and config["name"] != name:
+        problems.add("name", f"does not match the flag's name {name!r}")
     enabled = config.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.add("enabled", "must be true or false")

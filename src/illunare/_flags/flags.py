@@ -112,6 +112,8 @@ class FeatureFlags:
         (``userId``, ``sessionId``, ``properties`` ...) to ``is_enabled`` and
         ``evaluate``. A full payload replaces the flags of earlier payloads;
         delta events apply in order. Nothing changes if any part is invalid.
+        The flags apply to this FeatureFlags only: they are not written to
+        its backend (each process loads the payload it polls from Unleash).
 
         Raises:
             FlagConfigError: listing every problem of the payload.
