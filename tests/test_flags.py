@@ -398,6 +398,19 @@ class TestListeners:
         assert one == [("f", None, first), ("f", first, second), ("f", second, None)]
         assert every == ["f", "g", "f", "f"]
 
+    def test_bare_decorator_listens_to_every_flag(self, flags: FeatureFlags) -> None:
+        """@flags.on_change without parentheses registers for every flag."""
+        names: list[str] = []
+
+        @flags.on_change
+        def record(name: str, old: object, new: object) -> None:
+            names.append(name)
+
+        flags.update("a", {})
+        flags.update("b", {})
+        assert names == ["a", "b"]
+        assert callable(record)
+
     def test_flag_updated_signal_and_failing_listeners(self, flags: FeatureFlags) -> None:
         """flag_updated is sent; a listener that raises does not stop the others or the update."""
         received = []

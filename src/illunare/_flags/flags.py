@@ -152,11 +152,15 @@ class FeatureFlags:
 
     # Listening ------------------------------------------------------------------
 
-    def on_change(self, name: str | None = None) -> Callable[[L], L]:
+    def on_change(self, name: str | None = None) -> Any:
         """Decorator: call ``callback(name, old, new)`` when the flag (any, if None) changes.
 
         ``old`` is None for a new flag, ``new`` is None for a deleted one.
+        ``@flags.on_change("name")``, ``@flags.on_change()`` and the bare
+        ``@flags.on_change`` (every flag) all work.
         """
+        if callable(name):
+            return self.on_change(None)(name)
         if name is not None and not isinstance(name, str):
             raise InvalidArgumentError(f"on_change takes a flag name or None, got {name!r}")
 
