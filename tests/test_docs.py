@@ -33,6 +33,10 @@ def empty_directory(tmp_path: Path) -> Iterator[Path]:
     finally:
         os.chdir(cwd)
         sys.path[:] = before_path
+        # Python 3.10 binds the finder of a relative entry such as "." to the
+        # directory it was first used in: forget it, as each page has its own.
+        for entry in [entry for entry in sys.path_importer_cache if not os.path.isabs(entry)]:
+            del sys.path_importer_cache[entry]
         sys.meta_path[:] = [
             f for f in sys.meta_path if f in before_hooks or not isinstance(f, HotFinder)
         ]
