@@ -10,6 +10,7 @@ import inspect
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -863,3 +864,27 @@ class TestSpecialClasses:
         reloader.swap(module.__name__, source.format(n=2))
         assert point.norm() == 6
         assert point == module.Point(-3)
+
+
+class TestReimport:
+    def test_a_module_imported_again_under_the_same_name(self, tmp_path: Path) -> None:
+        """@hot in a fresh module object with a tracked name tracks the new one, not the old."""
+        import importlib
+
+        source = "from illunare import hot\n\n@hot\ndef f():\n    return {n}\n"
+        name = "illunare_test_reimported"
+        reloader = illunare.default_reloader()
+        for n, folder in enumerate((tmp_path / "a", tmp_path / "b"), 1):
+            folder.mkdir()
+            (folder / f"{name}.py").write_text(source.format(n=n))
+            sys.path.insert(0, str(folder))
+            importlib.invalidate_caches()
+            try:
+                module = importlib.import_module(name)
+                assert module.f() == n
+                assert reloader.current(name).number == 1
+                reloader.swap(name, source.format(n=n * 10))
+                assert module.f() == n * 10
+            finally:
+                sys.path.remove(str(folder))
+                sys.modules.pop(name, None)

@@ -185,8 +185,10 @@ class HotReloader:
             return obj
         with self._lock:
             tracked = self._modules.get(module_name)
+            module = sys.modules.get(module_name)
+            if tracked is not None and module is not None and tracked.module is not module:
+                tracked = None  # the name was imported again: a new module object
             if tracked is None:
-                module = sys.modules.get(module_name)
                 if module is None:
                     raise InvalidArgumentError(
                         f"the module of {qualname} ({module_name}) is not imported"
@@ -372,7 +374,9 @@ class HotReloader:
 
     def _tracked(self, name: str) -> TrackedModule:
         tracked = self._modules.get(name)
-        if tracked is None:
+        # A module imported again under a tracked name is tracked anew once
+        # its import finishes (if @hot marked it), replacing the old entry.
+        if tracked is None or sys.modules.get(name, tracked.module) is not tracked.module:
             self._finish_pending()
             tracked = self._modules.get(name)
         if tracked is None:
