@@ -18,7 +18,6 @@ import illunare
 from illunare import (
     CodeVersion,
     CompileError,
-    ConflictError,
     FunctionRemovedError,
     HotReloader,
     InvalidArgumentError,
@@ -129,10 +128,22 @@ class TestTrack:
         with pytest.raises(InvalidArgumentError):
             HotReloader(keep="3")  # type: ignore[arg-type]
 
-    def test_another_reloader_cannot_track_the_same_module(self, mod: types.ModuleType) -> None:
-        """Two reloaders switching one module would undo each other: ConflictError."""
-        with pytest.raises(ConflictError):
-            HotReloader().track(mod)
+    def test_another_reloader_takes_the_module_over(
+        self, mod: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A second reloader tracking the module takes it over; the first forgets it."""
+        reloader.swap(mod.__name__, V2)
+        value = mod.value
+        other = HotReloader()
+        other.track(mod)
+        assert mod.__name__ not in reloader.modules()
+        with pytest.raises(UnknownModuleError):
+            reloader.rollback(mod.__name__)
+        assert other.current(mod.__name__).number == 1
+        other.swap(mod.__name__, "def value():\n    return 'taken'\n")
+        assert value() == "taken"
+        assert other.rollback(mod.__name__).number == 1
+        assert value() == 2
 
     def test_untracked_module_is_unknown(self, package: Package, reloader: HotReloader) -> None:
         """swap(), rollback(), current() and history() name only tracked modules."""

@@ -14,7 +14,6 @@ from illunare._reload.watcher import Watcher
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
-    ConflictError,
     FlagConfigError,
     FlagError,
     FlagNotFoundError,
@@ -35,7 +34,6 @@ __all__ = [
     "BackendUnavailableError",
     "CodeVersion",
     "CompileError",
-    "ConflictError",
     "Evaluation",
     "FeatureFlags",
     "FileBackend",

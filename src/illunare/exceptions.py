@@ -12,7 +12,6 @@ the precise illunare error or the builtin they already handle::
     │   ├── ValidationError(ValueError)               a check or ``__hot_migrate__`` refused it
     │   ├── RollbackError(LookupError)                no version to roll back to
     │   ├── UnknownModuleError(LookupError)           the module is not tracked
-    │   ├── ConflictError(RuntimeError)               the module belongs to another reloader
     │   └── FunctionRemovedError(NameError)           the called function left the current version
     └── FlagError                                     feature flags
         ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
@@ -29,7 +28,6 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "CompileError",
-    "ConflictError",
     "FlagConfigError",
     "FlagError",
     "FlagNotFoundError",
@@ -101,10 +99,6 @@ class RollbackError(SwapError, LookupError):
 
 class UnknownModuleError(SwapError, LookupError):
     """The module is not tracked by this reloader (or cannot be imported)."""
-
-
-class ConflictError(SwapError, RuntimeError):
-    """The operation conflicts with the module's state, e.g. another reloader tracks it."""
 
 
 class FunctionRemovedError(SwapError, NameError):

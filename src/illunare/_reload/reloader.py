@@ -21,7 +21,6 @@ from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.source import Source, digest
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
-    ConflictError,
     InvalidArgumentError,
     RollbackError,
     SwapError,
@@ -116,21 +115,26 @@ class HotReloader:
         swaps. Returns the module object itself: it stays in ``sys.modules``
         and on its parent package, and always shows the current version.
 
+        A module is versioned by one reloader at a time: tracking a module
+        another HotReloader tracks (the default one behind ``@hot``, say)
+        takes it over, starting from its running code as version 1; the
+        other reloader forgets it.
+
         Raises:
             UnknownModuleError: no module of that name can be imported.
             InvalidArgumentError: not a module, or a built-in or extension module.
-            ConflictError: another HotReloader tracks the module.
 
         """
         module = self._resolve(module)
         name = module.__name__
+        owner = _OWNERS.get(module)
+        previous = owner() if owner is not None else None
+        if previous is not None and previous is not self:
+            previous._forget(module)
         with self._lock:
             tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
                 return module
-            owner = _OWNERS.get(module)
-            if owner is not None and owner() not in (None, self):
-                raise ConflictError(f"{name} is tracked by another HotReloader", module=name)
             text = _original_source(module)
             history = History(keep=self.keep)
             namespace = module.__dict__
@@ -371,6 +375,14 @@ class HotReloader:
                 "only modules written in Python can be hot-swapped"
             )
         return module
+
+    def _forget(self, module: types.ModuleType) -> None:
+        """Stop versioning ``module``: another reloader took it over."""
+        with self._lock:
+            tracked = self._modules.get(module.__name__)
+            if tracked is not None and tracked.module is module:
+                del self._modules[module.__name__]
+            self._pending.discard(module.__name__)
 
     def _tracked(self, name: str) -> TrackedModule:
         tracked = self._modules.get(name)
