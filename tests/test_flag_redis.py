@@ -161,3 +161,17 @@ class TestRedisBackend:
         FeatureFlags(backend=make_backend()).update("after", {})
         assert eventually(lambda: flags.is_enabled("after"))
         assert set(flags.flags()) == {"after"}
+
+
+class TestRedisArguments:
+    def test_bad_arguments(self) -> None:
+        """URL, key and channel must be non-empty strings."""
+        from illunare import InvalidArgumentError
+
+        for options in (
+            {"url": ""},
+            {"url": "redis://x", "key": ""},
+            {"url": "redis://x", "channel": 5},
+        ):
+            with pytest.raises(InvalidArgumentError):
+                RedisBackend(**options)  # type: ignore[arg-type]

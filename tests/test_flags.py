@@ -504,3 +504,14 @@ class TestMetadata:
         with pytest.raises(FlagConfigError) as caught:
             flags.update("f", {"name": "g"})
         assert caught.value.problems == (("name", "does not match the flag's name 'f'"),)
+
+
+class TestClose:
+    def test_a_closed_feature_flags_stops_receiving_changes(self) -> None:
+        """close() detaches from the backend: later changes made elsewhere do not arrive."""
+        backend = MemoryBackend()
+        writer, reader = FeatureFlags(backend=backend), FeatureFlags(backend=backend)
+        reader.close()
+        writer.update("f", {})
+        assert "f" not in reader.flags()
+        assert "f" in FeatureFlags(backend=backend).flags()

@@ -105,3 +105,23 @@ class TestProvider:
         """The provider needs a FeatureFlags."""
         with pytest.raises(InvalidArgumentError):
             IllunareProvider("flags")  # type: ignore[arg-type]
+
+
+class TestExtras:
+    def test_missing_extras_say_what_to_install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without openfeature-sdk or redis, the integrations name their extra."""
+        import importlib
+        import sys
+
+        from illunare import MissingExtraError
+
+        monkeypatch.setitem(sys.modules, "openfeature.provider", None)
+        monkeypatch.delitem(sys.modules, "illunare.openfeature", raising=False)
+        with pytest.raises(MissingExtraError, match=r"illunare\[openfeature\]"):
+            importlib.import_module("illunare.openfeature")
+        monkeypatch.undo()
+        import illunare._flags.redis as redis_backend
+
+        monkeypatch.setattr(redis_backend, "redis", None)
+        with pytest.raises(MissingExtraError, match=r"illunare\[redis\]"):
+            redis_backend.RedisBackend("redis://127.0.0.1:1/0")

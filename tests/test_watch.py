@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import types
 
 import pytest
 
-from illunare import HotReloader, InvalidArgumentError, signals
+from illunare import HotReloader, InvalidArgumentError, MissingExtraError, signals
 
 from .conftest import Package, eventually
 
@@ -56,3 +57,27 @@ class TestWatch:
             reloader.watch(package.path / "missing")
         with pytest.raises(InvalidArgumentError):
             reloader.watch(package.path, debounce=0)
+
+
+class TestWatchDetails:
+    def test_watching_one_file(
+        self, watched: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """A single file can be watched; saving it swaps its module."""
+        with reloader.watch(package.path / "live.py"):
+            package.write("live", "def value():\n    return 5\n")
+            assert eventually(lambda: watched.value() == 5)
+
+    def test_source_files_lists_tracked_modules(
+        self, watched: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """source_files() maps each tracked module with a file to its absolute path."""
+        assert reloader.source_files() == {watched.__name__: str(package.path / "live.py")}
+
+    def test_missing_extra(
+        self, monkeypatch: pytest.MonkeyPatch, reloader: HotReloader, package: Package
+    ) -> None:
+        """Without watchfiles, watch() says which extra to install."""
+        monkeypatch.setitem(sys.modules, "watchfiles", None)
+        with pytest.raises(MissingExtraError, match=r"illunare\[watch\]"):
+            reloader.watch(package.path)
