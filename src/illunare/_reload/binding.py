@@ -63,21 +63,19 @@ def absorb(
     Returns the version's functions by qualified name and its class states.
     """
     name = tracked.name
-    proxies = tracked.proxies
     targets: dict[str, Callable[..., Any]] = {}
     classes: dict[str, ClassState] = {}
     stable_of: dict[type, type] = {}
     rebound: dict[str, object] = {}
     instances: list[object] = []
     for key, value in namespace.items():
+        if key.startswith("__") and key.endswith("__"):
+            continue  # module machinery and hooks stay per version
         kind = type(value)
         if kind is _FunctionType:
-            # The common case first, kept lean: it runs for every function.
-            if value.__module__ == name and not (key.startswith("__") and key.endswith("__")):
+            if value.__module__ == name:
                 targets[key] = value
-                rebound[key] = proxies.get(key) or tracked.proxy(key, value)
-        elif key.startswith("__") and key.endswith("__"):
-            continue
+                rebound[key] = tracked.proxy(key, value)
         elif kind is HotFunction:
             if value._self_module == name:
                 targets[key] = value.__wrapped__

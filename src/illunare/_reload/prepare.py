@@ -53,6 +53,8 @@ class Prepared:
     filename: str
     targets: dict[str, Callable[..., Any]]
     classes: dict[str, ClassState]
+    #: the names the new source lists in ``__hot_preserve__``
+    preserve: frozenset[str]
     #: preserved name -> the live value copied in before migration and checks
     carried: dict[str, object]
 
@@ -86,7 +88,8 @@ def prepare(tracked: TrackedModule, source: Source, checks: Sequence[Check]) -> 
     try:
         namespace, hot_names = _execute(tracked, code)
         old = tracked.current.namespace
-        carried = {key: old[key] for key in preserved_names(namespace, name) if key in old}
+        preserve = preserved_names(namespace, name)
+        carried = {key: old[key] for key in preserve if key in old}
         namespace.update(carried)
         _migrate(namespace, old, name)
         problems = class_problems(tracked, namespace) if tracked.classes else []
@@ -102,7 +105,7 @@ def prepare(tracked: TrackedModule, source: Source, checks: Sequence[Check]) -> 
             forget_lines(filename)
         raise
     targets, classes = absorb(tracked, namespace, hot_names)
-    return Prepared(text, code, namespace, filename, targets, classes, carried)
+    return Prepared(text, code, namespace, filename, targets, classes, preserve, carried)
 
 
 def _forget_modules_after(last_module: str) -> None:

@@ -41,6 +41,17 @@ _OWNERS: weakref.WeakKeyDictionary[types.ModuleType, weakref.ref[HotReloader]] =
 )
 
 
+def _owner(module: types.ModuleType) -> HotReloader | None:
+    """The live reloader that versions ``module``, if any."""
+    owner = _OWNERS.get(module)
+    return owner() if owner is not None else None
+
+
+def _is_stale(tracked: TrackedModule) -> bool:
+    """Whether a new module object was imported under the tracked module's name."""
+    return sys.modules.get(tracked.name, tracked.module) is not tracked.module
+
+
 def _initializing(module: types.ModuleType) -> bool:
     return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
@@ -127,8 +138,7 @@ class HotReloader:
         """
         module = self._resolve(module)
         name = module.__name__
-        owner = _OWNERS.get(module)
-        previous = owner() if owner is not None else None
+        previous = _owner(module)
         if previous is not None and previous is not self:
             previous._forget(module)
         with self._lock:
@@ -189,10 +199,10 @@ class HotReloader:
             return obj
         with self._lock:
             tracked = self._modules.get(module_name)
-            module = sys.modules.get(module_name)
-            if tracked is not None and module is not None and tracked.module is not module:
+            if tracked is not None and _is_stale(tracked):
                 tracked = None  # the name was imported again: a new module object
             if tracked is None:
+                module = sys.modules.get(module_name)
                 if module is None:
                     raise InvalidArgumentError(
                         f"the module of {qualname} ({module_name}) is not imported"
@@ -388,7 +398,7 @@ class HotReloader:
         tracked = self._modules.get(name)
         # A module imported again under a tracked name is tracked anew once
         # its import finishes (if @hot marked it), replacing the old entry.
-        if tracked is None or sys.modules.get(name, tracked.module) is not tracked.module:
+        if tracked is None or _is_stale(tracked):
             self._finish_pending()
             tracked = self._modules.get(name)
         if tracked is None:
@@ -400,8 +410,8 @@ class HotReloader:
     def _finish_pending(self) -> None:
         for name in list(self._pending):
             module = sys.modules.get(name)
-            owner = _OWNERS.get(module) if module is not None else None
-            if module is None or (owner is not None and owner() not in (None, self)):
+            owner = _owner(module) if module is not None else None
+            if module is None or owner not in (None, self):
                 self._pending.discard(name)  # gone, or versioned by another reloader
             elif not _initializing(module):
                 self.track(module)
@@ -422,7 +432,7 @@ class HotReloader:
             namespace=namespace,
             targets=prepared.targets,
             classes=prepared.classes,
-            preserve=preserved_names(namespace, tracked.name),
+            preserve=prepared.preserve,
             code=prepared.code,
             lines_key=prepared.lines_key,
         )
