@@ -33,7 +33,11 @@ class FlagBackend(Protocol):
 
 
 class FanOut:
-    """What every backend shares: the current configs and the FeatureFlags to tell of changes."""
+    """What every backend shares: the current configs and the FeatureFlags to tell of changes.
+
+    Sinks get the stored objects themselves: ``FeatureFlags.apply_remote``
+    keeps its own copy of whatever it applies.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -44,7 +48,7 @@ class FanOut:
         """Start telling ``sink`` of changes; return the current configs."""
         with self._lock:
             self._sinks.append(sink)
-            return copy.deepcopy(self._configs)
+            return dict(self._configs)
 
     def detach(self, sink: FlagSink) -> None:
         """Stop telling ``sink`` of changes."""
@@ -60,7 +64,7 @@ class FanOut:
                 self._configs[name] = config
             others = [sink for sink in self._sinks if sink is not origin]
         for sink in others:
-            sink.apply_remote(name, copy.deepcopy(config))
+            sink.apply_remote(name, config)
 
     def _replace_all(self, configs: dict[str, Config]) -> None:
         """Adopt a whole new state, telling every sink of what differs."""
@@ -71,7 +75,7 @@ class FanOut:
         removed = [name for name in old if name not in configs]
         for sink in sinks:
             for name in changed:
-                sink.apply_remote(name, copy.deepcopy(configs[name]))
+                sink.apply_remote(name, configs[name])
             for name in removed:
                 sink.apply_remote(name, None)
 
@@ -81,4 +85,5 @@ class MemoryBackend(FanOut):
 
     def write(self, name: str, config: Config | None, *, origin: FlagSink) -> None:
         """Store a config (``None`` deletes it) and tell the other attached FeatureFlags."""
+        # A copy of its own, so that nothing the writer keeps can change the store.
         self._commit(name, copy.deepcopy(config), origin)

@@ -167,7 +167,7 @@ class _Emitter:
 
 
 def _numeric_text(value: str) -> bool:
-    return operators._number(value) is not None
+    return operators.parse_number(value) is not None
 
 
 def _percentage(condition: Percentage) -> Predicate:

@@ -213,7 +213,7 @@ def _operand_problem(operator: str, values: tuple[str, ...]) -> str | None:
     if operator.startswith(("NUM_", "DATE_", "SEMVER_")) and len(values) != 1:
         return f"{operator} compares with exactly one value"
     checks = {
-        "NUM_": (operators._number, "is not a number"),
+        "NUM_": (operators.parse_number, "is not a number"),
         "DATE_": (operators.parse_date, "is not an ISO 8601 date"),
         "SEMVER_": (operators.parse_semver, "is not a semantic version"),
     }

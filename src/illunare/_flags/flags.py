@@ -194,12 +194,9 @@ class FeatureFlags:
             with self._lock:
                 current = self._flags.get(name)
                 if flag is None or compiled is None:
-                    self._flags.pop(name, None)
-                    self._compiled.pop(name, None)
-                    self._checks.pop(name, None)
+                    self._drop(name)
                 else:
-                    self._flags[name], self._compiled[name] = flag, compiled
-                    self._checks[name] = compiled.check
+                    self._put(flag, compiled)
             self._notify(name, current, flag)
 
         return undo
@@ -216,19 +213,27 @@ class FeatureFlags:
             self._versions[name] = version
             compiled = compile_flag(spec, version, self._parent)
             flag = Flag(name, types.MappingProxyType(dict(config)), version, spec.enabled, source)
-            self._compiled[name] = compiled
-            self._checks[name] = compiled.check
-            self._flags[name] = flag
+            self._put(flag, compiled)
         self._notify(name, old, flag)
         return flag
 
     def _remove(self, name: str) -> None:
         with self._lock:
-            old = self._flags.pop(name, None)
-            self._checks.pop(name, None)
-            self._compiled.pop(name, None)
+            old = self._drop(name)
         if old is not None:
             self._notify(name, old, None)
+
+    def _put(self, flag: Flag, compiled: CompiledFlag) -> None:
+        """Make ``flag`` the one served (call with the lock held)."""
+        self._compiled[flag.name] = compiled
+        self._checks[flag.name] = compiled.check
+        self._flags[flag.name] = flag
+
+    def _drop(self, name: str) -> Flag | None:
+        """Stop serving ``name``; return the flag that was served (call with the lock held)."""
+        self._checks.pop(name, None)
+        self._compiled.pop(name, None)
+        return self._flags.pop(name, None)
 
     def _notify(self, name: str, old: Flag | None, new: Flag | None) -> None:
         if signals.flag_updated.receivers:

@@ -17,7 +17,17 @@ from collections.abc import Callable, Sequence
 from operator import eq, ge, gt, le, lt
 from typing import Any
 
-__all__ = ["OPERATORS", "Test", "build", "canonical"]
+__all__ = [
+    "OPERATORS",
+    "Test",
+    "build",
+    "canonical",
+    "compile_regex",
+    "parse_date",
+    "parse_network",
+    "parse_number",
+    "parse_semver",
+]
 
 #: A prepared test of one context value.
 Test = Callable[[object], bool]
@@ -100,7 +110,8 @@ def _string(method: str) -> Callable[[Sequence[str], bool], Test]:
     return make
 
 
-def _number(value: object) -> float | None:
+def parse_number(value: object) -> float | None:
+    """A float from a number or numeric text (bools and NaN are not numbers), or ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -255,11 +266,11 @@ OPERATORS: dict[str, Callable[[Sequence[str], bool], Test]] = {
     "STR_STARTS_WITH": _string("startswith"),
     "STR_ENDS_WITH": _string("endswith"),
     "STR_CONTAINS": _string("contains"),
-    "NUM_EQ": _comparison(_number, eq),
-    "NUM_GT": _comparison(_number, gt),
-    "NUM_GTE": _comparison(_number, ge),
-    "NUM_LT": _comparison(_number, lt),
-    "NUM_LTE": _comparison(_number, le),
+    "NUM_EQ": _comparison(parse_number, eq),
+    "NUM_GT": _comparison(parse_number, gt),
+    "NUM_GTE": _comparison(parse_number, ge),
+    "NUM_LT": _comparison(parse_number, lt),
+    "NUM_LTE": _comparison(parse_number, le),
     "DATE_AFTER": _comparison(parse_date, gt),
     "DATE_BEFORE": _comparison(parse_date, lt),
     "SEMVER_EQ": _comparison(parse_semver, eq),

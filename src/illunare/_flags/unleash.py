@@ -175,7 +175,7 @@ def _apply_events(
 
 
 def _number(value: object) -> float:
-    parsed = operators._number(value)
+    parsed = operators.parse_number(value)
     return 0.0 if parsed is None else parsed
 
 
