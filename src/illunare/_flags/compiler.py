@@ -239,22 +239,17 @@ def _function(emitter: _Emitter, expression: str, label: str) -> Predicate:
 def compile_flag(spec: FlagSpec, version: int, parents: ParentLookup) -> CompiledFlag:
     """Compile ``spec``; ``parents`` resolves prerequisite flags at evaluation time."""
     emitter = _Emitter(spec.name, parents)
+    # Each condition becomes one expression, shared by the whole-flag check
+    # and by its own test (its constants prepared once).
     prerequisites = [emitter.expression(p) for p in spec.prerequisites]
-    rules = [
-        "(" + " and ".join(emitter.expression(c) for c in rule.conditions) + ")"
-        if rule.conditions
-        else "True"
-        for rule in spec.rules
-    ]
+    conditions = [[emitter.expression(c) for c in rule.conditions] for rule in spec.rules]
+    rules = ["(" + " and ".join(parts) + ")" if parts else "True" for parts in conditions]
     whole = " and ".join([*prerequisites, "(" + " or ".join(rules) + ")" if rules else "True"])
     check = _function(emitter, whole, spec.name) if spec.enabled else _always_false
     rule_tests = tuple(
-        tuple(_function(emitter, emitter.expression(c), spec.name) for c in rule.conditions)
-        for rule in spec.rules
+        tuple(_function(emitter, part, spec.name) for part in parts) for parts in conditions
     )
-    prerequisite_tests = tuple(
-        _function(emitter, emitter.expression(p), spec.name) for p in spec.prerequisites
-    )
+    prerequisite_tests = tuple(_function(emitter, part, spec.name) for part in prerequisites)
     splits = tuple(any(_has_percentage(c) for c in rule.conditions) for rule in spec.rules)
     return CompiledFlag(spec, version, check, rule_tests, prerequisite_tests, splits)
 
