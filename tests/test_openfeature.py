@@ -120,8 +120,8 @@ class TestExtras:
         with pytest.raises(MissingExtraError, match=r"illunare\[openfeature\]"):
             importlib.import_module("illunare.openfeature")
         monkeypatch.undo()
-        import illunare._flags.redis as redis_backend
+        from illunare import RedisBackend
 
-        monkeypatch.setattr(redis_backend, "redis", None)
+        monkeypatch.setitem(sys.modules, "redis", None)
         with pytest.raises(MissingExtraError, match=r"illunare\[redis\]"):
-            redis_backend.RedisBackend("redis://127.0.0.1:1/0")
+            RedisBackend("redis://127.0.0.1:1/0")

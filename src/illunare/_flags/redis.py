@@ -12,6 +12,7 @@ evaluation goes on with the last known flags; writes raise
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -27,11 +28,6 @@ from illunare.exceptions import BackendUnavailableError, InvalidArgumentError, M
 __all__ = ["RedisBackend"]
 
 logger = logging.getLogger("illunare")
-
-try:
-    import redis
-except ImportError:  # pragma: no cover - exercised only without the extra
-    redis = None  # type: ignore[assignment]
 
 
 class RedisBackend(FanOut):
@@ -53,8 +49,12 @@ class RedisBackend(FanOut):
         channel: str = "illunare:flags:changes",
         retry_interval: float = 0.5,
     ) -> None:
-        if redis is None:
-            raise MissingExtraError("RedisBackend", "redis")
+        try:
+            # Imported here, not with illunare: redis-py takes longer to
+            # import than the whole of illunare.
+            self._redis: Any = importlib.import_module("redis")
+        except ImportError as error:
+            raise MissingExtraError("RedisBackend", "redis") from error
         for name, value in (("url", url), ("key", key), ("channel", channel)):
             if not isinstance(value, str) or not value:
                 raise InvalidArgumentError(f"{name} must be a non-empty str, got {value!r}")
@@ -86,7 +86,7 @@ class RedisBackend(FanOut):
                     pipe.hset(self.key, name, json.dumps(config))
                 pipe.publish(self.channel, message)
                 pipe.execute()
-        except redis.RedisError as error:
+        except self._redis.RedisError as error:
             raise BackendUnavailableError(
                 f"cannot write flag {name!r} to {self.url}: {error}"
             ) from error
@@ -103,7 +103,7 @@ class RedisBackend(FanOut):
     # The listener ----------------------------------------------------------------
 
     def _start(self) -> None:
-        self._client = redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
+        self._client = self._redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
         self._stop.clear()
         self._ready.clear()
         self._thread = threading.Thread(
@@ -128,7 +128,7 @@ class RedisBackend(FanOut):
                     message = pubsub.get_message(timeout=0.2)
                     if message is not None:
                         self._receive(message.get("data"))
-            except redis.RedisError as error:
+            except self._redis.RedisError as error:
                 if self.connected:
                     logger.warning(
                         "lost %s (%s); flags keep their last known state", self.url, error
