@@ -1,4 +1,4 @@
-"""The public Unleash client specification (../shared/conformance), every case of it."""
+"""The public Unleash client specification (tests/data/unleash-client-spec), every case of it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from illunare import FeatureFlags
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "unleash-client-spec"
+SPEC = Path(__file__).resolve().parent / "data" / "unleash-client-spec"
 
 
 def _cases() -> list[Any]:
