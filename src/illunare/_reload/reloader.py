@@ -73,7 +73,7 @@ class HotReloader:
 
     Args:
         keep: how many of the most recently created versions of each module
-            are kept for rollback (the current one is always kept).
+            are kept for rollback (the current one and its parent are always kept).
 
     """
 
@@ -329,7 +329,7 @@ class HotReloader:
             return self._tracked(_module_name(module)).current.info
 
     def history(self, module: str) -> tuple[CodeVersion, ...]:
-        """The kept versions, oldest first: the ``keep`` newest plus the current one."""
+        """The kept versions, oldest first: the ``keep`` newest plus the current one and its parent."""
         with self._lock:
             return self._tracked(_module_name(module)).history.infos()
 
