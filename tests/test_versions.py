@@ -24,13 +24,13 @@ class TestEviction:
             reloader.swap(name, _source(n))
         reloader.rollback(name, to=1)
         hotfix = reloader.swap(name, _source(5), reason="hotfix")
-        assert (5, 1) == (hotfix.number, hotfix.parent)
-        assert [1, 2, 3, 4, 5] == [v.number for v in reloader.history(name)]
-        assert 1 == reloader.rollback(name).number
-        assert 1 == module.value()
-        assert 5 == reloader.rollback(name, to=5).number
+        assert (hotfix.number, hotfix.parent) == (5, 1)
+        assert [v.number for v in reloader.history(name)] == [1, 2, 3, 4, 5]
+        assert reloader.rollback(name).number == 1
+        assert module.value() == 1
+        assert reloader.rollback(name, to=5).number == 5
         reloader.swap(name, _source(6))  # 1 is no longer the current one's parent
-        assert [3, 4, 5, 6] == [v.number for v in reloader.history(name)]
+        assert [v.number for v in reloader.history(name)] == [3, 4, 5, 6]
 
     def test_the_parent_of_an_old_current_version_is_kept(self, package: Package) -> None:
         """keep=1: each swap keeps the version it replaced, so rollback() always works."""
@@ -41,8 +41,8 @@ class TestEviction:
         for n in range(2, 6):
             reloader.swap(name, _source(n))
             assert [n - 1, n] == [v.number for v in reloader.history(name)]
-        assert 4 == reloader.rollback(name).number
-        assert 4 == module.value()
+        assert reloader.rollback(name).number == 4
+        assert module.value() == 4
         with pytest.raises(RollbackError, match="evicted"):
             reloader.rollback(name)
 
@@ -56,6 +56,6 @@ class TestEviction:
             reloader.swap(name, _source(n))
         reloader.rollback(name, to=3)
         reloader.swap(name, _source(5))  # parent 3
-        assert [3, 4, 5] == [v.number for v in reloader.history(name)]
+        assert [v.number for v in reloader.history(name)] == [3, 4, 5]
         reloader.swap(name, _source(6))  # parent 5
-        assert [5, 6] == [v.number for v in reloader.history(name)]
+        assert [v.number for v in reloader.history(name)] == [5, 6]

@@ -329,7 +329,7 @@ class HotReloader:
             return self._tracked(_module_name(module)).current.info
 
     def history(self, module: str) -> tuple[CodeVersion, ...]:
-        """The kept versions, oldest first: the ``keep`` newest plus the current one and its parent."""
+        """The kept versions, oldest first: the ``keep`` newest, the current one and its parent."""
         with self._lock:
             return self._tracked(_module_name(module)).history.infos()
 
