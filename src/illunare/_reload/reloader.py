@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
 from illunare._reload.binding import absorb, flip
-from illunare._reload.importer import HotFinder
+from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.prepare import Check, Prepared, prepare, preserved_names, validate_checks
 from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.source import Source, digest
@@ -45,6 +45,10 @@ def _owner(module: types.ModuleType) -> HotReloader | None:
     """The live reloader that versions ``module``, if any."""
     owner = _OWNERS.get(module)
     return owner() if owner is not None else None
+
+
+# importlib.reload() of a tracked module: a swap by its owner.
+_RELOADS = ReloadFinder(_owner)
 
 
 def _is_stale(tracked: TrackedModule) -> bool:
@@ -83,8 +87,10 @@ class HotReloader:
         self.keep = keep
         self._lock = threading.RLock()
         self._modules: dict[str, TrackedModule] = {}
-        # Modules whose @hot functions were seen while they were still importing.
-        self._pending: set[str] = set()
+        # Modules whose @hot functions were seen while they were still importing
+        # -> the digest of the source they were imported from (the file may be
+        # saved again before they are tracked).
+        self._pending: dict[str, str] = {}
         self._finder: HotFinder | None = None
 
     def __repr__(self) -> str:
@@ -145,11 +151,11 @@ class HotReloader:
             tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
                 return module
-            text = _original_source(module)
+            loaded = self._pending.pop(name, None) or digest(_original_source(module))
             history = History(keep=self.keep)
             namespace = module.__dict__
             placeholder = ModuleVersion(
-                info=CodeVersion(name, 1, digest(text), time.time(), "loaded"),
+                info=CodeVersion(name, 1, loaded, time.time(), "loaded"),
                 namespace=namespace,
                 targets={},
                 classes={},
@@ -160,8 +166,8 @@ class HotReloader:
             placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
             history.add(placeholder)
             self._modules[name] = tracked
-            self._pending.discard(name)
             _OWNERS[module] = weakref.ref(self)
+            _RELOADS.install()
         if signals.module_tracked.receivers:
             signals.module_tracked.send(self, module=name, version=placeholder.info)
         return module
@@ -208,8 +214,12 @@ class HotReloader:
                         f"the module of {qualname} ({module_name}) is not imported"
                     )
                 if _initializing(module):
-                    # Still executing its first import: tracked once it has finished.
-                    self._pending.add(module_name)
+                    # Still executing its first import: tracked once it has finished
+                    # (owned now, so that importlib.reload() of it is a swap).
+                    if module_name not in self._pending:
+                        self._pending[module_name] = digest(_original_source(module))
+                        _OWNERS[module] = weakref.ref(self)
+                        _RELOADS.install()
                     return HotFunction(obj, module_name, qualname)  # type: ignore[return-value]
                 self.track(module)
                 tracked = self._modules[module_name]
@@ -392,7 +402,7 @@ class HotReloader:
             tracked = self._modules.get(module.__name__)
             if tracked is not None and tracked.module is module:
                 del self._modules[module.__name__]
-            self._pending.discard(module.__name__)
+            self._pending.pop(module.__name__, None)
 
     def _tracked(self, name: str) -> TrackedModule:
         tracked = self._modules.get(name)
@@ -412,7 +422,7 @@ class HotReloader:
             module = sys.modules.get(name)
             owner = _owner(module) if module is not None else None
             if module is None or owner not in (None, self):
-                self._pending.discard(name)  # gone, or versioned by another reloader
+                self._pending.pop(name, None)  # gone, or versioned by another reloader
             elif not _initializing(module):
                 self.track(module)
 

@@ -30,7 +30,8 @@ class CodeVersion:
     Attributes:
         module: the module's name.
         number: 1 for the code as first loaded, then 2, 3 ...; never reused.
-        sha256: hex digest of the source's UTF-8 bytes.
+        sha256: hex digest of the source's UTF-8 bytes (the text as decoded, so a
+            byte order mark or CRLF line ends make no difference).
         created_at: ``time.time()`` when the version was created.
         reason: the reason given to ``swap()`` ("loaded" for version 1).
         parent: the version that was current when this one was created.
