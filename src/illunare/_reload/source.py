@@ -46,9 +46,9 @@ def read_source(module: types.ModuleType, source: Source) -> SourceText:
 
     Bytes are decoded as the import system decodes a module's file: a UTF-8
     byte order mark or a PEP 263 coding declaration names the encoding (UTF-8
-    otherwise) and every newline becomes a line feed. So a file with a byte order mark
-    and the same text without one are the same source (the same ``sha256``);
-    a ``str`` source loses a leading byte order mark too.
+    otherwise) and every newline becomes a line feed. So a file with a byte
+    order mark and the same text without one are the same source (the same
+    ``sha256``); a ``str`` source loses a leading byte order mark too.
 
     Raises:
         CompileError: the bytes cannot be decoded, or the text holds a lone surrogate.
@@ -111,7 +111,7 @@ def _source_text(
 ) -> SourceText:
     """``text`` with its digest; a lone surrogate (which no code can hold) is a CompileError."""
     try:
-        encoded = text.encode("utf-8")
+        sha256 = digest(text)
     except UnicodeEncodeError as error:
         lineno = text.count("\n", 0, error.start) + 1
         offset = error.start - text.rfind("\n", 0, error.start)
@@ -123,7 +123,7 @@ def _source_text(
             lineno=lineno,
             offset=offset,
         ) from error
-    return SourceText(text, hashlib.sha256(encoded).hexdigest(), path)
+    return SourceText(text, sha256, path)
 
 
 def _read_path(path: str) -> bytes:
