@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import sys
 import types
+from typing import Any
 
 import pytest
 
 import illunare
 from illunare import CompileError, HotReloader, LoadError, signals
+from illunare._reload.importer import ReloadFinder
 
 from .conftest import Package, dedent
 
@@ -157,3 +160,25 @@ class TestOtherImports:
         assert type(module.__loader__).__name__ == "SourceFileLoader"
         assert module.__name__ not in reloader.modules()
         assert sys.modules[module.__name__] is module
+
+
+class TestSwappingLoader:
+    def test_answers_for_the_modules_loader_while_the_reload_runs(
+        self, module: types.ModuleType
+    ) -> None:
+        """The loader a reload puts on the module reads the module's file like its own loader."""
+        loader = module.__loader__
+        swapping = _swapping_loader(module)
+        assert swapping.get_source(module.__name__) == loader.get_source(module.__name__)
+        assert swapping.get_filename(module.__name__) == loader.get_filename(module.__name__)
+        with pytest.raises(AttributeError):
+            swapping._private  # the lookup is the test
+        assert copy.copy(swapping) is not swapping
+
+
+def _swapping_loader(module: types.ModuleType) -> Any:
+    """The loader that importlib.reload(module) would be given."""
+    finder = next(finder for finder in sys.meta_path if isinstance(finder, ReloadFinder))
+    spec = finder.find_spec(module.__name__, None, module)
+    assert spec is not None
+    return spec.loader

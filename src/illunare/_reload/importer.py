@@ -156,5 +156,8 @@ class SwappingLoader(importlib.abc.Loader):
 
     def __getattr__(self, name: str) -> Any:
         # get_source, get_filename ...: asked of the module's loader by tools
-        # (inspect, linecache) that run while the reload is under way.
+        # (inspect, linecache) that run while the reload is under way. Private
+        # and special names are not delegated (nor looked up before __init__).
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self._attributes.get("__loader__"), name)
