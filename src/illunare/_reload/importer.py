@@ -97,6 +97,9 @@ class ReloadFinder(importlib.abc.MetaPathFinder):
 
     def install(self) -> None:
         """Put the finder on ``sys.meta_path`` ahead of the others, once."""
+        # Only ever inserted, never moved: an import iterating sys.meta_path in
+        # another thread may see a finder twice after an insertion at the
+        # front, but would skip one if the list lost an element meanwhile.
         if self not in sys.meta_path:
             sys.meta_path.insert(0, self)
 
