@@ -14,7 +14,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from illunare import CompileError, HotReloader, LoadError, RollbackError, ValidationError
+from illunare import (
+    CodeVersion,
+    CompileError,
+    HotReloader,
+    LoadError,
+    RollbackError,
+    ValidationError,
+)
 
 from .strategies import BAD_SOURCES, module_source
 
@@ -77,7 +84,17 @@ class SwapMachine(RuleBasedStateMachine):
 
     @rule(token=st.integers(min_value=0, max_value=6))
     def swap(self, token: int) -> None:
-        version = self.reloader.swap(self.name, module_source(token))
+        self.swapped(token, self.reloader.swap(self.name, module_source(token)))
+
+    @rule(token=st.integers(min_value=0, max_value=6))
+    def reload(self, token: int) -> None:
+        """importlib.reload() of the saved file is the same as a swap."""
+        (self.root / f"{self.name}.py").write_text(module_source(token))
+        assert importlib.reload(self.module) is self.module
+        self.swapped(token, self.reloader.current(self.name))
+
+    def swapped(self, token: int, version: CodeVersion) -> None:
+        """Check what a swap to ``token`` returned and record it in the model."""
         if token == self.model.tokens[self.model.current]:
             assert version.number == self.model.current
             return
