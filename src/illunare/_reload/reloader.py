@@ -151,7 +151,7 @@ class HotReloader:
             tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
                 return module
-            loaded = self._pending.pop(name, None) or digest(_original_source(module))
+            loaded = self._pending.get(name) or digest(_original_source(module))
             history = History(keep=self.keep)
             namespace = module.__dict__
             placeholder = ModuleVersion(
@@ -166,6 +166,7 @@ class HotReloader:
             placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
             history.add(placeholder)
             self._modules[name] = tracked
+            self._pending.pop(name, None)
             _OWNERS[module] = weakref.ref(self)
             _RELOADS.install()
         if signals.module_tracked.receivers:
