@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import importlib
 import types
+import warnings
 
 import importlib_resources
 import pytest
@@ -173,6 +174,19 @@ class TestLoneSurrogates:
         """Bytes whose declared encoding yields a lone surrogate are a CompileError."""
         with pytest.raises(CompileError, match="lone surrogate"):
             reloader.swap(module.__name__, b"# coding: unicode_escape\nx = '\\ud800'\n")
+        assert module.value() == 1
+
+
+class TestWarningsAsErrors:
+    def test_a_decoding_warning_made_an_error(
+        self, module: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A warning the codec emits, under filters that make it an error, is a CompileError."""
+        data = b"# coding: unicode_escape\nx = 1  # \\q\n"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(CompileError, match="cannot be decoded"):
+                reloader.swap(module.__name__, data)
         assert module.value() == 1
 
 

@@ -95,9 +95,11 @@ def _decode(data: bytes, module: str, filename: str | None) -> str:
     try:
         # The import system's own decoding: BOM, coding cookie, universal newlines.
         return importlib.util.decode_source(data)
-    except (SyntaxError, UnicodeError, LookupError) as error:
+    except (SyntaxError, UnicodeError, LookupError, Warning) as error:
         # SyntaxError: a bad or unknown coding declaration; UnicodeError: bytes
-        # the encoding rejects; LookupError: a codec that is not a text encoding.
+        # the encoding rejects; LookupError: a codec that is not a text encoding;
+        # Warning: one the warning filters make an error (as compile() turns a
+        # SyntaxWarning into a SyntaxError), e.g. unicode_escape's on 3.12+.
         reason = error.msg if isinstance(error, SyntaxError) else str(error)
         raise CompileError(
             f"the new source of {module} cannot be decoded: {reason}",
