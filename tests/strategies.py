@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
+from hypothesis import strategies as st
+
 
 def module_source(token: int) -> str:
     """A module whose function, method and constant all report ``token``."""
@@ -28,9 +30,33 @@ BAD_SOURCES: dict[str, tuple[str, tuple[Callable[[ModuleType], object], ...]]] =
 }
 
 
-# Feature flags ---------------------------------------------------------------
+#: any text, lone surrogates included (text() leaves them out, and they are
+#: too rare among all characters to come up unasked)
+SOURCE_TEXTS = st.lists(
+    st.one_of(st.characters(exclude_categories=()), st.characters(categories=["Cs"])),
+    max_size=60,
+).map("".join)
 
-from hypothesis import strategies as st  # noqa: E402  # grouped with the flag strategies
+#: encodings a coding declaration may name: text codecs, codecs that are not
+#: text encodings, and names that are no codec at all
+_CODINGS = st.sampled_from(
+    [
+        "utf-8", "latin-1", "ascii", "cp1252", "utf-16", "utf-7", "idna", "punycode",
+        "unicode_escape", "raw_unicode_escape", "rot13", "hex", "base64", "zlib", "bogus",
+    ]
+)  # fmt: skip
+
+#: any bytes, some behind a UTF-8 byte order mark or a coding declaration
+SOURCE_BYTES = st.one_of(
+    st.binary(max_size=60),
+    st.binary(max_size=60).map(lambda data: b"\xef\xbb\xbf" + data),
+    st.tuples(_CODINGS, st.binary(max_size=60)).map(
+        lambda pair: f"# coding: {pair[0]}\n".encode() + pair[1]
+    ),
+)
+
+
+# Feature flags ---------------------------------------------------------------
 
 KEYS = st.sampled_from(["user_id", "region", "user_segment", "age", "version", "email", "ip"])
 TEXT = st.text(max_size=8)

@@ -772,7 +772,7 @@ class TestRollback:
 
 class TestHistory:
     def test_keep_bounds_the_history(self, package: Package) -> None:
-        """Only the keep newest versions stay, plus the current one if older."""
+        """Only the keep newest versions stay, plus the current one and its parent if older."""
         reloader = HotReloader(keep=3)
         module = package.module("hist", "def value():\n    return 1\n")
         reloader.track(module)
@@ -786,7 +786,7 @@ class TestHistory:
         assert [v.number for v in reloader.history(name)] == [7, 8, 9]
         reloader.rollback(name, to=7)
         reloader.swap(name, "def value():\n    return 10\n")
-        assert [v.number for v in reloader.history(name)] == [8, 9, 10]
+        assert [v.number for v in reloader.history(name)] == [7, 8, 9, 10]  # 7: 10's parent
         with pytest.raises(RollbackError, match="evicted"):
             reloader.rollback(name, to=2)
 

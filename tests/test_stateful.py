@@ -14,7 +14,14 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from illunare import CompileError, HotReloader, LoadError, RollbackError, ValidationError
+from illunare import (
+    CodeVersion,
+    CompileError,
+    HotReloader,
+    LoadError,
+    RollbackError,
+    ValidationError,
+)
 
 from .strategies import BAD_SOURCES, module_source
 
@@ -23,12 +30,17 @@ _names = itertools.count()
 
 @attrs.define
 class Model:
-    """What the history should be: numbers, their tokens and parents, and the current one."""
+    """What the history should be: numbers, their tokens and parents, and the current one.
+
+    A new version evicts every version that is neither among the ``keep`` most
+    recently created, nor the current one, nor the current one's parent.
+    """
 
     keep: int
     tokens: dict[int, int] = attrs.Factory(dict)
     parents: dict[int, int | None] = attrs.Factory(dict)
     created: list[int] = attrs.Factory(list)
+    kept: set[int] = attrs.Factory(set)
     current: int = 1
 
     def add(self, number: int, token: int, parent: int | None) -> None:
@@ -36,10 +48,12 @@ class Model:
         self.parents[number] = parent
         self.created.append(number)
         self.current = number
+        spared = {number, parent, *self.created[-self.keep :]}
+        self.kept = (self.kept | {number}) & spared
 
-    def kept(self) -> list[int]:
-        newest = set(self.created[-self.keep :])
-        return sorted(newest | {self.current})
+    def parent_is_kept(self) -> bool:
+        """Whether ``rollback()`` can go back from the current version."""
+        return self.parents[self.current] in self.kept
 
 
 class SwapMachine(RuleBasedStateMachine):
@@ -70,13 +84,25 @@ class SwapMachine(RuleBasedStateMachine):
 
     @rule(token=st.integers(min_value=0, max_value=6))
     def swap(self, token: int) -> None:
-        version = self.reloader.swap(self.name, module_source(token))
+        self.swapped(token, self.reloader.swap(self.name, module_source(token)))
+
+    @rule(token=st.integers(min_value=0, max_value=6))
+    def reload(self, token: int) -> None:
+        """importlib.reload() of the saved file is the same as a swap."""
+        (self.root / f"{self.name}.py").write_text(module_source(token))
+        assert importlib.reload(self.module) is self.module
+        self.swapped(token, self.reloader.current(self.name))
+
+    def swapped(self, token: int, version: CodeVersion) -> None:
+        """Check what a swap to ``token`` returned and record it in the model."""
         if token == self.model.tokens[self.model.current]:
             assert version.number == self.model.current
             return
         assert version.number == max(self.model.created) + 1
         assert version.parent == self.model.current
         self.model.add(version.number, token, self.model.current)
+        # Whatever came before, the version a swap replaced is never evicted by it.
+        assert version.parent in [v.number for v in self.reloader.history(self.name)]
 
     @rule(bad=st.sampled_from(sorted(BAD_SOURCES)))
     def failed_swap(self, bad: str) -> None:
@@ -90,7 +116,7 @@ class SwapMachine(RuleBasedStateMachine):
     @rule()
     def rollback_to_parent(self) -> None:
         parent = self.model.parents[self.model.current]
-        if parent is None or parent not in self.model.kept():
+        if not self.model.parent_is_kept():
             try:
                 self.reloader.rollback(self.name)
             except RollbackError:
@@ -101,7 +127,7 @@ class SwapMachine(RuleBasedStateMachine):
 
     @rule(number=st.integers(min_value=-1, max_value=14))
     def rollback_to(self, number: int) -> None:
-        if number not in self.model.kept():
+        if number not in self.model.kept:
             try:
                 self.reloader.rollback(self.name, to=number)
             except RollbackError:
@@ -126,7 +152,7 @@ class SwapMachine(RuleBasedStateMachine):
         if not hasattr(self, "model"):
             return
         history = self.reloader.history(self.name)
-        assert [v.number for v in history] == self.model.kept()
+        assert [v.number for v in history] == sorted(self.model.kept)
         assert all(v.parent == self.model.parents[v.number] for v in history)
 
 

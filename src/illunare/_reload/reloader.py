@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
 from illunare._reload.binding import absorb, flip
-from illunare._reload.importer import HotFinder
+from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.prepare import Check, Prepared, prepare, preserved_names, validate_checks
 from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.source import Source, digest
@@ -47,6 +47,10 @@ def _owner(module: types.ModuleType) -> HotReloader | None:
     return owner() if owner is not None else None
 
 
+# importlib.reload() of a tracked module: a swap by its owner.
+_RELOADS = ReloadFinder(_owner)
+
+
 def _is_stale(tracked: TrackedModule) -> bool:
     """Whether a new module object was imported under the tracked module's name."""
     return sys.modules.get(tracked.name, tracked.module) is not tracked.module
@@ -73,7 +77,7 @@ class HotReloader:
 
     Args:
         keep: how many of the most recently created versions of each module
-            are kept for rollback (the current one is always kept).
+            are kept for rollback (the current one and its parent are always kept).
 
     """
 
@@ -83,8 +87,10 @@ class HotReloader:
         self.keep = keep
         self._lock = threading.RLock()
         self._modules: dict[str, TrackedModule] = {}
-        # Modules whose @hot functions were seen while they were still importing.
-        self._pending: set[str] = set()
+        # Modules whose @hot functions were seen while they were still importing
+        # -> the digest of the source they were imported from (the file may be
+        # saved again before they are tracked).
+        self._pending: dict[str, str] = {}
         self._finder: HotFinder | None = None
 
     def __repr__(self) -> str:
@@ -145,11 +151,11 @@ class HotReloader:
             tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
                 return module
-            text = _original_source(module)
+            loaded = self._pending.get(name) or digest(_original_source(module))
             history = History(keep=self.keep)
             namespace = module.__dict__
             placeholder = ModuleVersion(
-                info=CodeVersion(name, 1, digest(text), time.time(), "loaded"),
+                info=CodeVersion(name, 1, loaded, time.time(), "loaded"),
                 namespace=namespace,
                 targets={},
                 classes={},
@@ -160,8 +166,9 @@ class HotReloader:
             placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
             history.add(placeholder)
             self._modules[name] = tracked
-            self._pending.discard(name)
+            self._pending.pop(name, None)
             _OWNERS[module] = weakref.ref(self)
+            _RELOADS.install()
         if signals.module_tracked.receivers:
             signals.module_tracked.send(self, module=name, version=placeholder.info)
         return module
@@ -208,8 +215,12 @@ class HotReloader:
                         f"the module of {qualname} ({module_name}) is not imported"
                     )
                 if _initializing(module):
-                    # Still executing its first import: tracked once it has finished.
-                    self._pending.add(module_name)
+                    # Still executing its first import: tracked once it has finished
+                    # (owned now, so that importlib.reload() of it is a swap).
+                    if module_name not in self._pending:
+                        self._pending[module_name] = digest(_original_source(module))
+                        _OWNERS[module] = weakref.ref(self)
+                        _RELOADS.install()
                     return HotFunction(obj, module_name, qualname)  # type: ignore[return-value]
                 self.track(module)
                 tracked = self._modules[module_name]
@@ -329,7 +340,7 @@ class HotReloader:
             return self._tracked(_module_name(module)).current.info
 
     def history(self, module: str) -> tuple[CodeVersion, ...]:
-        """The kept versions, oldest first: the ``keep`` newest plus the current one."""
+        """The kept versions, oldest first: the ``keep`` newest, the current one and its parent."""
         with self._lock:
             return self._tracked(_module_name(module)).history.infos()
 
@@ -392,7 +403,7 @@ class HotReloader:
             tracked = self._modules.get(module.__name__)
             if tracked is not None and tracked.module is module:
                 del self._modules[module.__name__]
-            self._pending.discard(module.__name__)
+            self._pending.pop(module.__name__, None)
 
     def _tracked(self, name: str) -> TrackedModule:
         tracked = self._modules.get(name)
@@ -412,7 +423,7 @@ class HotReloader:
             module = sys.modules.get(name)
             owner = _owner(module) if module is not None else None
             if module is None or owner not in (None, self):
-                self._pending.discard(name)  # gone, or versioned by another reloader
+                self._pending.pop(name, None)  # gone, or versioned by another reloader
             elif not _initializing(module):
                 self.track(module)
 

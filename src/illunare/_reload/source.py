@@ -6,7 +6,6 @@ import hashlib
 import importlib.util
 import linecache
 import os
-import re
 import types
 from typing import Union
 
@@ -42,41 +41,28 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# PEP 263: a coding declaration on the first or second line.
-_CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
-
-
-def _decode(data: bytes, module: str) -> str:
-    head = b"\n".join(data.split(b"\n", 2)[:2])
-    declared = _CODING.search(head)
-    if b"\r" not in data and (declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")):
-        # The common case, decoded in C; the general path below is several
-        # times slower.
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise CompileError(
-                f"the new source of {module} is not valid UTF-8: {error}", module=module
-            ) from error
-    try:
-        # Honours a PEP 263 coding cookie and normalises newlines, like import does.
-        return importlib.util.decode_source(data)
-    except (SyntaxError, UnicodeDecodeError) as error:
-        raise CompileError(
-            f"the new source of {module} cannot be decoded: {error}", module=module
-        ) from error
-
-
 def read_source(module: types.ModuleType, source: Source) -> SourceText:
-    """Return the new source of ``module`` from ``source`` (``None``: its own file)."""
+    """Return the new source of ``module`` from ``source`` (``None``: its own file).
+
+    Bytes are decoded as the import system decodes a module's file: a UTF-8
+    byte order mark or a PEP 263 coding declaration names the encoding (UTF-8
+    otherwise) and every newline becomes a line feed. So a file with a byte
+    order mark and the same text without one are the same source (the same
+    ``sha256``); a ``str`` source loses a leading byte order mark too.
+
+    Raises:
+        CompileError: the bytes cannot be decoded, or the text holds a lone surrogate.
+        LoadError: the file cannot be read, or the module has none.
+        InvalidArgumentError: ``source`` is of none of the accepted types.
+
+    """
     name = module.__name__
     path: str | None = None
     try:
         if isinstance(source, str):
-            return SourceText(source, digest(source), None)
+            return _source_text(source.removeprefix(_BOM), name, None)
         if isinstance(source, bytes):
-            text = _decode(source, name)
-            return SourceText(text, digest(text), None)
+            return _source_text(_decode(source, name, None), name, None)
         if source is None:
             path = getattr(module, "__file__", None)
             if path is None:
@@ -84,11 +70,13 @@ def read_source(module: types.ModuleType, source: Source) -> SourceText:
                     f"{name} has no source file; pass the new code as swap(source=...)",
                     module=name,
                 )
+            label = path
             data = _read_path(path)
         elif isinstance(source, os.PathLike):
-            path = os.fsdecode(source)
+            label = path = os.fsdecode(source)
             data = _read_path(path)
         elif isinstance(source, Traversable):
+            label = str(source)
             data = source.read_bytes()
         else:
             raise InvalidArgumentError(
@@ -97,8 +85,47 @@ def read_source(module: types.ModuleType, source: Source) -> SourceText:
             )
     except OSError as error:
         raise LoadError(f"cannot read the new source of {name}: {error}", module=name) from error
-    text = _decode(data, name)
-    return SourceText(text, digest(text), path)
+    return _source_text(_decode(data, name, label), name, label, path)
+
+
+_BOM = "\ufeff"
+
+
+def _decode(data: bytes, module: str, filename: str | None) -> str:
+    try:
+        # The import system's own decoding: BOM, coding cookie, universal newlines.
+        return importlib.util.decode_source(data)
+    except (SyntaxError, UnicodeError, LookupError, Warning) as error:
+        # SyntaxError: a bad or unknown coding declaration; UnicodeError: bytes
+        # the encoding rejects; LookupError: a codec that is not a text encoding;
+        # Warning: one the warning filters make an error (as compile() turns a
+        # SyntaxWarning into a SyntaxError), e.g. unicode_escape's on 3.12+.
+        reason = error.msg if isinstance(error, SyntaxError) else str(error)
+        raise CompileError(
+            f"the new source of {module} cannot be decoded: {reason}",
+            module=module,
+            filename=filename,
+        ) from error
+
+
+def _source_text(
+    text: str, module: str, filename: str | None, path: str | None = None
+) -> SourceText:
+    """``text`` with its digest; a lone surrogate (which no code can hold) is a CompileError."""
+    try:
+        sha256 = digest(text)
+    except UnicodeEncodeError as error:
+        lineno = text.count("\n", 0, error.start) + 1
+        offset = error.start - text.rfind("\n", 0, error.start)
+        raise CompileError(
+            f"the new source of {module} holds a lone surrogate "
+            f"({text[error.start]!a}) at line {lineno}, column {offset}",
+            module=module,
+            filename=filename,
+            lineno=lineno,
+            offset=offset,
+        ) from error
+    return SourceText(text, sha256, path)
 
 
 def _read_path(path: str) -> bytes:
@@ -122,6 +149,14 @@ def compile_source(text: str, filename: str, module: str) -> types.CodeType:
     except ValueError as error:  # null bytes in the source
         raise CompileError(
             f"the new source of {module} does not compile: {error}",
+            module=module,
+            filename=filename,
+        ) from error
+    except (RecursionError, MemoryError) as error:
+        # What the parser and compiler raise for code nested too deeply.
+        raise CompileError(
+            f"the new source of {module} is too complex to compile: "
+            f"{type(error).__name__}: {error}",
             module=module,
             filename=filename,
         ) from error

@@ -30,7 +30,8 @@ class CodeVersion:
     Attributes:
         module: the module's name.
         number: 1 for the code as first loaded, then 2, 3 ...; never reused.
-        sha256: hex digest of the source's UTF-8 bytes.
+        sha256: hex digest of the source's UTF-8 bytes (the text as decoded, so a
+            byte order mark or CRLF line ends make no difference).
         created_at: ``time.time()`` when the version was created.
         reason: the reason given to ``swap()`` ("loaded" for version 1).
         parent: the version that was current when this one was created.
@@ -119,7 +120,12 @@ class TrackedModule:
 
 @attrs.define(eq=False)
 class History:
-    """The versions kept for one module: the ``keep`` newest plus the current one."""
+    """The versions kept for one module.
+
+    Kept: the ``keep`` most recently created versions, plus the current one
+    and its parent when they are older than those, so that ``rollback()``
+    from the current version always works.
+    """
 
     keep: int
     versions: dict[int, ModuleVersion] = attrs.Factory(dict)
@@ -142,12 +148,13 @@ class History:
         return None
 
     def evict(self, current: ModuleVersion) -> None:
-        """Release every version beyond the ``keep`` newest, except ``current``."""
-        numbers = list(self.versions)
+        """Release every version that is neither kept for its age nor ``current`` or its parent."""
+        numbers = list(self.versions)  # in order of creation
+        spared = {current.info.number, current.info.parent}
         evicted = [
             self.versions.pop(number)
             for number in numbers[: max(len(numbers) - self.keep, 0)]
-            if number != current.info.number
+            if number not in spared
         ]
         in_use = {version.lines_key for version in self.versions.values()}
         for version in evicted:
