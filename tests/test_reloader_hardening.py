@@ -25,9 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from illunare import (
+    CodeVersion,
     HotReloader,
     InvalidArgumentError,
     LoadError,
+    RollbackError,
     UnknownModuleError,
     ValidationError,
     signals,
@@ -260,6 +262,49 @@ class TestUserCodeOutsideTheLock:
         assert reloader.swap(module.__name__, SOURCE.format(n=4)).number == 3
         assert reloader.current(module.__name__).parent == 1
 
+    def test_racing_swaps_and_rollbacks_keep_the_history_consistent(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Racing swaps and rollbacks: unique numbers, real parents, the current code runs."""
+        module = package.module("raced", SOURCE.format(n=0))
+        reloader.track(module)
+        made: dict[int, int] = {1: 0}
+        unexpected: list[object] = []
+        done = threading.Event()
+
+        def swapper(base: int) -> None:
+            for n in range(base, base + 30):
+                swapped = outcome_of(
+                    functools.partial(reloader.swap, module.__name__, SOURCE.format(n=n))
+                )
+                if isinstance(swapped, CodeVersion):
+                    made[swapped.number] = n
+                elif not (isinstance(swapped, LoadError) and "rolled back" in str(swapped)):
+                    unexpected.append(swapped)  # a refusal must be the rollback's doing
+
+        def roller() -> None:
+            while not done.is_set():
+                rolled = outcome_of(functools.partial(reloader.rollback, module.__name__))
+                if isinstance(rolled, BaseException) and not isinstance(rolled, RollbackError):
+                    unexpected.append(rolled)  # RollbackError: back at version 1 already
+
+        swappers = [threading.Thread(target=swapper, args=(b * 100,)) for b in (1, 2, 3)]
+        rolling = threading.Thread(target=roller)
+        for thread in [*swappers, rolling]:
+            thread.start()
+        for thread in swappers:
+            thread.join()
+        done.set()
+        rolling.join()
+        assert unexpected == []
+        history = reloader.history(module.__name__)
+        numbers = [version.number for version in history]
+        assert numbers == sorted(set(numbers))
+        assert set(numbers) <= set(made)
+        assert all(v.parent is None or v.parent < v.number for v in history)
+        assert all(v.parent in made for v in history if v.parent is not None)
+        assert module.value() == made[reloader.current(module.__name__).number]
+
 
 class TestFork:
     def test_a_child_forked_during_a_swap_can_swap(self, tmp_path: Path) -> None:
@@ -478,6 +523,27 @@ class TestModuleNames:
         assert type(error.__cause__) is cause
         assert package.qualified("broken") not in sys.modules
         assert reloader.modules() == ()
+
+
+class TestInstallExtensions:
+    def test_extension_modules_of_an_installed_package_are_left_alone(self, tmp_path: Path) -> None:
+        """install() of a package with a compiled module tracks the rest and imports it fine."""
+        run_python(
+            tmp_path,
+            """
+            from illunare import HotReloader
+
+            reloader = HotReloader()
+            reloader.install("watchfiles")
+            import watchfiles
+            import watchfiles._rust_notify
+
+            tracked = reloader.modules()
+            assert "watchfiles.main" in tracked, tracked
+            assert "watchfiles._rust_notify" not in tracked, tracked
+            HotReloader().install("watchfiles")  # the same for modules imported already
+            """,
+        )
 
 
 class TestImportsOfFailedSwaps:
