@@ -428,7 +428,9 @@ class HotReloader:
                 for name, tracked in self._modules.items()
             }
         return {
-            name: os.path.abspath(path) for name, path in files.items() if isinstance(path, str)
+            name: os.path.abspath(path)
+            for name, path in files.items()
+            if isinstance(path, str) and path
         }
 
     # Internals ------------------------------------------------------------------
