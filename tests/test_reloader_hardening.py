@@ -656,3 +656,15 @@ class TestBadInput:
         for call in calls:
             assert type(outcome_of(call)) is InvalidArgumentError
         assert (reloader.modules(), reloader.history(name), mod.value, sys.meta_path) == before
+
+    def test_stopping_a_watcher_with_a_bad_timeout(
+        self, mod: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """Watcher.stop() refuses a timeout that is not None or seconds, and keeps watching."""
+        with reloader.watch(package.path) as watcher:
+            bad: tuple[Any, ...] = ("1", -1, True)
+            for timeout in bad:
+                stopping = functools.partial(watcher.stop, timeout)
+                assert type(outcome_of(stopping)) is InvalidArgumentError
+            assert watcher.running
+        assert not watcher.running

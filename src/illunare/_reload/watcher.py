@@ -94,7 +94,11 @@ class Watcher:
         return self._thread.is_alive()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop watching and wait for the thread to end."""
+        """Stop watching and wait up to ``timeout`` seconds (``None``: as long as it takes)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise InvalidArgumentError(f"timeout must be None or seconds >= 0, got {timeout!r}")
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
