@@ -156,3 +156,17 @@ INVALID_FLAG_CONFIGS = st.one_of(
     st.fixed_dictionaries({"variants": st.just([{"name": ""}])}),
     st.fixed_dictionaries({"unknown_key": st.integers()}),
 )  # fmt: skip
+
+
+# Arguments of the wrong type ----------------------------------------------------
+
+#: values that are neither a module nor a module name, nor any other argument the API takes
+NOT_AN_ARGUMENT = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(TEXT, st.integers(), max_size=2),
+    st.builds(object),
+)

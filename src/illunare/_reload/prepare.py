@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import importlib.abc
 import sys
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from illunare._reload.binding import absorb, class_problems
-from illunare._reload.classes import ClassState
+from illunare._reload.binding import class_problems
+from illunare._reload.locking import LOCK
 from illunare._reload.namespace import install_namespace
 from illunare._reload.proxy import Preparation, preparing
-from illunare._reload.source import (
-    Source,
-    SourceText,
-    compile_source,
-    forget_lines,
-    read_source,
-    remember_lines,
-)
-from illunare._reload.versions import TrackedModule
-from illunare.exceptions import InvalidArgumentError, LoadError, SwapError, ValidationError
+from illunare._reload.source import SourceText, compile_source, forget_lines, remember_lines
+from illunare._reload.versions import ModuleVersion, TrackedModule
+from illunare.exceptions import InvalidArgumentError, LoadError, ValidationError
 
-__all__ = ["Check", "Prepared", "prepare", "preserved_names", "validate_checks"]
+__all__ = [
+    "Check",
+    "Prepared",
+    "prepare",
+    "preserved_names",
+    "source_filename",
+    "undone_on_failure",
+    "validate_checks",
+]
 
 #: A check receives the new module before it goes live; raising or returning
 #: ``False`` refuses the new version.
@@ -45,14 +49,14 @@ _MODULE_ATTRIBUTES = (
 
 @attrs.define(eq=False)
 class Prepared:
-    """A new version, executed, checked and bound to the stable objects; not yet live."""
+    """A new version, executed, migrated and checked; not yet bound to the stable objects."""
 
     source: SourceText
     code: types.CodeType
     namespace: dict[str, Any]
     filename: str
-    targets: dict[str, Callable[..., Any]]
-    classes: dict[str, ClassState]
+    #: qualified names the new source decorated with ``@hot``
+    hot_names: set[str]
     #: the names the new source lists in ``__hot_preserve__``
     preserve: frozenset[str]
     #: preserved name -> the live value copied in before migration and checks
@@ -64,76 +68,122 @@ class Prepared:
         return None if self.source.path else self.filename
 
 
-def prepare(tracked: TrackedModule, source: Source, checks: Sequence[Check]) -> Prepared | None:
-    """Compile, execute, migrate and check the new source; ``None`` if it is the running one.
+#: The modules that the preparation running in this context has imported.
+_imported: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "illunare_imported", default=None
+)
 
-    Raises CompileError, LoadError or ValidationError, leaving everything as it was
-    (modules the new source imported are removed from ``sys.modules`` again).
+
+class _ImportRecorder(importlib.abc.MetaPathFinder):
+    """Notes each module that a preparation imports, so that a failed one can remove them.
+
+    First on ``sys.meta_path``, it is asked about every module about to be
+    imported (HotFinder asks it too) and finds none itself. Only imports made
+    in the preparation's own context are noted: a module another thread
+    imports meanwhile is never removed. (A finder put ahead of it by someone
+    else hides that finder's modules from it: those are kept, never wrongly
+    removed.)
     """
-    name = tracked.name
-    text = read_source(tracked.module, source)
-    if text.sha256 == tracked.current.info.sha256:
-        return None
-    filename = text.path or f"<illunare {name} {text.sha256[:12]}>"
-    known = tracked.history.find(text.sha256)
-    if known is not None and known.code is not None and known.code.co_filename == filename:
-        code = known.code  # the same source compiled before: no need to again
-    else:
-        code = compile_source(text.text, filename, name)
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: types.ModuleType | None = None,
+    ) -> None:
+        """Note ``fullname`` if a preparation runs in this context; find nothing."""
+        imported = _imported.get()
+        if imported is not None:
+            imported.add(fullname)
+
+
+_RECORDER = _ImportRecorder()
+
+
+def source_filename(module: str, text: SourceText) -> str:
+    """The filename a version's code gets: its file, or a name made from its digest."""
+    return text.path or f"<illunare {module} {text.sha256[:12]}>"
+
+
+@contextlib.contextmanager
+def undone_on_failure(text: SourceText, filename: str, *, lines_kept: bool) -> Iterator[None]:
+    """Scope of the preparations of ``text``: if the block raises, nothing of them is left.
+
+    The source's lines go in ``linecache`` for tracebacks (unless it has a
+    file), and the modules its execution imports are noted; when the block
+    raises anything (a ``BaseException`` included), those modules leave
+    ``sys.modules`` and the lines are forgotten, unless ``lines_kept`` (a
+    kept version shares them).
+    """
+    if _RECORDER not in sys.meta_path:
+        with LOCK:
+            if _RECORDER not in sys.meta_path:
+                sys.meta_path.insert(0, _RECORDER)
     if text.path is None:
         remember_lines(filename, text.text)
-    # sys.modules keeps insertion order: what the new source imports comes
-    # after its last entry now.
-    last_module = next(reversed(sys.modules))
+    imported: set[str] = set()
+    token = _imported.set(imported)
     try:
-        namespace, hot_names = _execute(tracked, code)
-        old = tracked.current.namespace
-        preserve = preserved_names(namespace, name)
-        carried = {key: old[key] for key in preserve if key in old}
-        namespace.update(carried)
-        _migrate(namespace, old, name)
-        problems = class_problems(tracked, namespace) if tracked.classes else []
-        if problems:
-            raise ValidationError(
-                f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
-                module=name,
-            )
-        _run_checks(namespace, checks, name)
-    except SwapError:
-        _forget_modules_after(last_module)
-        if text.path is None and known is None:
+        yield
+    except BaseException:
+        for name in imported:
+            sys.modules.pop(name, None)
+        if text.path is None and not lines_kept:
             forget_lines(filename)
         raise
-    targets, classes = absorb(tracked, namespace, hot_names)
-    return Prepared(text, code, namespace, filename, targets, classes, preserve, carried)
+    finally:
+        _imported.reset(token)
 
 
-def _forget_modules_after(last_module: str) -> None:
-    """Remove the modules imported since ``last_module`` was the newest in sys.modules."""
-    added = []
-    for name in reversed(sys.modules):
-        if name == last_module:
-            break
-        added.append(name)
-    else:
-        return  # the marker itself is gone: nothing can be told apart safely
-    for name in added:
-        sys.modules.pop(name, None)
+def prepare(
+    tracked: TrackedModule,
+    base: ModuleVersion,
+    text: SourceText,
+    filename: str,
+    *,
+    compiled: types.CodeType | None,
+    checks: Sequence[Check],
+) -> Prepared:
+    """Compile, execute, migrate and check ``text`` as the successor of ``base``.
+
+    This runs user code (the new source, ``__hot_migrate__``, the checks): call
+    it without holding ``LOCK``, inside ``undone_on_failure``. ``compiled`` is
+    the code of a kept version with the same source, if any. Raises
+    CompileError, LoadError or ValidationError; nothing live changes either way.
+    """
+    name = tracked.name
+    code = compiled if compiled is not None else compile_source(text.text, filename, name)
+    namespace, hot_names = _execute(name, base.namespace, code)
+    preserve = preserved_names(namespace, name)
+    carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
+    namespace.update(carried)
+    _migrate(namespace, base.namespace, name)
+    problems = class_problems(tracked, namespace) if tracked.classes else []
+    if problems:
+        raise ValidationError(
+            f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
+            module=name,
+        )
+    _run_checks(namespace, checks, name)
+    return Prepared(text, code, namespace, filename, hot_names, preserve, carried)
 
 
-def _execute(tracked: TrackedModule, code: types.CodeType) -> tuple[dict[str, Any], set[str]]:
+def _execute(
+    module: str, old: dict[str, Any], code: types.CodeType
+) -> tuple[dict[str, Any], set[str]]:
     """Run the new code in a fresh namespace; return it and the names it decorated with @hot."""
-    old = tracked.current.namespace
     namespace: dict[str, Any] = {key: old[key] for key in _MODULE_ATTRIBUTES if key in old}
     namespace["__doc__"] = None
-    preparation = Preparation(tracked.name)
+    preparation = Preparation(module)
     token = preparing.set(preparation)
     try:
         exec(code, namespace)  # noqa: S102  # running the new version is the point
-    except Exception as error:
+    except BaseException as error:
+        # SystemExit and KeyboardInterrupt from the new source too: they refuse
+        # this version, they do not end the program (or the watcher).
         raise LoadError(
-            f"executing the new source of {tracked.name} raised {type(error).__name__}: {error}",
-            module=tracked.name,
+            f"executing the new source of {module} raised {type(error).__name__}: {error}",
+            module=module,
         ) from error
     finally:
         preparing.reset(token)
@@ -164,12 +214,12 @@ def _migrate(namespace: dict[str, Any], old: dict[str, Any], module: str) -> Non
         raise ValidationError(f"__hot_migrate__ of {module} is not callable", module=module)
     try:
         result = migrate(types.MappingProxyType(old))
-    except Exception as error:
+        if isinstance(result, Mapping):
+            namespace.update(result)
+    except BaseException as error:
         raise ValidationError(
             f"__hot_migrate__ of {module} raised {type(error).__name__}: {error}", module=module
         ) from error
-    if isinstance(result, Mapping):
-        namespace.update(result)
 
 
 def validate_checks(checks: object) -> tuple[Check, ...]:
@@ -187,12 +237,13 @@ def _run_checks(namespace: dict[str, Any], checks: Sequence[Check], module: str)
     if not checks:
         return
     candidate = types.ModuleType(module)
-    install_namespace(candidate, namespace)
+    with LOCK:  # every switch of a namespace, even of a module no one else sees
+        install_namespace(candidate, namespace)
     for check in checks:
-        label = getattr(check, "__qualname__", repr(check))
+        label = getattr(check, "__qualname__", None) or repr(check)
         try:
             result = check(candidate)
-        except Exception as error:
+        except BaseException as error:
             raise ValidationError(
                 f"check {label} refused the new version of {module}: "
                 f"{type(error).__name__}: {error}",

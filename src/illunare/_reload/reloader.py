@@ -11,17 +11,27 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from illunare import signals
 from illunare._reload.binding import absorb, flip
 from illunare._reload.importer import HotFinder, ReloadFinder
-from illunare._reload.prepare import Check, Prepared, prepare, preserved_names, validate_checks
+from illunare._reload.locking import LOCK
+from illunare._reload.prepare import (
+    Check,
+    Prepared,
+    prepare,
+    preserved_names,
+    source_filename,
+    undone_on_failure,
+    validate_checks,
+)
 from illunare._reload.proxy import HotFunction, preparing
-from illunare._reload.source import Source, digest
+from illunare._reload.source import Source, digest, read_source
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
     InvalidArgumentError,
+    LoadError,
     RollbackError,
     SwapError,
     UnknownModuleError,
@@ -35,10 +45,33 @@ __all__ = ["HotReloader"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Which reloader versions which module: two reloaders switching one module's
-# namespace would undo each other's work.
+# namespace would undo each other's work. Read and written under LOCK only,
+# so that two threads (or reloaders) tracking one module never both own it.
 _OWNERS: weakref.WeakKeyDictionary[types.ModuleType, weakref.ref[HotReloader]] = (
     weakref.WeakKeyDictionary()
 )
+
+# The namespace each __main__ module started with. The interpreter goes on
+# using that dict after the script's last line, through a pointer it holds
+# without a reference of its own (Python 3.10 and 3.11 crash at exit once it
+# is freed), so it stays alive as long as its module, evicted or not.
+_MAIN_NAMESPACES: weakref.WeakKeyDictionary[types.ModuleType, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+# Every HotReloader, to re-arm their locks in a forked child.
+_RELOADERS: weakref.WeakSet[HotReloader] = weakref.WeakSet()
+
+
+def _rearm_after_fork() -> None:
+    # A thread of the parent may have been preparing a swap: the child got
+    # that module's lock held, by a thread that does not exist in the child.
+    for reloader in list(_RELOADERS):
+        reloader._preparing = {}
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_rearm_after_fork)
 
 
 def _owner(module: types.ModuleType) -> HotReloader | None:
@@ -60,6 +93,40 @@ def _initializing(module: types.ModuleType) -> bool:
     return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
+def _is_module(value: object) -> TypeGuard[types.ModuleType]:
+    """Whether ``value`` really is a module: by its type, not by what it claims to be."""
+    return issubclass(type(value), types.ModuleType)
+
+
+def _is_python(module: types.ModuleType) -> bool:
+    """Whether ``module`` was written in Python (not built in, frozen or an extension)."""
+    origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    return not (
+        origin in ("built-in", "frozen")
+        or (isinstance(origin, str) and origin.endswith((".so", ".pyd")))
+    )
+
+
+def _is_dotted_name(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
+
+
+def _import(name: str) -> types.ModuleType:
+    """Import module ``name``: UnknownModuleError if there is none, LoadError if it raises."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if name == missing or name.startswith(missing + "."):
+            raise UnknownModuleError(f"cannot import {name}: {error}", module=name) from error
+        raise LoadError(f"importing {name} raised {error!r}", module=name) from error
+    except BaseException as error:
+        # Whatever the module's own code raises, SystemExit included.
+        raise LoadError(
+            f"importing {name} raised {type(error).__name__}: {error}", module=name
+        ) from error
+
+
 def _original_source(module: types.ModuleType) -> str:
     """The source a module was loaded from, or "" when there is none to find."""
     loader = getattr(module, "__loader__", None)
@@ -75,6 +142,10 @@ def _original_source(module: types.ModuleType) -> str:
 class HotReloader:
     """Keeps every tracked module versioned and switches versions atomically.
 
+    Thread-safe: user code (a new source, ``__hot_migrate__``, checks, signal
+    receivers) never runs under the library's lock, so a slow or stuck new
+    version holds up nothing but the swap that runs it.
+
     Args:
         keep: how many of the most recently created versions of each module
             are kept for rollback (the current one and its parent are always kept).
@@ -85,13 +156,16 @@ class HotReloader:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise InvalidArgumentError(f"keep must be an int >= 1, got {keep!r}")
         self.keep = keep
-        self._lock = threading.RLock()
+        # Everything below is read and written under LOCK.
         self._modules: dict[str, TrackedModule] = {}
         # Modules whose @hot functions were seen while they were still importing
         # -> the digest of the source they were imported from (the file may be
         # saved again before they are tracked).
         self._pending: dict[str, str] = {}
         self._finder: HotFinder | None = None
+        # Module name -> the lock that queues the swaps of that module.
+        self._preparing: dict[str, threading.RLock] = {}
+        _RELOADERS.add(self)
 
     def __repr__(self) -> str:
         return f"<HotReloader keep={self.keep} modules={list(self._modules)}>"
@@ -104,25 +178,27 @@ class HotReloader:
         Modules of these packages that are already imported are tracked now.
         Because tracking happens before any other module can import from
         them, ``from pkg.mod import f`` anywhere binds a reference that
-        follows swaps.
+        follows swaps. Extension modules of the packages are left alone.
 
         Raises:
             InvalidArgumentError: a package name is not a dotted identifier.
 
         """
         for package in packages:
-            if not isinstance(package, str) or not all(
-                part.isidentifier() for part in package.split(".")
-            ):
+            if not isinstance(package, str) or not _is_dotted_name(package):
                 raise InvalidArgumentError(f"not a package name: {package!r}")
-        with self._lock:
+        with LOCK:
             if self._finder is None:
-                self._finder = HotFinder(self.track)
+                self._finder = HotFinder(self._track_imported)
                 sys.meta_path.insert(0, self._finder)
             self._finder.packages.update(packages)
-            for name, module in list(sys.modules.items()):
-                if self._finder.covers(name) and isinstance(module, types.ModuleType):
-                    self.track(module)
+            imported = [
+                module
+                for name, module in list(sys.modules.items())
+                if self._finder.covers(name) and _is_module(module)
+            ]
+        for module in imported:
+            self._track_imported(module)
 
     def track(self, module: str | types.ModuleType) -> types.ModuleType:
         """Start versioning a module; version 1 is the code as loaded.
@@ -138,40 +214,15 @@ class HotReloader:
         other reloader forgets it.
 
         Raises:
-            UnknownModuleError: no module of that name can be imported.
+            UnknownModuleError: no module of that name can be imported (or the
+                name is not a module name at all).
+            LoadError: importing the module raised (the error is the ``__cause__``).
             InvalidArgumentError: not a module, or a built-in or extension module.
 
         """
-        module = self._resolve(module)
-        name = module.__name__
-        previous = _owner(module)
-        if previous is not None and previous is not self:
-            previous._forget(module)
-        with self._lock:
-            tracked = self._modules.get(name)
-            if tracked is not None and tracked.module is module:
-                return module
-            loaded = self._pending.get(name) or digest(_original_source(module))
-            history = History(keep=self.keep)
-            namespace = module.__dict__
-            placeholder = ModuleVersion(
-                info=CodeVersion(name, 1, loaded, time.time(), "loaded"),
-                namespace=namespace,
-                targets={},
-                classes={},
-                preserve=preserved_names(namespace, name),
-                code=None,
-            )
-            tracked = TrackedModule(name, module, placeholder, history)
-            placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
-            history.add(placeholder)
-            self._modules[name] = tracked
-            self._pending.pop(name, None)
-            _OWNERS[module] = weakref.ref(self)
-            _RELOADS.install()
-        if signals.module_tracked.receivers:
-            signals.module_tracked.send(self, module=name, version=placeholder.info)
-        return module
+        resolved = self._resolve(module)
+        self._track(resolved)
+        return resolved
 
     def hot(self, obj: F) -> F:
         """Decorate a function: return its stable proxy, which always runs the current version.
@@ -204,26 +255,27 @@ class HotReloader:
             # The new version is being prepared: it is not live yet.
             preparation.hot_names.add(qualname)
             return obj
-        with self._lock:
-            tracked = self._modules.get(module_name)
-            if tracked is not None and _is_stale(tracked):
-                tracked = None  # the name was imported again: a new module object
-            if tracked is None:
-                module = sys.modules.get(module_name)
-                if module is None:
-                    raise InvalidArgumentError(
-                        f"the module of {qualname} ({module_name}) is not imported"
-                    )
-                if _initializing(module):
-                    # Still executing its first import: tracked once it has finished
-                    # (owned now, so that importlib.reload() of it is a swap).
+        with LOCK:
+            tracked = self._live(module_name)
+        if tracked is None:
+            found = sys.modules.get(module_name)
+            if found is None:
+                raise InvalidArgumentError(
+                    f"the module of {qualname} ({module_name}) is not imported"
+                )
+            module = self._resolve(found)
+            if _initializing(module):
+                # Still executing its first import: tracked once it has finished
+                # (owned now, so that importlib.reload() of it is a swap).
+                loaded = digest(_original_source(module))  # may read a file: not under the lock
+                with LOCK:
                     if module_name not in self._pending:
-                        self._pending[module_name] = digest(_original_source(module))
+                        self._pending[module_name] = loaded
                         _OWNERS[module] = weakref.ref(self)
                         _RELOADS.install()
-                    return HotFunction(obj, module_name, qualname)  # type: ignore[return-value]
-                self.track(module)
-                tracked = self._modules[module_name]
+                return HotFunction(obj, module_name, qualname)  # type: ignore[return-value]
+            tracked = self._track(module)
+        with LOCK:
             target = tracked.current.targets.get(qualname, obj)
             return tracked.proxy(qualname, target)  # type: ignore[return-value]
 
@@ -247,6 +299,10 @@ class HotReloader:
         every proxy and every class of the module move to the new version.
         An identical source makes no new version and returns the current one.
 
+        The preparation runs without the library's lock: other modules, and
+        every other method, go on meanwhile. Swaps of one module queue, each
+        prepared against the version the one before it made.
+
         Args:
             module: the tracked module's name.
             source: the new code as text or bytes, a file path, a file inside a
@@ -257,7 +313,10 @@ class HotReloader:
 
         Raises:
             CompileError, LoadError, ValidationError, UnknownModuleError:
-                nothing changed; ``swap_failed`` was sent.
+                nothing changed; ``swap_failed`` was sent. Whatever the new
+                code raises, ``SystemExit`` and ``KeyboardInterrupt``
+                included, is such an error's ``__cause__``. A rollback of the
+                module while its new source was being prepared is a LoadError.
 
         """
         started = time.perf_counter()
@@ -266,17 +325,13 @@ class HotReloader:
             raise InvalidArgumentError(f"reason must be a str, got {type(reason).__name__}")
         checks = validate_checks(checks)
         try:
-            with self._lock:
-                tracked = self._tracked(name)
-                prepared = prepare(tracked, source, checks)
-                previous = tracked.current.info
-                if prepared is None:
-                    return previous
-                version = self._commit(tracked, prepared, reason)
+            previous, version = self._swap(name, source, checks, reason)
         except SwapError as error:
             if signals.swap_failed.receivers:
                 signals.swap_failed.send(self, module=name, error=error, reason=reason)
             raise
+        if version is None:
+            return previous
         if signals.module_swapped.receivers:
             signals.module_swapped.send(
                 self,
@@ -290,8 +345,10 @@ class HotReloader:
     def rollback(self, module: str, to: int | None = None) -> CodeVersion:
         """Go back to the parent of the current version, or to version ``to``.
 
-        Instant: nothing is recompiled. Names either version preserves
-        (``__hot_preserve__``) keep their live values.
+        Instant: nothing is recompiled, and a swap of the module being
+        prepared meanwhile does not hold it up (that swap is refused).
+        Names either version preserves (``__hot_preserve__``) keep their
+        live values.
 
         Raises:
             RollbackError: no parent, or ``to`` is evicted or unknown.
@@ -302,7 +359,8 @@ class HotReloader:
         name = _module_name(module)
         if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
             raise InvalidArgumentError(f"to must be a version number (int), got {to!r}")
-        with self._lock:
+        self._finish_pending()
+        with LOCK:
             tracked = self._tracked(name)
             leaving = tracked.current
             number = leaving.info.parent if to is None else to
@@ -336,18 +394,22 @@ class HotReloader:
 
     def current(self, module: str) -> CodeVersion:
         """The version a tracked module runs now. Raises ``UnknownModuleError``."""
-        with self._lock:
-            return self._tracked(_module_name(module)).current.info
+        name = _module_name(module)
+        self._finish_pending()
+        with LOCK:
+            return self._tracked(name).current.info
 
     def history(self, module: str) -> tuple[CodeVersion, ...]:
         """The kept versions, oldest first: the ``keep`` newest, the current one and its parent."""
-        with self._lock:
-            return self._tracked(_module_name(module)).history.infos()
+        name = _module_name(module)
+        self._finish_pending()
+        with LOCK:
+            return self._tracked(name).history.infos()
 
     def modules(self) -> tuple[str, ...]:
         """The names of the tracked modules, sorted."""
-        with self._lock:
-            self._finish_pending()
+        self._finish_pending()
+        with LOCK:
             return tuple(sorted(self._modules))
 
     def watch(self, *paths: str | os.PathLike[str], debounce: float = 0.05) -> Watcher:
@@ -355,8 +417,15 @@ class HotReloader:
 
         ``paths`` are files or directories to watch; none means the
         directories of every tracked module's file. A save that fails to swap
-        keeps the running version (``swap_failed`` is sent) and the watcher
-        goes on. Stop it with ``Watcher.stop()`` or a ``with`` block.
+        keeps the running version (``swap_failed`` is sent, and a warning
+        logged to the ``illunare`` logger) and the watcher goes on. Stop it
+        with ``Watcher.stop()`` or a ``with`` block.
+
+        Raises:
+            InvalidArgumentError: a path is not a str or path, or does not
+                exist; ``debounce`` is not a positive finite number.
+            MissingExtraError: the ``watch`` extra is not installed.
+
         """
         from illunare._reload.watcher import Watcher  # noqa: PLC0415  # optional extra
 
@@ -364,71 +433,170 @@ class HotReloader:
 
     def source_files(self) -> dict[str, str]:
         """Tracked module name -> the absolute path of its source file, for those that have one."""
-        with self._lock:
+        with LOCK:
             files = {
                 name: getattr(tracked.module, "__file__", None)
                 for name, tracked in self._modules.items()
             }
-        return {name: os.path.abspath(path) for name, path in files.items() if path}
+        return {
+            name: os.path.abspath(path)
+            for name, path in files.items()
+            if isinstance(path, str) and path
+        }
 
     # Internals ------------------------------------------------------------------
 
-    def _resolve(self, module: str | types.ModuleType) -> types.ModuleType:
+    def _resolve(self, module: object) -> types.ModuleType:
+        """The module that ``module`` (a module or its name) is, if it can be versioned."""
         if isinstance(module, str):
             found = sys.modules.get(module)
             if found is None:
-                try:
-                    found = importlib.import_module(module)
-                except ImportError as error:
-                    raise UnknownModuleError(
-                        f"cannot import {module}: {error}", module=module
-                    ) from error
+                if not _is_dotted_name(module):
+                    raise UnknownModuleError(f"{module!r} is not a module name", module=module)
+                found = _import(module)
             module = found
-        if not isinstance(module, types.ModuleType):
+        if not _is_module(module):
             raise InvalidArgumentError(f"expected a module or its name, got {module!r}")
-        spec = getattr(module, "__spec__", None)
-        origin = getattr(spec, "origin", None)
-        if origin in ("built-in", "frozen") or (
-            isinstance(origin, str) and origin.endswith((".so", ".pyd"))
-        ):
+        if not isinstance(getattr(module, "__name__", None), str):
+            raise InvalidArgumentError(f"{module!r} has no __name__")
+        if not _is_python(module):
             raise InvalidArgumentError(
                 f"{module.__name__} is a built-in or extension module; "
                 "only modules written in Python can be hot-swapped"
             )
         return module
 
-    def _forget(self, module: types.ModuleType) -> None:
-        """Stop versioning ``module``: another reloader took it over."""
-        with self._lock:
-            tracked = self._modules.get(module.__name__)
+    def _track(self, module: types.ModuleType) -> TrackedModule:
+        """Version ``module`` (as ``_resolve`` returns it) from its running code on."""
+        text = _original_source(module)  # may read a file: not under the lock
+        name = module.__name__
+        with LOCK:
+            tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
-                del self._modules[module.__name__]
-            self._pending.pop(module.__name__, None)
+                return tracked
+            # Ownership is checked and taken in one step under the lock.
+            previous = _owner(module)
+            if previous is not None and previous is not self:
+                previous._forget(module)
+            if name == "__main__":
+                _MAIN_NAMESPACES.setdefault(module, module.__dict__)
+            # A module @hot saw importing is version 1 as it was imported,
+            # even if its file changed since.
+            loaded = self._pending.get(name) or digest(text)
+            history = History(keep=self.keep)
+            namespace = module.__dict__
+            placeholder = ModuleVersion(
+                info=CodeVersion(name, 1, loaded, time.time(), "loaded"),
+                namespace=namespace,
+                targets={},
+                classes={},
+                preserve=preserved_names(namespace, name),
+                code=None,
+            )
+            tracked = TrackedModule(name, module, placeholder, history)
+            placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
+            history.add(placeholder)
+            self._modules[name] = tracked
+            self._pending.pop(name, None)
+            _OWNERS[module] = weakref.ref(self)
+            _RELOADS.install()
+        if signals.module_tracked.receivers:
+            signals.module_tracked.send(self, module=name, version=placeholder.info)
+        return tracked
+
+    def _track_imported(self, module: types.ModuleType) -> None:
+        """Track a module of an installed package; extension modules stay as they are."""
+        if _is_python(module):
+            self._track(module)
+
+    def _forget(self, module: types.ModuleType) -> None:
+        """Stop versioning ``module``: another reloader took it over. Under LOCK."""
+        tracked = self._modules.get(module.__name__)
+        if tracked is not None and tracked.module is module:
+            del self._modules[module.__name__]
+        self._pending.pop(module.__name__, None)
+
+    def _live(self, name: str) -> TrackedModule | None:
+        """The entry of ``name``, unless a new module was imported under that name. Under LOCK."""
+        tracked = self._modules.get(name)
+        return None if tracked is None or _is_stale(tracked) else tracked
 
     def _tracked(self, name: str) -> TrackedModule:
+        """The entry of a tracked module, or UnknownModuleError. Under LOCK."""
         tracked = self._modules.get(name)
-        # A module imported again under a tracked name is tracked anew once
-        # its import finishes (if @hot marked it), replacing the old entry.
-        if tracked is None or _is_stale(tracked):
-            self._finish_pending()
-            tracked = self._modules.get(name)
         if tracked is None:
+            if not _is_dotted_name(name):
+                raise UnknownModuleError(f"{name!r} is not a module name", module=name)
             raise UnknownModuleError(
                 f"{name} is not tracked; call track({name!r}) or use @hot first", module=name
             )
         return tracked
 
     def _finish_pending(self) -> None:
-        for name in list(self._pending):
-            module = sys.modules.get(name)
-            owner = _owner(module) if module is not None else None
-            if module is None or owner not in (None, self):
-                self._pending.pop(name, None)  # gone, or versioned by another reloader
-            elif not _initializing(module):
-                self.track(module)
+        """Track the modules that @hot saw importing, now that their import has finished.
+
+        A module imported again under a tracked name is tracked anew this
+        way (if @hot marked it), replacing the old entry. Called before
+        taking the lock: tracking sends a signal.
+        """
+        if not self._pending:
+            return
+        ready = []
+        with LOCK:
+            for name in list(self._pending):
+                module = sys.modules.get(name)
+                owner = _owner(module) if _is_module(module) else None
+                if not _is_module(module) or owner not in (None, self):
+                    self._pending.pop(name, None)  # gone, or versioned by another reloader
+                elif not _initializing(module):
+                    ready.append(module)
+        for module in ready:
+            self._track(module)
+
+    def _preparation_lock(self, name: str) -> threading.RLock:
+        with LOCK:
+            lock = self._preparing.get(name)
+            if lock is None:
+                lock = self._preparing[name] = threading.RLock()
+            return lock
+
+    def _swap(
+        self, name: str, source: Source, checks: Sequence[Check], reason: str
+    ) -> tuple[CodeVersion, CodeVersion | None]:
+        """Prepare the new version without the lock, then commit it under it.
+
+        Returns the version that was current and the new one (``None`` for an
+        identical source).
+        """
+        self._finish_pending()
+        with LOCK:
+            module = self._tracked(name).module
+        text = read_source(module, source)  # may read a file: not under the lock
+        filename = source_filename(name, text)
+        # Swaps of one module queue here, so that each is prepared against
+        # the version the one before made. Nothing else waits for them.
+        with self._preparation_lock(name):
+            with LOCK:
+                tracked = self._tracked(name)
+                base = tracked.current
+                known = tracked.history.find(text.sha256)
+            if text.sha256 == base.info.sha256:
+                return base.info, None
+            code = known.code if known is not None else None
+            compiled = code if code is not None and code.co_filename == filename else None
+            with undone_on_failure(text, filename, lines_kept=known is not None):
+                prepared = prepare(tracked, base, text, filename, compiled=compiled, checks=checks)
+                with LOCK:
+                    if self._modules.get(name) is not tracked or tracked.current is not base:
+                        raise LoadError(
+                            f"{name} was rolled back or tracked anew while its new source "
+                            "was being prepared; nothing changed",
+                            module=name,
+                        )
+                    return base.info, self._commit(tracked, prepared, reason)
 
     def _commit(self, tracked: TrackedModule, prepared: Prepared, reason: str) -> CodeVersion:
-        """Record the prepared version and make it live."""
+        """Bind the prepared version to the stable objects, record it, make it live. Under LOCK."""
         info = CodeVersion(
             module=tracked.name,
             number=tracked.history.next_number,
@@ -438,11 +606,12 @@ class HotReloader:
             parent=tracked.current.info.number,
         )
         namespace = prepared.namespace
+        targets, classes = absorb(tracked, namespace, prepared.hot_names)
         version = ModuleVersion(
             info=info,
             namespace=namespace,
-            targets=prepared.targets,
-            classes=prepared.classes,
+            targets=targets,
+            classes=classes,
             preserve=prepared.preserve,
             code=prepared.code,
             lines_key=prepared.lines_key,
@@ -458,8 +627,10 @@ class HotReloader:
 
 
 def _module_name(module: object) -> str:
-    if isinstance(module, types.ModuleType):
-        return module.__name__
+    if _is_module(module):
+        name = getattr(module, "__name__", None)
+        if isinstance(name, str):
+            return name
     if not isinstance(module, str):
         raise InvalidArgumentError(f"module must be a module name (str), got {module!r}")
     return module

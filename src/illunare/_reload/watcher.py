@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import math
 import os
 import threading
 from collections.abc import Iterable
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from illunare._reload.reloader import HotReloader
 
 __all__ = ["Watcher"]
+
+logger = logging.getLogger("illunare")
 
 # How long to wait, after a change, for more changes before swapping: long
 # enough to group an editor's write-then-rename, short enough to feel instant.
@@ -43,11 +46,15 @@ class Watcher:
             import watchfiles  # noqa: PLC0415  # optional extra, imported on use
         except ImportError as error:
             raise MissingExtraError("HotReloader.watch", "watch") from error
-        if isinstance(debounce, bool) or not isinstance(debounce, (int, float)) or debounce <= 0:
+        if (
+            isinstance(debounce, bool)
+            or not isinstance(debounce, (int, float))
+            or not 0 < debounce < math.inf
+        ):
             raise InvalidArgumentError(
                 f"debounce must be a positive number of seconds, got {debounce!r}"
             )
-        roots = [os.path.abspath(os.fspath(path)) for path in paths]
+        roots = [os.path.abspath(_path(path)) for path in paths]
         if not roots:
             roots = sorted({os.path.dirname(path) for path in reloader.source_files().values()})
         if not roots:
@@ -87,7 +94,11 @@ class Watcher:
         return self._thread.is_alive()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop watching and wait for the thread to end."""
+        """Stop watching and wait up to ``timeout`` seconds (``None``: as long as it takes)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise InvalidArgumentError(f"timeout must be None or seconds >= 0, got {timeout!r}")
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -104,17 +115,35 @@ class Watcher:
         self.stop()
 
     def _run(self) -> None:
-        for changes in self._changes:
-            self._ready.set()
-            changed = {os.path.abspath(path) for _, path in changes}
-            if not changed:
-                continue
-            for module, path in self._reloader.source_files().items():
-                if path in changed and os.path.exists(path):
-                    self._swap(module)
+        try:
+            for changes in self._changes:
+                self._ready.set()
+                changed = {os.path.abspath(path) for _, path in changes}
+                if not changed:
+                    continue
+                for module, path in self._reloader.source_files().items():
+                    if path in changed and os.path.exists(path):
+                        self._swap(module)
+        except Exception:
+            # Nobody waits on this thread: its end must at least be heard.
+            logger.exception("watching %s failed; the watcher stopped", ", ".join(self.paths))
 
     def _swap(self, module: str) -> None:
-        # swap() has already sent swap_failed; the running version stays and
-        # the next save gets its own chance.
-        with contextlib.suppress(IllunareError):
+        # The running version stays and the next save gets its own chance,
+        # whatever this one did (sys.exit() included: swap() makes it a
+        # LoadError). swap() has already sent swap_failed.
+        try:
             self._reloader.swap(module, reason="file changed")
+        except IllunareError as error:
+            logger.warning("keeping the running version of %s: %s", module, error, exc_info=error)
+        except Exception:  # a bug must not end the watcher either
+            logger.exception("swapping %s after a save failed; keeping the running version", module)
+
+
+def _path(path: object) -> str:
+    """``path`` (a str or ``os.PathLike[str]``) as a str, or InvalidArgumentError."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise InvalidArgumentError(f"a path to watch must be a str or os.PathLike, got {path!r}")
+    return path
