@@ -155,6 +155,10 @@ class _Emitter:
         if isinstance(condition, Not):
             return f"(not {self.expression(condition.condition)})"
         if isinstance(condition, Percentage):
+            if len(condition.stickiness) == 1 and not condition.random_fallback:
+                # The common case, inlined: one context key decides.
+                key = self.lookup(condition.stickiness[0])
+                return f"{self.constant(_rollout(condition))}({key})"
             return f"{self.constant(_percentage(condition))}(ctx)"
         if isinstance(condition, Schedule):
             return f"{self.constant(_schedule(condition))}()"
@@ -193,17 +197,28 @@ def _numeric_text(value: str) -> bool:
     return operators.parse_number(value) is not None
 
 
+def _rollout(condition: Percentage) -> Callable[[Any], bool]:
+    """Whether a stickiness key is in the rollout (a missing or empty key is not)."""
+    percentage, group = condition.percentage, condition.group
+    if percentage <= 0:
+        return _always_false
+
+    def test(key: Any) -> bool:
+        return key is not None and key != "" and bucket(group, str(key)) <= percentage
+
+    return test
+
+
 def _percentage(condition: Percentage) -> Predicate:
-    percentage, paths, group = condition.percentage, condition.stickiness, condition.group
-    fallback = condition.random_fallback
+    """The whole condition: the first key present among the stickiness paths decides."""
+    rollout, paths = _rollout(condition), condition.stickiness
+    fallback, percentage = condition.random_fallback, condition.percentage
 
     def test(context: Any) -> bool:
-        if percentage <= 0:
-            return False
         for path in paths:
             key = dig(context, path)
             if key is not None and key != "":
-                return bucket(group, str(key)) <= percentage
+                return rollout(key)
         return fallback and random.randint(1, 100) <= percentage  # noqa: S311  # a draw, not a secret
 
     return test

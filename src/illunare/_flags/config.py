@@ -28,6 +28,7 @@ from illunare._flags.model import (
     VariantOption,
     VariantSet,
 )
+from illunare._flags.regex import compile_regex
 from illunare.exceptions import FlagConfigError
 
 __all__ = ["parse_flag", "validate_name"]
@@ -242,8 +243,8 @@ def _operand_problem(operator: str, values: tuple[str, ...]) -> str | None:
             return f"{values[0]!r} {message}"
     if operator == "REGEX":
         for value in values:
-            if operators.compile_regex(value, fold=False) is None:
-                return f"{value!r} is not a supported regular expression"
+            if isinstance(refused := compile_regex(value, fold=False), str):
+                return f"{value!r} {refused}"
     if operator == "IN_CIDR":
         for value in values:
             if operators.parse_network(value) is None:
