@@ -113,6 +113,22 @@ class TestValidateAndCompileFirst:
             flags.update("f", {"conditions": [group]})
         assert FeatureFlags(backend=backend).flags() == {}
 
+    def test_a_remote_config_that_cannot_compile_keeps_the_last_good_one(self) -> None:
+        """A too-deep config stored by a writer that does not validate is ignored by readers."""
+
+        class Unchecked:
+            """Another writer of the store (an older version, a script) that checks nothing."""
+
+            def apply_remote(self, name: str, config: Any) -> None:
+                """It hears nothing."""
+
+        backend = MemoryBackend()
+        reader = FeatureFlags(backend=backend)
+        reader.update("f", GOOD)
+        backend.write("f", {"conditions": [nest(_kinds(150), LEAF)]}, origin=Unchecked())
+        assert reader.flags()["f"].config == GOOD
+        assert reader.is_enabled("f", {"user_id": "u-1"})
+
     def test_a_stored_config_that_cannot_compile_is_skipped_at_start(self, tmp_path: Path) -> None:
         """A new process starts with the good flags of a file that also holds a too-deep one."""
         path = tmp_path / "flags.json"
@@ -384,6 +400,8 @@ class TestUnleashPayloads:
 
 
 BACKTRACKING = r"^(a+)+$"
+REGEX_PARTS = ["a", "b", "[ab]", "a+", "b*", "(ab)?", "[^a]", ".", "(x|y)", "^", "$", r"\d"]
+REGEX_PARTS += ["[[:alpha:]]", "(?i)", "(?m)", "(?s)", "a{1,2}", r"\w", "[]a]"]
 FALLBACK_ONLY = """
 import sys
 sys.modules["re2"] = None  # as if google-re2 were not installed
@@ -493,6 +511,27 @@ print(flags.is_enabled("f", {{"properties": {{"name": "aaa"}}}}))
         search = regex._compile_bounded(pattern, fold=False)
         assert not isinstance(search, str)
         assert search(text) is found
+
+    @settings(max_examples=300)
+    @given(
+        st.lists(
+            st.sampled_from(REGEX_PARTS),
+            max_size=6,
+        ),
+        st.text(alphabet="abAB1xy-\n", max_size=12),
+        st.booleans(),
+    )
+    def test_the_fallback_finds_what_re2_finds(
+        self, tokens: list[str], text: str, fold: bool
+    ) -> None:
+        """Wherever the fallback accepts a pattern, it matches exactly as RE2 does."""
+        pattern = "".join(tokens)
+        search, reference = (
+            regex._compile_bounded(pattern, fold),
+            regex.compile_regex(pattern, fold),
+        )
+        if not isinstance(search, str) and not isinstance(reference, str):
+            assert search(text) is reference(text)
 
     @pytest.mark.parametrize("pattern", [r"^(a)\1$", r"^(?=a)b$", r"(?<!a)b", "(regex"])
     def test_patterns_re2_cannot_run_are_refused_on_both_engines(self, pattern: str) -> None:

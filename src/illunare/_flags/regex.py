@@ -48,8 +48,8 @@ _POSIX = {
     "word": r"\w",
     "punct": r"!-/:-@\[-`{-~",
 }
-_INLINE_FLAGS = re.compile(r"\(\?([imsx]+)\)")
-_FLAG_BITS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+# RE2's inline flags: "(?i)" (to the end of the group) and "(?i:...)".
+_INLINE_FLAGS = re.compile(r"\(\?([ims]+)(\)|:)")
 _REFUSED = (
     "could take very long to match on Python's backtracking re: "
     "pip install 'illunare[re2]' to run it on RE2"
@@ -102,12 +102,9 @@ def compile_regex(pattern: str, fold: bool) -> Search | str:
 
 def _compile_bounded(pattern: str, fold: bool) -> Search | str:
     flags = re.ASCII | (re.IGNORECASE if fold else 0)
-    for letters in _INLINE_FLAGS.findall(pattern):
-        for letter in letters:
-            flags |= _FLAG_BITS[letter]
-    pattern = _INLINE_FLAGS.sub("", pattern)
     for name, members in _POSIX.items():
         pattern = pattern.replace(f"[:{name}:]", members)
+    pattern = _as_python(pattern)
     try:
         parsed = sre_parse.parse(pattern, flags)
         compiled = re.compile(pattern, flags)
@@ -117,6 +114,50 @@ def _compile_bounded(pattern: str, fold: bool) -> Search | str:
     if problem is not None:
         return problem
     return lambda text: compiled.search(text) is not None
+
+
+def _as_python(pattern: str) -> str:
+    r"""An RE2 pattern rewritten where Python's ``re`` reads the same text otherwise.
+
+    RE2's ``(?i)`` holds to the end of its group (Python takes flags only at
+    the start): it becomes a scoped ``(?i:...)``. RE2's ``$`` outside
+    multi-line mode matches only at the very end (Python's also before a
+    final newline): it becomes ``\Z``.
+    """
+    out: list[str] = []
+    # Per open group: the scoped groups to close with it, and whether "m" holds.
+    groups: list[list[Any]] = [[0, False]]
+    index, in_class = 0, False
+    while index < len(pattern):
+        char, step = pattern[index], 1
+        flags = None if in_class else _INLINE_FLAGS.match(pattern, index)
+        if char == "\\":
+            char, step = pattern[index : index + 2], 2
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern.startswith(("^]", "]"), index + 1):  # a leading "]" is a member
+                char = pattern[index : pattern.index("]", index + 1) + 1]
+                step = len(char)
+        elif flags is not None:
+            multiline = groups[-1][1] or "m" in flags.group(1)
+            if flags.group(2) == ")":  # to the end of the enclosing group
+                groups[-1][0] += 1
+                groups[-1][1] = multiline
+            else:
+                groups.append([0, multiline])
+            char, step = f"(?{flags.group(1)}:", flags.end() - index
+        elif char == "(":
+            groups.append([0, groups[-1][1]])
+        elif char == ")" and len(groups) > 1:
+            char = ")" * groups.pop()[0] + ")"
+        elif char == "$" and not groups[-1][1]:
+            char = r"\Z"
+        out.append(char)
+        index += step
+    out.append(")" * groups[0][0])
+    return "".join(out)
 
 
 def _flat(items: list[Any]) -> list[Any]:
