@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from illunare import FeatureFlags, FileBackend, FlagConfigError, MemoryBackend, Reason
 from illunare._flags import hashing, regex
 from illunare._flags.limits import MAX_CONDITIONS, MAX_NESTING, MAX_TOTAL_WEIGHT
-from tests.strategies import (
+
+from .strategies import (
     DEEP_CONDITIONS,
     FLAG_CONFIGS,
     NOT_JSON,
@@ -80,7 +81,7 @@ class TestValidateAndCompileFirst:
         assert flags.is_enabled("f", {"user_id": "u-1"}) is (negations % 2 == 0)
         assert flags.evaluate("f", {"user_id": "u-1"}).enabled is (negations % 2 == 0)
 
-    @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(DEEP_CONDITIONS)
     def test_any_nesting_compiles_or_raises_flag_config_error(
         self, condition: dict[str, Any]
@@ -162,6 +163,7 @@ class TestPlainJson:
         flags.close()
         backend.close()
 
+    @settings(deadline=None)
     @given(NOT_JSON, st.sampled_from(["payload", "metadata", "weight", "value"]))
     def test_values_json_cannot_hold_are_refused_anywhere(self, value: Any, where: str) -> None:
         """NaN, infinities, huge integers, sets, bytes, objects: FlagConfigError, with the place."""
@@ -175,6 +177,7 @@ class TestPlainJson:
             FeatureFlags().update("f", config)
         assert caught.value.problems
 
+    @settings(deadline=None)
     @given(FLAG_CONFIGS, st.recursive(st.none() | TEXT | st.integers(-9, 9), st.lists))
     def test_stored_configs_are_standard_json(self, config: dict[str, Any], payload: Any) -> None:
         """Whatever update accepts is stored as plain JSON: it survives a strict round trip."""
@@ -210,6 +213,7 @@ class TestPlainJson:
 
 
 class TestNeverRaises:
+    @settings(deadline=None)
     @given(ODD_NAMES)
     def test_is_enabled_answers_false_for_any_name(self, name: Any) -> None:
         """is_enabled never raises, whatever the name: unknown or unhashable names are off."""
@@ -363,7 +367,7 @@ class TestUnleashPayloads:
             flags.load_unleash({"events": events})
         assert dict(flags.flags()) == before
 
-    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(mutated_payloads(SPEC_STATES), st.sampled_from(SPEC_STATES))
     def test_mutated_spec_payloads_raise_only_flag_config_error(
         self, payload: Any, first: dict[str, Any]
@@ -512,7 +516,7 @@ print(flags.is_enabled("f", {{"properties": {{"name": "aaa"}}}}))
         assert not isinstance(search, str)
         assert search(text) is found
 
-    @settings(max_examples=300)
+    @settings(max_examples=300, deadline=None)
     @given(
         st.lists(
             st.sampled_from(REGEX_PARTS),
@@ -541,6 +545,7 @@ print(flags.is_enabled("f", {{"properties": {{"name": "aaa"}}}}))
 
 
 class TestHashing:
+    @settings(deadline=None)
     @given(st.text(max_size=64), st.integers(0, 2**32 - 1))
     def test_mmh3_and_the_python_murmur3_agree(self, text: str, seed: int) -> None:
         """mmh3 (when installed) and the pure-Python MurmurHash3 give the same number."""
