@@ -89,8 +89,7 @@ class CompiledFlag:
     spec: FlagSpec
     #: the whole flag as one generated predicate
     check: Predicate
-    #: per rule, the index of its first condition that fails (-1: all hold),
-    #: with the same semantics as ``check``
+    #: per rule, the index of its first condition that fails (-1: all hold)
     rule_failures: tuple[Callable[[Any], int], ...]
     #: the index of the first prerequisite that fails, or -1
     prerequisite_failure: Callable[[Any], int]
@@ -261,11 +260,14 @@ def _prerequisite(condition: Prerequisite, parents: ParentLookup) -> Predicate:
 
 
 def _first_failure(name: str, parts: list[str], start: int) -> str:
-    """A function: the index of the first part that fails (or raises), from ``start``; else -1."""
-    lines = [f"def {name}(ctx):", f"    i = {start}", "    try:"]
-    for index, part in enumerate(parts, start):
-        lines += [f"        i = {index}", f"        if not {part}:", f"            return {index}"]
-    lines += ["    except Exception:", "        return i", "    return -1"]
+    """A function: the index of the first part that fails, counting from ``start``; else -1.
+
+    It lets exceptions through: only a context that is no mapping makes a
+    condition raise, and ``evaluate`` then answers with reason ``error``.
+    """
+    lines = [f"def {name}(ctx):"]
+    lines += [f"    if not {part}: return {index}" for index, part in enumerate(parts, start)]
+    lines.append("    return -1")
     return "\n".join(lines)
 
 
