@@ -226,3 +226,32 @@ def mutated_payloads(draw: st.DrawFn, payloads: list[dict[str, object]]) -> obje
             break
         payload = replace(payload, draw(st.sampled_from(paths)), draw(ODD_JSON))
     return payload
+
+
+#: a config using every kind of condition and field, for mutating
+RICH_FLAG_CONFIG = {
+    "enabled": True,
+    "stickiness": "user_id",
+    "description": "every kind of condition",
+    "tags": ["a"],
+    "metadata": {"owner": [1, 2]},
+    "conditions": [
+        {"type": "user_segment", "value": ["premium"], "negate": False},
+        {"type": "percentage", "value": 30, "attribute": "user_id"},
+        {
+            "type": "attribute",
+            "attribute": ["app", "version"],
+            "operator": "semver_gte",
+            "value": "1.2.3",
+            "case_insensitive": True,
+        },
+        {"type": "attribute", "attribute": "email", "operator": "regex", "values": ["^a", "b$"]},
+        {"type": "schedule", "start": "2024-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"},
+        {"type": "flag", "flag": "other", "enabled": True, "variants": ["a"]},
+        {
+            "type": "any",
+            "conditions": [{"type": "not", "condition": {"type": "region", "value": "BR"}}],
+        },
+    ],
+    "variants": [{"name": "a", "weight": 1, "payload": {"x": 1}}, {"name": "b", "weight": 2}],
+}

@@ -21,10 +21,12 @@ from illunare._flags import hashing, regex
 from illunare._flags.limits import MAX_CONDITIONS, MAX_NESTING, MAX_TOTAL_WEIGHT
 
 from .strategies import (
+    CONTEXTS,
     DEEP_CONDITIONS,
     FLAG_CONFIGS,
     NOT_JSON,
     ODD_NAMES,
+    RICH_FLAG_CONFIG,
     TEXT,
     mutated_payloads,
     nest,
@@ -94,6 +96,20 @@ class TestValidateAndCompileFirst:
             assert "f" not in flags.flags()
         else:
             assert flags.is_enabled("f", {"user_id": "u-1"}) in (True, False)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(mutated_payloads([RICH_FLAG_CONFIG]), CONTEXTS)
+    def test_mutated_configs_raise_only_flag_config_error(
+        self, config: Any, context: dict[str, Any]
+    ) -> None:
+        """Odd values anywhere in a config: served and evaluated, or a FlagConfigError only."""
+        flags = FeatureFlags()
+        try:
+            flags.update("f", config)
+        except FlagConfigError:
+            assert "f" not in flags.flags()
+        else:
+            assert flags.evaluate("f", context).reason != Reason.ERROR
 
     def test_a_config_that_contains_itself_is_refused(self) -> None:
         """A cyclic config is a FlagConfigError, not a RecursionError."""
