@@ -553,6 +553,17 @@ print(flags.is_enabled("f", {{"properties": {{"name": "aaa"}}}}))
         if not isinstance(search, str) and not isinstance(reference, str):
             assert search(text) is reference(text)
 
+    def test_text_that_is_not_utf8_never_matches(self) -> None:
+        """A value with a lone surrogate (RE2 reads UTF-8) matches nothing and raises nothing."""
+        flags = FeatureFlags()
+        regex_condition = {"type": "attribute", "attribute": "name", "operator": "regex"}
+        flags.update("f", {"conditions": [{"type": "any", "conditions": [
+            {**regex_condition, "value": "a"}, {"type": "user_id", "value": "u-1"},
+        ]}]})  # fmt: skip
+        assert not flags.is_enabled("f", {"name": "\ud800a"})
+        assert flags.is_enabled("f", {"name": "\ud800a", "user_id": "u-1"})
+        assert flags.evaluate("f", {"name": "\ud800a"}).reason == Reason.CONDITION_FAILED
+
     @pytest.mark.parametrize("pattern", [r"^(a)\1$", r"^(?=a)b$", r"(?<!a)b", "(regex"])
     def test_patterns_re2_cannot_run_are_refused_on_both_engines(self, pattern: str) -> None:
         """Back-references, look-around and syntax errors are refused with or without RE2."""

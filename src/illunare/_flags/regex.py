@@ -96,7 +96,14 @@ def compile_regex(pattern: str, fold: bool) -> Search | str:
             compiled = re2.compile(pattern, options)
         except re2.error:
             return "is not a supported regular expression"
-        return lambda text: compiled.search(text) is not None
+
+        def search(text: str) -> bool:
+            try:
+                return compiled.search(text) is not None
+            except UnicodeEncodeError:  # RE2 reads UTF-8: a lone surrogate matches nothing
+                return False
+
+        return search
     return _compile_bounded(pattern, fold)
 
 
