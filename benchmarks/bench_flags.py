@@ -1,7 +1,9 @@
-"""Flag evaluation against a hand-written check, GrowthBook and Unleash; Redis propagation.
+"""Flag evaluation against a hand-written check, GrowthBook and Unleash; updates; Redis propagation.
 
 Run: make bench  (or .venv/bin/python benchmarks/bench_flags.py)
-The flag: user_segment == "premium" AND region in [BR, AR, MX].
+The flag: user_segment == "premium" AND region in [BR, AR, MX]; then a 30 %
+rollout against a hand-written hash check, and an update of a flag of 10,000
+conditions.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import zlib
 from typing import Any
 
 from _common import best_per_statement, percentiles, report
@@ -76,6 +79,38 @@ def against_plain(flags: FeatureFlags) -> float:
         "<= 1.5",
     )
     return measured
+
+
+ROLLOUT = {"enabled": True, "conditions": [{"type": "percentage", "value": 30}]}
+
+
+def rollout_check(name: str, context: dict[str, Any]) -> bool:
+    """The baseline: a 30 % rollout by hand, with the fastest hash in the standard library."""
+    return zlib.crc32(f"{name}:{context.get('user_id')}".encode()) % 100 < 30
+
+
+def rollout_against_plain() -> None:
+    flags = FeatureFlags()
+    flags.update("rollout", ROLLOUT)
+    names = {"rollout_check": rollout_check, "flags": flags, "CONTEXT": CONTEXT}
+    baseline = best_per_statement('rollout_check("rollout", CONTEXT)', names)
+    measured = best_per_statement('flags.is_enabled("rollout", CONTEXT)', names)
+    report("is_enabled, 30 % rollout / hand-written crc32 check", measured / baseline, "x", "<= 3")
+
+
+def large_update() -> None:
+    conditions = [
+        {"type": "attribute", "attribute": f"key{index}", "operator": "in", "value": ["a", "b"]}
+        for index in range(10_000)
+    ]
+    flags = FeatureFlags()
+    best = float("inf")
+    for round_ in range(3):
+        config = {"enabled": True, "description": str(round_), "conditions": conditions}
+        start = time.perf_counter()
+        flags.update("large", config)
+        best = min(best, time.perf_counter() - start)
+    report("update of a flag of 10,000 conditions", best, "s", "<= 0.5")
 
 
 def against_growthbook(ours: float) -> None:
@@ -187,6 +222,8 @@ def main() -> None:
     flags = FeatureFlags()
     flags.update("new_payment_flow", CONFIG)
     ours = against_plain(flags)
+    rollout_against_plain()
+    large_update()
     against_growthbook(ours)
     against_unleash()
     if shutil.which("redis-server"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from types import ModuleType
 
@@ -170,3 +171,125 @@ NOT_AN_ARGUMENT = st.one_of(
     st.dictionaries(TEXT, st.integers(), max_size=2),
     st.builds(object),
 )
+# Hardening: hostile configs and payloads ---------------------------------------
+
+
+def nest(kinds: list[str], leaf: dict[str, object]) -> dict[str, object]:
+    """``leaf`` wrapped in one ``not``/``any``/``all`` condition per kind, innermost last."""
+    condition = leaf
+    for kind in reversed(kinds):
+        condition = (
+            {"type": "not", "condition": condition}
+            if kind == "not"
+            else {"type": kind, "conditions": [condition]}
+        )
+    return condition
+
+
+#: one condition nested 0 to 1,500 levels deep (far beyond any limit)
+DEEP_CONDITIONS = st.builds(
+    nest,
+    st.lists(st.sampled_from(["not", "any", "all"]), max_size=1_500),
+    st.sampled_from([{"type": "user_id", "value": "u-1"}, {"type": "percentage", "value": 50}]),
+)
+
+#: names and keys of any type, hashable or not
+ODD_NAMES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    TEXT,
+    st.binary(max_size=4),
+    st.lists(TEXT, max_size=2),
+    st.dictionaries(TEXT, TEXT, max_size=2),
+    st.tuples(st.lists(TEXT, max_size=1)),
+)
+
+#: values no JSON document can hold exactly, or at all
+NOT_JSON = st.one_of(
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), 2**53, -(2**60)]),
+    st.datetimes(),
+    st.sets(st.integers(), max_size=2),
+    st.binary(max_size=2),
+    st.builds(object),
+)
+
+#: what a mutation puts in place of a value in an Unleash payload
+ODD_JSON = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
+    st.just([]),
+    st.just({}),
+    st.lists(st.one_of(st.integers(), TEXT, st.just([1])), max_size=2),
+    st.dictionaries(TEXT, st.integers(), max_size=2),
+)
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every path to a value inside a JSON document (the root excluded)."""
+    found = []
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, member in items:
+        found.append((*path, key))
+        found.extend(_paths(member, (*path, key)))
+    return found
+
+
+def replace(document: object, path: tuple[object, ...], new: object) -> object:
+    """A deep copy of ``document`` with the value at ``path`` replaced by ``new``."""
+    copy = json.loads(json.dumps(document))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = new
+    return copy
+
+
+@st.composite
+def mutated_payloads(draw: st.DrawFn, payloads: list[dict[str, object]]) -> object:
+    """A payload of ``payloads`` with one to three values replaced by odd ones."""
+    payload: object = draw(st.sampled_from(payloads))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(payload)
+        if not paths:
+            break
+        payload = replace(payload, draw(st.sampled_from(paths)), draw(ODD_JSON))
+    return payload
+
+
+#: a config using every kind of condition and field, for mutating
+RICH_FLAG_CONFIG = {
+    "enabled": True,
+    "stickiness": "user_id",
+    "description": "every kind of condition",
+    "tags": ["a"],
+    "metadata": {"owner": [1, 2]},
+    "conditions": [
+        {"type": "user_segment", "value": ["premium"], "negate": False},
+        {"type": "percentage", "value": 30, "attribute": "user_id"},
+        {
+            "type": "attribute",
+            "attribute": ["app", "version"],
+            "operator": "semver_gte",
+            "value": "1.2.3",
+            "case_insensitive": True,
+        },
+        {"type": "attribute", "attribute": "email", "operator": "regex", "values": ["^a", "b$"]},
+        {"type": "schedule", "start": "2024-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"},
+        {"type": "flag", "flag": "other", "enabled": True, "variants": ["a"]},
+        {
+            "type": "any",
+            "conditions": [{"type": "not", "condition": {"type": "region", "value": "BR"}}],
+        },
+    ],
+    "variants": [{"name": "a", "weight": 1, "payload": {"x": 1}}, {"name": "b", "weight": 2}],
+}

@@ -5,7 +5,7 @@ single Python expression over the context mapping, so that the common
 checks (``ctx.get("region") in {...}``) cost what a hand-written check costs.
 Configured values never become source text: they are passed to the
 generated code as constants in its namespace, so no config can inject code.
-The richer ``evaluate`` path uses one generated test per condition to say
+The richer ``evaluate`` path uses one generated function per rule to say
 which condition failed, and ``choose_variant`` for sticky weighted variants.
 """
 
@@ -22,6 +22,7 @@ import attrs
 
 from illunare._flags import operators
 from illunare._flags.hashing import VARIANT_SEED, bucket, murmur3_32
+from illunare._flags.limits import MAX_CONDITIONS
 from illunare._flags.model import (
     AllOf,
     AnyOf,
@@ -36,6 +37,7 @@ from illunare._flags.model import (
     VariantOption,
     VariantSet,
 )
+from illunare.exceptions import FlagConfigError
 
 __all__ = ["CompiledFlag", "Predicate", "compile_flag", "dig"]
 
@@ -47,6 +49,10 @@ ParentLookup = Callable[[str, Any], "tuple[bool, str | None] | None"]
 _EMPTY: Mapping[str, Any] = {}
 # Up to this many values, a tuple scan beats hashing the context value.
 _SMALL = 8
+# The most conditions one generated function holds: CPython compiles a
+# function in time superlinear in its size, and 500 keeps the hot path of any
+# realistic flag in one function.
+_CHUNK = 500
 # Unleash's default stickiness for variants, in order.
 _DEFAULT_STICKINESS: tuple[Path, ...] = (("userId",), ("sessionId",), ("remoteAddress",))
 
@@ -76,19 +82,21 @@ def _always_false(context: Any) -> bool:
     return False
 
 
-@attrs.define(eq=False)
+@attrs.frozen(eq=False)
 class CompiledFlag:
     """A flag ready to evaluate."""
 
     spec: FlagSpec
-    version: int
     #: the whole flag as one generated predicate
     check: Predicate
-    #: per rule, one test per condition (same semantics as ``check``)
-    rule_tests: tuple[tuple[Predicate, ...], ...]
-    prerequisite_tests: tuple[Predicate, ...]
+    #: per rule, the index of its first condition that fails (-1: all hold)
+    rule_failures: tuple[Callable[[Any], int], ...]
+    #: the index of the first prerequisite that fails, or -1
+    prerequisite_failure: Callable[[Any], int]
     #: whether each rule contains a percentage (its matches are splits)
     rule_splits: tuple[bool, ...]
+    #: set when the flag is installed
+    version: int = 0
 
 
 class _Emitter:
@@ -103,6 +111,22 @@ class _Emitter:
             "_now_if_missing": _now_if_missing,
         }
         self._names = itertools.count()
+        #: the source of helper functions the expressions call
+        self.helpers: list[str] = []
+
+    def join(self, parts: list[str], operator: str) -> str:
+        """``parts`` joined by ``and``/``or``, in helper functions of at most ``_CHUNK`` parts."""
+        if not parts:
+            return "True" if operator == "and" else "False"
+        while len(parts) > _CHUNK:
+            calls = []
+            for start in range(0, len(parts), _CHUNK):
+                name = f"_chunk{len(self.helpers)}"
+                body = f" {operator} ".join(parts[start : start + _CHUNK])
+                self.helpers.append(f"def {name}(ctx):\n    return ({body})")
+                calls.append(f"{name}(ctx)")
+            parts = calls
+        return "(" + f" {operator} ".join(parts) + ")"
 
     def constant(self, value: Any) -> str:
         name = f"_k{next(self._names)}"
@@ -124,14 +148,16 @@ class _Emitter:
         if isinstance(condition, Attribute):
             return self._attribute(condition)
         if isinstance(condition, AllOf):
-            parts = [self.expression(part) for part in condition.conditions]
-            return "(" + " and ".join(parts) + ")" if parts else "True"
+            return self.join([self.expression(part) for part in condition.conditions], "and")
         if isinstance(condition, AnyOf):
-            parts = [self.expression(part) for part in condition.conditions]
-            return "(" + " or ".join(parts) + ")" if parts else "False"
+            return self.join([self.expression(part) for part in condition.conditions], "or")
         if isinstance(condition, Not):
             return f"(not {self.expression(condition.condition)})"
         if isinstance(condition, Percentage):
+            if len(condition.stickiness) == 1 and not condition.random_fallback:
+                # The common case, inlined: one context key decides.
+                key = self.lookup(condition.stickiness[0])
+                return f"{self.constant(_rollout(condition))}({key})"
             return f"{self.constant(_percentage(condition))}(ctx)"
         if isinstance(condition, Schedule):
             return f"{self.constant(_schedule(condition))}()"
@@ -170,17 +196,28 @@ def _numeric_text(value: str) -> bool:
     return operators.parse_number(value) is not None
 
 
+def _rollout(condition: Percentage) -> Callable[[Any], bool]:
+    """Whether a stickiness key is in the rollout (a missing or empty key is not)."""
+    percentage, group = condition.percentage, condition.group
+    if percentage <= 0:
+        return _always_false
+
+    def test(key: Any) -> bool:
+        return key is not None and key != "" and bucket(group, str(key)) <= percentage
+
+    return test
+
+
 def _percentage(condition: Percentage) -> Predicate:
-    percentage, paths, group = condition.percentage, condition.stickiness, condition.group
-    fallback = condition.random_fallback
+    """The whole condition: the first key present among the stickiness paths decides."""
+    rollout, paths = _rollout(condition), condition.stickiness
+    fallback, percentage = condition.random_fallback, condition.percentage
 
     def test(context: Any) -> bool:
-        if percentage <= 0:
-            return False
         for path in paths:
             key = dig(context, path)
             if key is not None and key != "":
-                return bucket(group, str(key)) <= percentage
+                return rollout(key)
         return fallback and random.randint(1, 100) <= percentage  # noqa: S311  # a draw, not a secret
 
     return test
@@ -222,36 +259,124 @@ def _prerequisite(condition: Prerequisite, parents: ParentLookup) -> Predicate:
     return test
 
 
-def _function(emitter: _Emitter, expression: str, label: str) -> Predicate:
-    source = (
-        "def check(ctx):\n"
-        "    try:\n"
-        f"        return {expression}\n"
-        "    except Exception:\n"
-        "        return False\n"
+def _first_failure(name: str, parts: list[str], start: int) -> str:
+    """A function: the index of the first part that fails, counting from ``start``; else -1.
+
+    It lets exceptions through: only a context that is no mapping makes a
+    condition raise, and ``evaluate`` then answers with reason ``error``.
+    """
+    lines = [f"def {name}(ctx):"]
+    lines += [f"    if not {part}: return {index}" for index, part in enumerate(parts, start)]
+    lines.append("    return -1")
+    return "\n".join(lines)
+
+
+def _never_fails(context: Any) -> int:
+    return -1
+
+
+def _first_of(chunks: list[Callable[[Any], int]]) -> Callable[[Any], int]:
+    """The first failure found by any of ``chunks``, in order."""
+    if not chunks:
+        return _never_fails
+    if len(chunks) == 1:
+        return chunks[0]
+
+    def first_failure(context: Any) -> int:
+        for chunk in chunks:
+            index = chunk(context)
+            if index >= 0:
+                return index
+        return -1
+
+    return first_failure
+
+
+def compile_flag(spec: FlagSpec, parents: ParentLookup) -> CompiledFlag:
+    """Compile ``spec`` (its ``version`` is 0: the installer sets it).
+
+    ``parents`` resolves prerequisite flags at evaluation time. All the
+    generated functions are compiled as one module, in time linear in the
+    number of conditions: no generated function holds more than ``_CHUNK``
+    of them (CPython compiles one huge function in superlinear time).
+
+    Raises:
+        FlagConfigError: the flag has more than ``MAX_CONDITIONS`` conditions.
+
+    """
+    count = sum(_count(c) for rule in spec.rules for c in rule.conditions)
+    if count > MAX_CONDITIONS:
+        raise FlagConfigError.from_problems(
+            spec.name, [("", f"has {count} conditions, more than the {MAX_CONDITIONS} allowed")]
+        )
+    emitter = _Emitter(spec.name, parents)
+    # Each condition becomes one expression, shared by the whole-flag check
+    # and by its rule's test (its constants prepared once).
+    prerequisites = [emitter.expression(p) for p in spec.prerequisites]
+    conditions = [[emitter.expression(c) for c in rule.conditions] for rule in spec.rules]
+    failures = {
+        f"_fail{index}_{start}": (parts[start : start + _CHUNK], start)
+        for index, parts in enumerate([prerequisites, *conditions])
+        for start in range(0, len(parts), _CHUNK)
+    }
+    source = [
+        *emitter.helpers,
+        *(_first_failure(name, parts, start) for name, (parts, start) in failures.items()),
+    ]
+    # A flag small enough to be a hot path gets the whole check as one
+    # expression; a larger one is checked through its rules' tests, which
+    # saves compiling every condition twice.
+    small = count + len(prerequisites) <= _CHUNK
+    if small:
+        rules = [emitter.join(parts, "and") for parts in conditions]
+        anyrule = emitter.join(rules, "or") if rules else "True"  # no rules: on for everyone
+        whole = emitter.join([*prerequisites, anyrule], "and")
+        source.append(
+            f"def check(ctx):\n    try:\n        return {whole}\n"
+            "    except Exception:\n        return False"
+        )
+    namespace = emitter.constants
+    code = compile("\n".join(source), f"<flag {spec.name!r}>", "exec")
+    exec(code, namespace)  # noqa: S102  # configured values are constants, never source text
+    prerequisite_failure, *rule_failures = (
+        _first_of([namespace[f"_fail{index}_{start}"] for start in range(0, len(parts), _CHUNK)])
+        for index, parts in enumerate([prerequisites, *conditions])
     )
-    namespace = dict(emitter.constants)
-    exec(compile(source, f"<flag {label!r}>", "exec"), namespace)  # noqa: S102  # constants only
-    check: Predicate = namespace["check"]
+    check: Predicate
+    if not spec.enabled:
+        check = _always_false
+    elif small:
+        check = namespace["check"]
+    else:
+        check = _through_rules(prerequisite_failure, rule_failures)
+    return CompiledFlag(
+        spec,
+        check,
+        tuple(rule_failures),
+        prerequisite_failure,
+        tuple(any(_has_percentage(c) for c in rule.conditions) for rule in spec.rules),
+    )
+
+
+def _through_rules(
+    prerequisite_failure: Callable[[Any], int], rule_failures: list[Callable[[Any], int]]
+) -> Predicate:
+    """The whole-flag check of a large flag, from its rules' tests."""
+
+    def check(context: Any) -> bool:
+        if prerequisite_failure(context) >= 0:
+            return False
+        return not rule_failures or any(fails(context) < 0 for fails in rule_failures)
+
     return check
 
 
-def compile_flag(spec: FlagSpec, version: int, parents: ParentLookup) -> CompiledFlag:
-    """Compile ``spec``; ``parents`` resolves prerequisite flags at evaluation time."""
-    emitter = _Emitter(spec.name, parents)
-    # Each condition becomes one expression, shared by the whole-flag check
-    # and by its own test (its constants prepared once).
-    prerequisites = [emitter.expression(p) for p in spec.prerequisites]
-    conditions = [[emitter.expression(c) for c in rule.conditions] for rule in spec.rules]
-    rules = ["(" + " and ".join(parts) + ")" if parts else "True" for parts in conditions]
-    whole = " and ".join([*prerequisites, "(" + " or ".join(rules) + ")" if rules else "True"])
-    check = _function(emitter, whole, spec.name) if spec.enabled else _always_false
-    rule_tests = tuple(
-        tuple(_function(emitter, part, spec.name) for part in parts) for parts in conditions
-    )
-    prerequisite_tests = tuple(_function(emitter, part, spec.name) for part in prerequisites)
-    splits = tuple(any(_has_percentage(c) for c in rule.conditions) for rule in spec.rules)
-    return CompiledFlag(spec, version, check, rule_tests, prerequisite_tests, splits)
+def _count(condition: Condition) -> int:
+    if isinstance(condition, (AllOf, AnyOf)):
+        return 1 + sum(_count(part) for part in condition.conditions)
+    if isinstance(condition, Not):
+        return 1 + _count(condition.condition)
+    return 1
 
 
 def _has_percentage(condition: Condition) -> bool:

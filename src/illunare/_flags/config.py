@@ -2,17 +2,18 @@
 
 Every problem is collected with its path (``"conditions[1].value"``) before
 anything is built; a config with any problem raises ``FlagConfigError``
-listing them all.
+listing them all. A config must first be plain JSON within the limits of
+``limits``; conditions may nest at most ``MAX_NESTING`` deep.
 """
 
 from __future__ import annotations
 
 import datetime
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from illunare._flags import operators
+from illunare._flags.limits import MAX_NESTING, MAX_TOTAL_WEIGHT, plain_json
 from illunare._flags.model import (
     AllOf,
     AnyOf,
@@ -27,6 +28,7 @@ from illunare._flags.model import (
     VariantOption,
     VariantSet,
 )
+from illunare._flags.regex import compile_regex
 from illunare.exceptions import FlagConfigError
 
 __all__ = ["parse_flag", "validate_name"]
@@ -37,6 +39,10 @@ _FLAG_KEYS = frozenset(
     {"enabled", "conditions", "variants", "stickiness", "description", "tags", "metadata", "name"}
 )
 _SHORTHANDS = ("user_segment", "region", "user_id")
+_SHORTHAND_KEYS = frozenset({"type", "value", "negate"})
+_ATTRIBUTE_KEYS = frozenset(
+    {"type", "attribute", "operator", "value", "values", "negate", "case_insensitive"}
+)
 
 
 class _Problems:
@@ -58,43 +64,51 @@ def validate_name(name: object) -> str:
 
 
 def parse_flag(name: str, config: object) -> FlagSpec:
-    """Validate ``config`` completely and build the flag; raise FlagConfigError otherwise."""
+    """Validate ``config`` completely and build the flag; raise FlagConfigError otherwise.
+
+    The spec's ``config`` is a plain JSON copy of ``config``, ready to store.
+    """
     validate_name(name)
     problems = _Problems()
     if not isinstance(config, Mapping):
         problems.add("", f"a flag config must be a mapping, got {type(config).__name__}")
         raise FlagConfigError.from_problems(name, problems.found)
-    for key in config:
+    # Only plain JSON is read further: the checks below then meet no cycle,
+    # no unbounded depth and nothing a backend could not store.
+    plain, problems.found = plain_json(config)
+    if problems.found:
+        raise FlagConfigError.from_problems(name, problems.found)
+    for key in plain:
         if key not in _FLAG_KEYS:
             problems.add(str(key), f"unknown key (expected one of {sorted(_FLAG_KEYS)})")
-    if "name" in config and config["name"] != name:
+    if "name" in plain and plain["name"] != name:
         problems.add("name", f"does not match the flag's name {name!r}")
-    enabled = config.get("enabled", True)
+    enabled = plain.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.add("enabled", "must be true or false")
-    stickiness = config.get("stickiness", "user_id")
+    stickiness = plain.get("stickiness", "user_id")
     if not isinstance(stickiness, str) or not stickiness:
         problems.add("stickiness", "must be the name of a context key")
         stickiness = "user_id"
-    raw_conditions = config.get("conditions", [])
+    raw_conditions = plain.get("conditions", [])
     conditions: list[Condition] = []
     if _is_list(raw_conditions):
         for index, raw in enumerate(raw_conditions):
-            condition = _condition(raw, f"conditions[{index}]", name, stickiness, problems)
+            condition = _condition(raw, f"conditions[{index}]", name, stickiness, problems, depth=1)
             if condition is not None:
                 conditions.append(condition)
     else:
         problems.add("conditions", "must be a list of conditions")
-    variants = _variants(config.get("variants"), name, stickiness, problems)
+    variants = _variants(plain.get("variants"), name, stickiness, problems)
     if problems.found:
         raise FlagConfigError.from_problems(name, problems.found)
     labels = tuple(f"conditions[{index}]" for index in range(len(conditions)))
     rules = (Rule(tuple(conditions), labels),) if conditions else ()
-    return FlagSpec(name, bool(enabled), rules, variants, (), dict(config))
+    return FlagSpec(name, bool(enabled), rules, variants, (), plain)
 
 
-def _is_list(value: object) -> TypeGuard[Sequence[Any]]:
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+def _is_list(value: object) -> TypeGuard[list[Any]]:
+    return isinstance(value, list)  # configs are plain JSON by now
 
 
 def _strings(value: object, path: str, problems: _Problems) -> tuple[str, ...] | None:
@@ -106,10 +120,13 @@ def _strings(value: object, path: str, problems: _Problems) -> tuple[str, ...] |
     return None
 
 
-def _check_keys(raw: Mapping[str, Any], allowed: set[str], path: str, problems: _Problems) -> None:
-    for key in raw:
-        if key not in allowed:
-            problems.add(f"{path}.{key}", f"unknown key for a {raw.get('type')} condition")
+def _check_keys(
+    raw: Mapping[str, Any], allowed: frozenset[str], path: str, problems: _Problems
+) -> None:
+    if not allowed.issuperset(raw):
+        for key in raw:
+            if key not in allowed:
+                problems.add(f"{path}.{key}", f"unknown key for a {raw.get('type')} condition")
 
 
 def _flag_bool(raw: Mapping[str, Any], key: str, path: str, problems: _Problems) -> bool:
@@ -121,14 +138,17 @@ def _flag_bool(raw: Mapping[str, Any], key: str, path: str, problems: _Problems)
 
 
 def _condition(
-    raw: object, path: str, flag: str, stickiness: str, problems: _Problems
+    raw: object, path: str, flag: str, stickiness: str, problems: _Problems, *, depth: int
 ) -> Condition | None:
-    if not isinstance(raw, Mapping):
+    if depth > MAX_NESTING:
+        problems.add(path, f"conditions nested deeper than {MAX_NESTING} levels")
+        return None
+    if not isinstance(raw, dict):
         problems.add(path, "a condition must be a mapping with a 'type'")
         return None
     kind = raw.get("type")
     if kind in _SHORTHANDS:
-        _check_keys(raw, {"type", "value", "negate"}, path, problems)
+        _check_keys(raw, _SHORTHAND_KEYS, path, problems)
         values = _strings(raw.get("value"), f"{path}.value", problems)
         negate = _flag_bool(raw, "negate", path, problems)
         return None if values is None else Attribute((kind,), "IN", values, negate)
@@ -141,20 +161,24 @@ def _condition(
     if kind == "flag":
         return _prerequisite(raw, path, flag, problems)
     if kind in ("any", "all"):
-        _check_keys(raw, {"type", "conditions"}, path, problems)
+        _check_keys(raw, frozenset({"type", "conditions"}), path, problems)
         items = raw.get("conditions")
         if not _is_list(items):
             problems.add(f"{path}.conditions", "must be a list of conditions")
             return None
         parts = [
-            _condition(item, f"{path}.conditions[{index}]", flag, stickiness, problems)
+            _condition(
+                item, f"{path}.conditions[{index}]", flag, stickiness, problems, depth=depth + 1
+            )
             for index, item in enumerate(items)
         ]
         valid = tuple(part for part in parts if part is not None)
         return AnyOf(valid) if kind == "any" else AllOf(valid)
     if kind == "not":
-        _check_keys(raw, {"type", "condition"}, path, problems)
-        inner = _condition(raw.get("condition"), f"{path}.condition", flag, stickiness, problems)
+        _check_keys(raw, frozenset({"type", "condition"}), path, problems)
+        inner = _condition(
+            raw.get("condition"), f"{path}.condition", flag, stickiness, problems, depth=depth + 1
+        )
         return None if inner is None else Not(inner)
     problems.add(
         f"{path}.type",
@@ -165,12 +189,7 @@ def _condition(
 
 
 def _attribute(raw: Mapping[str, Any], path: str, problems: _Problems) -> Condition | None:
-    _check_keys(
-        raw,
-        {"type", "attribute", "operator", "value", "values", "negate", "case_insensitive"},
-        path,
-        problems,
-    )
+    _check_keys(raw, _ATTRIBUTE_KEYS, path, problems)
     attribute = raw.get("attribute")
     if isinstance(attribute, str) and attribute:
         key: tuple[str, ...] | None = (attribute,)
@@ -210,6 +229,8 @@ def _as_text(value: object) -> object:
 
 
 def _operand_problem(operator: str, values: tuple[str, ...]) -> str | None:
+    if operator in ("IN", "NOT_IN") or operator.startswith("STR_"):
+        return None  # any strings will do
     if operator.startswith(("NUM_", "DATE_", "SEMVER_")) and len(values) != 1:
         return f"{operator} compares with exactly one value"
     checks = {
@@ -222,8 +243,8 @@ def _operand_problem(operator: str, values: tuple[str, ...]) -> str | None:
             return f"{values[0]!r} {message}"
     if operator == "REGEX":
         for value in values:
-            if operators.compile_regex(value, fold=False) is None:
-                return f"{value!r} is not a supported regular expression"
+            if isinstance(refused := compile_regex(value, fold=False), str):
+                return f"{value!r} {refused}"
     if operator == "IN_CIDR":
         for value in values:
             if operators.parse_network(value) is None:
@@ -234,14 +255,9 @@ def _operand_problem(operator: str, values: tuple[str, ...]) -> str | None:
 def _percentage(
     raw: Mapping[str, Any], path: str, flag: str, stickiness: str, problems: _Problems
 ) -> Condition | None:
-    _check_keys(raw, {"type", "value", "attribute"}, path, problems)
+    _check_keys(raw, frozenset({"type", "value", "attribute"}), path, problems)
     value = raw.get("value")
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or math.isnan(value)
-        or not 0 <= value <= 100
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
         problems.add(f"{path}.value", "must be a number from 0 to 100")
         return None
     attribute = raw.get("attribute", stickiness)
@@ -252,7 +268,7 @@ def _percentage(
 
 
 def _schedule(raw: Mapping[str, Any], path: str, problems: _Problems) -> Condition | None:
-    _check_keys(raw, {"type", "start", "end"}, path, problems)
+    _check_keys(raw, frozenset({"type", "start", "end"}), path, problems)
     moments: dict[str, datetime.datetime | None] = {}
     for key in ("start", "end"):
         if raw.get(key) is None:
@@ -276,7 +292,7 @@ def _schedule(raw: Mapping[str, Any], path: str, problems: _Problems) -> Conditi
 def _prerequisite(
     raw: Mapping[str, Any], path: str, flag: str, problems: _Problems
 ) -> Condition | None:
-    _check_keys(raw, {"type", "flag", "enabled", "variants"}, path, problems)
+    _check_keys(raw, frozenset({"type", "flag", "enabled", "variants"}), path, problems)
     parent = raw.get("flag")
     if not isinstance(parent, str) or not parent:
         problems.add(f"{path}.flag", "must name another flag")
@@ -302,7 +318,7 @@ def _variants(raw: object, flag: str, stickiness: str, problems: _Problems) -> V
     names: set[str] = set()
     for index, item in enumerate(raw):
         path = f"variants[{index}]"
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             problems.add(path, "a variant must be a mapping with a 'name'")
             continue
         for key in item:
@@ -320,6 +336,9 @@ def _variants(raw: object, flag: str, stickiness: str, problems: _Problems) -> V
             problems.add(f"{path}.weight", "must be a number >= 0")
             continue
         options.append(VariantOption(name, float(weight), item.get("payload")))
-    if options and sum(option.weight for option in options) <= 0:
+    total = sum(option.weight for option in options)
+    if options and total <= 0:
         problems.add("variants", "the weights must not all be zero")
+    if total > MAX_TOTAL_WEIGHT:
+        problems.add("variants", f"the weights must add up to at most {MAX_TOTAL_WEIGHT}")
     return VariantSet(tuple(options), flag, ((stickiness,),)) if options else None

@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import math
 import re
 from collections.abc import Callable, Sequence
 from operator import eq, ge, gt, le, lt
 from typing import Any
 
+from illunare._flags.regex import compile_regex
+
 __all__ = [
     "OPERATORS",
     "Test",
     "build",
     "canonical",
-    "compile_regex",
     "parse_date",
     "parse_network",
     "parse_number",
     "parse_semver",
 ]
+
+logger = logging.getLogger("illunare")
 
 #: A prepared test of one context value.
 Test = Callable[[object], bool]
@@ -189,48 +193,21 @@ def _comparison(
     return make
 
 
-# RE2 (what Unleash evaluates regexes with) has POSIX classes and no
-# look-around or back-references; its inline flags may stand anywhere.
-_POSIX = {
-    "alpha": "a-zA-Z",
-    "digit": "0-9",
-    "alnum": "a-zA-Z0-9",
-    "upper": "A-Z",
-    "lower": "a-z",
-    "space": r"\s",
-    "xdigit": "0-9A-Fa-f",
-    "word": r"\w",
-    "punct": r"!-/:-@\[-`{-~",
-}
-_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
-_INLINE_FLAGS = re.compile(r"\(\?([imsx]+)\)")
-_FLAG_BITS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
-
-
-def compile_regex(pattern: str, fold: bool) -> re.Pattern[str] | None:
-    """Compile an RE2-style pattern for ``re``; ``None`` when RE2 would refuse it."""
-    if _UNSUPPORTED.search(pattern):
-        return None
-    flags = re.ASCII | (re.IGNORECASE if fold else 0)
-    for letters in _INLINE_FLAGS.findall(pattern):
-        for letter in letters:
-            flags |= _FLAG_BITS[letter]
-    pattern = _INLINE_FLAGS.sub("", pattern)
-    for name, members in _POSIX.items():
-        pattern = pattern.replace(f"[:{name}:]", members)
-    try:
-        return re.compile(pattern, flags)
-    except re.error:
-        return None
-
-
 def _regex(values: Sequence[str], fold: bool) -> Test:
-    patterns = [compiled for v in values if (compiled := compile_regex(v, fold)) is not None]
-    if not patterns:
+    searches = []
+    for value in values:
+        search = compile_regex(value, fold)
+        if isinstance(search, str):
+            # Only Unleash payloads get here (native configs are refused
+            # first); as in Unleash, such a pattern never matches.
+            logger.warning("the regex %r never matches: it %s", value, search)
+        else:
+            searches.append(search)
+    if not searches:
         return lambda value: False
 
     def test(value: object) -> bool:
-        return isinstance(value, str) and any(p.search(value) for p in patterns)
+        return isinstance(value, str) and any(search(value) for search in searches)
 
     return test
 

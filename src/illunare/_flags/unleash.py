@@ -9,13 +9,13 @@ a user gets the same answer here as from any Unleash SDK.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 import attrs
 
 from illunare._flags import operators
+from illunare._flags.limits import MAX_TOTAL_WEIGHT, plain_json
 from illunare._flags.model import (
     AllOf,
     AnyOf,
@@ -47,10 +47,16 @@ def context_path(name: str) -> Path:
 
 @attrs.define
 class Changes:
-    """What a payload changed: flags to (re)install and flags to remove."""
+    """What a payload changes: flags to (re)install, flags to remove, and the state after."""
 
-    updated: dict[str, FlagSpec] = attrs.Factory(dict)
-    removed: set[str] = attrs.Factory(set)
+    updated: dict[str, FlagSpec]
+    removed: set[str]
+    features: dict[str, Mapping[str, Any]]
+    segments: dict[SegmentId, Sequence[Mapping[str, Any]]]
+
+
+SegmentId = int | str
+Segments = dict[SegmentId, Sequence[Mapping[str, Any]]]
 
 
 @attrs.define
@@ -58,120 +64,246 @@ class UnleashState:
     """The features and segments received so far."""
 
     features: dict[str, Mapping[str, Any]] = attrs.Factory(dict)
-    segments: dict[Any, Sequence[Mapping[str, Any]]] = attrs.Factory(dict)
+    segments: dict[SegmentId, Sequence[Mapping[str, Any]]] = attrs.Factory(dict)
 
-    def apply(self, payload: object) -> Changes:
-        """Apply a payload; return the resulting changes, or raise with every problem."""
+    def read(self, payload: object) -> Changes:
+        """What applying ``payload`` would change; nothing changes yet.
+
+        Raises:
+            FlagConfigError: listing every problem of the payload, with paths.
+
+        """
         if not isinstance(payload, Mapping):
             raise FlagConfigError(
                 "an Unleash payload must be a mapping", (("", "must be a mapping"),)
             )
-        features = dict(self.features)
-        segments = dict(self.segments)
-        problems: list[tuple[str, str]] = []
-        if "events" in payload:
-            _apply_events(payload["events"], features, segments, problems)
-        elif "features" in payload:
-            features = {}
-            segments = {}
-            _read_segments(payload.get("segments", []), "segments", segments, problems)
-            _read_features(payload["features"], "features", features, problems)
-        else:
-            problems.append(("", "needs 'features' or 'events'"))
-        specs = {}
-        for name, feature in features.items():
-            specs[name] = feature_spec(feature, segments)
+        plain, problems = plain_json(payload)
         if problems:
             raise FlagConfigError.from_problems("Unleash payload", problems)
-        changes = Changes(specs, set(self.features) - set(features))
-        self.features, self.segments = features, segments
-        return changes
+        features = dict(self.features)
+        segments = dict(self.segments)
+        if "events" in plain:
+            _apply_events(plain["events"], features, segments, problems)
+        elif "features" in plain:
+            features = {}
+            segments = {}
+            _read_segments(plain.get("segments"), "segments", segments, problems)
+            _read_features(plain["features"], "features", features, problems)
+        else:
+            problems.append(("", "needs 'features' or 'events'"))
+        if problems:
+            raise FlagConfigError.from_problems("Unleash payload", problems)
+        specs = {name: feature_spec(feature, segments) for name, feature in features.items()}
+        return Changes(specs, set(self.features) - set(features), features, segments)
+
+    def adopt(self, changes: Changes) -> None:
+        """Make the state after ``changes`` the current one."""
+        self.features, self.segments = changes.features, changes.segments
 
 
-def _is_list(value: object) -> TypeGuard[Sequence[Any]]:
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+# Validation. Payloads arrive as plain JSON (see ``plain_json``): every
+# mapping is a dict and every array a list. Unleash's own leniency stays
+# (an unknown operator or strategy never matches); a value of the wrong type
+# is a problem, reported with its path.
+
+Problems = list[tuple[str, str]]
+_SCALAR = (str, int, float, bool)
 
 
-def _read_segments(
-    raw: object,
+def _objects(value: object, path: str, what: str, problems: Problems) -> list[tuple[str, Any]]:
+    """The (path, object) items of an optional list of objects; a problem for anything else."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append((path, f"must be a list of {what}"))
+        return []
+    items = []
+    for index, item in enumerate(value):
+        if isinstance(item, dict):
+            items.append((f"{path}[{index}]", item))
+        else:
+            problems.append((f"{path}[{index}]", f"must be an object (one of the {what})"))
+    return items
+
+
+def _expect(
+    raw: dict[str, Any],
+    key: str,
+    kinds: tuple[type, ...],
     path: str,
-    segments: dict[Any, Sequence[Mapping[str, Any]]],
-    problems: list[tuple[str, str]],
+    what: str,
+    *,
+    problems: Problems,
+    required: bool = False,
 ) -> None:
-    if not _is_list(raw):
-        problems.append((path, "must be a list of segments"))
-        return
-    for index, segment in enumerate(raw):
-        if not isinstance(segment, Mapping) or "id" not in segment:
-            problems.append((f"{path}[{index}]", "a segment needs an 'id'"))
-            continue
-        constraints = segment.get("constraints", [])
-        if not _is_list(constraints):
-            problems.append((f"{path}[{index}].constraints", "must be a list"))
-            continue
-        segments[segment["id"]] = copy.deepcopy(list(constraints))
+    value = raw.get(key)
+    if value is None:
+        if required:
+            problems.append((f"{path}.{key}", f"is required: {what}"))
+    elif not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        problems.append((f"{path}.{key}", f"must be {what}"))
 
 
-def _read_features(
-    raw: object, path: str, features: dict[str, Mapping[str, Any]], problems: list[tuple[str, str]]
-) -> None:
-    if not _is_list(raw):
-        problems.append((path, "must be a list of features"))
-        return
-    for index, feature in enumerate(raw):
-        _read_feature(feature, f"{path}[{index}]", features, problems)
+def _scalars(raw: dict[str, Any], key: str, path: str, problems: Problems) -> None:
+    value = raw.get(key)
+    if value is not None and (
+        not isinstance(value, list) or not all(isinstance(item, _SCALAR) for item in value)
+    ):
+        problems.append((f"{path}.{key}", "must be a list of strings"))
 
 
-def _read_feature(
-    feature: object,
-    path: str,
-    features: dict[str, Mapping[str, Any]],
-    problems: list[tuple[str, str]],
-) -> None:
-    if not isinstance(feature, Mapping):
-        problems.append((path, "a feature must be a mapping"))
-        return
+def _check_constraints(value: object, path: str, problems: Problems) -> None:
+    for where, constraint in _objects(value, path, "constraints", problems):
+        _expect(constraint, "contextName", (str,), where, "a str", problems=problems, required=True)
+        _expect(constraint, "operator", (str,), where, "a str", problems=problems, required=True)
+        _scalars(constraint, "values", where, problems)
+        _expect(constraint, "value", _SCALAR, where, "a string", problems=problems)
+        for key in ("inverted", "caseInsensitive"):
+            _expect(constraint, key, (bool,), where, "true or false", problems=problems)
+
+
+def _check_variants(value: object, path: str, problems: Problems) -> None:
+    total = 0.0
+    for where, variant in _objects(value, path, "variants", problems):
+        _expect(variant, "name", (str,), where, "a str", problems=problems, required=True)
+        _expect(variant, "stickiness", (str,), where, "a str", problems=problems)
+        weight = variant.get("weight", 0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            problems.append((f"{where}.weight", "must be a number >= 0"))
+        else:
+            total += weight
+        overrides = _objects(variant.get("overrides"), f"{where}.overrides", "overrides", problems)
+        for override, raw in overrides:
+            _expect(raw, "contextName", (str,), override, "a str", problems=problems, required=True)
+            _scalars(raw, "values", override, problems)
+    if total > MAX_TOTAL_WEIGHT:
+        problems.append((path, f"the weights must add up to at most {MAX_TOTAL_WEIGHT}"))
+
+
+def _check_strategy(strategy: dict[str, Any], path: str, problems: Problems) -> None:
+    _expect(strategy, "name", (str,), path, "a str", problems=problems, required=True)
+    _expect(strategy, "parameters", (dict,), path, "an object", problems=problems)
+    _check_constraints(strategy.get("constraints"), f"{path}.constraints", problems)
+    segments = strategy.get("segments")
+    if segments is not None and (
+        not isinstance(segments, list)
+        or not all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in segments)
+    ):
+        problems.append((f"{path}.segments", "must be a list of segment ids"))
+    _check_variants(strategy.get("variants"), f"{path}.variants", problems)
+
+
+def _check_feature(feature: dict[str, Any], path: str, problems: Problems) -> None:
     name = feature.get("name")
     if not isinstance(name, str) or not name:
         problems.append((f"{path}.name", "must be a non-empty str"))
-        return
     if not isinstance(feature.get("enabled"), bool):
         problems.append((f"{path}.enabled", "must be true or false"))
+    strategies = _objects(feature.get("strategies"), f"{path}.strategies", "strategies", problems)
+    for where, strategy in strategies:
+        _check_strategy(strategy, where, problems)
+    _check_variants(feature.get("variants"), f"{path}.variants", problems)
+    dependencies = _objects(
+        feature.get("dependencies"), f"{path}.dependencies", "dependencies", problems
+    )
+    for where, dependency in dependencies:
+        _expect(dependency, "feature", (str,), where, "a str", problems=problems, required=True)
+        _expect(dependency, "enabled", (bool,), where, "true or false", problems=problems)
+        variants = dependency.get("variants")
+        if variants is not None and (
+            not isinstance(variants, list) or not all(isinstance(v, str) for v in variants)
+        ):
+            problems.append((f"{where}.variants", "must be a list of strings"))
+
+
+def _is_segment_id(value: object) -> TypeGuard[SegmentId]:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _read_segments(raw: object, path: str, segments: Segments, problems: Problems) -> None:
+    for where, segment in _objects(raw, path, "segments", problems):
+        segment_id = segment.get("id")
+        if not _is_segment_id(segment_id):
+            problems.append((f"{where}.id", "must be a number or a str"))
+            continue
+        before = len(problems)
+        _check_constraints(segment.get("constraints"), f"{where}.constraints", problems)
+        if len(problems) == before:
+            segments[segment_id] = segment.get("constraints") or []
+
+
+def _read_features(
+    raw: object, path: str, features: dict[str, Mapping[str, Any]], problems: Problems
+) -> None:
+    if not isinstance(raw, list):
+        problems.append((path, "must be a list of features"))
         return
-    for key in ("strategies", "variants", "dependencies"):
-        if feature.get(key) is not None and not _is_list(feature[key]):
-            problems.append((f"{path}.{key}", "must be a list"))
-            return
-    features[name] = copy.deepcopy(dict(feature))
+    for where, feature in _objects(raw, path, "features", problems):
+        _read_feature(feature, where, features, problems)
+
+
+def _read_feature(
+    feature: object, path: str, features: dict[str, Mapping[str, Any]], problems: Problems
+) -> None:
+    if not isinstance(feature, dict):
+        problems.append((path, "a feature must be an object"))
+        return
+    before = len(problems)
+    _check_feature(feature, path, problems)
+    if len(problems) == before:
+        features[feature["name"]] = feature
 
 
 def _apply_events(
     events: object,
     features: dict[str, Mapping[str, Any]],
-    segments: dict[Any, Sequence[Mapping[str, Any]]],
-    problems: list[tuple[str, str]],
+    segments: dict[SegmentId, Sequence[Mapping[str, Any]]],
+    problems: Problems,
 ) -> None:
-    if not _is_list(events):
+    if not isinstance(events, list):
         problems.append(("events", "must be a list of events"))
         return
-    for index, event in enumerate(events):
-        path = f"events[{index}]"
-        kind = event.get("type") if isinstance(event, Mapping) else None
+    for path, event in _objects(events, "events", "events", problems):
+        kind = event.get("type")
         if kind == "hydration":
             features.clear()
             segments.clear()
-            _read_segments(event.get("segments", []), f"{path}.segments", segments, problems)
+            _read_segments(event.get("segments"), f"{path}.segments", segments, problems)
             _read_features(event.get("features", []), f"{path}.features", features, problems)
-        elif kind == "feature-updated":
-            _read_feature(event.get("feature"), f"{path}.feature", features, problems)
-        elif kind == "feature-removed":
-            features.pop(event.get("featureName"), None)
-        elif kind == "segment-updated":
-            _read_segments([event.get("segment")], f"{path}.segment", segments, problems)
-        elif kind == "segment-removed":
-            segments.pop(event.get("segmentId"), None)
         else:
-            problems.append((f"{path}.type", f"unknown event type {kind!r}"))
+            _apply_change(event, path, features, segments, problems)
+
+
+def _apply_change(
+    event: dict[str, Any],
+    path: str,
+    features: dict[str, Mapping[str, Any]],
+    segments: Segments,
+    problems: Problems,
+) -> None:
+    kind = event.get("type")
+    if kind == "feature-updated":
+        _read_feature(event.get("feature"), f"{path}.feature", features, problems)
+    elif kind == "feature-removed":
+        name = event.get("featureName")
+        if isinstance(name, str):
+            features.pop(name, None)
+        else:
+            problems.append((f"{path}.featureName", "must be a str"))
+    elif kind == "segment-updated":
+        segment = event.get("segment")
+        if isinstance(segment, dict):
+            _read_segments([segment], f"{path}.segment", segments, problems)
+        else:
+            problems.append((f"{path}.segment", "must be an object"))
+    elif kind == "segment-removed":
+        segment_id = event.get("segmentId")
+        if _is_segment_id(segment_id):
+            segments.pop(segment_id, None)
+        else:
+            problems.append((f"{path}.segmentId", "must be a number or a str"))
+    else:
+        problems.append((f"{path}.type", f"unknown event type {kind!r}"))
 
 
 def _number(value: object) -> float:
@@ -186,13 +318,11 @@ def _split(value: object) -> tuple[str, ...]:
 
 
 def _constraint(raw: Mapping[str, Any]) -> Condition:
-    operator = raw.get("operator")
-    if not isinstance(operator, str) or operator not in operators.OPERATORS:
+    operator = raw["operator"]
+    if operator not in operators.OPERATORS:
         return _NEVER  # Unleash: an unknown operator never matches, inverted or not
-    name = raw.get("contextName")
-    if not isinstance(name, str):
-        return _NEVER
-    if "values" in raw and raw["values"] is not None:
+    name = raw["contextName"]
+    if raw.get("values") is not None:
         values = tuple(str(v) for v in raw["values"])
     elif raw.get("value") is not None:
         values = (str(raw["value"]),)
@@ -235,20 +365,19 @@ def _strategy_rule(name: object, parameters: Mapping[str, Any], feature: str) ->
     return _NEVER  # a strategy this client does not know never matches
 
 
-def _variant_set(raw: object, group: str, inherited_stickiness: object = None) -> VariantSet | None:
-    if not _is_list(raw) or not raw:
+def _variant_set(
+    raw: list[dict[str, Any]] | None, group: str, inherited_stickiness: object = None
+) -> VariantSet | None:
+    if not raw:
         return None
     options = []
     for variant in raw:
-        if not isinstance(variant, Mapping) or not isinstance(variant.get("name"), str):
-            continue
         overrides = tuple(
             (
                 context_path(str(o.get("contextName"))),
-                frozenset(str(v) for v in o.get("values", [])),
+                frozenset(str(v) for v in o.get("values") or ()),
             )
             for o in variant.get("overrides") or []
-            if isinstance(o, Mapping)
         )
         options.append(
             VariantOption(
@@ -258,10 +387,7 @@ def _variant_set(raw: object, group: str, inherited_stickiness: object = None) -
                 overrides,
             )
         )
-    if not options:
-        return None
-    first = raw[0] if isinstance(raw[0], Mapping) else {}
-    sticky = first.get("stickiness") or inherited_stickiness
+    sticky = raw[0].get("stickiness") or inherited_stickiness
     paths = () if sticky in (None, "", "default") else (context_path(str(sticky)),)
     return VariantSet(tuple(options), group, paths)
 
@@ -274,16 +400,12 @@ def feature_spec(
     rules = []
     used_segments = {}
     for s_index, strategy in enumerate(feature.get("strategies") or []):
-        if not isinstance(strategy, Mapping):
-            continue
         prefix = f"strategies[{s_index}]"
         parameters = strategy.get("parameters") or {}
         conditions: list[Condition] = []
         labels: list[str] = []
         for c_index, constraint in enumerate(strategy.get("constraints") or []):
-            conditions.append(
-                _constraint(constraint) if isinstance(constraint, Mapping) else _NEVER
-            )
+            conditions.append(_constraint(constraint))
             labels.append(f"{prefix}.constraints[{c_index}]")
         for segment_id in strategy.get("segments") or []:
             constraints = segments.get(segment_id)
@@ -303,11 +425,10 @@ def feature_spec(
     prerequisites = tuple(
         Prerequisite(
             str(dependency.get("feature")),
-            bool(dependency.get("enabled", True)),
+            dependency.get("enabled") is not False,
             tuple(str(v) for v in dependency.get("variants") or ()),
         )
         for dependency in feature.get("dependencies") or []
-        if isinstance(dependency, Mapping)
     )
     strategies = feature.get("strategies") or []
     return FlagSpec(
