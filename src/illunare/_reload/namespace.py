@@ -4,53 +4,103 @@ Each version of a module keeps its own namespace: the dict its functions use
 as ``__globals__``. Switching versions replaces the module object's
 ``__dict__`` itself, so ``m.X``, ``vars(m)``, ``from m import X`` and
 ``m.X = value`` all see the current version, with plain module attribute
-speed and no proxy in between. CPython keeps a module's dict in one pointer
-field (``md_dict``) right after the object header; that field is replaced
-under the GIL, with reference counts kept exact. The layout is verified when
-illunare is imported, so an interpreter with another layout fails loudly at
-import instead of corrupting memory later.
+speed and no proxy in between.
+
+Python code cannot assign a module's ``__dict__``; CPython's C API can:
+``PyObject_GenericSetDict`` finds the object's dict field from its type
+(``tp_dictoffset``), checks the value is a dict, and exchanges the two with
+exact reference counts, all in one C call during which no other thread runs.
+It is reached through ``ctypes.pythonapi``, whose calls keep the GIL. Only a
+real module object is ever given to it: anything else (a mock, a proxy, an
+object lying about its ``__class__``) is refused before any memory is
+touched. The C function is looked up when the first ``HotReloader`` is made
+(see ``interpreter.py``), never when illunare is imported.
 """
 
 from __future__ import annotations
 
-import ctypes
+import functools
+import os
+import threading
 import types
+from collections.abc import Callable, Iterator
+from typing import Any
 
-__all__ = ["install_namespace"]
+from illunare.exceptions import InvalidArgumentError
 
-# The field that follows PyObject_HEAD in PyModuleObject.
-_OFFSET = object.__basicsize__
+__all__ = ["install_namespace", "is_module", "namespace_step", "switching"]
 
-_incref = ctypes.pythonapi.Py_IncRef
-_incref.argtypes = [ctypes.py_object]
-_incref.restype = None
-_decref = ctypes.pythonapi.Py_DecRef
-_decref.argtypes = [ctypes.py_object]
-_decref.restype = None
-
-
-def _slot(module: types.ModuleType) -> ctypes.c_void_p:
-    return ctypes.c_void_p.from_address(id(module) + _OFFSET)
+# Serialises every namespace switch of the process, whichever reloader makes
+# it: a switch reads the module's current dict, plans, then writes, and two
+# switches of one module must not interleave.
+_lock = threading.Lock()
 
 
-def install_namespace(module: types.ModuleType, namespace: dict[str, object]) -> None:
-    """Make ``namespace`` the ``__dict__`` of ``module``, releasing the previous one."""
-    previous = module.__dict__
-    if previous is namespace:
-        return
-    _incref(namespace)
-    _slot(module).value = id(namespace)
-    # `previous` is still referenced by this frame, so the decref cannot free it here.
-    _decref(previous)
+def switching() -> threading.Lock:
+    """The process-wide lock held for every namespace switch (from planning to writing)."""
+    return _lock
 
 
-def _verify_layout() -> None:
-    probe = types.ModuleType("illunare_layout_probe")
-    if _slot(probe).value != id(probe.__dict__):
-        raise ImportError(
-            "illunare needs CPython's module object layout to switch module versions; "
-            "this interpreter has another one"
-        )
+def _rearm_after_fork() -> None:
+    # A fork taken while another thread held the lock would leave the child's
+    # copy held forever; the child has only the forking thread.
+    global _lock  # noqa: PLW0603  # the lock must be replaced, not released
+    _lock = threading.Lock()
 
 
-_verify_layout()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rearm_after_fork)
+
+
+def is_module(value: object) -> bool:
+    """Whether ``value`` really is a module object (its type, not what it claims).
+
+    ``isinstance`` consults ``__class__``, which a ``MagicMock(spec=ModuleType)``,
+    a wrapt proxy around a module or any object can fake; the memory layout
+    the switch relies on is that of the real type.
+    """
+    return issubclass(type(value), types.ModuleType)
+
+
+@functools.cache
+def set_dict() -> Callable[[Any, Any, None], int]:
+    """CPython's ``PyObject_GenericSetDict``, callable from Python (see ``interpreter.py``)."""
+    import ctypes  # noqa: PLC0415  # only the swap machinery needs it, not flags users
+
+    function = ctypes.pythonapi.PyObject_GenericSetDict
+    function.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.c_void_p]
+    function.restype = ctypes.c_int
+    setter: Callable[[Any, Any, None], int] = function
+    return setter
+
+
+def _checked(module: object, namespace: object) -> types.ModuleType:
+    if not is_module(module):
+        raise InvalidArgumentError(f"only a module's namespace can be switched, not {module!r}")
+    if type(namespace) is not dict:
+        raise InvalidArgumentError(f"a module namespace must be a dict, got {namespace!r}")
+    return module  # type: ignore[return-value]  # is_module() checked the real type
+
+
+def namespace_step(module: types.ModuleType, namespace: dict[str, Any]) -> Iterator[int]:
+    """A lazy step that makes ``namespace`` the ``__dict__`` of ``module`` when iterated.
+
+    It is meant to be chained into one C-level pass with the rest of a
+    switch, under ``switching()``. The previous dict's reference is dropped
+    by the C call; the caller keeps it alive so that nothing is freed (and no
+    finalizer runs) in the middle of the switch.
+    """
+    return map(set_dict(), (_checked(module, namespace),), (namespace,), (None,))
+
+
+def install_namespace(module: types.ModuleType, namespace: dict[str, Any]) -> None:
+    """Make ``namespace`` the ``__dict__`` of ``module``, releasing the previous one.
+
+    Raises:
+        InvalidArgumentError: ``module`` is not a real module object, or
+            ``namespace`` is not a dict.
+
+    """
+    module = _checked(module, namespace)
+    with _lock:
+        set_dict()(module, namespace, None)

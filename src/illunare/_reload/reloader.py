@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from illunare import signals
 from illunare._reload.binding import absorb, flip
 from illunare._reload.importer import HotFinder
+from illunare._reload.interpreter import require_supported_interpreter
+from illunare._reload.namespace import is_module
 from illunare._reload.prepare import Check, Prepared, prepare, preserved_names, validate_checks
 from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.source import Source, digest
@@ -78,6 +80,7 @@ class HotReloader:
     """
 
     def __init__(self, *, keep: int = 10) -> None:
+        require_supported_interpreter()
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise InvalidArgumentError(f"keep must be an int >= 1, got {keep!r}")
         self.keep = keep
@@ -115,7 +118,7 @@ class HotReloader:
                 sys.meta_path.insert(0, self._finder)
             self._finder.packages.update(packages)
             for name, module in list(sys.modules.items()):
-                if self._finder.covers(name) and isinstance(module, types.ModuleType):
+                if self._finder.covers(name) and is_module(module):
                     self.track(module)
 
     def track(self, module: str | types.ModuleType) -> types.ModuleType:
@@ -308,8 +311,6 @@ class HotReloader:
                     + ("was evicted from the history" if known else "does not exist"),
                     module=name,
                 )
-            if target is leaving:
-                return leaving.info
             flip(tracked, target, target.preserve | leaving.preserve)
         if signals.module_rolled_back.receivers:
             signals.module_rolled_back.send(
@@ -373,7 +374,7 @@ class HotReloader:
                         f"cannot import {module}: {error}", module=module
                     ) from error
             module = found
-        if not isinstance(module, types.ModuleType):
+        if not is_module(module):
             raise InvalidArgumentError(f"expected a module or its name, got {module!r}")
         spec = getattr(module, "__spec__", None)
         origin = getattr(spec, "origin", None)

@@ -1,0 +1,110 @@
+"""The atomic switch: every change of a flip gathered first, then made in one C-level pass.
+
+Other threads and signal handlers get in only between bytecodes: CPython's
+eval loop hands the GIL over, runs signal handlers and raises asynchronous
+exceptions (``KeyboardInterrupt``, ``PyThreadState_SetAsyncExc``) when it
+checks its "eval breaker", which it does while executing bytecode. A call
+into C that executes no bytecode therefore runs from start to end with no
+other thread in between and cannot be interrupted. A ``Switch`` collects
+each change as a lazy ``map`` over a built-in callable (``setattr``,
+``delattr``, ``dict.update``, wrapt's C ``__wrapped__`` setter,
+``PyObject_GenericSetDict`` through ``ctypes.pythonapi``, which keeps the
+GIL) and ``run()`` drains all of them with one ``deque(chain(...),
+maxlen=0)``: one C call. Nothing observes half a switch, and an
+asynchronous exception lands either before it or after it.
+
+For that to hold, nothing inside may run Python code:
+
+* no finalizer: every value the switch replaces stays referenced until the
+  pass has ended (``keep``), so no ``__del__`` or weakref callback runs in it;
+* no garbage collection: it is disabled by the first step and enabled again
+  by the last one (a collection could run finalizers of unrelated objects);
+* no attribute hooks: classes whose metaclass intercepts attribute
+  assignment keep one class object per version instead (``binding.py``).
+
+Every step is also built not to fail: a name to delete is set first, so a
+concurrent ``del`` between planning and switching cannot make ``delattr``
+raise half way.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from illunare._reload.namespace import namespace_step
+from illunare._reload.proxy import HotFunction, retarget
+
+__all__ = ["Switch"]
+
+# Stands in for a class attribute between the two halves of a deletion.
+_PLACEHOLDER = object()
+
+
+class Switch:
+    """The changes of one flip, applied together by ``run()``."""
+
+    __slots__ = ("_keep", "_steps")
+
+    def __init__(self) -> None:
+        self._steps: list[Iterator[object]] = []
+        # What the steps replace: referenced until the pass ends.
+        self._keep: list[object] = []
+
+    def namespace(self, module: Any, namespace: dict[str, Any]) -> None:
+        """Make ``namespace`` the ``__dict__`` of ``module``."""
+        self._keep.append(module.__dict__)
+        self._steps.append(namespace_step(module, namespace))
+
+    def carry(self, source: dict[str, Any], target: dict[str, Any], names: Iterable[str]) -> None:
+        """Copy the values that ``names`` have in ``source`` at the switch into ``target``."""
+        names = tuple(names)
+        if not names:
+            return
+        # Lazy, so that the names present and their values are read at the switch.
+        keys, lookups = itertools.tee(filter(source.__contains__, names))
+        pairs = zip(keys, map(source.__getitem__, lookups), strict=True)
+        self._steps.append(map(self._keep.extend, (map(target.get, names),)))
+        self._steps.append(map(target.update, (pairs,)))
+
+    def class_contents(self, cls: type, delete: Sequence[str], assign: dict[str, object]) -> None:
+        """Delete the attributes ``delete`` of ``cls`` and set those of ``assign``."""
+        if not delete and not assign:
+            return
+        classes = itertools.repeat(cls)
+        self._steps.append(map(self._keep.extend, (cls.__dict__.values(),)))
+        self._steps.append(map(setattr, classes, delete, itertools.repeat(_PLACEHOLDER)))
+        self._steps.append(map(delattr, classes, delete))
+        self._steps.append(map(setattr, classes, assign, assign.values()))
+
+    def retarget(
+        self, proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]
+    ) -> None:
+        """Point each proxy at its target."""
+        self._steps.append(map(retarget, proxies, targets))
+
+    def attribute(self, owner: object, name: str, value: object) -> None:
+        """Set one plain (slot or instance dict) attribute, bypassing any ``__setattr__`` hook."""
+        self._keep.append(getattr(owner, name))
+        self._steps.append(map(object.__setattr__, (owner,), (name,), (value,)))
+
+    def run(self) -> None:
+        """Apply every change in one C-level pass (see the module docstring)."""
+        collecting = gc.isenabled()
+        steps = itertools.chain(
+            itertools.starmap(gc.disable, ((),)),
+            *self._steps,
+            itertools.starmap(gc.enable if collecting else gc.isenabled, ((),)),
+        )
+        try:
+            deque(steps, maxlen=0)
+        except BaseException:
+            # Only an interpreter out of memory gets here; leave gc as found.
+            if collecting:
+                gc.enable()
+            raise
+        finally:
+            self._steps.clear()
