@@ -7,24 +7,29 @@ class state). ``flip`` then makes a version live with as little work as
 possible, planned first and applied as one atomic ``Switch``: the namespace
 pointer, the preserved values, the class attributes that differ, the proxy
 targets and the tracked module's current version, all in one C-level pass.
+A class gets every attribute of the target version set (a C-level setattr
+costs less than finding, in Python, the ones that differ) and the others
+deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import types
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from illunare._reload.classes import (
     ClassState,
-    class_changes,
     class_state,
     incompatibility,
     rebind_class_cells,
     rewritable,
+    stale_names,
 )
-from illunare._reload.inflight import VERSION_KEY, VersionContents, in_flight_getattr
+from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.namespace import switching
 from illunare._reload.proxy import HotFunction
 from illunare._reload.switch import Switch
@@ -33,6 +38,13 @@ from illunare._reload.versions import ModuleVersion, TrackedModule
 __all__ = ["absorb", "class_problems", "flip"]
 
 _FunctionType = types.FunctionType
+
+# Tracked module -> class name -> a ``Removed`` placeholder for each
+# (non-special) attribute name that some version of the class defined:
+# what a flip puts where the version it switches to lacks one.
+_placeholders: weakref.WeakKeyDictionary[TrackedModule, dict[str, dict[str, Removed]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _is_wrapper_of(value: object, module: str) -> bool:
@@ -113,7 +125,15 @@ def _absorb_class(
     hot_names: set[str],
     targets: dict[str, Callable[..., Any]],
 ) -> ClassState:
-    state = class_state(cls)
+    state = {
+        attribute: member
+        for attribute, member in class_state(cls).items()
+        if type(member) is not Removed  # a stable class seen while a name is missing
+    }
+    placeholders = _placeholders.setdefault(tracked, {}).setdefault(key, {})
+    for attribute in state:
+        if not (attribute.startswith("__") and attribute.endswith("__")):
+            placeholders.setdefault(attribute, Removed(attribute))
     for attribute, member in state.items():
         qualname = f"{key}.{attribute}"
         if isinstance(member, HotFunction):
@@ -181,35 +201,40 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
             if isinstance(value, types.ModuleType) and value.__name__ == prefix + key:
                 new.setdefault(key, value)
     proxies, functions = tracked.bindings(target)
-    contents = _class_contents(tracked, target)
-    switch = Switch()
-    with switching():
-        switch.namespace(tracked.module, new)
-        switch.carry(old, new, carry)
-        for name, state in contents.items():
-            stable = tracked.classes[name]
-            switch.class_contents(stable, *class_changes(stable, state))
-        switch.retarget(proxies, functions)
-        switch.attribute(tracked, "current", target)
-        switch.run()
+    # A garbage collection triggered by the few objects allocated below would
+    # walk every object a swap just created; it runs right after the flip.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        contents = _class_contents(tracked, target)
+        switch = Switch()
+        with switching():
+            switch.namespace(tracked.module, new)
+            switch.carry(old, new, carry)
+            for name, state in contents.items():
+                stable = tracked.classes[name]
+                switch.class_contents(stable, stale_names(stable, state), state)
+            switch.retarget(proxies, functions)
+            switch.attribute(tracked, "current", target)
+            switch.run()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _class_contents(tracked: TrackedModule, target: ModuleVersion) -> dict[str, ClassState]:
-    """The class contents ``target`` installs, with the in-flight fallback where it needs one.
+    """The class contents ``target`` installs: its own, plus a placeholder per missing name.
 
-    A class that lacks, in ``target``, a name another kept version has gets
-    ``in_flight_getattr`` as its ``__getattr__`` (unless it defines its own),
-    so that calls still running on that version find it; classes with
-    nothing missing keep plain, fully specialised attribute lookups.
+    A name some other version of the class defined, and ``target`` lacks,
+    gets a ``Removed`` placeholder (``inflight.py``), so that calls still
+    running on that version find it while no one else does.
     """
-    versions = tracked.history.versions.values()
+    if not target.classes:
+        return {}
+    placeholders = _placeholders.get(tracked, {})
     contents = {}
     for name, state in target.classes.items():
-        if "__getattr__" not in state and any(
-            not other.keys() <= state.keys()
-            for version in versions
-            if (other := version.classes.get(name)) is not None
-        ):
-            state = {**state, "__getattr__": in_flight_getattr}  # noqa: PLW2901  # the effective state
-        contents[name] = state
+        known = placeholders.get(name, {})
+        missing = known.keys() - state.keys()
+        contents[name] = {**state, **{key: known[key] for key in missing}} if missing else state
     return contents

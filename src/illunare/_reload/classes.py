@@ -18,11 +18,11 @@ from collections.abc import Iterator, Mapping
 
 __all__ = [
     "ClassState",
-    "class_changes",
     "class_state",
     "incompatibility",
     "rebind_class_cells",
     "rewritable",
+    "stale_names",
 ]
 
 #: The attribute values that make up one version of a class.
@@ -43,18 +43,12 @@ def class_state(cls: type) -> dict[str, object]:
     return {name: value for name, value in cls.__dict__.items() if name not in skip}
 
 
-def class_changes(cls: type, state: ClassState) -> tuple[list[str], dict[str, object]]:
-    """What makes the attributes of ``cls`` those of ``state``: names to delete, values to set."""
-    skip = _LAYOUT | _slots(cls)
-    current = cls.__dict__
-    delete = [name for name in current if name not in state and name not in skip]
-    assign = {
-        name: value for name, value in state.items() if current.get(name, _MISSING) is not value
-    }
-    return delete, assign
-
-
-_MISSING = object()
+def stale_names(cls: type, state: ClassState) -> list[str]:
+    """The attributes of ``cls`` that ``state`` does not define: what a switch to it deletes."""
+    stale = cls.__dict__.keys() - state.keys()
+    if stale:
+        stale -= _LAYOUT | _slots(cls)
+    return list(stale)
 
 
 def rewritable(cls: type) -> bool:

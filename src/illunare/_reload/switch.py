@@ -9,9 +9,9 @@ other thread in between and cannot be interrupted. A ``Switch`` collects
 each change as a lazy ``map`` over a built-in callable (``setattr``,
 ``delattr``, ``dict.update``, wrapt's C ``__wrapped__`` setter,
 ``PyObject_GenericSetDict`` through ``ctypes.pythonapi``, which keeps the
-GIL) and ``run()`` drains all of them with one ``deque(chain(...),
-maxlen=0)``: one C call. Nothing observes half a switch, and an
-asynchronous exception lands either before it or after it.
+GIL) and ``run()`` drains all of them with one
+``deque(maxlen=0).extend(chain(...))``: one C call. Nothing observes half a
+switch, and an asynchronous exception lands either before it or after it.
 
 For that to hold, nothing inside may run Python code:
 
@@ -20,7 +20,9 @@ For that to hold, nothing inside may run Python code:
 * no garbage collection: it is disabled by the first step and enabled again
   by the last one (a collection could run finalizers of unrelated objects);
 * no attribute hooks: classes whose metaclass intercepts attribute
-  assignment keep one class object per version instead (``binding.py``).
+  assignment, or has data descriptors, keep one class object per version
+  instead (``classes.rewritable``); special names are never given
+  placeholders (``inflight.py``).
 
 Every step is also built not to fail: a name to delete is set first, so a
 concurrent ``del`` between planning and switching cannot make ``delattr``
@@ -35,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from illunare._reload.classes import ClassState
 from illunare._reload.namespace import namespace_step
 from illunare._reload.proxy import HotFunction, retarget
 
@@ -42,6 +45,10 @@ __all__ = ["Switch"]
 
 # Stands in for a class attribute between the two halves of a deletion.
 _PLACEHOLDER = object()
+
+# Drains an iterator in C, keeping nothing: shared, since it has no state
+# (a new deque per switch would cost more than the switch's bookkeeping).
+_drain = deque[object](maxlen=0).extend
 
 
 class Switch:
@@ -70,15 +77,14 @@ class Switch:
         self._steps.append(map(self._keep.extend, (map(target.get, names),)))
         self._steps.append(map(target.update, (pairs,)))
 
-    def class_contents(self, cls: type, delete: Sequence[str], assign: dict[str, object]) -> None:
-        """Delete the attributes ``delete`` of ``cls`` and set those of ``assign``."""
-        if not delete and not assign:
-            return
+    def class_contents(self, cls: type, delete: Sequence[str], state: ClassState) -> None:
+        """Delete the attributes ``delete`` of ``cls`` and set every attribute of ``state``."""
         classes = itertools.repeat(cls)
         self._steps.append(map(self._keep.extend, (cls.__dict__.values(),)))
-        self._steps.append(map(setattr, classes, delete, itertools.repeat(_PLACEHOLDER)))
-        self._steps.append(map(delattr, classes, delete))
-        self._steps.append(map(setattr, classes, assign, assign.values()))
+        if delete:
+            self._steps.append(map(setattr, classes, delete, itertools.repeat(_PLACEHOLDER)))
+            self._steps.append(map(delattr, classes, delete))
+        self._steps.append(map(setattr, classes, state.keys(), state.values()))
 
     def retarget(
         self, proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]
@@ -93,14 +99,14 @@ class Switch:
 
     def run(self) -> None:
         """Apply every change in one C-level pass (see the module docstring)."""
-        collecting = gc.isenabled()
+        collecting = gc.isenabled()  # the caller may have paused it already
         steps = itertools.chain(
-            itertools.starmap(gc.disable, ((),)),
+            itertools.starmap(gc.disable, _NO_ARGUMENTS),
             *self._steps,
-            itertools.starmap(gc.enable if collecting else gc.isenabled, ((),)),
+            itertools.starmap(gc.enable if collecting else gc.isenabled, _NO_ARGUMENTS),
         )
         try:
-            deque(steps, maxlen=0)
+            _drain(steps)
         except BaseException:
             # Only an interpreter out of memory gets here; leave gc as found.
             if collecting:
@@ -108,3 +114,6 @@ class Switch:
             raise
         finally:
             self._steps.clear()
+
+
+_NO_ARGUMENTS = ((),)
