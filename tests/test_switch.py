@@ -482,3 +482,28 @@ class TestWraptContract:
         assert type(HotFunction.__dict__["_self_module"]).__name__ == "member_descriptor"
         assert (proxy._self_module, proxy._self_qualname) == ("mod", "name")
         assert proxy([1, 2]) == 2
+
+
+class TestMainModule:
+    def test_a_script_swapping_its_own_functions_exits_cleanly(self, tmp_path: Path) -> None:
+        """@hot in a script tracks __main__; after its first namespace is evicted, exit is clean."""
+        script = tmp_path / "script.py"
+        script.write_text(
+            textwrap.dedent(
+                """
+                import illunare
+
+                BODY = "import illunare\\n\\n@illunare.hot\\ndef f():\\n    return {n}\\n"
+                exec(BODY.format(n=1))
+                reloader = illunare.default_reloader()
+                for n in range(2, 30):
+                    reloader.swap("__main__", BODY.format(n=n))
+                print(f(), len(reloader.history("__main__")))
+                """
+            )
+        )
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["29", "10"]

@@ -82,6 +82,18 @@ def _checked(module: object, namespace: object) -> types.ModuleType:
     return module  # type: ignore[return-value]  # is_module() checked the real type
 
 
+# id of each ``__main__`` module switched -> its first namespace. CPython's
+# code that runs a script holds that dict without a reference and still uses
+# it at exit (removing ``__file__``), so it must outlive every version.
+_main_namespaces: dict[int, dict[str, Any]] = {}
+
+
+def _pin_main(module: types.ModuleType) -> None:
+    current = module.__dict__
+    if current.get("__name__") == "__main__":
+        _main_namespaces.setdefault(id(module), current)
+
+
 def namespace_step(module: types.ModuleType, namespace: dict[str, Any]) -> Iterator[int]:
     """A lazy step that makes ``namespace`` the ``__dict__`` of ``module`` when iterated.
 
@@ -90,7 +102,9 @@ def namespace_step(module: types.ModuleType, namespace: dict[str, Any]) -> Itera
     by the C call; the caller keeps it alive so that nothing is freed (and no
     finalizer runs) in the middle of the switch.
     """
-    return map(set_dict(), (_checked(module, namespace),), (namespace,), (None,))
+    module = _checked(module, namespace)
+    _pin_main(module)
+    return map(set_dict(), (module,), (namespace,), (None,))
 
 
 def install_namespace(module: types.ModuleType, namespace: dict[str, Any]) -> None:
@@ -103,4 +117,5 @@ def install_namespace(module: types.ModuleType, namespace: dict[str, Any]) -> No
     """
     module = _checked(module, namespace)
     with _lock:
+        _pin_main(module)
         set_dict()(module, namespace, None)
