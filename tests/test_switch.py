@@ -300,6 +300,28 @@ class TestCallsInFlight:
         with pytest.raises(FunctionRemovedError):
             removed()
 
+    def test_a_running_method_finds_its_versions_overrides_through_super(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """In flight, super().helper() reaches v2's base method, never the override again."""
+        v1 = (
+            "class Base:\n    pass\n\n"
+            "class Handler(Base):\n    def handle(self, hold):\n        return 1\n"
+        )
+        v2 = (
+            "class Base:\n    def helper(self):\n        return 'base'\n\n"
+            "class Handler(Base):\n"
+            "    def helper(self):\n        return 'handler+' + super().helper()\n"
+            "    def handle(self, hold):\n        hold()\n        return self.helper()\n"
+        )
+        module = package.module("supers", v1)
+        reloader.track(module)
+        reloader.swap(module.__name__, v2)
+        result = module.Handler().handle(lambda: reloader.rollback(module.__name__, to=1))
+        assert result == "handler+base"
+        assert module.Handler().handle(lambda: None) == 1
+        assert not hasattr(module.Base(), "helper")
+
     def test_a_removed_method_is_absent_for_everyone_else(
         self, package: Package, reloader: HotReloader
     ) -> None:

@@ -80,9 +80,12 @@ class Removed:
         kind = type(instance) if owner is None else owner
         contents = caller_contents(1)
         name = self.name
-        # The lookup the caller's version would make: its own contents for
-        # the module's classes, the live dict for every other class.
-        for cls in kind.__mro__:
+        # The lookup the caller's version would make, from the class holding
+        # this placeholder on (``super()`` starts past the caller's class):
+        # its own contents for the module's classes, the live dict for others.
+        mro = kind.__mro__
+        start = next((i for i, cls in enumerate(mro) if cls.__dict__.get(name) is self), 0)
+        for cls in mro[start:]:
             found: Mapping[str, object] | None = None
             if contents is not None and cls.__module__ == contents.module:
                 found = contents.classes.get(cls.__qualname__)
