@@ -7,6 +7,7 @@ with a clear, typed error.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -32,10 +33,11 @@ for attempt in (HotReloader, default_reloader, lambda: hot(print)):
 """
 
 
-def run(fake: str) -> list[str]:
+def run(fake: str, environment: dict[str, str]) -> list[str]:
     """Run ``fake`` then ATTEMPTS in a fresh interpreter; its output lines."""
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(fake) + ATTEMPTS],
+        env={**os.environ, **environment},
         capture_output=True,
         text=True,
         timeout=120,
@@ -47,24 +49,26 @@ def run(fake: str) -> list[str]:
 
 class TestUnsupportedInterpreters:
     @pytest.mark.parametrize(
-        ("fake", "reason"),
+        ("fake", "environment", "reason"),
         [
-            ("import ctypes\ndel ctypes.pythonapi\n", "needs ctypes.pythonapi"),
-            ("import sys\nsys.implementation.name = 'pypy'\n", "needs CPython; this is pypy"),
+            ("import ctypes\ndel ctypes.pythonapi\n", {}, "needs ctypes.pythonapi"),
+            ("import sys\nsys.implementation.name = 'pypy'\n", {}, "needs CPython; this is pypy"),
             (
                 # after importing: attrs itself branches on the version
                 "import illunare, sys\nsys.version_info = (3, 14, 0, 'final', 0)\n",
+                {},
                 "supports CPython 3.10, 3.11, 3.12, 3.13; this is 3.14",
             ),
-            ("import sys\nsys._is_gil_enabled = lambda: False\n", "free-threaded build"),
+            ("import sys\nsys._is_gil_enabled = lambda: False\n", {}, "free-threaded build"),
+            ("", {"WRAPT_DISABLE_EXTENSIONS": "1"}, "needs wrapt's C extension"),
         ],
-        ids=["no-pythonapi", "pypy", "python-3.14", "free-threaded"],
+        ids=["no-pythonapi", "pypy", "python-3.14", "free-threaded", "pure-python-wrapt"],
     )
     def test_flags_work_and_reloaders_refuse_with_a_clear_error(
-        self, fake: str, reason: str
+        self, fake: str, environment: dict[str, str], reason: str
     ) -> None:
         """import illunare and flags work; HotReloader, default_reloader and hot raise the error."""
-        lines = run(fake)
+        lines = run(fake, environment)
         assert lines[0] == "flags True"
         assert len(lines) == 4
         assert all(line.startswith("refused: hot code swapping") for line in lines[1:])

@@ -5,7 +5,9 @@ module's dict can be exchanged through the C API (``namespace.py``); a
 C-level pass over built-in callables runs without any other thread or
 signal handler getting in (``binding.py``: the GIL is handed over, and
 signal handlers run, only between bytecodes); and the layouts of the
-supported versions, 3.10 to 3.13, which the tests exercise. Free-threaded
+supported versions, 3.10 to 3.13, which the tests exercise. Proxies are
+retargeted by wrapt's C setter; without wrapt's C extension a switch would
+run Python code, so that is refused too. Free-threaded
 builds (3.13t) have no GIL, so the premise of an atomic switch is false
 there. Importing illunare never runs this check: feature flags work on any
 interpreter.
@@ -17,6 +19,7 @@ import sys
 import types
 
 from illunare._reload.namespace import set_dict
+from illunare._reload.proxy import C_PROXIES
 from illunare.exceptions import UnsupportedInterpreterError
 
 __all__ = ["SUPPORTED", "require_supported_interpreter"]
@@ -43,6 +46,11 @@ def _problem() -> str | None:
         return (
             "hot code swapping needs the GIL to make a switch atomic; "
             "this is a free-threaded build of CPython"
+        )
+    if not C_PROXIES:
+        return (
+            "hot code swapping needs wrapt's C extension "
+            "(it is disabled by WRAPT_DISABLE_EXTENSIONS, or failed to build)"
         )
     try:
         setter = set_dict()

@@ -13,7 +13,7 @@ import wrapt
 from illunare._reload.inflight import caller_contents
 from illunare.exceptions import FunctionRemovedError
 
-__all__ = ["HotFunction", "Preparation", "preparing", "retarget"]
+__all__ = ["C_PROXIES", "HotFunction", "Preparation", "preparing", "retarget"]
 
 
 @attrs.define
@@ -108,16 +108,25 @@ def _removed_stub(module: str, qualname: str) -> Callable[..., Any]:
     return removed
 
 
+def _set_wrapped(proxy: HotFunction, target: Callable[..., Any]) -> None:
+    proxy.__wrapped__ = target
+
+
 def _wrapped_setter() -> Callable[[HotFunction, Callable[..., Any]], None]:
     for klass in HotFunction.__mro__:
         descriptor = klass.__dict__.get("__wrapped__")
-        if descriptor is not None:
+        if isinstance(descriptor, types.GetSetDescriptorType):
             setter: Callable[[HotFunction, Callable[..., Any]], None] = descriptor.__set__
             return setter
-    raise ImportError("wrapt's proxy has no __wrapped__ descriptor")  # pragma: no cover
+    # wrapt without its C extension: switches would run Python code, so the
+    # interpreter check (``C_PROXIES``) refuses to make a HotReloader at all.
+    return _set_wrapped
 
 
 #: ``retarget(proxy, function)``: the C setter of ``__wrapped__`` itself, so
 #: that a flip can retarget every proxy of a module inside its one C-level
 #: pass (``switch.py``); it runs no Python code.
 retarget = _wrapped_setter()
+
+#: Whether wrapt's C extension is in use (``retarget`` is its C setter).
+C_PROXIES = retarget is not _set_wrapped
