@@ -28,6 +28,17 @@ BAD_SOURCES: dict[str, tuple[str, tuple[Callable[[ModuleType], object], ...]]] =
 }
 
 
+METHOD_NAMES = ("alpha", "beta", "gamma", "delta")
+
+
+def class_source(number: int, methods: frozenset[str]) -> str:
+    """A module whose class has ``methods``, each returning ``(number, its name)``."""
+    lines = [f"VERSION = {number}", "", "class Thing:", "    KIND = VERSION"]
+    for name in sorted(methods):
+        lines += [f"    def {name}(self):", f"        return (VERSION, {name!r})"]
+    return "\n".join(lines) + "\n"
+
+
 # Feature flags ---------------------------------------------------------------
 
 from hypothesis import strategies as st  # noqa: E402  # grouped with the flag strategies
@@ -43,6 +54,8 @@ ODD_VALUES = st.one_of(
     st.lists(TEXT, max_size=2),
     st.dictionaries(TEXT, TEXT, max_size=2),
 )
+#: the methods of successive versions of one class (2 to 4 versions)
+CLASS_VERSIONS = st.lists(st.frozensets(st.sampled_from(METHOD_NAMES)), min_size=2, max_size=4)
 #: contexts with any kind of value under the keys conditions read
 CONTEXTS = st.dictionaries(KEYS, ODD_VALUES, max_size=6)
 

@@ -6,6 +6,7 @@ subprocess; a crash there is a failed test.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import wrapt
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from illunare import FunctionRemovedError, HotReloader, InvalidArgumentError
 from illunare._reload import switch
@@ -22,6 +25,9 @@ from illunare._reload.namespace import install_namespace
 from illunare._reload.proxy import HotFunction, retarget
 
 from .conftest import Package
+from .strategies import CLASS_VERSIONS, METHOD_NAMES, class_source
+
+_modules = itertools.count()
 
 # Version 2 adds a method and a function that its own code calls: a call
 # of version 2 still running when version 1 comes back must find them.
@@ -364,6 +370,30 @@ class TestCallsInFlight:
         reloader.swap(module.__name__, V2)
         reloader.rollback(module.__name__, to=1)
         assert module.Handler().helper == "own helper"
+
+
+class TestClassContentsProperty:
+    @given(versions=CLASS_VERSIONS, path=st.lists(st.integers(0, 3), max_size=10))
+    @settings(max_examples=40, deadline=None)
+    def test_after_any_flips_a_class_has_exactly_its_current_methods(
+        self, versions: list[frozenset[str]], path: list[int]
+    ) -> None:
+        """Any versions, any rollbacks: an old instance has the current version's methods only."""
+        module = types.ModuleType(f"illunare_property_{next(_modules)}")
+        exec(class_source(1, versions[0]), module.__dict__)
+        reloader = HotReloader()
+        reloader.track(module)
+        thing = module.Thing()
+        for number, methods in enumerate(versions[1:], start=2):
+            reloader.swap(module.__name__, class_source(number, methods))
+        for index in [len(versions) - 1, *(step % len(versions) for step in path)]:
+            reloader.rollback(module.__name__, to=index + 1)
+            present = {name for name in METHOD_NAMES if hasattr(thing, name)}
+            assert present == versions[index]
+            assert {getattr(thing, name)() for name in present} == {
+                (index + 1, name) for name in present
+            }
+            assert module.Thing.KIND == module.VERSION == index + 1
 
 
 class TestRealModulesOnly:
