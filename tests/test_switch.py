@@ -306,6 +306,31 @@ class TestCallsInFlight:
         with pytest.raises(FunctionRemovedError):
             removed()
 
+    def test_a_removed_function_called_from_c_with_no_python_caller_says_so(
+        self, tmp_path: Path
+    ) -> None:
+        """An atexit callback (no Python frame above it) gets FunctionRemovedError, not a crash."""
+        (tmp_path / "leaving.py").write_text("def goodbye():\n    print('bye')\n")
+        script = (
+            "import atexit, sys\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\n"
+            "import leaving\n"
+            "from illunare import HotReloader\n"
+            "reloader = HotReloader()\n"
+            "reloader.track(leaving)\n"
+            "atexit.register(leaving.goodbye)\n"
+            "reloader.swap('leaving', 'VALUE = 1\\n')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "FunctionRemovedError: leaving.goodbye does not exist" in done.stderr
+
     def test_a_running_method_finds_its_versions_overrides_through_super(
         self, package: Package, reloader: HotReloader
     ) -> None:

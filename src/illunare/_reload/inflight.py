@@ -53,8 +53,12 @@ class VersionContents:
 
 def caller_contents(depth: int) -> VersionContents | None:
     """The contents of the version whose code called us ``depth`` frames up, if any."""
+    try:
+        frame = sys._getframe(depth + 1)
+    except ValueError:  # called from C with no Python caller (atexit, a C thread)
+        return None
     # The caller's globals are its version's namespace (one dict per version).
-    contents = sys._getframe(depth + 1).f_globals.get(VERSION_KEY)
+    contents = frame.f_globals.get(VERSION_KEY)
     return contents if isinstance(contents, VersionContents) else None
 
 

@@ -110,6 +110,9 @@ def namespace_step(module: types.ModuleType, namespace: dict[str, Any]) -> Itera
 def install_namespace(module: types.ModuleType, namespace: dict[str, Any]) -> None:
     """Make ``namespace`` the ``__dict__`` of ``module``, releasing the previous one.
 
+    For a module no code runs yet (a check's candidate); a live module's
+    namespace changes within a ``Switch``, through ``namespace_step``.
+
     Raises:
         InvalidArgumentError: ``module`` is not a real module object, or
             ``namespace`` is not a dict.
@@ -117,5 +120,4 @@ def install_namespace(module: types.ModuleType, namespace: dict[str, Any]) -> No
     """
     module = _checked(module, namespace)
     with _lock:
-        _pin_main(module)
         set_dict()(module, namespace, None)
