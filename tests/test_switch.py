@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import types
+import weakref
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,32 @@ class TestAtomicSwitch:
             sys.setprofile(None)
         assert entered == []
         assert module.Handler().handle() == (2, 2)
+
+    def test_values_the_switch_replaces_are_released_after_it(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A finalizer of a value the switch drops runs after the switch, never inside it."""
+        module = package.module("released", V1)
+        reloader.track(module)
+        reloader.swap(module.__name__, V2)
+        inside: list[bool] = []
+
+        def finalized() -> None:
+            frames = [sys._getframe(depth) for depth in range(1, 8)]
+            inside.append(any(frame.f_code is switch.Switch.run.__code__ for frame in frames))
+
+        class Attribute:
+            pass
+
+        value = Attribute()
+        module.Handler.stray = value  # set at run time: only the class holds it
+        target = lambda: 0  # noqa: E731
+        retarget(module.compute, target)
+        weakref.finalize(value, finalized)
+        weakref.finalize(target, finalized)
+        del value, target
+        reloader.rollback(module.__name__, to=2)
+        assert inside == [False, False]
 
     def test_rollback_to_the_current_version_repairs_the_module(
         self, package: Package, reloader: HotReloader

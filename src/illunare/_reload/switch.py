@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import gc
 import itertools
+import operator
+import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -50,6 +52,8 @@ _PLACEHOLDER = object()
 # (a new deque per switch would cost more than the switch's bookkeeping).
 _drain = deque[object](maxlen=0).extend
 
+_wrapped = operator.attrgetter("__wrapped__")
+
 
 class Switch:
     """The changes of one flip, applied together by ``run()``."""
@@ -61,7 +65,7 @@ class Switch:
         # What the steps replace: referenced until the pass ends.
         self._keep: list[object] = []
 
-    def namespace(self, module: Any, namespace: dict[str, Any]) -> None:
+    def namespace(self, module: types.ModuleType, namespace: dict[str, Any]) -> None:
         """Make ``namespace`` the ``__dict__`` of ``module``."""
         self._keep.append(module.__dict__)
         self._steps.append(namespace_step(module, namespace))
@@ -90,6 +94,8 @@ class Switch:
         self, proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]
     ) -> None:
         """Point each proxy at its target."""
+        proxies = tuple(proxies)
+        self._steps.append(map(self._keep.extend, (map(_wrapped, proxies),)))
         self._steps.append(map(retarget, proxies, targets))
 
     def attribute(self, owner: object, name: str, value: object) -> None:
