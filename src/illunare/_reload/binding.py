@@ -206,14 +206,16 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
     collecting = gc.isenabled()
     gc.disable()
     try:
-        contents = _class_contents(tracked, target)
         switch = Switch()
         with switching():
             switch.namespace(tracked.module, new)
             switch.carry(old, new, carry)
-            for name, state in contents.items():
-                stable = tracked.classes[name]
-                switch.class_contents(stable, stale_names(stable, state), state)
+            if target.classes:
+                placeholders = _placeholders.get(tracked, {})
+                for name, state in target.classes.items():
+                    stable = tracked.classes[name]
+                    contents = _with_placeholders(state, placeholders.get(name))
+                    switch.class_contents(stable, stale_names(stable, contents), contents)
             switch.retarget(proxies, functions)
             switch.attribute(tracked, "current", target)
             switch.run()
@@ -222,19 +224,12 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
             gc.enable()
 
 
-def _class_contents(tracked: TrackedModule, target: ModuleVersion) -> dict[str, ClassState]:
-    """The class contents ``target`` installs: its own, plus a placeholder per missing name.
+def _with_placeholders(state: ClassState, known: dict[str, Removed] | None) -> ClassState:
+    """``state`` plus a ``Removed`` placeholder for each name another version defined.
 
-    A name some other version of the class defined, and ``target`` lacks,
-    gets a ``Removed`` placeholder (``inflight.py``), so that calls still
-    running on that version find it while no one else does.
+    So that calls still running on that version find it while no one else
+    does (``inflight.py``).
     """
-    if not target.classes:
-        return {}
-    placeholders = _placeholders.get(tracked, {})
-    contents = {}
-    for name, state in target.classes.items():
-        known = placeholders.get(name, {})
-        missing = known.keys() - state.keys()
-        contents[name] = {**state, **{key: known[key] for key in missing}} if missing else state
-    return contents
+    if not known or known.keys() <= state.keys():
+        return state
+    return {**state, **{key: known[key] for key in known.keys() - state.keys()}}

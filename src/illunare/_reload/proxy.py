@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import operator
 import types
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ import wrapt
 from illunare._reload.inflight import caller_contents
 from illunare.exceptions import FunctionRemovedError
 
-__all__ = ["C_PROXIES", "HotFunction", "Preparation", "preparing", "retarget"]
+__all__ = ["C_PROXIES", "HotFunction", "Preparation", "preparing", "retarget", "target_of"]
 
 
 @attrs.define
@@ -112,21 +113,30 @@ def _set_wrapped(proxy: HotFunction, target: Callable[..., Any]) -> None:
     proxy.__wrapped__ = target
 
 
-def _wrapped_setter() -> Callable[[HotFunction, Callable[..., Any]], None]:
+def _wrapped_descriptor() -> Any:
+    """The C ``__wrapped__`` getset descriptor of wrapt's proxy, or ``None`` without it."""
     for klass in HotFunction.__mro__:
         descriptor = klass.__dict__.get("__wrapped__")
         if isinstance(descriptor, types.GetSetDescriptorType):
-            setter: Callable[[HotFunction, Callable[..., Any]], None] = descriptor.__set__
-            return setter
+            return descriptor
     # wrapt without its C extension: switches would run Python code, so the
-    # interpreter check (``C_PROXIES``) refuses to make a HotReloader at all.
-    return _set_wrapped
+    # interpreter check refuses to make a HotReloader at all (``C_PROXIES``).
+    return None
 
+
+_descriptor = _wrapped_descriptor()
+
+#: Whether wrapt's C extension is in use, which ``retarget`` and ``target_of`` need.
+C_PROXIES = _descriptor is not None
 
 #: ``retarget(proxy, function)``: the C setter of ``__wrapped__`` itself, so
 #: that a flip can retarget every proxy of a module inside its one C-level
 #: pass (``switch.py``); it runs no Python code.
-retarget = _wrapped_setter()
+retarget: Callable[[HotFunction, Callable[..., Any]], None] = (
+    _descriptor.__set__ if C_PROXIES else _set_wrapped
+)
 
-#: Whether wrapt's C extension is in use (``retarget`` is its C setter).
-C_PROXIES = retarget is not _set_wrapped
+#: ``target_of(proxy)``: the C getter of ``__wrapped__`` (no attribute lookup).
+target_of: Callable[[HotFunction], Callable[..., Any]] = (
+    _descriptor.__get__ if C_PROXIES else operator.attrgetter("__wrapped__")
+)

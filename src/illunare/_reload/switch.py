@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import operator
 import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,7 +40,7 @@ from typing import Any
 
 from illunare._reload.classes import ClassState
 from illunare._reload.namespace import namespace_step
-from illunare._reload.proxy import HotFunction, retarget
+from illunare._reload.proxy import HotFunction, retarget, target_of
 
 __all__ = ["Switch"]
 
@@ -51,8 +50,6 @@ _PLACEHOLDER = object()
 # Drains an iterator in C, keeping nothing: shared, since it has no state
 # (a new deque per switch would cost more than the switch's bookkeeping).
 _drain = deque[object](maxlen=0).extend
-
-_wrapped = operator.attrgetter("__wrapped__")
 
 
 class Switch:
@@ -95,7 +92,7 @@ class Switch:
     ) -> None:
         """Point each proxy at its target."""
         proxies = tuple(proxies)
-        self._steps.append(map(self._keep.extend, (map(_wrapped, proxies),)))
+        self._steps.append(map(self._keep.extend, (map(target_of, proxies),)))
         self._steps.append(map(retarget, proxies, targets))
 
     def attribute(self, owner: object, name: str, value: object) -> None:
