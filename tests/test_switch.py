@@ -7,6 +7,7 @@ subprocess; a crash there is a failed test.
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import textwrap
@@ -510,6 +511,40 @@ class TestRealModulesOnly:
             """
         )
         assert output.split() == ["1", "3"]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_child_forked_while_a_switch_runs_can_switch(self) -> None:
+        """The process-wide switch lock is re-armed in a child forked while it was held."""
+        output = run_script(
+            """
+            import os, threading, types
+            from illunare import HotReloader
+            from illunare._reload.namespace import install_namespace, switching
+
+            HotReloader()
+            held, release = threading.Event(), threading.Event()
+
+            def switch_in_progress():
+                with switching():
+                    held.set()
+                    release.wait(10)
+
+            thread = threading.Thread(target=switch_in_progress)
+            thread.start()
+            held.wait(10)
+            pid = os.fork()
+            if pid == 0:
+                module, namespace = types.ModuleType("child"), {"x": 1}
+                install_namespace(module, namespace)
+                os._exit(0 if module.x == 1 else 1)
+            release.set()
+            thread.join()
+            _, status = os.waitpid(pid, 0)
+            print(os.waitstatus_to_exitcode(status))
+            """,
+            timeout=60,
+        )
+        assert output.split() == ["0"]
 
     def test_a_namespace_must_be_a_dict(self) -> None:
         """install_namespace refuses anything but a plain dict, before touching the module."""
