@@ -517,7 +517,7 @@ class TestRealModulesOnly:
         """The process-wide switch lock is re-armed in a child forked while it was held."""
         output = run_script(
             """
-            import os, threading, types
+            import os, signal, threading, types
             from illunare import HotReloader
             from illunare._reload.namespace import install_namespace, switching
 
@@ -534,6 +534,7 @@ class TestRealModulesOnly:
             held.wait(10)
             pid = os.fork()
             if pid == 0:
+                signal.alarm(20)  # a child stuck on the lock dies instead of lingering
                 module, namespace = types.ModuleType("child"), {"x": 1}
                 install_namespace(module, namespace)
                 os._exit(0 if module.x == 1 else 1)
