@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import operator
 import types
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ import wrapt
 from illunare._reload.inflight import caller_contents
 from illunare.exceptions import FunctionRemovedError
 
-__all__ = ["C_PROXIES", "HotFunction", "Preparation", "preparing", "retarget", "target_of"]
+__all__ = ["C_PROXIES", "HotFunction", "Preparation", "preparing", "retarget"]
 
 
 @attrs.define
@@ -126,7 +125,7 @@ def _wrapped_descriptor() -> Any:
 
 _descriptor = _wrapped_descriptor()
 
-#: Whether wrapt's C extension is in use, which ``retarget`` and ``target_of`` need.
+#: Whether wrapt's C extension is in use, which ``retarget`` needs.
 C_PROXIES = _descriptor is not None
 
 #: ``retarget(proxy, function)``: the C setter of ``__wrapped__`` itself, so
@@ -134,9 +133,4 @@ C_PROXIES = _descriptor is not None
 #: pass (``switch.py``); it runs no Python code.
 retarget: Callable[[HotFunction, Callable[..., Any]], None] = (
     _descriptor.__set__ if C_PROXIES else _set_wrapped
-)
-
-#: ``target_of(proxy)``: the C getter of ``__wrapped__`` (no attribute lookup).
-target_of: Callable[[HotFunction], Callable[..., Any]] = (
-    _descriptor.__get__ if C_PROXIES else operator.attrgetter("__wrapped__")
 )

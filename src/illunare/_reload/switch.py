@@ -16,7 +16,8 @@ switch, and an asynchronous exception lands either before it or after it.
 For that to hold, nothing inside may run Python code:
 
 * no finalizer: every value the switch replaces stays referenced until the
-  pass has ended (``keep``), so no ``__del__`` or weakref callback runs in it;
+  pass has ended (``keep``, or the leaving version for proxy targets), so no
+  ``__del__`` or weakref callback runs in it;
 * no garbage collection: it is disabled by the first step and enabled again
   by the last one (a collection could run finalizers of unrelated objects);
 * no attribute hooks: classes whose metaclass intercepts attribute
@@ -40,7 +41,7 @@ from typing import Any
 
 from illunare._reload.classes import ClassState
 from illunare._reload.namespace import namespace_step
-from illunare._reload.proxy import HotFunction, retarget, target_of
+from illunare._reload.proxy import HotFunction, retarget
 
 __all__ = ["Switch"]
 
@@ -90,9 +91,14 @@ class Switch:
     def retarget(
         self, proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]
     ) -> None:
-        """Point each proxy at its target."""
-        proxies = tuple(proxies)
-        self._steps.append(map(self._keep.extend, (map(target_of, proxies),)))
+        """Point each proxy at its target.
+
+        What a proxy points at before is a function of a kept version (the
+        leaving one, which the caller holds) or the proxy's own removed-name
+        stub, so nothing is freed: reading every target to keep it too would
+        cost as much as retargeting. (A target assigned to a proxy by hand,
+        outside illunare, is not covered.)
+        """
         self._steps.append(map(retarget, proxies, targets))
 
     def attribute(self, owner: object, name: str, value: object) -> None:
