@@ -201,11 +201,12 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
             if isinstance(value, types.ModuleType) and value.__name__ == prefix + key:
                 new.setdefault(key, value)
     proxies, functions = tracked.bindings(target)
-    # A garbage collection triggered by the few objects allocated below would
-    # walk every object a swap just created; it runs right after the flip.
+    # No garbage collection during the flip: one in the switch could run
+    # finalizers (Python code) in the middle of it, and one triggered by the
+    # planning would walk every object a swap just created. It runs right after.
     collecting = gc.isenabled()
-    gc.disable()
     try:
+        gc.disable()  # inside the try: an interrupt right after it re-enables it
         switch = Switch()
         with switching():
             switch.namespace(tracked.module, new)

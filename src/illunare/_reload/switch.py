@@ -18,8 +18,8 @@ For that to hold, nothing inside may run Python code:
 * no finalizer: every value the switch replaces stays referenced until the
   pass has ended (``keep``, or the leaving version for proxy targets), so no
   ``__del__`` or weakref callback runs in it;
-* no garbage collection: it is disabled by the first step and enabled again
-  by the last one (a collection could run finalizers of unrelated objects);
+* no garbage collection: the caller disables it around the whole flip, as a
+  collection could run finalizers of unrelated objects;
 * no attribute hooks: classes whose metaclass intercepts attribute
   assignment, or has data descriptors, keep one class object per version
   instead (``classes.rewritable``); special names are never given
@@ -32,7 +32,6 @@ raise half way.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import types
 from collections import deque
@@ -107,22 +106,12 @@ class Switch:
         self._steps.append(map(object.__setattr__, (owner,), (name,), (value,)))
 
     def run(self) -> None:
-        """Apply every change in one C-level pass (see the module docstring)."""
-        collecting = gc.isenabled()  # the caller may have paused it already
-        steps = itertools.chain(
-            itertools.starmap(gc.disable, _NO_ARGUMENTS),
-            *self._steps,
-            itertools.starmap(gc.enable if collecting else gc.isenabled, _NO_ARGUMENTS),
-        )
+        """Apply every change in one C-level pass (see the module docstring).
+
+        The caller must have disabled garbage collection (``gc.disable()``):
+        a collection could run finalizers of unrelated objects in the pass.
+        """
         try:
-            _drain(steps)
-        except BaseException:
-            # Only an interpreter out of memory gets here; leave gc as found.
-            if collecting:
-                gc.enable()
-            raise
+            _drain(itertools.chain(*self._steps))
         finally:
             self._steps.clear()
-
-
-_NO_ARGUMENTS = ((),)
