@@ -37,6 +37,18 @@ SOURCE_TEXTS = st.lists(
     st.one_of(st.characters(exclude_categories=()), st.characters(categories=["Cs"])),
     max_size=60,
 ).map("".join)
+METHOD_NAMES = ("alpha", "beta", "gamma", "delta")
+
+
+def class_source(number: int, methods: frozenset[str]) -> str:
+    """A module whose class has ``methods``, each returning ``(number, its name)``."""
+    lines = [f"VERSION = {number}", "", "class Thing:", "    KIND = VERSION"]
+    for name in sorted(methods):
+        lines += [f"    def {name}(self):", f"        return (VERSION, {name!r})"]
+    return "\n".join(lines) + "\n"
+
+
+# Feature flags ---------------------------------------------------------------
 
 #: encodings a coding declaration may name: text codecs, codecs that are not
 #: text encodings, and names that are no codec at all
@@ -70,6 +82,8 @@ ODD_VALUES = st.one_of(
     st.lists(TEXT, max_size=2),
     st.dictionaries(TEXT, TEXT, max_size=2),
 )
+#: the methods of successive versions of one class (2 to 4 versions)
+CLASS_VERSIONS = st.lists(st.frozensets(st.sampled_from(METHOD_NAMES)), min_size=2, max_size=4)
 #: contexts with any kind of value under the keys conditions read
 CONTEXTS = st.dictionaries(KEYS, ODD_VALUES, max_size=6)
 

@@ -25,6 +25,7 @@ from illunare.exceptions import (
     RollbackError,
     SwapError,
     UnknownModuleError,
+    UnsupportedInterpreterError,
     ValidationError,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "RollbackError",
     "SwapError",
     "UnknownModuleError",
+    "UnsupportedInterpreterError",
     "ValidationError",
     "Variant",
     "Watcher",

@@ -6,6 +6,7 @@ the precise illunare error or the builtin they already handle::
     IllunareError
     ├── InvalidArgumentError(TypeError, ValueError)   a parameter of the wrong type or value
     ├── MissingExtraError(ImportError)                an optional integration is not installed
+    ├── UnsupportedInterpreterError(RuntimeError)     hot swapping cannot run on this interpreter
     ├── SwapError                                     hot code swapping
     │   ├── CompileError(ValueError)                  the new source does not compile
     │   ├── LoadError(RuntimeError)                   reading or executing the new source failed
@@ -39,6 +40,7 @@ __all__ = [
     "RollbackError",
     "SwapError",
     "UnknownModuleError",
+    "UnsupportedInterpreterError",
     "ValidationError",
 ]
 
@@ -57,6 +59,14 @@ class MissingExtraError(IllunareError, ImportError):
     def __init__(self, feature: str, extra: str) -> None:
         super().__init__(f"{feature} needs an optional extra: pip install 'illunare[{extra}]'")
         self.extra = extra
+
+
+class UnsupportedInterpreterError(IllunareError, RuntimeError):
+    """Hot code swapping needs CPython 3.10-3.13 with the GIL; the message says what is missing.
+
+    Raised when a ``HotReloader`` is made (``hot`` and ``default_reloader()``
+    make one on first use); importing illunare and feature flags work anywhere.
+    """
 
 
 class SwapError(IllunareError):

@@ -4,8 +4,12 @@
 the namespace is replaced by the module's stable proxy for its name, every
 class by the module's stable class (its contents saved as that version's
 class state). ``flip`` then makes a version live with as little work as
-possible: one pointer for the namespace, one C-level pass over the proxies,
-and the class attributes that differ.
+possible, planned first and applied as one atomic ``Switch``: the namespace
+pointer, the preserved values, the class attributes that differ, the proxy
+targets and the tracked module's current version, all in one C-level pass.
+A class gets every attribute of the target version set (a C-level setattr
+costs less than finding, in Python, the ones that differ) and the others
+deleted.
 """
 
 from __future__ import annotations
@@ -13,23 +17,34 @@ from __future__ import annotations
 import contextlib
 import gc
 import types
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from illunare._reload.classes import (
     ClassState,
-    apply_class_state,
     class_state,
     incompatibility,
     rebind_class_cells,
+    rewritable,
+    stale_names,
 )
-from illunare._reload.namespace import install_namespace
-from illunare._reload.proxy import HotFunction, retarget_all
+from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
+from illunare._reload.locking import LOCK
+from illunare._reload.proxy import HotFunction
+from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
 __all__ = ["absorb", "class_problems", "flip"]
 
 _FunctionType = types.FunctionType
+
+# Tracked module -> class name -> a ``Removed`` placeholder for each
+# (non-special) attribute name that some version of the class defined:
+# what a flip puts where the version it switches to lacks one.
+_placeholders: weakref.WeakKeyDictionary[TrackedModule, dict[str, dict[str, Removed]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _is_wrapper_of(value: object, module: str) -> bool:
@@ -45,14 +60,15 @@ def _is_wrapper_of(value: object, module: str) -> bool:
 def is_class_of(value: object, module: str, key: str) -> bool:
     """A class defined at the top level of ``module`` under ``key``, whose identity is kept.
 
-    Classes whose metaclass intercepts attribute assignment (``enum.Enum``
-    refuses to reassign members, for one) cannot have their contents
-    rewritten safely; each version keeps its own class object for those.
+    Classes that cannot be rewritten in place without running code of their
+    metaclass (``classes.rewritable``) keep their own class object per version.
     """
-    if not isinstance(value, type) or value.__module__ != module or value.__qualname__ != key:
-        return False
-    metaclass = type(value)
-    return metaclass.__setattr__ is type.__setattr__ and metaclass.__delattr__ is type.__delattr__
+    return (
+        isinstance(value, type)
+        and value.__module__ == module
+        and value.__qualname__ == key
+        and rewritable(value)
+    )
 
 
 def absorb(
@@ -60,7 +76,8 @@ def absorb(
 ) -> tuple[dict[str, Callable[..., Any]], dict[str, ClassState]]:
     """Bind ``namespace`` to the stable proxies and classes of ``tracked``.
 
-    Returns the version's functions by qualified name and its class states.
+    Returns the version's functions by qualified name and its class states,
+    which the namespace also keeps for its calls in flight (``inflight.py``).
     """
     name = tracked.name
     targets: dict[str, Callable[..., Any]] = {}
@@ -97,6 +114,7 @@ def absorb(
             with contextlib.suppress(TypeError):
                 value.__class__ = replacement
     _settle_classes(stable_of)
+    namespace[VERSION_KEY] = VersionContents(name, targets, classes)
     return targets, classes
 
 
@@ -107,7 +125,15 @@ def _absorb_class(
     hot_names: set[str],
     targets: dict[str, Callable[..., Any]],
 ) -> ClassState:
-    state = class_state(cls)
+    state = {
+        attribute: member
+        for attribute, member in class_state(cls).items()
+        if type(member) is not Removed  # a stable class seen while a name is missing
+    }
+    placeholders = _placeholders.setdefault(tracked, {}).setdefault(key, {})
+    for attribute in state:
+        if not (attribute.startswith("__") and attribute.endswith("__")):
+            placeholders.setdefault(attribute, Removed(attribute))
     for attribute, member in state.items():
         qualname = f"{key}.{attribute}"
         if isinstance(member, HotFunction):
@@ -161,30 +187,50 @@ def class_problems(tracked: TrackedModule, namespace: Mapping[str, Any]) -> list
 def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) -> None:
     """Make ``target`` the live version: its namespace, class contents and proxy targets.
 
-    ``carry`` names values that move from the leaving namespace into ``target``'s.
+    ``carry`` names values that move from the leaving namespace into
+    ``target``'s, with the value they have at the switch. Every thread sees
+    the module wholly before or wholly after; flipping to the current version
+    re-applies all of it (the repair after an interrupted switch).
     """
-    old, new = tracked.current.namespace, target.namespace
-    for key in carry:
-        if key in old:
-            new[key] = old[key]
-    if "__path__" in old:
+    leaving = tracked.current
+    old, new = leaving.namespace, target.namespace
+    if "__path__" in old and old is not new:
         # Submodules imported since are attributes of the package itself.
         prefix = tracked.name + "."
         for key, value in old.items():
             if isinstance(value, types.ModuleType) and value.__name__ == prefix + key:
                 new.setdefault(key, value)
     proxies, functions = tracked.bindings(target)
-    # A garbage collection triggered by the few objects allocated below would
-    # walk every object the new version just created, in the middle of the
-    # switch; it runs right after it instead.
+    # No garbage collection during the flip: one in the switch could run
+    # finalizers (Python code) in the middle of it, and one triggered by the
+    # planning would walk every object a swap just created. It runs right after.
     collecting = gc.isenabled()
-    gc.disable()
     try:
-        for name, state in target.classes.items():
-            apply_class_state(tracked.classes[name], state)
-        install_namespace(tracked.module, new)
-        retarget_all(proxies, functions)
-        tracked.current = target
+        gc.disable()  # inside the try: an interrupt right after it re-enables it
+        switch = Switch()
+        with LOCK:
+            switch.namespace(tracked.module, new)
+            switch.carry(old, new, carry)
+            if target.classes:
+                placeholders = _placeholders.get(tracked, {})
+                for name, state in target.classes.items():
+                    stable = tracked.classes[name]
+                    contents = _with_placeholders(state, placeholders.get(name))
+                    switch.class_contents(stable, stale_names(stable, contents), contents)
+            switch.retarget(proxies, functions)
+            switch.attribute(tracked, "current", target)
+            switch.run()
     finally:
         if collecting:
             gc.enable()
+
+
+def _with_placeholders(state: ClassState, known: dict[str, Removed] | None) -> ClassState:
+    """``state`` plus a ``Removed`` placeholder for each name another version defined.
+
+    So that calls still running on that version find it while no one else
+    does (``inflight.py``).
+    """
+    if not known or known.keys() <= state.keys():
+        return state
+    return {**state, **{key: known[key] for key in known.keys() - state.keys()}}

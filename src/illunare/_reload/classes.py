@@ -5,22 +5,24 @@ would break ``isinstance``, pickling, ``super()`` and every instance already
 alive, so the class first loaded stays the one the program sees (the
 "stable" class) and each version contributes only the contents of its
 ``__dict__``. Switching versions rewrites the stable class's attributes in
-place; functions that use ``super()`` or ``__class__`` have their implicit
-``__class__`` cell pointed at the stable class.
+place (atomically: see ``switch.py``); functions that use ``super()`` or
+``__class__`` have their implicit ``__class__`` cell pointed at the stable class.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import types
 from collections.abc import Iterator, Mapping
 
 __all__ = [
     "ClassState",
-    "apply_class_state",
     "class_state",
     "incompatibility",
     "rebind_class_cells",
+    "rewritable",
+    "stale_names",
 ]
 
 #: The attribute values that make up one version of a class.
@@ -41,18 +43,31 @@ def class_state(cls: type) -> dict[str, object]:
     return {name: value for name, value in cls.__dict__.items() if name not in skip}
 
 
-def apply_class_state(cls: type, state: ClassState) -> None:
-    """Make the attributes of ``cls`` those of ``state``: set what changed, delete what is gone."""
-    skip = _LAYOUT | _slots(cls)
-    current = cls.__dict__
-    for name in [name for name in current if name not in state and name not in skip]:
-        delattr(cls, name)
-    for name, value in state.items():
-        if current.get(name, _MISSING) is not value:
-            setattr(cls, name, value)
+def stale_names(cls: type, state: ClassState) -> list[str]:
+    """The attributes of ``cls`` that ``state`` does not define: what a switch to it deletes."""
+    stale = cls.__dict__.keys() - state.keys()
+    if stale:
+        stale -= _LAYOUT | _slots(cls)
+    return list(stale)
 
 
-_MISSING = object()
+def rewritable(cls: type) -> bool:
+    """Whether setting and deleting attributes of ``cls`` runs no Python code.
+
+    A metaclass that intercepts attribute assignment (``enum.Enum`` refuses
+    to reassign members, for one), or defines a data descriptor that a class
+    attribute of the same name would go through, runs its own code for each
+    change: such classes cannot be rewritten in place, let alone atomically.
+    """
+    return not any(
+        name in _HOOKS or hasattr(type(value), "__set__") or hasattr(type(value), "__delete__")
+        for klass in inspect.getmro(type(cls))
+        if klass is not type and klass is not object
+        for name, value in vars(klass).items()
+    )
+
+
+_HOOKS = frozenset({"__setattr__", "__delattr__"})
 
 
 def incompatibility(stable: type, new: type, stable_bases: tuple[type, ...]) -> str | None:

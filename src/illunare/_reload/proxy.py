@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextvars
 import types
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import wrapt
 
+from illunare._reload.inflight import caller_contents
 from illunare.exceptions import FunctionRemovedError
 
-__all__ = ["HotFunction", "Preparation", "preparing", "retarget", "retarget_all"]
+__all__ = ["C_PROXIES", "HotFunction", "Preparation", "preparing", "retarget"]
 
 
 @attrs.define
@@ -89,6 +89,14 @@ class HotFunction(wrapt.CallableObjectProxy[Callable[..., Any]]):
 
 def _removed_stub(module: str, qualname: str) -> Callable[..., Any]:
     def removed(*args: object, **kwargs: object) -> Any:
+        # A call still running on a version that has the function (one that
+        # started before the switch) gets that version's; anyone else learns
+        # that the function is gone.
+        contents = caller_contents(1)
+        if contents is not None and contents.module == module:
+            function = contents.targets.get(qualname)
+            if function is not None:
+                return function(*args, **kwargs)
         raise FunctionRemovedError(
             f"{module}.{qualname} does not exist in the current version of {module}",
             module=module,
@@ -100,20 +108,29 @@ def _removed_stub(module: str, qualname: str) -> Callable[..., Any]:
     return removed
 
 
-def _wrapped_setter() -> Callable[[HotFunction, Callable[..., Any]], None]:
+def _set_wrapped(proxy: HotFunction, target: Callable[..., Any]) -> None:
+    proxy.__wrapped__ = target
+
+
+def _wrapped_descriptor() -> Any:
+    """The C ``__wrapped__`` getset descriptor of wrapt's proxy, or ``None`` without it."""
     for klass in HotFunction.__mro__:
         descriptor = klass.__dict__.get("__wrapped__")
-        if descriptor is not None:
-            setter: Callable[[HotFunction, Callable[..., Any]], None] = descriptor.__set__
-            return setter
-    raise ImportError("wrapt's proxy has no __wrapped__ descriptor")  # pragma: no cover
+        if isinstance(descriptor, types.GetSetDescriptorType):
+            return descriptor
+    # wrapt without its C extension: switches would run Python code, so the
+    # interpreter check refuses to make a HotReloader at all (``C_PROXIES``).
+    return None
 
+
+_descriptor = _wrapped_descriptor()
+
+#: Whether wrapt's C extension is in use, which ``retarget`` needs.
+C_PROXIES = _descriptor is not None
 
 #: ``retarget(proxy, function)``: the C setter of ``__wrapped__`` itself, so
-#: that a flip can retarget every proxy of a module in one C-level ``map``.
-retarget = _wrapped_setter()
-
-
-def retarget_all(proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]) -> None:
-    """Point each proxy at its target, in one pass that never enters the interpreter loop."""
-    deque(map(retarget, proxies, targets), maxlen=0)
+#: that a flip can retarget every proxy of a module inside its one C-level
+#: pass (``switch.py``); it runs no Python code.
+retarget: Callable[[HotFunction, Callable[..., Any]], None] = (
+    _descriptor.__set__ if C_PROXIES else _set_wrapped
+)

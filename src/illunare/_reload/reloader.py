@@ -11,12 +11,14 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
 from illunare._reload.binding import absorb, flip
 from illunare._reload.importer import HotFinder, ReloadFinder
+from illunare._reload.interpreter import require_supported_interpreter
 from illunare._reload.locking import LOCK
+from illunare._reload.namespace import is_module
 from illunare._reload.prepare import (
     Check,
     Prepared,
@@ -48,14 +50,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # namespace would undo each other's work. Read and written under LOCK only,
 # so that two threads (or reloaders) tracking one module never both own it.
 _OWNERS: weakref.WeakKeyDictionary[types.ModuleType, weakref.ref[HotReloader]] = (
-    weakref.WeakKeyDictionary()
-)
-
-# The namespace each __main__ module started with. The interpreter goes on
-# using that dict after the script's last line, through a pointer it holds
-# without a reference of its own (Python 3.10 and 3.11 crash at exit once it
-# is freed), so it stays alive as long as its module, evicted or not.
-_MAIN_NAMESPACES: weakref.WeakKeyDictionary[types.ModuleType, dict[str, Any]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -91,11 +85,6 @@ def _is_stale(tracked: TrackedModule) -> bool:
 
 def _initializing(module: types.ModuleType) -> bool:
     return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
-
-
-def _is_module(value: object) -> TypeGuard[types.ModuleType]:
-    """Whether ``value`` really is a module: by its type, not by what it claims to be."""
-    return issubclass(type(value), types.ModuleType)
 
 
 def _is_python(module: types.ModuleType) -> bool:
@@ -153,6 +142,7 @@ class HotReloader:
     """
 
     def __init__(self, *, keep: int = 10) -> None:
+        require_supported_interpreter()
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise InvalidArgumentError(f"keep must be an int >= 1, got {keep!r}")
         self.keep = keep
@@ -195,7 +185,7 @@ class HotReloader:
             imported = [
                 module
                 for name, module in list(sys.modules.items())
-                if self._finder.covers(name) and _is_module(module)
+                if self._finder.covers(name) and is_module(module)
             ]
         for module in imported:
             self._track_imported(module)
@@ -377,8 +367,6 @@ class HotReloader:
                     + ("was evicted from the history" if known else "does not exist"),
                     module=name,
                 )
-            if target is leaving:
-                return leaving.info
             flip(tracked, target, target.preserve | leaving.preserve)
         if signals.module_rolled_back.receivers:
             signals.module_rolled_back.send(
@@ -455,7 +443,7 @@ class HotReloader:
                     raise UnknownModuleError(f"{module!r} is not a module name", module=module)
                 found = _import(module)
             module = found
-        if not _is_module(module):
+        if not is_module(module):
             raise InvalidArgumentError(f"expected a module or its name, got {module!r}")
         if not isinstance(getattr(module, "__name__", None), str):
             raise InvalidArgumentError(f"{module!r} has no __name__")
@@ -478,8 +466,6 @@ class HotReloader:
             previous = _owner(module)
             if previous is not None and previous is not self:
                 previous._forget(module)
-            if name == "__main__":
-                _MAIN_NAMESPACES.setdefault(module, module.__dict__)
             # A module @hot saw importing is version 1 as it was imported,
             # even if its file changed since.
             loaded = self._pending.get(name) or digest(text)
@@ -545,8 +531,8 @@ class HotReloader:
         with LOCK:
             for name in list(self._pending):
                 module = sys.modules.get(name)
-                owner = _owner(module) if _is_module(module) else None
-                if not _is_module(module) or owner not in (None, self):
+                owner = _owner(module) if is_module(module) else None
+                if not is_module(module) or owner not in (None, self):
                     self._pending.pop(name, None)  # gone, or versioned by another reloader
                 elif not _initializing(module):
                     ready.append(module)
@@ -627,7 +613,7 @@ class HotReloader:
 
 
 def _module_name(module: object) -> str:
-    if _is_module(module):
+    if is_module(module):
         name = getattr(module, "__name__", None)
         if isinstance(name, str):
             return name
