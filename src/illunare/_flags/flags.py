@@ -14,9 +14,10 @@ from illunare._flags import unleash
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.compiler import CompiledFlag, choose_variant, compile_flag
 from illunare._flags.config import parse_flag, validate_name
+from illunare._flags.forks import relock_in_children
 from illunare._flags.model import FlagSpec
 from illunare._flags.values import DISABLED_VARIANT, Evaluation, Flag, Reason, Variant
-from illunare.exceptions import FlagConfigError, FlagNotFoundError, InvalidArgumentError
+from illunare.exceptions import FlagNotFoundError, InvalidArgumentError
 
 __all__ = ["FeatureFlags"]
 
@@ -49,11 +50,15 @@ class FeatureFlags:
         self._checks: dict[str, Callable[[Any], bool]] = {}
         self._flags: dict[str, Flag] = {}
         self._versions: dict[str, int] = {}
+        # name -> the store's revision of what is served (or was deleted):
+        # a change is applied only if it is newer, whatever order changes arrive in.
+        self._revisions: dict[str, int] = {}
         self._listeners: list[tuple[str | None, Listener]] = []
         self._unleash = unleash.UnleashState()
         self.backend: FlagBackend = backend if backend is not None else MemoryBackend()
-        for name, config in self.backend.attach(self).items():
-            self.apply_remote(name, config)
+        relock_in_children(self)
+        for name, (config, revision) in self.backend.attach(self).items():
+            self.apply_remote(name, config, revision)
 
     def __repr__(self) -> str:
         return f"<FeatureFlags {len(self._flags)} flags backend={type(self.backend).__name__}>"
@@ -63,15 +68,20 @@ class FeatureFlags:
     def update(self, name: str, config: Mapping[str, Any]) -> Flag:
         """Validate, store and apply a flag's config; return the new version.
 
+        If a newer change of the same flag, made elsewhere, arrived while this
+        one was being stored, the newer one is served (as in every process)
+        and this returns the flag as written, not served.
+
         Raises:
             FlagConfigError: listing every problem of ``config`` (with paths);
                 the flag in use keeps serving unchanged.
+            BackendUnavailableError: the backend cannot store it; nothing changed here.
 
         """
         spec = parse_flag(name, config)
         config = copy.deepcopy(dict(config))
-        self.backend.write(name, config, origin=self)
-        return self._install(spec, config, "illunare")
+        revision = self.backend.write(name, config, origin=self)
+        return self._install(spec, config, "illunare", revision)
 
     def delete(self, name: str) -> None:
         """Remove a flag (it then evaluates as unknown: disabled).
@@ -83,26 +93,27 @@ class FeatureFlags:
         validate_name(name)
         if name not in self._flags:
             raise FlagNotFoundError(f"no flag named {name!r}")
-        self.backend.write(name, None, origin=self)
-        self._remove(name)
+        revision = self.backend.write(name, None, origin=self)
+        self._remove(name, revision)
 
-    def apply_remote(self, name: str, config: Mapping[str, Any] | None) -> None:
+    def apply_remote(self, name: str, config: Mapping[str, Any] | None, revision: int) -> None:
         """Apply a change that a backend received from elsewhere (backends call this).
 
-        An invalid remote config is logged and ignored: the last good version
-        keeps serving.
+        Only a ``revision`` newer than the one served applies. A remote config
+        that cannot be used is logged and ignored: the last good version keeps
+        serving. Never raises: backends call this from their threads.
         """
         if config is None:
-            self._remove(name)
+            self._remove(name, revision)
             return
         try:
             spec = parse_flag(name, config)
-        except FlagConfigError as error:
+            self._install(spec, copy.deepcopy(dict(config)), "illunare", revision)
+        except Exception as error:  # noqa: BLE001  # whatever the store holds, keep the last good
             logger.warning(
-                "ignoring an invalid config for flag %r from %r: %s", name, self.backend, error
-            )
-            return
-        self._install(spec, copy.deepcopy(dict(config)), "illunare")
+                "ignoring a config for flag %r from %r that cannot be used: %r",
+                name, self.backend, error,
+            )  # fmt: skip
 
     def load_unleash(self, payload: Mapping[str, Any]) -> None:
         """Import an Unleash client features payload (or a delta ``events`` payload).
@@ -203,25 +214,39 @@ class FeatureFlags:
 
     # Internals ------------------------------------------------------------------
 
-    def _install(self, spec: FlagSpec, config: Mapping[str, Any], source: str) -> Flag:
+    def _install(
+        self, spec: FlagSpec, config: Mapping[str, Any], source: str, revision: int | None = None
+    ) -> Flag:
+        """Serve ``config``; from a backend (``revision`` given) only if newer than the served."""
         name = spec.name
         with self._lock:
             old = self._flags.get(name)
-            if old is not None and old.source == source and old.config == config:
+            newer = self._newer(name, revision)
+            if newer and old is not None and old.source == source and old.config == config:
                 return old
             version = self._versions.get(name, 0) + 1
             self._versions[name] = version
-            compiled = compile_flag(spec, version, self._parent)
             flag = Flag(name, types.MappingProxyType(dict(config)), version, spec.enabled, source)
-            self._put(flag, compiled)
+            if not newer:
+                return flag  # overtaken by a newer change: written, never served
+            self._put(flag, compile_flag(spec, version, self._parent))
         self._notify(name, old, flag)
         return flag
 
-    def _remove(self, name: str) -> None:
+    def _remove(self, name: str, revision: int | None = None) -> None:
         with self._lock:
-            old = self._drop(name)
+            old = self._drop(name) if self._newer(name, revision) else None
         if old is not None:
             self._notify(name, old, None)
+
+    def _newer(self, name: str, revision: int | None) -> bool:
+        """Whether a change at ``revision`` (None: local) applies; record it (lock held)."""
+        if revision is None:
+            return True
+        if revision <= self._revisions.get(name, 0):
+            return False
+        self._revisions[name] = revision
+        return True
 
     def _put(self, flag: Flag, compiled: CompiledFlag) -> None:
         """Make ``flag`` the one served (call with the lock held)."""
@@ -237,7 +262,7 @@ class FeatureFlags:
 
     def _notify(self, name: str, old: Flag | None, new: Flag | None) -> None:
         if signals.flag_updated.receivers:
-            signals.flag_updated.send(self, name=name, old=old, new=new)
+            signals.send(signals.flag_updated, self, name=name, old=old, new=new)
         for wanted, callback in list(self._listeners):
             if wanted is None or wanted == name:
                 try:
@@ -254,6 +279,10 @@ class FeatureFlags:
         evaluation = _evaluate(compiled, context)
         variant = evaluation.variant.name if evaluation.variant is not None else None
         return evaluation.enabled, variant
+
+    def _relock(self) -> None:
+        # Called in a forked child, where a thread of the parent may have held it.
+        self._lock = threading.RLock()
 
 
 def _off(context: object) -> bool:
