@@ -127,7 +127,8 @@ class FanOut:
     def _report(self, problem: str, cause: BaseException | None = None) -> None:
         """Say loudly that something could not be used: ``error``, a log warning, a signal."""
         if cause is not None:
-            problem = f"{problem}: {cause!r}"
+            # str, not repr: the repr of a decoding error holds every byte it got.
+            problem = f"{problem}: {type(cause).__name__}: {cause}"
         self.error = problem
         logger.warning("%r: %s", self, problem)
         if signals.backend_error.receivers:

@@ -165,13 +165,15 @@ class RedisBackend(FanOut):
 
     def _start(self) -> None:
         # Bytes, not text: whatever another client stored or published must
-        # reach our own checks, not fail inside redis-py. No blind retry on a
-        # timeout: the command may still run, and a second one would too.
-        retry = self._retry.Retry(
-            self._backoff.NoBackoff(), 1, supported_errors=(self._redis.ConnectionError,)
-        )
+        # reach our own checks, not fail inside redis-py. No retries: a write
+        # that timed out may still run, and a retried one would run too; a
+        # subscription that redis-py quietly renewed would skip the reload
+        # that picks up what was published meanwhile.
         self._client = self._redis.Redis.from_url(
-            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout, retry=retry
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=self._retry.Retry(self._backoff.NoBackoff(), 0),
         )
         self._stop.clear()
         self._ready.clear()
@@ -211,7 +213,7 @@ class RedisBackend(FanOut):
         """Take in the whole hash: newer flags apply, broken entries and lost flags are reported."""
         changes: list[tuple[str, Config | None, int | None]] = []
         held: set[str] = set()
-        problems: list[str] = []
+        problems: list[tuple[str, Exception | None]] = []
         for field, value in stored.items():
             try:
                 name = field.decode("utf-8")
@@ -219,17 +221,18 @@ class RedisBackend(FanOut):
                 changes.append((name, *_entry(_document(value))))
             # Anything can be stored by anyone: one entry must not hide the others.
             except Exception as error:  # noqa: BLE001, PERF203
-                problems.append(f"ignoring the entry {field!r} of {self.key}: {error!r}")
+                problems.append((f"ignoring the entry {_preview(field)} of {self.key}", error))
         with self._lock:
             lost = sorted(set(self._configs) - held)
         if lost:
-            problems.append(
-                f"{self.key} on {self.url} lost {len(lost)} flags ({', '.join(lost)}); "
-                "keeping the last good ones: restore() writes them back"
+            loss = (
+                f"{self.key} on {self.url} lost {len(lost)} flags ({', '.join(lost)}): "
+                "keeping the last good ones; restore() writes them back"
             )
+            problems.append((loss, None))
         recorded = self._record(changes)
-        for problem in problems:
-            self._report(problem)
+        for problem, cause in problems:
+            self._report(problem, cause)
         if not problems:
             self.error = None
         self._tell(recorded)
@@ -242,7 +245,7 @@ class RedisBackend(FanOut):
                 raise TypeError(f"the name must be a string, got {name!r}")  # noqa: TRY301
             change: Change = (name, *_entry(message))
         except Exception as error:  # noqa: BLE001  # anyone can publish anything
-            self._report(f"ignoring a message on {self.channel}: {data!r}", error)
+            self._report(f"ignoring a message on {self.channel} ({_preview(data)})", error)
             return
         self.error = None
         self._tell(self._record([change]))
@@ -258,6 +261,12 @@ class RedisBackend(FanOut):
             self._stop = threading.Event()
             self.connected = False
             self._start()
+
+
+def _preview(data: object) -> str:
+    """A short repr of what arrived: enough to recognise it, never megabytes in a log line."""
+    text = repr(data)
+    return text if len(text) <= 80 else f"{text[:80]}... ({len(text)} characters)"
 
 
 def _document(data: object) -> dict[str, Any]:
