@@ -10,7 +10,9 @@ Connect a receiver to wire illunare into your own logging, metrics or alerting::
 
 Every receiver is called as ``receiver(sender, **kwargs)``; the keyword
 arguments of each signal are listed in its docstring. Receivers should accept
-``**extra`` so that new keywords do not break them. A signal with no receivers
+``**extra`` so that new keywords do not break them. A receiver of a flag
+signal that raises is logged on the ``illunare`` logger; the other receivers
+still run. Each feature adds its signals here as it is built. A signal with no receivers
 costs almost nothing: illunare checks ``signal.receivers`` before sending on
 hot paths.
 """
@@ -98,11 +100,12 @@ backend_error = _signals.signal(
 )
 
 
-def send(signal: NamedSignal, sender: object, **kwargs: Any) -> None:
+def _send(signal: NamedSignal, sender: object, **kwargs: Any) -> None:
     """Call each receiver of ``signal`` on its own: one that raises is logged, the rest still run.
 
-    Signals are sent from background threads and after a change is already
-    made; a faulty receiver must neither kill the thread nor undo the change.
+    Used by illunare's modules, not part of the API. Flag signals are sent
+    from background threads and after a change is made; a faulty receiver
+    must neither kill the thread nor make the change look failed.
     """
     for receiver in signal.receivers_for(sender):
         try:

@@ -132,7 +132,7 @@ class FanOut:
         self.error = problem
         logger.warning("%r: %s", self, problem)
         if signals.backend_error.receivers:
-            signals.send(signals.backend_error, self, error=problem, cause=cause)
+            signals._send(signals.backend_error, self, error=problem, cause=cause)
 
     def _relock(self) -> None:
         self._lock = threading.Lock()

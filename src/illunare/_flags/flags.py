@@ -262,7 +262,7 @@ class FeatureFlags:
 
     def _notify(self, name: str, old: Flag | None, new: Flag | None) -> None:
         if signals.flag_updated.receivers:
-            signals.send(signals.flag_updated, self, name=name, old=old, new=new)
+            signals._send(signals.flag_updated, self, name=name, old=old, new=new)
         for wanted, callback in list(self._listeners):
             if wanted is None or wanted == name:
                 try:

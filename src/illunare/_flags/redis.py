@@ -38,18 +38,24 @@ logger = logging.getLogger("illunare")
 
 # KEYS[1] the hash; ARGV: name, name as JSON, config as JSON ("null": deleted),
 # channel, the writer's known revision, "restore" to write only a missing flag.
-# The revision is read with a pattern, never by decoding the stored JSON: an
-# entry someone broke must not stop the flag from being written anew. Starting
-# from the writer's known revision keeps revisions growing across a store that
-# lost its data.
+# A revision is the greatest of the stored one plus one, the writer's plus
+# one, and the server's clock in milliseconds: it grows with every change of
+# the flag, and goes on growing after the store lost its data, even for a
+# writer that never knew the flag (a process started after a FLUSHALL), so
+# every process applies what is stored from then on. The stored revision is
+# read with a pattern, never by decoding the stored JSON: an entry someone
+# broke must not stop the flag from being written anew.
 _WRITE = """
+redis.replicate_commands()  -- Redis 5 and 6: TIME before a write (always so since 7)
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 local revision = tonumber(ARGV[5])
 if ARGV[6] == 'restore' then
   if stored then return 0 end
 else
   local previous = stored and tonumber(string.match(stored, '^{"revision":(%d+),')) or 0
-  revision = math.max(previous, revision) + 1
+  local now = redis.call('TIME')
+  local clock = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  revision = math.max(previous + 1, revision + 1, clock)
 end
 local text = string.format('%d', revision)
 redis.call('HSET', KEYS[1], ARGV[1], '{"revision":' .. text .. ',"config":' .. ARGV[3] .. '}')
