@@ -70,7 +70,7 @@ class FeatureFlags:
 
         If a newer change of the same flag, made elsewhere, arrived while this
         one was being stored, the newer one is served (as in every process)
-        and this returns the flag as written, not served.
+        and this returns the flag as written, with version 0: never served.
 
         Raises:
             FlagConfigError: listing every problem of ``config`` (with paths);
@@ -221,41 +221,46 @@ class FeatureFlags:
         name = spec.name
         with self._lock:
             old = self._flags.get(name)
-            newer = self._newer(name, revision)
-            if newer and old is not None and old.source == source and old.config == config:
+            if not self._newer(name, revision):
+                # Overtaken by a newer change from elsewhere: written, never served here.
+                return Flag(name, types.MappingProxyType(dict(config)), 0, spec.enabled, source)
+            if old is not None and old.source == source and old.config == config:
+                self._put(old, self._compiled[name], revision)
                 return old
             version = self._versions.get(name, 0) + 1
             self._versions[name] = version
+            compiled = compile_flag(spec, version, self._parent)
             flag = Flag(name, types.MappingProxyType(dict(config)), version, spec.enabled, source)
-            if not newer:
-                return flag  # overtaken by a newer change: written, never served
-            self._put(flag, compile_flag(spec, version, self._parent))
+            self._put(flag, compiled, revision)
         self._notify(name, old, flag)
         return flag
 
     def _remove(self, name: str, revision: int | None = None) -> None:
         with self._lock:
-            old = self._drop(name) if self._newer(name, revision) else None
+            old = self._drop(name, revision) if self._newer(name, revision) else None
         if old is not None:
             self._notify(name, old, None)
 
     def _newer(self, name: str, revision: int | None) -> bool:
-        """Whether a change at ``revision`` (None: local) applies; record it (lock held)."""
-        if revision is None:
-            return True
-        if revision <= self._revisions.get(name, 0):
-            return False
-        self._revisions[name] = revision
-        return True
+        """Whether a change at ``revision`` (None: a local one) is newer than the served."""
+        return revision is None or revision > self._revisions.get(name, 0)
 
-    def _put(self, flag: Flag, compiled: CompiledFlag) -> None:
-        """Make ``flag`` the one served (call with the lock held)."""
+    def _put(self, flag: Flag, compiled: CompiledFlag, revision: int | None = None) -> None:
+        """Make ``flag`` the one served, at the store's ``revision`` (call with the lock held)."""
         self._compiled[flag.name] = compiled
         self._checks[flag.name] = compiled.check
         self._flags[flag.name] = flag
+        if revision is not None:
+            self._revisions[flag.name] = revision
 
-    def _drop(self, name: str) -> Flag | None:
-        """Stop serving ``name``; return the flag that was served (call with the lock held)."""
+    def _drop(self, name: str, revision: int | None = None) -> Flag | None:
+        """Stop serving ``name``, deleted at ``revision``; return the flag that was served.
+
+        Call with the lock held. A deleted flag keeps its revision, so that a
+        late message of an older change cannot bring it back.
+        """
+        if revision is not None:
+            self._revisions[name] = revision
         self._checks.pop(name, None)
         self._compiled.pop(name, None)
         return self._flags.pop(name, None)
