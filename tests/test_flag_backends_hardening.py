@@ -180,6 +180,26 @@ class TestRedisListenerOutlivesBadMessages:
         assert backend.connected
 
 
+class TestRedisHealth:
+    def test_an_outage_is_reported_once_and_cleared_on_return(
+        self, make_backend: MakeBackend, redis_server: RedisServer, problems: list[dict[str, Any]]
+    ) -> None:
+        """connected and error tell an outage, reported once; both clear when Redis is back."""
+        backend = make_backend(retry_interval=0.05)
+        flags = FeatureFlags(backend=backend)
+        flags.update("f", {"enabled": True})
+        redis_server.stop()
+        try:
+            assert eventually(lambda: not backend.connected)
+            assert eventually(lambda: any(p["sender"] is backend for p in problems))
+            assert "cannot listen" in (backend.error or "")
+            assert flags.is_enabled("f")
+        finally:
+            redis_server.start()
+        assert eventually(lambda: backend.connected and backend.error is None)
+        assert len([p for p in problems if p["sender"] is backend]) == 1
+
+
 class TestRedisHashEntries:
     def test_broken_entries_are_skipped_and_the_rest_load(
         self, make_backend: MakeBackend, raw: redis.Redis, problems: list[dict[str, Any]]
@@ -572,22 +592,35 @@ def _answers(client: redis.Redis) -> bool:
 
 
 class TestLostStore:
+    @pytest.mark.parametrize("how", ["evicted", "flushed", "restarted without persistence"])
     def test_an_emptied_hash_keeps_the_last_good_flags_loudly(
         self,
+        how: str,
         make_backend: MakeBackend,
         raw: redis.Redis,
+        redis_server: RedisServer,
         problems: list[dict[str, Any]],
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """Flushed or evicted: each process keeps its flags, says so; restore() puts them back."""
+        """The hash is lost: each process keeps its flags, says so; restore() puts them back."""
         backend = make_backend(retry_interval=0.05)
         reader = FeatureFlags(backend=backend)
         writer = FeatureFlags(backend=make_backend())
         writer.update("a", {"enabled": True})
         writer.update("b", {"enabled": True})
         assert eventually(lambda: set(reader.flags()) == {"a", "b"})
-        raw.delete(backend.key)  # as FLUSHALL, a restart without persistence or an eviction
-        raw.client_kill_filter(_type="pubsub")  # every listener reconnects and reloads
+        if how == "restarted without persistence":
+            redis_server.stop()
+            for stored_file in redis_server.directory.rglob("*"):
+                if stored_file.is_file():
+                    stored_file.unlink()
+            redis_server.start()
+        else:
+            if how == "evicted":
+                raw.delete(backend.key)
+            else:
+                raw.flushall()
+            raw.client_kill_filter(_type="pubsub")  # every listener reconnects and reloads
         assert eventually(lambda: "lost 2 flags" in (backend.error or ""))
         assert set(reader.flags()) == {"a", "b"}
         assert eventually(
