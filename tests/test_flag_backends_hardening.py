@@ -483,6 +483,42 @@ class TestConvergence:
         finally:
             backend.close()
 
+    def test_processes_adding_flags_to_one_file_lose_none(self, tmp_path: Path) -> None:
+        """Three processes add flags to one file at once: every flag is in it, and everywhere."""
+        path = tmp_path / "flags.json"
+        script = textwrap.dedent(
+            f"""
+            import sys
+            from illunare import FeatureFlags, FileBackend
+            flags = FeatureFlags(backend=FileBackend({str(path)!r}, poll_interval=0.01))
+            print("ready", flush=True)
+            sys.stdin.readline()
+            for i in range(30):
+                flags.update(sys.argv[1] + "-" + str(i), {{"enabled": True}})
+            """
+        )
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, side],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for side in ("p1", "p2", "p3")
+        ]
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        for child in children:
+            child.communicate(timeout=60)
+            assert child.returncode == 0
+        expected = {f"{side}-{i}" for side in ("p1", "p2", "p3") for i in range(30)}
+        assert set(json.loads(path.read_text())) == expected
+
     @staticmethod
     def writer(backend: str, side: str) -> subprocess.Popen[str]:
         """A process writing the flag 30 times on "go", checking it serves the store on "check"."""

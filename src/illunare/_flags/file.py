@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from illunare._flags.backends import Change, Config, FanOut, FlagSink, seconds
 from illunare._flags.forks import restart_in_children
 from illunare.exceptions import FlagConfigError
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = ["FileBackend"]
 
@@ -25,8 +30,9 @@ class FileBackend(FanOut):
 
     Every FeatureFlags attached to it applies edits to the file within
     ``poll_interval`` seconds; ``FeatureFlags.update`` writes the file
-    atomically, after taking in any edit not yet picked up. Removing a flag
-    from the file deletes it.
+    atomically, after taking in any edit not yet picked up, holding a lock on
+    the file's directory so that writers in other processes cannot lose each
+    other's changes (POSIX). Removing a flag from the file deletes it.
 
     A file that cannot be used (not UTF-8 JSON, not an object, unreadable)
     or that is gone keeps the last good flags: the reason is logged, sent as
@@ -47,6 +53,8 @@ class FileBackend(FanOut):
         self.path = Path(path)
         # Serialises writers and the poller, so that no change of the file loses another.
         self._write_lock = threading.Lock()
+        # The descriptor holding the directory's lock during a write, if any.
+        self._locked: int | None = None
         # The state of the file last taken in: its stamp, None when there was
         # none, or the problem reported for it (each is reported once).
         self._seen: Stamp | str | None
@@ -61,7 +69,7 @@ class FileBackend(FanOut):
 
     def write(self, name: str, config: Config | None, *, origin: FlagSink) -> int:
         """Store a config (``None`` deletes it), tell the other sinks; return its revision."""
-        with self._write_lock:
+        with self._write_lock, self._across_processes():
             edited, problem = self._catch_up()
             configs = dict(self._configs)
             if config is None:
@@ -160,7 +168,6 @@ class FileBackend(FanOut):
 
     def _write_file(self, configs: Mapping[str, Any]) -> Stamp:
         """Replace the file atomically; return the stamp of what was written."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as file:
@@ -175,9 +182,34 @@ class FileBackend(FanOut):
             raise
         return status.st_mtime_ns, status.st_size, status.st_ino
 
+    @contextlib.contextmanager
+    def _across_processes(self) -> Iterator[None]:
+        """Hold the lock of the file's directory (created if need be) that every process shares.
+
+        The directory, not the file: the file is replaced on every write, and
+        a lock file of our own would litter the user's directory.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if sys.platform == "win32":  # no flock: writers in one process are still serialised
+            yield
+            return
+        self._locked = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(self._locked, fcntl.LOCK_EX)
+            yield
+        finally:
+            handle, self._locked = self._locked, None
+            os.close(handle)  # which releases the lock
+
     def _relock(self) -> None:
         super()._relock()
         self._write_lock = threading.Lock()
+        if self._locked is not None:
+            # A child forked during a write shares the parent's lock through
+            # this descriptor: letting go of it leaves the lock to the parent
+            # alone, which releases it when its write is done.
+            os.close(self._locked)
+            self._locked = None
 
     def _restart(self) -> None:
         # In a forked child: the poller does not exist there, nor may its
