@@ -160,6 +160,20 @@ class TestRedisListenerOutlivesBadMessages:
         assert eventually(lambda: flags.is_enabled("after"))
         assert backend.error is None  # a good change puts it right
 
+    def test_a_message_serves_only_what_the_hash_holds(
+        self, make_backend: MakeBackend, raw: redis.Redis
+    ) -> None:
+        """A forged message (a config, a huge revision) neither serves its config nor blocks changes."""
+        backend = make_backend()
+        flags = FeatureFlags(backend=backend)
+        writer = FeatureFlags(backend=make_backend())
+        writer.update("f", tagged("stored"))
+        assert eventually(lambda: served(flags, "f") == tagged("stored"))
+        forged = {"name": "f", "revision": 10**15, "config": tagged("forged")}
+        raw.publish(backend.channel, json.dumps(forged))
+        writer.update("f", tagged("later"))
+        assert eventually(lambda: served(flags, "f") == tagged("later"))
+
     def test_hostile_bytes_never_stop_the_listener(
         self, make_backend: MakeBackend, raw: redis.Redis
     ) -> None:
@@ -379,6 +393,47 @@ class TestReceiversAreIsolated:
                 assert eventually(lambda: flags.is_enabled("g"))
         finally:
             backend.close()
+
+
+def nested_not(depth: int) -> dict[str, Any]:
+    """A config of ``depth`` nested ``not`` conditions: too deep to validate or compile."""
+    condition: dict[str, Any] = {"type": "region", "value": "BR"}
+    for _ in range(depth):
+        condition = {"type": "not", "condition": condition}
+    return {"conditions": [condition]}
+
+
+class TestUnusableRemoteConfigs:
+    def test_a_file_config_that_cannot_compile(self, tmp_path: Path) -> None:
+        """A stored config too deep to compile is logged; the last good flag serves; edits go on."""
+        path = tmp_path / "flags.json"
+        path.write_text(json.dumps({"f": {"enabled": True}}))
+        backend = FileBackend(path, poll_interval=0.01)
+        try:
+            flags = FeatureFlags(backend=backend)
+            replace(path, json.dumps({"f": nested_not(400), "g": {"enabled": True}}).encode())
+            assert eventually(lambda: flags.is_enabled("g"))
+            assert served(flags, "f") == {"enabled": True}
+            replace(path, json.dumps({"f": {"enabled": False}}).encode())
+            assert eventually(lambda: not flags.is_enabled("f") and "f" in flags.flags())
+        finally:
+            backend.close()
+
+    def test_a_published_config_that_cannot_compile(
+        self, make_backend: MakeBackend, raw: redis.Redis
+    ) -> None:
+        """The same through Redis: the listener lives on, the last good flag serves."""
+        backend = make_backend()
+        flags = FeatureFlags(backend=backend)
+        writer = FeatureFlags(backend=make_backend())
+        writer.update("f", {"enabled": True})
+        assert eventually(lambda: flags.is_enabled("f"))
+        entry = {"revision": 10**15, "config": nested_not(400)}
+        raw.hset(backend.key, "f", json.dumps(entry))
+        raw.publish(backend.channel, json.dumps({"name": "f", "revision": 10**15}))
+        writer.update("g", {"enabled": True})
+        assert eventually(lambda: flags.is_enabled("g"))
+        assert served(flags, "f") == {"enabled": True}
 
 
 class TestArguments:
