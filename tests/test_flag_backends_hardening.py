@@ -163,7 +163,7 @@ class TestRedisListenerOutlivesBadMessages:
     def test_a_message_serves_only_what_the_hash_holds(
         self, make_backend: MakeBackend, raw: redis.Redis
     ) -> None:
-        """A forged message, with a config and a huge revision, serves nothing and blocks nothing."""
+        """A forged message, with a config and a huge revision, serves nothing, blocks nothing."""
         backend = make_backend()
         flags = FeatureFlags(backend=backend)
         writer = FeatureFlags(backend=make_backend())
