@@ -46,15 +46,15 @@ _tags = itertools.count()
 #: messages on the channel that no process may choke on
 BAD_MESSAGES = {
     "not utf-8": b"\xff\xfe\x80",
-    "latin-1 inside JSON": b'{"name": "caf\xe9", "revision": 9, "config": {}}',
+    "latin-1 inside JSON": b'{"name": "caf\xe9", "revision": 9}',
     "not JSON": b"not json",
     "not an object": b"[1, 2]",
-    "no name": b'{"revision": 9, "config": {}}',
-    "name not a string": b'{"name": 5, "revision": 9, "config": {}}',
-    "revision a string": b'{"name": "x", "revision": "9", "config": {}}',
-    "revision a bool": b'{"name": "x", "revision": true, "config": {}}',
-    "revision zero": b'{"name": "x", "revision": 0, "config": {}}',
-    "config not an object": b'{"name": "x", "revision": 9, "config": 5}',
+    "no name": b'{"revision": 9}',
+    "name not a string": b'{"name": 5, "revision": 9}',
+    "revision a string": b'{"name": "x", "revision": "9"}',
+    "revision a bool": b'{"name": "x", "revision": true}',
+    "revision zero": b'{"name": "x", "revision": 0}',
+    "a flag the hash does not hold": b'{"name": "x", "revision": 9}',
     "nested too deep": NESTED_JSON,
 }
 
