@@ -2,12 +2,11 @@
 
 Configs live in one Redis hash: flag name -> ``{"revision": n, "config": {...}}``
 (``"config": null`` records a deletion). A write runs one Lua script that
-raises the flag's revision, stores the config and publishes the flag's name
-and revision on a channel, all at once. Every attached process listens on
-that channel in a background thread and, when the revision is newer than the
-one it serves, applies the hash's entry; its own writes come back the same
-way, which is what makes a write that timed out but landed later reach the
-writer too. A
+raises the flag's revision, stores the config and publishes name, revision and
+config on a channel, all at once. Every attached process listens on that
+channel in a background thread and applies what arrives when its revision is
+newer than the one it serves; its own writes come back the same way, which is
+what makes a write that timed out but landed later reach the writer too. A
 process that starts, reconnects after an outage, or forks (gunicorn-style
 pre-fork workers) subscribes again and reloads the whole hash, so nothing
 published meanwhile is lost. While Redis is unreachable, evaluation goes on
@@ -60,7 +59,8 @@ else
 end
 local text = string.format('%d', revision)
 redis.call('HSET', KEYS[1], ARGV[1], '{"revision":' .. text .. ',"config":' .. ARGV[3] .. '}')
-redis.call('PUBLISH', ARGV[4], '{"name":' .. ARGV[2] .. ',"revision":' .. text .. '}')
+redis.call('PUBLISH', ARGV[4],
+  '{"revision":' .. text .. ',"name":' .. ARGV[2] .. ',"config":' .. ARGV[3] .. '}')
 return revision
 """
 
@@ -244,30 +244,14 @@ class RedisBackend(FanOut):
         self._tell(recorded)
 
     def _receive(self, data: object) -> None:
-        """Apply the hash's entry for the flag a message names, if newer than the one known.
-
-        A message only says which flag changed, and at which revision: what
-        applies is read from the hash, so a message that did not come from a
-        write (anyone can publish anything) can make this process read the
-        store, but never serve something the store does not hold.
-        """
         try:
             message = _document(data)
-            name, revision = message.get("name"), _revision(message.get("revision"))
+            name = message.get("name")
             if not isinstance(name, str):
                 raise TypeError(f"the name must be a string, got {name!r}")  # noqa: TRY301
+            change: Change = (name, *_entry(message))
         except Exception as error:  # noqa: BLE001  # anyone can publish anything
             self._report(f"ignoring a message on {self.channel} ({_preview(data)})", error)
-            return
-        if revision <= self._revisions.get(name, 0):
-            return  # known already: this process's own write, or an older change
-        stored = self._client.hget(self.key, name)  # a RedisError: reconnect and reload
-        try:
-            if stored is None:
-                raise LookupError("the hash does not hold it")  # noqa: TRY301
-            change: Change = (name, *_entry(_document(stored)))
-        except Exception as error:  # noqa: BLE001  # anything can be stored by anyone
-            self._report(f"ignoring the entry {name!r} of {self.key}", error)
             return
         self.error = None
         self._tell(self._record([change]))
@@ -307,15 +291,11 @@ def _document(data: object) -> dict[str, Any]:
     return document
 
 
-def _revision(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TypeError(f"the revision must be a positive integer, got {value!r}")
-    return value
-
-
 def _entry(document: dict[str, Any]) -> tuple[Config | None, int]:
-    """The config (None: deleted) and revision of an entry of the hash."""
-    revision, config = _revision(document.get("revision")), document.get("config")
+    """The config (None: deleted) and revision of a stored entry or a message."""
+    revision, config = document.get("revision"), document.get("config")
+    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+        raise TypeError(f"the revision must be a positive integer, got {revision!r}")
     if config is not None and not isinstance(config, dict):
         raise TypeError(f"the config must be an object or null, got {config!r}")
     return config, revision
