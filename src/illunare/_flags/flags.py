@@ -111,9 +111,8 @@ class FeatureFlags:
             self._install(spec, copy.deepcopy(dict(config)), "illunare", revision)
         except Exception as error:  # noqa: BLE001  # whatever the store holds, keep the last good
             logger.warning(
-                "ignoring a config for flag %r from %r that cannot be used: %r",
-                name, self.backend, error,
-            )  # fmt: skip
+                "ignoring an invalid config for flag %r from %r: %s", name, self.backend, error
+            )
 
     def load_unleash(self, payload: Mapping[str, Any]) -> None:
         """Import an Unleash client features payload (or a delta ``events`` payload).
