@@ -50,8 +50,8 @@ class FeatureFlags:
         self._checks: dict[str, Callable[[Any], bool]] = {}
         self._flags: dict[str, Flag] = {}
         self._versions: dict[str, int] = {}
-        # name -> the store's revision of what is served (or was deleted):
-        # a change is applied only if it is newer, whatever order changes arrive in.
+        # name -> the store's revision of what is served: a change is applied
+        # only if it is newer, whatever order changes arrive in.
         self._revisions: dict[str, int] = {}
         self._listeners: list[tuple[str | None, Listener]] = []
         self._unleash = unleash.UnleashState()
@@ -236,7 +236,7 @@ class FeatureFlags:
 
     def _remove(self, name: str, revision: int | None = None) -> None:
         with self._lock:
-            old = self._drop(name, revision) if self._newer(name, revision) else None
+            old = self._drop(name) if self._newer(name, revision) else None
         if old is not None:
             self._notify(name, old, None)
 
@@ -252,14 +252,13 @@ class FeatureFlags:
         if revision is not None:
             self._revisions[flag.name] = revision
 
-    def _drop(self, name: str, revision: int | None = None) -> Flag | None:
-        """Stop serving ``name``, deleted at ``revision``; return the flag that was served.
+    def _drop(self, name: str) -> Flag | None:
+        """Stop serving ``name``; return the flag that was served (call with the lock held).
 
-        Call with the lock held. A deleted flag keeps its revision, so that a
-        late message of an older change cannot bring it back.
+        Nothing of a deleted flag is kept here: its backend keeps the revision
+        of the deletion and passes on no older change of it.
         """
-        if revision is not None:
-            self._revisions[name] = revision
+        self._revisions.pop(name, None)
         self._checks.pop(name, None)
         self._compiled.pop(name, None)
         return self._flags.pop(name, None)
