@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from illunare._flags.backends import Change, Config, FanOut, FlagSink, seconds
-from illunare._flags.forks import restart_in_children
+from illunare._flags.forks import restart_in_children, whole_in_children
 from illunare.exceptions import FlagConfigError
 
 if sys.platform != "win32":
@@ -193,13 +193,17 @@ class FileBackend(FanOut):
         if sys.platform == "win32":  # no flock: writers in one process are still serialised
             yield
             return
-        self._locked = os.open(self.path.parent, os.O_RDONLY)
+        # A child forked while this descriptor is open shares its lock, and
+        # must close it (see _relock): it is never open untracked.
+        with whole_in_children():
+            handle = self._locked = os.open(self.path.parent, os.O_RDONLY)
         try:
-            fcntl.flock(self._locked, fcntl.LOCK_EX)
+            fcntl.flock(handle, fcntl.LOCK_EX)
             yield
         finally:
-            handle, self._locked = self._locked, None
-            os.close(handle)  # which releases the lock
+            with whole_in_children():
+                self._locked = None
+                os.close(handle)  # which releases the lock
 
     def _relock(self) -> None:
         super()._relock()

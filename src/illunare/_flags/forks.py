@@ -11,11 +11,14 @@ restarts the threads, which take those locks as soon as they run.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import weakref
+from collections.abc import Iterator
 from typing import Protocol
 
-__all__ = ["relock_in_children", "restart_in_children"]
+__all__ = ["relock_in_children", "restart_in_children", "whole_in_children"]
 
 
 class Relockable(Protocol):
@@ -44,7 +47,23 @@ def restart_in_children(owner: Restartable) -> None:
     _THREADED.add(owner)
 
 
+# Held by os.fork while it forks: a block that holds it is never cut in two.
+_FORKING = threading.Lock()
+
+
+@contextlib.contextmanager
+def whole_in_children() -> Iterator[None]:
+    """A short block that a fork never falls inside: a child sees all of it, or none.
+
+    For state a child must be able to undo, such as a descriptor it inherits
+    and has to close (keep it short: a fork waits for it).
+    """
+    with _FORKING:
+        yield
+
+
 def _in_child() -> None:
+    _FORKING.release()
     for owner in list(_LOCKED):
         owner._relock()
     for threaded in list(_THREADED):
@@ -52,4 +71,6 @@ def _in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_in_child)
+    os.register_at_fork(
+        before=_FORKING.acquire, after_in_parent=_FORKING.release, after_in_child=_in_child
+    )
