@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from illunare import HotReloader
+from illunare import HotReloader, RedisBackend
 from illunare.testing import RedisServer, reset_default_reloader
 
 _counter = itertools.count()
@@ -97,3 +97,24 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         pytest.skip("redis-server is not installed (make test in CI installs it)")
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+_keys = itertools.count()
+
+
+@pytest.fixture
+def make_backend(redis_server: RedisServer) -> Iterator[Callable[..., RedisBackend]]:
+    """RedisBackends on a key and channel of this test's own; closed afterwards."""
+    key = f"test:{next(_keys)}:{os.getpid()}"
+    made: list[RedisBackend] = []
+
+    def make(**options: object) -> RedisBackend:
+        options.setdefault("key", key)
+        options.setdefault("channel", key + ":changes")
+        backend = RedisBackend(redis_server.url, **options)  # type: ignore[arg-type]
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()

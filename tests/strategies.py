@@ -307,3 +307,24 @@ RICH_FLAG_CONFIG = {
     ],
     "variants": [{"name": "a", "weight": 1, "payload": {"x": 1}}, {"name": "b", "weight": 2}],
 }
+# Hostile bytes for flag backends ---------------------------------------------
+
+#: JSON nested deeper than any parser's stack allows
+NESTED_JSON = b"[" * 100_000 + b"]" * 100_000
+
+#: what another program may put in a Redis channel, hash or flag file
+HOSTILE_BYTES = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=32).map(lambda text: text.encode("latin-1", "replace")),
+    st.text(alphabet='{}[]":, 0123456789abcnulltrue', max_size=48).map(str.encode),
+    st.builds(
+        lambda name, revision, config: json.dumps(
+            {"name": name, "revision": revision, "config": config}
+        ).encode(),
+        st.one_of(st.text(max_size=4), st.integers()),
+        st.one_of(st.integers(), st.text(max_size=3), st.booleans(), st.none()),
+        st.one_of(st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)),
+    ),
+    # From shallow to too deep for the parser (10,000 levels), small enough to print.
+    st.integers(1, 4).map(lambda exponent: b"[" * 10**exponent),
+)

@@ -136,7 +136,7 @@ class TestValidateAndCompileFirst:
         class Unchecked:
             """Another writer of the store (an older version, a script) that checks nothing."""
 
-            def apply_remote(self, name: str, config: Any) -> None:
+            def apply_remote(self, name: str, config: Any, revision: int) -> None:
                 """It hears nothing."""
 
         backend = MemoryBackend()

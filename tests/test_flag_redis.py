@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -17,26 +16,6 @@ from illunare import BackendUnavailableError, FeatureFlags, RedisBackend
 from illunare.testing import RedisServer
 
 from .conftest import eventually
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def make_backend(redis_server: RedisServer) -> Iterator[Callable[..., RedisBackend]]:
-    """Backends on a key and channel of this test's own; closed afterwards."""
-    key = f"test:{next(_names)}:{os.getpid()}"
-    made: list[RedisBackend] = []
-
-    def make(**options: object) -> RedisBackend:
-        options.setdefault("key", key)
-        options.setdefault("channel", key + ":changes")
-        backend = RedisBackend(redis_server.url, **options)  # type: ignore[arg-type]
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
 
 
 class TestRedisBackend:

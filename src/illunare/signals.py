@@ -10,35 +10,30 @@ Connect a receiver to wire illunare into your own logging, metrics or alerting::
 
 Every receiver is called as ``receiver(sender, **kwargs)``; the keyword
 arguments of each signal are listed in its docstring. Receivers should accept
-``**extra`` so that new keywords do not break them. A signal with no receivers
+``**extra`` so that new keywords do not break them. A receiver of a flag
+signal that raises is logged on the ``illunare`` logger; the other receivers
+still run. Each feature adds its signals here as it is built. A signal with no receivers
 costs almost nothing: illunare checks ``signal.receivers`` before sending on
 hot paths.
 """
 
 from __future__ import annotations
 
-from blinker import Namespace
+import logging
+from typing import Any
+
+from blinker import NamedSignal, Namespace
 
 __all__ = [
-    "config_updated",
-    "deployment_failed",
-    "deployment_rolled_back",
-    "deployment_started",
-    "deployment_succeeded",
+    "backend_error",
     "flag_updated",
     "module_rolled_back",
     "module_swapped",
     "module_tracked",
-    "performance_alert",
-    "rollback_alert",
-    "rollout_finished",
-    "rollout_step",
-    "service_loaded",
-    "service_unloaded",
-    "step_failed",
-    "step_succeeded",
     "swap_failed",
 ]
+
+logger = logging.getLogger("illunare")
 
 _signals = Namespace()
 
@@ -81,94 +76,39 @@ module_rolled_back = _signals.signal(
     """,
 )
 
-# Deployment --------------------------------------------------------------------
-
-deployment_started = _signals.signal(
-    "deployment_started",
-    doc="""A deployment began. sender: the Deployment. kwargs: ``id``, ``service``, ``steps``.""",
-)
-
-step_succeeded = _signals.signal(
-    "step_succeeded",
-    doc="""A deployment step completed. sender: the Deployment. kwargs: ``id``, ``step``.""",
-)
-
-step_failed = _signals.signal(
-    "step_failed",
-    doc="""A deployment step failed.
-
-    sender: the Deployment. kwargs: ``id``, ``step``, ``error``.
-    """,
-)
-
-deployment_succeeded = _signals.signal(
-    "deployment_succeeded",
-    doc="""A deployment succeeded. sender: the Deployment. kwargs: ``result``.""",
-)
-
-deployment_rolled_back = _signals.signal(
-    "deployment_rolled_back",
-    doc="""A deployment failed and was undone. sender: the Deployment. kwargs: ``result``.""",
-)
-
-deployment_failed = _signals.signal(
-    "deployment_failed",
-    doc="""A deployment halted or could not be undone.
-
-    sender: the Deployment. kwargs: ``result``.
-    """,
-)
-
-config_updated = _signals.signal(
-    "config_updated",
-    doc="""A HotConfig got a new version.
-
-    sender: the HotConfig. kwargs: ``version``, ``old``, ``new``.
-    """,
-)
-
 # Feature flags -----------------------------------------------------------------
 
 flag_updated = _signals.signal(
     "flag_updated",
-    doc="""A flag changed. sender: the FeatureFlags. kwargs: ``name``, ``old``, ``new``.""",
-)
+    doc="""A flag changed.
 
-# Services ----------------------------------------------------------------------
-
-service_loaded = _signals.signal(
-    "service_loaded",
-    doc="""A service started. sender: the ServiceRegistry. kwargs: ``name``, ``service``.""",
-)
-
-service_unloaded = _signals.signal(
-    "service_unloaded",
-    doc="""A service was drained and stopped. sender: the ServiceRegistry. kwargs: ``name``.""",
-)
-
-# Monitoring and rollout --------------------------------------------------------
-
-performance_alert = _signals.signal(
-    "performance_alert",
-    doc="""A latency exceeded its threshold. sender: the PerformanceMonitor.
-    kwargs: ``deployment_id``, ``metric``, ``value``, ``threshold``.""",
-)
-
-rollback_alert = _signals.signal(
-    "rollback_alert",
-    doc="""An error rate exceeded its threshold. sender: the PerformanceMonitor.
-    kwargs: ``deployment_id``, ``metric``, ``value``, ``threshold``.""",
-)
-
-rollout_step = _signals.signal(
-    "rollout_step",
-    doc="""A rollout moved to a new weight.
-
-    sender: the RolloutHandle. kwargs: ``module``, ``weight``.
+    sender: the FeatureFlags. kwargs: ``name`` (str), ``old`` (the Flag
+    replaced, None for a new flag), ``new`` (the Flag now served, None when it
+    was deleted). A receiver that raises is logged; the others still run.
     """,
 )
 
-rollout_finished = _signals.signal(
-    "rollout_finished",
-    doc="""A rollout ended. sender: the RolloutHandle. kwargs: ``module``, ``status``.""",
+backend_error = _signals.signal(
+    "backend_error",
+    doc="""A flag backend could not use something and carries on with the last good flags.
+
+    Sent for a malformed message or stored entry, an unreadable or vanished
+    file, a lost connection, or a store that lost flags it held.
+    sender: the FileBackend or RedisBackend. kwargs: ``error`` (str, the same
+    text as ``backend.error``), ``cause`` (the exception, or None).
+    """,
 )
+
+
+def _send(signal: NamedSignal, sender: object, **kwargs: Any) -> None:
+    """Call each receiver of ``signal`` on its own: one that raises is logged, the rest still run.
+
+    Used by illunare's modules, not part of the API. Flag signals are sent
+    from background threads and after a change is made; a faulty receiver
+    must neither kill the thread nor make the change look failed.
+    """
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, **kwargs)
+        except Exception:  # noqa: PERF203  # isolated like on_change listeners
+            logger.exception("a receiver of %s failed", signal.name)

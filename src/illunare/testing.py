@@ -23,6 +23,7 @@ the test ends (the plugin is registered when illunare is installed)::
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import subprocess
@@ -86,7 +87,8 @@ class RedisServer:
     """A real ``redis-server`` on a free loopback port; its data survives ``stop``/``start``.
 
     Use it as a context manager (started on entry, stopped on exit), or call
-    ``start()`` and ``stop()`` to simulate an outage. Needs the redis-server
+    ``start()`` and ``stop()`` to simulate an outage. ``DEBUG SLEEP`` works
+    from loopback clients, to simulate a slow server. Needs the redis-server
     program and the ``redis`` extra.
     """
 
@@ -121,7 +123,7 @@ class RedisServer:
             [
                 program, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-                "--dir", str(self.directory),
+                "--dir", str(self.directory), *_debug_option(program),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -142,6 +144,15 @@ class RedisServer:
             self._process.terminate()
             self._process.wait(10)
             self._process = None
+
+
+def _debug_option(program: str) -> list[str]:
+    """The option that allows DEBUG from loopback (Redis 7 refuses it otherwise; 6 lacks it)."""
+    banner = subprocess.run(  # noqa: S603  # the redis-server found on PATH
+        [program, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"v=(\d+)\.", banner)
+    return ["--enable-debug-command", "local"] if match and int(match[1]) >= 7 else []
 
 
 def _answers(client: Any, unreachable: type[Exception]) -> bool:

@@ -16,8 +16,9 @@ from illunare._flags import unleash
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.compiler import CompiledFlag, choose_variant, compile_flag
 from illunare._flags.config import parse_flag, validate_name
+from illunare._flags.forks import relock_in_children
 from illunare._flags.values import DISABLED_VARIANT, Evaluation, Flag, Reason, Variant
-from illunare.exceptions import FlagConfigError, FlagNotFoundError, InvalidArgumentError
+from illunare.exceptions import FlagNotFoundError, InvalidArgumentError
 
 __all__ = ["FeatureFlags"]
 
@@ -52,11 +53,15 @@ class FeatureFlags:
         # One counter for every flag: a flag deleted and made again goes on
         # from a higher number, and nothing is kept per deleted name.
         self._versions = itertools.count(1)
+        # name -> the store's revision of what is served (or was deleted):
+        # a change is applied only if it is newer, whatever order changes arrive in.
+        self._revisions: dict[str, int] = {}
         self._listeners: list[tuple[str | None, Listener]] = []
         self._unleash = unleash.UnleashState()
         self.backend: FlagBackend = backend if backend is not None else MemoryBackend()
-        for name, config in self.backend.attach(self).items():
-            self.apply_remote(name, config)
+        relock_in_children(self)
+        for name, (config, revision) in self.backend.attach(self).items():
+            self.apply_remote(name, config, revision)
 
     def __repr__(self) -> str:
         return f"<FeatureFlags {len(self._flags)} flags backend={type(self.backend).__name__}>"
@@ -66,14 +71,19 @@ class FeatureFlags:
     def update(self, name: str, config: Mapping[str, Any]) -> Flag:
         """Validate, store and apply a flag's config; return the new version.
 
+        If a newer change of the same flag, made elsewhere, arrived while this
+        one was being stored, the newer one is served (as in every process)
+        and this returns the flag as written, with version 0: never served.
+
         Raises:
             FlagConfigError: listing every problem of ``config`` (with paths);
                 the flag in use keeps serving unchanged.
+            BackendUnavailableError: the backend cannot store it; nothing changed here.
 
         """
         compiled = self._prepare(name, config)
-        self.backend.write(name, compiled.spec.config, origin=self)
-        return self._install(compiled, "illunare")
+        revision = self.backend.write(name, compiled.spec.config, origin=self)
+        return self._install(compiled, "illunare", revision)
 
     def delete(self, name: str) -> None:
         """Remove a flag (it then evaluates as unknown: disabled).
@@ -85,26 +95,25 @@ class FeatureFlags:
         validate_name(name)
         if name not in self._flags:
             raise FlagNotFoundError(f"no flag named {name!r}")
-        self.backend.write(name, None, origin=self)
-        self._remove(name)
+        revision = self.backend.write(name, None, origin=self)
+        self._remove(name, revision)
 
-    def apply_remote(self, name: str, config: Mapping[str, Any] | None) -> None:
+    def apply_remote(self, name: str, config: Mapping[str, Any] | None, revision: int) -> None:
         """Apply a change that a backend received from elsewhere (backends call this).
 
-        An invalid remote config is logged and ignored: the last good version
-        keeps serving.
+        Only a ``revision`` newer than the one served applies. A remote config
+        that cannot be used is logged and ignored: the last good version keeps
+        serving. Never raises: backends call this from their threads.
         """
         if config is None:
-            self._remove(name)
+            self._remove(name, revision)
             return
         try:
-            compiled = self._prepare(name, config)
-        except FlagConfigError as error:
+            self._install(self._prepare(name, config), "illunare", revision)
+        except Exception as error:  # noqa: BLE001  # whatever the store holds, keep the last good
             logger.warning(
                 "ignoring an invalid config for flag %r from %r: %s", name, self.backend, error
             )
-            return
-        self._install(compiled, "illunare")
 
     def load_unleash(self, payload: Mapping[str, Any]) -> None:
         """Import an Unleash client features payload (or a delta ``events`` payload).
@@ -236,42 +245,61 @@ class FeatureFlags:
         """
         return compile_flag(parse_flag(name, config), self._parent)
 
-    def _install(self, compiled: CompiledFlag, source: str) -> Flag:
-        """Serve a prepared flag (a new version unless it is the one served) and notify."""
+    def _install(self, compiled: CompiledFlag, source: str, revision: int | None = None) -> Flag:
+        """Serve a prepared flag (a new version unless it is the one served) and notify.
+
+        A flag from the backend (``revision`` given) is served only if that
+        revision is newer than the one served.
+        """
         spec = compiled.spec
         name = spec.name
+        config = types.MappingProxyType(dict(spec.config))
         with self._lock:
             old = self._flags.get(name)
+            if not self._newer(name, revision):
+                # Overtaken by a newer change from elsewhere: written, never served here.
+                return Flag(name, config, 0, spec.enabled, source)
             if old is not None and old.source == source and old.config == spec.config:
+                self._put(old, self._compiled[name], revision)
                 return old
             compiled = attrs.evolve(compiled, version=next(self._versions))
-            config = types.MappingProxyType(dict(spec.config))
             flag = Flag(name, config, compiled.version, spec.enabled, source)
-            self._put(flag, compiled)
+            self._put(flag, compiled, revision)
         self._notify(name, old, flag)
         return flag
 
-    def _remove(self, name: str) -> None:
+    def _remove(self, name: str, revision: int | None = None) -> None:
         with self._lock:
-            old = self._drop(name)
+            old = self._drop(name, revision) if self._newer(name, revision) else None
         if old is not None:
             self._notify(name, old, None)
 
-    def _put(self, flag: Flag, compiled: CompiledFlag) -> None:
-        """Make ``flag`` the one served (call with the lock held)."""
+    def _newer(self, name: str, revision: int | None) -> bool:
+        """Whether a change at ``revision`` (None: a local one) is newer than the served."""
+        return revision is None or revision > self._revisions.get(name, 0)
+
+    def _put(self, flag: Flag, compiled: CompiledFlag, revision: int | None = None) -> None:
+        """Make ``flag`` the one served, at the store's ``revision`` (call with the lock held)."""
         self._compiled[flag.name] = compiled
         self._checks[flag.name] = compiled.check
         self._flags[flag.name] = flag
+        if revision is not None:
+            self._revisions[flag.name] = revision
 
-    def _drop(self, name: str) -> Flag | None:
-        """Stop serving ``name``; return the flag that was served (call with the lock held)."""
+    def _drop(self, name: str, revision: int | None = None) -> Flag | None:
+        """Stop serving ``name``; return the flag that was served (call with the lock held).
+
+        Nothing of a deleted flag is kept here: its backend keeps the
+        revision of the deletion and passes on no older change.
+        """
+        self._revisions.pop(name, None)
         self._checks.pop(name, None)
         self._compiled.pop(name, None)
         return self._flags.pop(name, None)
 
     def _notify(self, name: str, old: Flag | None, new: Flag | None) -> None:
         if signals.flag_updated.receivers:
-            signals.flag_updated.send(self, name=name, old=old, new=new)
+            signals._send(signals.flag_updated, self, name=name, old=old, new=new)
         for wanted, callback in list(self._listeners):
             if wanted is None or wanted == name:
                 try:
@@ -288,6 +316,10 @@ class FeatureFlags:
         evaluation = _evaluate(compiled, context)
         variant = evaluation.variant.name if evaluation.variant is not None else None
         return evaluation.enabled, variant
+
+    def _relock(self) -> None:
+        # Called in a forked child, where a thread of the parent may have held it.
+        self._lock = threading.RLock()
 
 
 def _off(context: object) -> bool:
