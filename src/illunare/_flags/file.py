@@ -162,9 +162,9 @@ class FileBackend(FanOut):
         # RecursionError: JSON nested deeper than the parser's stack allows.
         except (ValueError, RecursionError) as error:
             raise _unusable(self.path, f"not valid UTF-8 JSON ({error})") from error
-        if not isinstance(configs, dict) or not all(isinstance(key, str) for key in configs):
+        if not isinstance(configs, dict):  # whose keys JSON makes str
             raise _unusable(self.path, "must be a JSON object mapping flag names to configs")
-        return (status.st_mtime_ns, status.st_size, status.st_ino), configs
+        return _stamp_of(status), configs
 
     def _write_file(self, configs: Mapping[str, Any]) -> Stamp:
         """Replace the file atomically; return the stamp of what was written."""
@@ -180,7 +180,7 @@ class FileBackend(FanOut):
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        return status.st_mtime_ns, status.st_size, status.st_ino
+        return _stamp_of(status)
 
     @contextlib.contextmanager
     def _across_processes(self) -> Iterator[None]:
@@ -224,15 +224,20 @@ class FileBackend(FanOut):
 
 
 def _stamp(path: Path) -> Stamp | None:
-    """The file's stamp, or None when there is none.
-
-    The inode changes on every atomic replace, the size and mtime on edits in
-    place: together they tell any change apart.
-    """
+    """The file's stamp, or None when there is none."""
     try:
         status = path.stat()
     except FileNotFoundError:
         return None
+    return _stamp_of(status)
+
+
+def _stamp_of(status: os.stat_result) -> Stamp:
+    """What tells a file's states apart.
+
+    The inode changes on every atomic replace, the size and mtime on edits in
+    place: together they tell any change apart.
+    """
     return status.st_mtime_ns, status.st_size, status.st_ino
 
 

@@ -279,7 +279,8 @@ def _document(data: object) -> dict[str, Any]:
     """A JSON object from bytes.
 
     Raises:
-        ValueError: not UTF-8, not JSON, or not an object.
+        TypeError: not bytes, or not a JSON object.
+        ValueError: not UTF-8, or not JSON.
         RecursionError: nested deeper than the parser's stack allows.
 
     """

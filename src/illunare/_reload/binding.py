@@ -31,6 +31,7 @@ from illunare._reload.classes import (
 )
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.locking import LOCK
+from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
@@ -198,7 +199,7 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
         # Submodules imported since are attributes of the package itself.
         prefix = tracked.name + "."
         for key, value in old.items():
-            if isinstance(value, types.ModuleType) and value.__name__ == prefix + key:
+            if is_module(value) and getattr(value, "__name__", None) == prefix + key:
                 new.setdefault(key, value)
     proxies, functions = tracked.bindings(target)
     # No garbage collection during the flip: one in the switch could run

@@ -3,7 +3,7 @@
 A switch relies on three things only CPython with a GIL provides: a
 module's dict can be exchanged through the C API (``namespace.py``); a
 C-level pass over built-in callables runs without any other thread or
-signal handler getting in (``binding.py``: the GIL is handed over, and
+signal handler getting in (``switch.py``: the GIL is handed over, and
 signal handlers run, only between bytecodes); and the layouts of the
 supported versions, 3.10 to 3.13, which the tests exercise. Proxies are
 retargeted by wrapt's C setter; without wrapt's C extension a switch would

