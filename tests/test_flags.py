@@ -426,6 +426,26 @@ class TestListeners:
         assert received == [(flags, "f")]
         assert flags.is_enabled("f", {"user_segment": "premium", "region": "MX"})
 
+    def test_listeners_run_without_the_lock(self, flags: FeatureFlags) -> None:
+        """load_unleash and override call listeners after letting go of the flags' lock."""
+        finished: list[tuple[str, bool]] = []
+
+        @flags.on_change()
+        def wait_for_another_thread(name: str, old: object, new: object) -> None:
+            if name.startswith("side-"):
+                return
+            # Before the fix this thread waited for a lock the caller held.
+            worker = threading.Thread(target=flags.update, args=(f"side-{name}", {}))
+            worker.start()
+            worker.join(30)
+            finished.append((name, not worker.is_alive()))
+
+        feature = {"name": "u", "enabled": True, "strategies": [{"name": "default"}]}
+        flags.load_unleash({"features": [feature]})
+        flags.load_unleash({"features": []})  # removes "u"
+        flags.override("o", {})()
+        assert finished == [("u", True), ("u", True), ("o", True), ("o", True)]
+
     def test_bad_listener_arguments(self, flags: FeatureFlags) -> None:
         """on_change takes a name or None, and a callable."""
         with pytest.raises(InvalidArgumentError):

@@ -25,6 +25,8 @@ __all__ = ["FeatureFlags"]
 logger = logging.getLogger("illunare")
 
 Listener = Callable[[str, "Flag | None", "Flag | None"], object]
+#: A change to tell listeners of: name, old flag, new flag.
+Notice = tuple[str, "Flag | None", "Flag | None"]
 L = TypeVar("L", bound=Listener)
 
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
@@ -130,16 +132,19 @@ class FeatureFlags:
             FlagConfigError: listing every problem of the payload.
 
         """
+        notices: list[Notice | None] = []
         with self._lock:
             changes = self._unleash.read(payload)
             # Every flag compiles before anything changes: all or nothing.
             compiled = [compile_flag(spec, self._parent) for spec in changes.updated.values()]
             self._unleash.adopt(changes)
-            for flag in compiled:
-                self._install(flag, "unleash")
+            notices += [self._serve(flag, "unleash")[1] for flag in compiled]
             for name in changes.removed:
                 if name in self._flags and self._flags[name].source == "unleash":
-                    self._remove(name)
+                    notices.append((name, self._drop(name), None))
+        for notice in notices:  # listeners run without the lock
+            if notice is not None:
+                self._notify(*notice)
 
     # Evaluating -----------------------------------------------------------------
 
@@ -216,7 +221,9 @@ class FeatureFlags:
         compiled = self._prepare(name, config)
         with self._lock:
             previous = (self._flags.get(name), self._compiled.get(name))
-            self._install(compiled, "override")
+            notice = self._serve(compiled, "override")[1]
+        if notice is not None:
+            self._notify(*notice)
 
         def undo() -> None:
             flag, compiled = previous
@@ -246,27 +253,36 @@ class FeatureFlags:
         return compile_flag(parse_flag(name, config), self._parent)
 
     def _install(self, compiled: CompiledFlag, source: str, revision: int | None = None) -> Flag:
-        """Serve a prepared flag (a new version unless it is the one served) and notify.
+        """Serve a prepared flag (see ``_serve``), then notify; return the flag."""
+        with self._lock:
+            flag, notice = self._serve(compiled, source, revision)
+        if notice is not None:
+            self._notify(*notice)
+        return flag
+
+    def _serve(
+        self, compiled: CompiledFlag, source: str, revision: int | None = None
+    ) -> tuple[Flag, Notice | None]:
+        """Serve a prepared flag, a new version unless it is the one served (lock held).
 
         A flag from the backend (``revision`` given) is served only if that
-        revision is newer than the one served.
+        revision is newer than the one served. Returns the flag and what to
+        tell listeners, once the lock is released (None: nothing changed).
         """
         spec = compiled.spec
         name = spec.name
         config = types.MappingProxyType(dict(spec.config))
-        with self._lock:
-            old = self._flags.get(name)
-            if not self._newer(name, revision):
-                # Overtaken by a newer change from elsewhere: written, never served here.
-                return Flag(name, config, 0, spec.enabled, source)
-            if old is not None and old.source == source and old.config == spec.config:
-                self._put(old, self._compiled[name], revision)
-                return old
-            compiled = attrs.evolve(compiled, version=next(self._versions))
-            flag = Flag(name, config, compiled.version, spec.enabled, source)
-            self._put(flag, compiled, revision)
-        self._notify(name, old, flag)
-        return flag
+        old = self._flags.get(name)
+        if not self._newer(name, revision):
+            # Overtaken by a newer change from elsewhere: written, never served here.
+            return Flag(name, config, 0, spec.enabled, source), None
+        if old is not None and old.source == source and old.config == spec.config:
+            self._put(old, self._compiled[name], revision)
+            return old, None
+        compiled = attrs.evolve(compiled, version=next(self._versions))
+        flag = Flag(name, config, compiled.version, spec.enabled, source)
+        self._put(flag, compiled, revision)
+        return flag, (name, old, flag)
 
     def _remove(self, name: str, revision: int | None = None) -> None:
         with self._lock:
