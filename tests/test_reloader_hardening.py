@@ -11,6 +11,7 @@ import importlib
 import linecache
 import logging
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -374,6 +375,52 @@ class TestFork:
                 flipping.join()
                 swapping.join()
             assert forked.f() == 2
+            """,
+        )
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_child_forked_while_the_default_reloader_is_made_can_use_it(
+        self, tmp_path: Path
+    ) -> None:
+        """A fork waits for the default reloader being made: no child inherits a held lock."""
+        run_python(
+            tmp_path,
+            """
+            import os, signal, sys, threading
+            import illunare
+
+            entered, release = threading.Event(), threading.Event()
+
+            def pause_in_the_constructor(frame, event, arg):
+                code = frame.f_code
+                if event == "call" and code.co_name == "__init__" and (
+                    code.co_filename.endswith("reloader.py")
+                ):
+                    entered.set()
+                    release.wait()
+
+            def make():
+                sys.settrace(pause_in_the_constructor)  # this thread only
+                illunare.default_reloader()
+                sys.settrace(None)
+
+            making = threading.Thread(target=make)
+            making.start()
+            assert entered.wait(30)
+            # The fork starts while the default reloader is being made.
+            threading.Timer(0.5, release.set).start()
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(20)  # a child stuck on a lock ends itself
+                code = 1
+                try:
+                    made = illunare.default_reloader()
+                    code = 0 if isinstance(made, illunare.HotReloader) else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, status
+            making.join()
             """,
         )
 

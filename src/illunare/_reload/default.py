@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from illunare._reload.interpreter import require_supported_interpreter
+from illunare._reload.locking import LOCK
 from illunare._reload.reloader import HotReloader
 
 __all__ = ["default_reloader", "hot", "reset_default_reloader"]
@@ -14,8 +15,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Made on first use, not at import: importing illunare must work for flags
 # users on interpreters where hot swapping cannot (UnsupportedInterpreterError).
+# Set under LOCK, which a fork waits for, so a child never inherits it held.
 _default: HotReloader | None = None
-_creating = threading.Lock()
 
 
 def default_reloader() -> HotReloader:
@@ -26,7 +27,8 @@ def default_reloader() -> HotReloader:
 
     """
     global _default  # noqa: PLW0603  # the one place global state lives
-    with _creating:
+    require_supported_interpreter()  # its first run imports: not under the lock
+    with LOCK:
         if _default is None:
             _default = HotReloader()
         return _default
@@ -40,6 +42,7 @@ def hot(obj: F) -> F:
 def reset_default_reloader() -> HotReloader:
     """Replace the default reloader with a new, empty one (for tests); return it."""
     global _default  # noqa: PLW0603  # the one place global state lives
-    with _creating:
+    require_supported_interpreter()
+    with LOCK:
         _default = HotReloader()
         return _default
