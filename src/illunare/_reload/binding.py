@@ -205,11 +205,13 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
     # No garbage collection during the flip: one in the switch could run
     # finalizers (Python code) in the middle of it, and one triggered by the
     # planning would walk every object a swap just created. It runs right after.
-    collecting = gc.isenabled()
-    try:
-        gc.disable()  # inside the try: an interrupt right after it re-enables it
-        switch = Switch()
-        with LOCK:
+    # Paused and resumed under LOCK: two flips at once could otherwise each
+    # see the other's pause as the setting to restore, and leave it off.
+    with LOCK:
+        collecting = gc.isenabled()
+        try:
+            gc.disable()  # inside the try: an interrupt right after it re-enables it
+            switch = Switch()
             switch.namespace(tracked.module, new)
             switch.carry(old, new, carry)
             if target.classes:
@@ -221,9 +223,9 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
             switch.retarget(proxies, functions)
             switch.attribute(tracked, "current", target)
             switch.run()
-    finally:
-        if collecting:
-            gc.enable()
+        finally:
+            if collecting:
+                gc.enable()
 
 
 def _with_placeholders(state: ClassState, known: dict[str, Removed] | None) -> ClassState:
