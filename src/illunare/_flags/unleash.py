@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 import attrs
 
 from illunare._flags import operators
-from illunare._flags.limits import MAX_TOTAL_WEIGHT, plain_json
+from illunare._flags.limits import MAX_TOTAL_WEIGHT, Problems, plain_json
 from illunare._flags.model import (
     AllOf,
     AnyOf,
@@ -106,7 +106,6 @@ class UnleashState:
 # (an unknown operator or strategy never matches); a value of the wrong type
 # is a problem, reported with its path.
 
-Problems = list[tuple[str, str]]
 _SCALAR = (str, int, float, bool)
 
 
