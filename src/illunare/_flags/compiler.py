@@ -87,7 +87,8 @@ class CompiledFlag:
     """A flag ready to evaluate."""
 
     spec: FlagSpec
-    #: the whole flag as one generated predicate
+    #: the whole flag as one predicate; it may raise (a context that is no
+    #: mapping): is_enabled, its caller, answers False then
     check: Predicate
     #: per rule, the index of its first condition that fails (-1: all hold)
     rule_failures: tuple[Callable[[Any], int], ...]
@@ -331,10 +332,8 @@ def compile_flag(spec: FlagSpec, parents: ParentLookup) -> CompiledFlag:
         rules = [emitter.join(parts, "and") for parts in conditions]
         anyrule = emitter.join(rules, "or") if rules else "True"  # no rules: on for everyone
         whole = emitter.join([*prerequisites, anyrule], "and")
-        source.append(
-            f"def check(ctx):\n    try:\n        return {whole}\n"
-            "    except Exception:\n        return False"
-        )
+        # No try here: is_enabled, its one caller, answers False for any exception.
+        source.append(f"def check(ctx):\n    return {whole}")
     namespace = emitter.constants
     code = compile("\n".join(source), f"<flag {spec.name!r}>", "exec")
     exec(code, namespace)  # noqa: S102  # configured values are constants, never source text
