@@ -307,6 +307,8 @@ class HotReloader:
                 code raises, ``SystemExit`` and ``KeyboardInterrupt``
                 included, is such an error's ``__cause__``. A rollback of the
                 module while its new source was being prepared is a LoadError.
+            InvalidArgumentError: ``module``, ``reason`` or ``checks`` is of the
+                wrong type; nothing was attempted.
 
         """
         started = time.perf_counter()
@@ -343,6 +345,7 @@ class HotReloader:
         Raises:
             RollbackError: no parent, or ``to`` is evicted or unknown.
             UnknownModuleError: the module is not tracked.
+            InvalidArgumentError: ``module`` is not a name, or ``to`` not an int.
 
         """
         started = time.perf_counter()
