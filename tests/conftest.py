@@ -6,10 +6,12 @@ import importlib
 import itertools
 import os
 import shutil
+import signal
 import sys
 import textwrap
 import time
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,6 +83,27 @@ def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.005)
     return False
+
+
+def in_child(body: Callable[[], bool], timeout: float = 30.0) -> int | None:
+    """Run ``body`` in a forked child; its exit status (0: it returned True), None if it hung."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: intended
+        pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os._exit(0 if body() else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
 
 
 def dedent(source: str) -> str:

@@ -6,14 +6,10 @@ import itertools
 import json
 import logging
 import math
-import os
-import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +33,7 @@ from illunare import (
 )
 from illunare.testing import RedisServer
 
-from .conftest import eventually
+from .conftest import eventually, in_child
 from .strategies import HOSTILE_BYTES, NESTED_JSON
 
 MakeBackend = Callable[..., RedisBackend]
@@ -112,27 +108,6 @@ def replace(path: Path, content: bytes) -> None:
     staged = path.with_name(path.name + ".new")
     staged.write_bytes(content)
     staged.replace(path)
-
-
-def in_child(body: Callable[[], bool], timeout: float = 30.0) -> int | None:
-    """Run ``body`` in a forked child; its exit status (0: it returned True), None if it hung."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: intended
-        pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        try:
-            os._exit(0 if body() else 1)
-        finally:
-            os._exit(2)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
 
 
 class TestRedisListenerOutlivesBadMessages:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import types
@@ -10,7 +11,7 @@ import pytest
 
 from illunare import HotReloader, InvalidArgumentError, MissingExtraError, signals
 
-from .conftest import Package, eventually
+from .conftest import Package, eventually, in_child
 
 
 @pytest.fixture
@@ -81,3 +82,31 @@ class TestWatchDetails:
         monkeypatch.setitem(sys.modules, "watchfiles", None)
         with pytest.raises(MissingExtraError, match=r"illunare\[watch\]"):
             reloader.watch(package.path)
+
+
+class TestWatchAfterFork:
+    def test_a_forked_child_swaps_on_save(
+        self, watched: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """A watcher made before a fork (a pre-fork server's workers) also watches in the child."""
+        with reloader.watch(package.path):
+
+            def child() -> bool:
+                saves = itertools.count(2)
+                # The child's operating system watch is armed in the background:
+                # saving again until one is seen tells a missed save from none.
+                return any(
+                    package.write("live", f"def value():\n    return {next(saves)}\n")
+                    and eventually(lambda: watched.value() != 1, timeout=1)
+                    for _ in range(15)
+                )
+
+            assert in_child(child) == 0
+
+    def test_a_watcher_stopped_before_the_fork_stays_stopped(
+        self, watched: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """Stopping is not undone by a fork."""
+        watcher = reloader.watch(package.path)
+        watcher.stop()
+        assert in_child(lambda: not watcher.running) == 0

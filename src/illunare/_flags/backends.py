@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from illunare import signals
-from illunare._flags.forks import relock_in_children
+from illunare._forks import relock_in_children
 from illunare.exceptions import InvalidArgumentError
 
 __all__ = ["Change", "FanOut", "FlagBackend", "FlagSink", "MemoryBackend", "seconds"]

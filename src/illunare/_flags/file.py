@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from illunare._flags.backends import Change, Config, FanOut, FlagSink, seconds
-from illunare._flags.forks import restart_in_children, whole_in_children
+from illunare._forks import restart_in_children, whole_in_children
 from illunare.exceptions import FlagConfigError
 
 if sys.platform != "win32":

@@ -16,8 +16,8 @@ from illunare._flags import unleash
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.compiler import CompiledFlag, choose_variant, compile_flag
 from illunare._flags.config import parse_flag, validate_name
-from illunare._flags.forks import relock_in_children
 from illunare._flags.values import DISABLED_VARIANT, Evaluation, Flag, Reason, Variant
+from illunare._forks import relock_in_children
 from illunare.exceptions import FlagNotFoundError, InvalidArgumentError
 
 __all__ = ["FeatureFlags"]

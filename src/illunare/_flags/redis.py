@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from illunare._flags.backends import Change, Config, FanOut, FlagSink, seconds
-from illunare._flags.forks import restart_in_children
+from illunare._forks import restart_in_children
 from illunare.exceptions import BackendUnavailableError, InvalidArgumentError, MissingExtraError
 
 __all__ = ["RedisBackend"]

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from illunare._forks import restart_in_children, whole_in_children
 from illunare.exceptions import IllunareError, InvalidArgumentError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -66,12 +67,22 @@ class Watcher:
                 raise InvalidArgumentError(f"cannot watch {root}: it does not exist")
         self.paths = tuple(roots)
         self._reloader = reloader
+        self._debounce_ms = max(int(debounce * 1000), _STEP_MS)
+        self._watch = watchfiles.watch
         self._stop = threading.Event()
+        with whole_in_children():  # a child forked meanwhile watches too
+            self._start()
+            restart_in_children(self)
+        # The first (empty) batch arrives once the OS watch is armed: from
+        # then on no save is missed.
+        self._ready.wait(timeout=5.0)
+
+    def _start(self) -> None:
         self._ready = threading.Event()
-        self._changes = watchfiles.watch(
-            *roots,
+        self._changes = self._watch(
+            *self.paths,
             watch_filter=None,
-            debounce=max(int(debounce * 1000), _STEP_MS),
+            debounce=self._debounce_ms,
             step=_STEP_MS,
             stop_event=self._stop,
             rust_timeout=_IDLE_MS,
@@ -80,9 +91,14 @@ class Watcher:
         )
         self._thread = threading.Thread(target=self._run, name="illunare-watch", daemon=True)
         self._thread.start()
-        # The first (empty) batch arrives once the OS watch is armed: from
-        # then on no save is missed.
-        self._ready.wait(timeout=5.0)
+
+    def _restart(self) -> None:
+        # In a forked child (a pre-fork server's worker): the watching thread
+        # and the operating system watch do not exist there, nor may the stop
+        # event's lock be usable. A watcher stopped before the fork stays so.
+        if not self._stop.is_set():
+            self._stop = threading.Event()
+            self._start()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -1,11 +1,11 @@
-"""Making flags work in a child made by ``os.fork``: fresh locks, then restarted threads.
+"""Making illunare work in a child made by ``os.fork``: fresh locks, then restarted threads.
 
 A child starts with one thread, the one that forked. Any lock another thread
 of the parent held at that moment stays held for ever in the child, and
-background threads (a file poller, a Redis listener) do not exist there.
-Pre-fork servers (gunicorn, uWSGI) create FeatureFlags and backends before
-forking their workers, so every object that owns a lock or a thread
-registers here; the child gives each a fresh lock first, and only then
+background threads (a file poller, a Redis listener, a file watcher) do not
+exist there. Pre-fork servers (gunicorn, uWSGI) create FeatureFlags, backends
+and watchers before forking their workers, so every object that owns a lock
+or a thread registers here; the child gives each a fresh lock first, and only then
 restarts the threads, which take those locks as soon as they run.
 """
 
