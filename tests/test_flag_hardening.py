@@ -230,9 +230,12 @@ class TestPlainJson:
 
 class TestNeverRaises:
     @settings(deadline=None)
-    @given(ODD_NAMES)
+    @given(ODD_NAMES.filter(lambda name: name != "f"))
     def test_is_enabled_answers_false_for_any_name(self, name: Any) -> None:
-        """is_enabled never raises, whatever the name: unknown or unhashable names are off."""
+        """is_enabled never raises, whatever the name: unknown or unhashable names are off.
+
+        (Any name but "f", the one flag that exists.)
+        """
         flags = FeatureFlags()
         flags.update("f", {})
         assert flags.is_enabled(name) is False
