@@ -18,7 +18,7 @@ import contextlib
 import gc
 import types
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from illunare._reload.classes import (
@@ -30,7 +30,6 @@ from illunare._reload.classes import (
     stale_names,
 )
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
-from illunare._reload.locking import LOCK
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
 from illunare._reload.switch import Switch
@@ -185,13 +184,14 @@ def class_problems(tracked: TrackedModule, namespace: Mapping[str, Any]) -> list
     return problems
 
 
-def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) -> None:
+def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) -> None:
     """Make ``target`` the live version: its namespace, class contents and proxy targets.
 
     ``carry`` names values that move from the leaving namespace into
     ``target``'s, with the value they have at the switch. Every thread sees
     the module wholly before or wholly after; flipping to the current version
-    re-applies all of it (the repair after an interrupted switch).
+    re-applies all of it (the repair after an interrupted switch). The caller
+    holds ``LOCK``.
     """
     leaving = tracked.current
     old, new = leaving.namespace, target.namespace
@@ -205,27 +205,25 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Iterable[str]) ->
     # No garbage collection during the flip: one in the switch could run
     # finalizers (Python code) in the middle of it, and one triggered by the
     # planning would walk every object a swap just created. It runs right after.
-    # Paused and resumed under LOCK: two flips at once could otherwise each
-    # see the other's pause as the setting to restore, and leave it off.
-    with LOCK:
-        collecting = gc.isenabled()
-        try:
-            gc.disable()  # inside the try: an interrupt right after it re-enables it
-            switch = Switch()
-            switch.namespace(tracked.module, new)
-            switch.carry(old, new, carry)
-            if target.classes:
-                placeholders = _placeholders.get(tracked, {})
-                for name, state in target.classes.items():
-                    stable = tracked.classes[name]
-                    contents = _with_placeholders(state, placeholders.get(name))
-                    switch.class_contents(stable, stale_names(stable, contents), contents)
-            switch.retarget(proxies, functions)
-            switch.attribute(tracked, "current", target)
-            switch.run()
-        finally:
-            if collecting:
-                gc.enable()
+    # Paused and resumed under LOCK, which the caller holds: two flips at once
+    # could otherwise each see the other's pause as the setting to restore.
+    collecting = gc.isenabled()
+    try:
+        gc.disable()  # inside the try: an interrupt right after it re-enables it
+        switch = Switch(tracked.module, new)
+        switch.carry(old, new, carry)
+        if target.classes:
+            placeholders = _placeholders.get(tracked, {})
+            for name, state in target.classes.items():
+                stable = tracked.classes[name]
+                contents = _with_placeholders(state, placeholders.get(name))
+                switch.class_contents(stable, stale_names(stable, contents), contents)
+        switch.retarget(proxies, functions)
+        switch.attribute(tracked, "current", target)
+        switch.run()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _with_placeholders(state: ClassState, known: dict[str, Removed] | None) -> ClassState:

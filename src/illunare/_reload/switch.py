@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import types
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from illunare._reload.classes import ClassState
@@ -57,19 +57,14 @@ class Switch:
 
     __slots__ = ("_keep", "_steps")
 
-    def __init__(self) -> None:
-        self._steps: list[Iterator[object]] = []
+    def __init__(self, module: types.ModuleType, namespace: dict[str, Any]) -> None:
+        """A switch that makes ``namespace`` the ``__dict__`` of ``module``, and what is added."""
+        self._steps: list[Iterator[object]] = [namespace_step(module, namespace)]
         # What the steps replace: referenced until the pass ends.
-        self._keep: list[object] = []
+        self._keep: list[object] = [module.__dict__]
 
-    def namespace(self, module: types.ModuleType, namespace: dict[str, Any]) -> None:
-        """Make ``namespace`` the ``__dict__`` of ``module``."""
-        self._keep.append(module.__dict__)
-        self._steps.append(namespace_step(module, namespace))
-
-    def carry(self, source: dict[str, Any], target: dict[str, Any], names: Iterable[str]) -> None:
+    def carry(self, source: dict[str, Any], target: dict[str, Any], names: Collection[str]) -> None:
         """Copy the values that ``names`` have in ``source`` at the switch into ``target``."""
-        names = tuple(names)
         if not names:
             return
         # Lazy, so that the names present and their values are read at the switch.
@@ -103,7 +98,7 @@ class Switch:
     def attribute(self, owner: object, name: str, value: object) -> None:
         """Set one plain (slot or instance dict) attribute, bypassing any ``__setattr__`` hook."""
         self._keep.append(getattr(owner, name))
-        self._steps.append(map(object.__setattr__, (owner,), (name,), (value,)))
+        self._steps.append(itertools.starmap(object.__setattr__, ((owner, name, value),)))
 
     def run(self) -> None:
         """Apply every change in one C-level pass (see the module docstring).
@@ -112,6 +107,6 @@ class Switch:
         a collection could run finalizers of unrelated objects in the pass.
         """
         try:
-            _drain(itertools.chain(*self._steps))
+            _drain(itertools.chain.from_iterable(self._steps))
         finally:
             self._steps.clear()
