@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from illunare import HotReloader, RollbackError
@@ -59,3 +62,26 @@ class TestEviction:
         assert [v.number for v in reloader.history(name)] == [3, 4, 5]
         reloader.swap(name, _source(6))  # parent 5
         assert [v.number for v in reloader.history(name)] == [5, 6]
+
+
+class TestRelease:
+    def test_an_evicted_version_is_freed_without_a_garbage_collection(
+        self, package: Package
+    ) -> None:
+        """Eviction leaves no reference cycle: the version's functions go at once."""
+        reloader = HotReloader(keep=2)
+        module = package.module("released", _source(1))
+        reloader.track(module)
+        name = module.__name__
+        reloader.swap(name, _source(2))
+        second = weakref.ref(module.value.__wrapped__)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for n in (3, 4, 5):
+                reloader.swap(name, _source(n))
+            assert second() is None
+        finally:
+            if collecting:
+                gc.enable()
+        assert module.value() == 5

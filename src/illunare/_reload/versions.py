@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from illunare._reload.classes import ClassState
+from illunare._reload.inflight import VERSION_KEY
 from illunare._reload.proxy import HotFunction
 from illunare._reload.source import forget_lines
 
@@ -158,6 +159,12 @@ class History:
         ]
         in_use = {version.lines_key for version in self.versions.values()}
         for version in evicted:
+            # The contents a version keeps for its calls in flight refer to its
+            # functions, whose globals are that namespace: a cycle that only a
+            # full garbage collection would free. Evicted, a version is released
+            # at once (a call still running on it no longer finds names that
+            # the current version lacks).
+            version.namespace.pop(VERSION_KEY, None)
             if version.lines_key is not None and version.lines_key not in in_use:
                 forget_lines(version.lines_key)
 
