@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from illunare import signals
 from illunare._forks import relock_in_children
-from illunare.exceptions import InvalidArgumentError
 
-__all__ = ["Change", "FanOut", "FlagBackend", "FlagSink", "MemoryBackend", "seconds"]
+__all__ = ["Change", "FanOut", "FlagBackend", "FlagSink", "MemoryBackend"]
 
 logger = logging.getLogger("illunare")
 
@@ -48,19 +46,6 @@ class FlagBackend(Protocol):
 
     def write(self, name: str, config: Config | None, *, origin: FlagSink) -> int:
         """Store a config (``None`` deletes it), tell the other sinks; return its revision."""
-
-
-def seconds(name: str, value: object) -> float:
-    """``value`` as a positive, finite number of seconds.
-
-    Raises:
-        InvalidArgumentError: anything else (a busy loop or a thread that dies
-            on its first wait would follow).
-
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 class FanOut:

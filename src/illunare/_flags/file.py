@@ -12,7 +12,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from illunare._flags.backends import Change, Config, FanOut, FlagSink, seconds
+from illunare._arguments import seconds
+from illunare._flags.backends import Change, Config, FanOut, FlagSink
 from illunare._forks import restart_in_children, whole_in_children
 from illunare.exceptions import FlagConfigError
 

@@ -28,7 +28,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from illunare._flags.backends import Change, Config, FanOut, FlagSink, seconds
+from illunare._arguments import seconds
+from illunare._flags.backends import Change, Config, FanOut, FlagSink
 from illunare._forks import restart_in_children
 from illunare.exceptions import BackendUnavailableError, InvalidArgumentError, MissingExtraError
 

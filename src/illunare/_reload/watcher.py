@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from illunare._arguments import seconds
 from illunare._forks import restart_in_children, whole_in_children
 from illunare.exceptions import IllunareError, InvalidArgumentError, MissingExtraError
 
@@ -47,14 +47,7 @@ class Watcher:
             import watchfiles  # noqa: PLC0415  # optional extra, imported on use
         except ImportError as error:
             raise MissingExtraError("HotReloader.watch", "watch") from error
-        if (
-            isinstance(debounce, bool)
-            or not isinstance(debounce, (int, float))
-            or not 0 < debounce < math.inf
-        ):
-            raise InvalidArgumentError(
-                f"debounce must be a positive number of seconds, got {debounce!r}"
-            )
+        debounce = seconds("debounce", debounce)
         roots = [os.path.abspath(_path(path)) for path in paths]
         if not roots:
             roots = sorted({os.path.dirname(path) for path in reloader.source_files().values()})
