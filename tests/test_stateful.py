@@ -158,3 +158,94 @@ class SwapMachine(RuleBasedStateMachine):
 
 TestSwapMachine = SwapMachine.TestCase
 TestSwapMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+class ReleaseMachine(RuleBasedStateMachine):
+    """Two real modules driven through random releases (swap_many) and rollback_many."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp())
+        sys.path.insert(0, str(self.root))
+        importlib.invalidate_caches()
+        self.names = [f"illunare_release_{next(_names)}" for _ in range(2)]
+        for name in self.names:
+            (self.root / f"{name}.py").write_text(module_source(0))
+        self.modules = [importlib.import_module(name) for name in self.names]
+
+    @initialize(keep=st.integers(min_value=1, max_value=4))
+    def start(self, keep: int) -> None:
+        self.reloader = HotReloader(keep=keep)
+        self.models = {}
+        for name, module in zip(self.names, self.modules, strict=True):
+            self.reloader.track(module)
+            self.models[name] = Model(keep=keep)
+            self.models[name].add(1, 0, None)
+        self.values = [module.value for module in self.modules]
+
+    def teardown(self) -> None:
+        sys.path.remove(str(self.root))
+        for name in self.names:
+            sys.modules.pop(name, None)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @rule(
+        tokens=st.lists(st.integers(min_value=0, max_value=4), min_size=2, max_size=2),
+        which=st.sampled_from([(0,), (1,), (0, 1), (1, 0)]),
+    )
+    def swap_many(self, tokens: list[int], which: tuple[int, ...]) -> None:
+        names = [self.names[index] for index in which]
+        versions = self.reloader.swap_many(
+            {self.names[index]: module_source(tokens[index]) for index in which}
+        )
+        assert [version.module for version in versions] == names
+        for index, version in zip(which, versions, strict=True):
+            model = self.models[self.names[index]]
+            if tokens[index] == model.tokens[model.current]:
+                assert version.number == model.current
+            else:
+                assert version.number == max(model.created) + 1
+                model.add(version.number, tokens[index], model.current)
+
+    @rule(bad=st.sampled_from(sorted(BAD_SOURCES)), token=st.integers(min_value=0, max_value=4))
+    def failed_release(self, bad: str, token: int) -> None:
+        """A good module beside a bad one: the release changes neither."""
+        source, checks = BAD_SOURCES[bad]
+        try:
+            self.reloader.swap_many(
+                {self.names[0]: module_source(token), self.names[1]: source}, checks=checks
+            )
+        except (CompileError, LoadError, ValidationError):
+            return
+        raise AssertionError(f"the {bad} source was accepted")
+
+    @rule()
+    def rollback_many(self) -> None:
+        models = [self.models[name] for name in self.names]
+        if not all(model.parent_is_kept() for model in models):
+            try:
+                self.reloader.rollback_many(self.names)
+            except RollbackError:
+                return
+            raise AssertionError("rollback_many without a kept parent succeeded")
+        versions = self.reloader.rollback_many(self.names)
+        for model, version in zip(models, versions, strict=True):
+            parent = model.parents[model.current]
+            assert version.number == parent
+            assert parent is not None
+            model.current = parent
+
+    @invariant()
+    def every_module_runs_its_current_version(self) -> None:
+        if not hasattr(self, "models"):
+            return
+        for name, module, value in zip(self.names, self.modules, self.values, strict=True):
+            model = self.models[name]
+            token = model.tokens[model.current]
+            assert value() == module.value() == module.TOKEN == token
+            assert self.reloader.current(name).number == model.current
+            assert [v.number for v in self.reloader.history(name)] == sorted(model.kept)
+
+
+TestReleaseMachine = ReleaseMachine.TestCase
+TestReleaseMachine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)

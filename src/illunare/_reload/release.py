@@ -236,7 +236,7 @@ def release_imports(release: ReleaseImports) -> Iterator[None]:
     """Within the block, imports in this context see ``release``'s candidates."""
     global _users, _chained  # noqa: PLW0603  # one wrapper for the process
     with _wrapping:
-        if _users == 0 and not _chained:
+        if _users == 0 and not _chained and builtins.__import__ is not _release_import:
             _wrapped[:] = [builtins.__import__]
             builtins.__import__ = _release_import
         _users += 1

@@ -782,36 +782,11 @@ class HotReloader:
         """Execute, check and bind every module of ``work``, then switch them. Holds their locks."""
         with LOCK:
             tracked = {name: self._tracked(name) for name in work}
-        order = preparation_order(
-            {
-                name: top_level_imports(text.text, name, "__path__" in bases[name].namespace)
-                for name, (text, _) in work.items()
-            }
-        )
         undo = Undo()
         imports = ReleaseImports()
         try:
             with undone_on_failure(undo):
-                entries: list[_Entry] = []
-                with release_imports(imports):
-                    for name in order:
-                        text, reason = work[name]
-                        with LOCK:
-                            known = tracked[name].history.find(text.sha256)
-                        filename = source_filename(name, text)
-                        code = known.code if known is not None else None
-                        compiled = (
-                            code if code is not None and code.co_filename == filename else None
-                        )
-                        undo.remember(text, filename, lines_kept=known is not None)
-                        prepared = prepare(
-                            tracked[name], bases[name], text, filename, compiled=compiled
-                        )
-                        candidate = candidate_module(name, prepared.namespace)
-                        imports.add(name, candidate, tracked[name].module)
-                        entries.append((tracked[name], bases[name], prepared, reason))
-                    for entry in entries:
-                        run_checks(imports.candidates[entry[0].name], checks)
+                entries = _execute_release(tracked, bases, work, checks, undo=undo, imports=imports)
                 namespaces = {entry[0].name: entry[2].namespace for entry in entries}
                 with LOCK:
                     _still_current(entries)
@@ -888,6 +863,51 @@ class HotReloader:
         )
 
 
+def _execute_release(
+    tracked: Mapping[str, TrackedModule],
+    bases: Mapping[str, ModuleVersion],
+    work: Mapping[str, tuple[SourceText, str]],
+    checks: Sequence[Check],
+    *,
+    undo: Undo,
+    imports: ReleaseImports,
+) -> list[_Entry]:
+    """Execute each module of the release (each after those it imports), then check them."""
+    several = len(work) > 1
+    order = (
+        preparation_order(
+            {
+                name: top_level_imports(text.text, name, "__path__" in bases[name].namespace)
+                for name, (text, _) in work.items()
+            }
+        )
+        if several
+        else list(work)
+    )
+    entries: list[_Entry] = []
+    with release_imports(imports) if several else contextlib.nullcontext():
+        for name in order:
+            text, reason = work[name]
+            with LOCK:
+                known = tracked[name].history.find(text.sha256)
+            filename = source_filename(name, text)
+            code = known.code if known is not None else None
+            compiled = code if code is not None and code.co_filename == filename else None
+            undo.remember(text, filename, lines_kept=known is not None)
+            prepared = prepare(tracked[name], bases[name], text, filename, compiled=compiled)
+            if several:
+                candidate = candidate_module(name, prepared.namespace)
+                imports.add(name, candidate, tracked[name].module)
+            entries.append((tracked[name], bases[name], prepared, reason))
+        if checks:
+            for module, _, prepared, _ in entries:
+                candidate = imports.candidates.get(module.name) or candidate_module(
+                    module.name, prepared.namespace
+                )
+                run_checks(candidate, checks)
+    return entries
+
+
 def _still_current(entries: Iterable[_Entry]) -> None:
     """LoadError unless every module of the release still runs the version it replaces."""
     for tracked, base, _, _ in entries:
@@ -908,6 +928,9 @@ def _bind(
     release (or to a module object the release's imports handed out) gets
     that module's stable proxy, class or module object.
     """
+    if len(entries) == 1:
+        tracked, _, prepared, _ = entries[0]
+        return [absorb(tracked, prepared.namespace, prepared.hot_names)]
     stable: dict[int, tuple[object, object]] = dict(imports.stand_ins)
     bound = []
     for tracked, _, prepared, _ in entries:
@@ -918,8 +941,7 @@ def _bind(
             replacement = namespace.get(key, value)
             if replacement is not value:
                 stable[id(value)] = (value, replacement)
-    if len(entries) > 1 or imports.stand_ins:
-        rebind((prepared.namespace for _, _, prepared, _ in entries), stable)
+    rebind((prepared.namespace for _, _, prepared, _ in entries), stable)
     return bound
 
 
