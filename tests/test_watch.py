@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 import threading
+import time
 import types
+from typing import Any
 
 import pytest
 
@@ -82,6 +85,107 @@ class TestWatchDetails:
         monkeypatch.setitem(sys.modules, "watchfiles", None)
         with pytest.raises(MissingExtraError, match=r"illunare\[watch\]"):
             reloader.watch(package.path)
+
+
+class TestWatchReleases:
+    def test_saves_in_one_debounce_window_are_one_release(
+        self, reloader: HotReloader, package: Package
+    ) -> None:
+        """pricing needs a name only the new discounts has: saved together, they land together."""
+        discounts = package.module("discounts", "def rate():\n    return 1\n")
+        pricing = package.module("pricing", "def price():\n    return 100\n")
+        reloader.track(discounts)
+        reloader.track(pricing)
+        swapped: list[dict[str, Any]] = []
+        failed: list[object] = []
+        with (
+            signals.module_swapped.connected_to(lambda sender, **kw: swapped.append(kw)),
+            signals.swap_failed.connected_to(lambda sender, **kw: failed.append(kw)),
+            reloader.watch(package.path, debounce=0.5),
+        ):
+            package.write(
+                "pricing",
+                f"from {package.name}.discounts import bonus\ndef price():\n    return bonus()\n",
+            )
+            package.write("discounts", "def rate():\n    return 1\ndef bonus():\n    return 7\n")
+            assert eventually(lambda: len(swapped) == 2)
+        assert failed == []
+        assert pricing.price() == 7
+        assert {kw["module"] for kw in swapped} == {pricing.__name__, discounts.__name__}
+        assert swapped[0]["duration"] == swapped[1]["duration"]  # one release
+
+    def test_a_release_needing_a_new_file_lands_once_it_is_saved(
+        self, reloader: HotReloader, package: Package, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """pricing imports discounts.py before it exists: refused and logged, then retried."""
+        reloader.install(package.name)
+        pricing = package.module("pricing", "def price():\n    return 100\n")
+        refused = threading.Event()
+        with (
+            caplog.at_level(logging.WARNING, logger="illunare"),
+            signals.swap_failed.connected_to(lambda sender, **kw: refused.set()),
+            reloader.watch(package.path),
+        ):
+            package.write(
+                "pricing",
+                f"from {package.name}.discounts import rate\ndef price():\n    return rate()\n",
+            )
+            assert refused.wait(10)
+            assert pricing.price() == 100
+            time.sleep(0.3)  # the second file is saved a moment later
+            package.write("discounts", "def rate():\n    return 90\n")
+            assert eventually(lambda: pricing.price() == 90)
+        assert reloader.current(pricing.__name__).number == 2
+        assert f"{package.name}.discounts" in reloader.modules()
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings
+        assert pricing.__name__ in warnings[0].getMessage()
+        assert warnings[0].exc_info is not None  # the cause is logged
+
+    def test_a_release_needing_a_name_of_a_tracked_sibling_lands_with_it(
+        self, reloader: HotReloader, package: Package
+    ) -> None:
+        """The refused module and the sibling saved later switch in one release."""
+        discounts = package.module("discounts", "def rate():\n    return 1\n")
+        pricing = package.module("pricing", "def price():\n    return 100\n")
+        reloader.track(discounts)
+        reloader.track(pricing)
+        refused = threading.Event()
+        swapped: list[dict[str, Any]] = []
+        with (
+            signals.swap_failed.connected_to(lambda sender, **kw: refused.set()),
+            signals.module_swapped.connected_to(lambda sender, **kw: swapped.append(kw)),
+            reloader.watch(package.path),
+        ):
+            package.write(
+                "pricing",
+                f"from {package.name}.discounts import bonus\ndef price():\n    return bonus()\n",
+            )
+            assert refused.wait(10)
+            package.write("discounts", "def rate():\n    return 1\ndef bonus():\n    return 3\n")
+            assert eventually(lambda: len(swapped) == 2)
+        assert pricing.price() == 3
+        assert swapped[0]["duration"] == swapped[1]["duration"]
+
+    def test_a_module_that_stays_broken_holds_back_no_other(
+        self, reloader: HotReloader, package: Package
+    ) -> None:
+        """A refused module is retried with the next save, which lands on its own if need be."""
+        broken = package.module("broken", "X = 1\n")
+        other = package.module("other", "X = 1\n")
+        reloader.track(broken)
+        reloader.track(other)
+        refused = threading.Event()
+        with (
+            signals.swap_failed.connected_to(lambda sender, **kw: refused.set()),
+            reloader.watch(package.path),
+        ):
+            package.write("broken", "X = missing_name\n")
+            assert refused.wait(10)
+            for n in (2, 3):
+                package.write("other", f"X = {n}\n")
+                assert eventually(lambda n=n: n == other.X)
+        assert broken.X == 1
 
 
 class TestWatchAfterFork:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -11,7 +12,12 @@ from typing import TYPE_CHECKING
 
 from illunare._arguments import seconds
 from illunare._forks import restart_in_children, whole_in_children
-from illunare.exceptions import IllunareError, InvalidArgumentError, MissingExtraError
+from illunare.exceptions import (
+    CompileError,
+    IllunareError,
+    InvalidArgumentError,
+    MissingExtraError,
+)
 
 if TYPE_CHECKING:
     from illunare._reload.reloader import HotReloader
@@ -32,8 +38,10 @@ class Watcher:
     """A background thread that swaps tracked modules whose source files change.
 
     Created by ``HotReloader.watch``; ``stop()`` (or leaving a ``with`` block)
-    ends it. A save that fails to swap keeps the running version: the
-    reloader sends ``swap_failed`` and the watcher waits for the next save.
+    ends it. The files saved within one debounce window are one release
+    (``swap_many``). A release that fails keeps the running versions: the
+    reloader sends ``swap_failed``, the watcher logs a warning and tries the
+    refused modules again when a watched file changes next.
     """
 
     def __init__(
@@ -63,6 +71,8 @@ class Watcher:
         self._debounce_ms = max(int(debounce * 1000), _STEP_MS)
         self._watch = watchfiles.watch
         self._stop = threading.Event()
+        # Modules of a refused release, tried again with the next change.
+        self._refused: list[str] = []
         with whole_in_children():  # a child forked meanwhile watches too
             self._start()
             restart_in_children(self)
@@ -128,25 +138,63 @@ class Watcher:
             for changes in self._changes:
                 self._ready.set()
                 changed = {os.path.abspath(path) for _, path in changes}
-                if not changed:
-                    continue
-                for module, path in self._reloader.source_files().items():
-                    if path in changed and os.path.exists(path):
-                        self._swap(module)
+                if changed:
+                    self._release(changed)
         except Exception:
             # Nobody waits on this thread: its end must at least be heard.
             logger.exception("watching %s failed; the watcher stopped", ", ".join(self.paths))
 
-    def _swap(self, module: str) -> None:
-        # The running version stays and the next save gets its own chance,
-        # whatever this one did (sys.exit() included: swap() makes it a
-        # LoadError). swap() has already sent swap_failed.
+    def _release(self, changed: set[str]) -> None:
+        """Swap the tracked modules whose files changed, as one release.
+
+        A refused release may need a file not saved yet (the new code of
+        one module imports a name another file will have): its modules are
+        kept and tried again, with the next batch, whenever a watched file
+        changes (a new file too). If that combined release is refused, the
+        new batch gets a release of its own, so that a module that stays
+        broken never holds the others back.
+        """
+        importlib.invalidate_caches()  # a file new in a watched package is importable
+        files = {
+            module: path
+            for module, path in self._reloader.source_files().items()
+            if os.path.exists(path)
+        }
+        batch = [module for module, path in files.items() if path in changed]
+        retry = [module for module in self._refused if module in files and module not in batch]
+        if not batch and not retry:
+            return
+        refused = self._swap(batch + retry)
+        if refused is None:
+            self._refused = []
+        elif retry and batch and self._swap(batch) is None:
+            self._refused = retry
+        else:
+            self._refused = refused
+
+    def _swap(self, modules: list[str]) -> list[str] | None:
+        """Swap ``modules`` as one release; ``None``, or those to try again with the next save.
+
+        The running versions stay whatever happened (``sys.exit()`` included:
+        the reloader makes it a LoadError; it has already sent
+        ``swap_failed``). A module whose own source does not compile is not
+        tried again until it is saved again.
+        """
         try:
-            self._reloader.swap(module, reason="file changed")
+            self._reloader.swap_many(dict.fromkeys(modules), reason="file changed")
         except IllunareError as error:
-            logger.warning("keeping the running version of %s: %s", module, error, exc_info=error)
+            logger.warning(
+                "keeping the running version of %s: %s", ", ".join(modules), error, exc_info=error
+            )
+            if isinstance(error, CompileError):
+                return [module for module in modules if module != error.module]
+            return modules
         except Exception:  # a bug must not end the watcher either
-            logger.exception("swapping %s after a save failed; keeping the running version", module)
+            logger.exception(
+                "swapping %s after a save failed; keeping the running version", ", ".join(modules)
+            )
+            return []
+        return None
 
 
 def _path(path: object) -> str:
