@@ -53,7 +53,9 @@ module_swapped = _signals.signal(
 
     sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the new
     CodeVersion), ``previous`` (the CodeVersion it replaced), ``duration``
-    (seconds the whole swap took, preparation included).
+    (seconds the whole swap took, preparation included). A release of
+    several modules (``swap_many``, a watcher's) sends it once per module,
+    each with the duration of the whole release.
     """,
 )
 
@@ -63,6 +65,9 @@ swap_failed = _signals.signal(
 
     sender: the HotReloader. kwargs: ``module`` (str), ``error`` (the SwapError
     raised to the caller), ``reason`` (str, the reason given to ``swap``).
+    A refused release of several modules sends it once per module (the same
+    error); a rollback refused by a participant of the release sends it too,
+    with ``reason="rollback"``.
     """,
 )
 
@@ -72,7 +77,8 @@ module_rolled_back = _signals.signal(
 
     sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the
     CodeVersion now current), ``previous`` (the CodeVersion left),
-    ``duration`` (seconds).
+    ``duration`` (seconds). ``rollback_many`` sends it once per module, each
+    with the duration of the whole rollback.
     """,
 )
 
