@@ -171,6 +171,43 @@ class TestSwapMany:
         assert default.DEFAULT is stable
         assert stable().area() == 2
 
+    def test_a_subclass_of_a_sibling_class_keeps_its_stable_base(
+        self, reloader: HotReloader, package: Package
+    ) -> None:
+        """Base and subclass change in one release: accepted, and every class stays stable."""
+        base = package.module("base", "class Base:\n    def hello(self):\n        return 'b1'\n")
+        sub = package.module(
+            "sub",
+            dedent(f"""\
+                from {package.name}.base import Base
+                class Special(Base):
+                    def hi(self):
+                        return 's1 ' + self.hello()
+                """),
+        )
+        reloader.track(base)
+        reloader.track(sub)
+        stable_base, stable_special = base.Base, sub.Special
+        old = sub.Special()
+        reloader.swap_many(
+            {
+                sub.__name__: dedent(f"""\
+                    from {package.name}.base import Base
+                    class Special(Base):
+                        def hi(self):
+                            return 's2 ' + self.hello()
+                    class Fresh(Base):
+                        pass
+                    DEFAULT = Base()
+                    """),
+                base.__name__: "class Base:\n    def hello(self):\n        return 'b2'\n",
+            }
+        )
+        assert old.hi() == "s2 b2"
+        assert sub.Special is stable_special
+        assert sub.Fresh.__bases__ == (stable_base,)
+        assert type(sub.DEFAULT) is stable_base
+
     def test_checks_see_every_new_module(
         self, reloader: HotReloader, package: Package, pair: Any
     ) -> None:

@@ -35,7 +35,9 @@ from illunare._reload.proxy import HotFunction
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["absorb", "class_problems", "flip", "flip_many"]
+__all__ = ["absorb", "class_problems", "flip", "flip_many", "replaced_classes"]
+
+_NOTHING: Mapping[type, type] = types.MappingProxyType({})
 
 _FunctionType = types.FunctionType
 
@@ -160,28 +162,50 @@ def _settle_classes(stable_of: Mapping[type, type]) -> None:
 
 
 def stable_bases(
-    tracked: TrackedModule, namespace: Mapping[str, Any], cls: type
+    tracked: TrackedModule,
+    namespace: Mapping[str, Any],
+    cls: type,
+    released: Mapping[type, type] = _NOTHING,
 ) -> tuple[type, ...]:
-    """The bases of ``cls``, the module's own new classes replaced by their stable ones."""
+    """The bases of ``cls``, new classes replaced by their stable ones.
+
+    The module's own, and those of other modules of the same release
+    (``released``: new class -> its stable class).
+    """
     return tuple(
-        tracked.classes.get(base.__qualname__, base)
-        if namespace.get(base.__qualname__) is base
-        else base
+        released.get(base)
+        or (
+            tracked.classes.get(base.__qualname__, base)
+            if namespace.get(base.__qualname__) is base
+            else base
+        )
         for base in cls.__bases__
     )
 
 
-def class_problems(tracked: TrackedModule, namespace: Mapping[str, Any]) -> list[str]:
+def class_problems(
+    tracked: TrackedModule, namespace: Mapping[str, Any], released: Mapping[type, type] = _NOTHING
+) -> list[str]:
     """Why the classes of ``namespace`` cannot be moved into the stable classes."""
     problems = []
     for key, new in namespace.items():
         stable = tracked.classes.get(key)
         if stable is None or stable is new or not is_class_of(new, tracked.name, key):
             continue
-        problem = incompatibility(stable, new, stable_bases(tracked, namespace, new))
+        problem = incompatibility(stable, new, stable_bases(tracked, namespace, new, released))
         if problem is not None:
             problems.append(problem)
     return problems
+
+
+def replaced_classes(tracked: TrackedModule, namespace: Mapping[str, Any]) -> dict[type, type]:
+    """Each class of ``namespace`` whose contents will move into a stable class -> that class."""
+    return {
+        value: stable
+        for key, value in namespace.items()
+        if is_class_of(value, tracked.name, key)
+        and (stable := tracked.classes.get(key, value)) is not value
+    }
 
 
 def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) -> None:

@@ -158,12 +158,15 @@ def prepare(
     filename: str,
     *,
     compiled: types.CodeType | None,
+    released: Mapping[type, type],
 ) -> Prepared:
     """Compile, execute and migrate ``text`` as the successor of ``base``.
 
     This runs user code (the new source, ``__hot_migrate__``): call it
     without holding ``LOCK``, inside ``undone_on_failure``. ``compiled`` is
-    the code of a kept version with the same source, if any. Raises
+    the code of a kept version with the same source, if any; ``released``
+    maps the new classes of the release's other modules to their stable
+    classes (a subclass of one keeps its bases). Raises
     CompileError, LoadError or ValidationError; nothing live changes either way.
     """
     name = tracked.name
@@ -173,7 +176,7 @@ def prepare(
     carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
     namespace.update(carried)
     _migrate(namespace, base.namespace, name)
-    problems = class_problems(tracked, namespace) if tracked.classes else []
+    problems = class_problems(tracked, namespace, released) if tracked.classes else []
     if problems:
         raise ValidationError(
             f"the new version of {name} cannot replace the running one: " + "; ".join(problems),

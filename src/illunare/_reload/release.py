@@ -31,9 +31,11 @@ from typing import Any, Protocol
 
 import attrs
 
+from illunare.exceptions import ValidationError
+
 __all__ = [
     "Participant",
-    "ReleaseImports",
+    "Siblings",
     "preparation_order",
     "rebind",
     "release_imports",
@@ -163,13 +165,16 @@ def _place(
 
 
 @attrs.define(eq=False)
-class ReleaseImports:
-    """What ``import`` finds, in the preparing thread, for the modules of one release."""
+class Siblings:
+    """What the modules of one release get of each other while it prepares."""
 
-    #: module name -> the new version's module object, once it has executed
+    #: module name -> the new version's module object, once it has executed:
+    #: what ``import`` finds in the preparing thread
     candidates: dict[str, types.ModuleType] = attrs.Factory(dict)
     #: id -> (an object the imports handed out in place of a module, that real module)
     stand_ins: dict[int, tuple[types.ModuleType, types.ModuleType]] = attrs.Factory(dict)
+    #: each new class whose contents will move into a stable class -> that class
+    classes: dict[type, type] = attrs.Factory(dict)
 
     def add(self, name: str, candidate: types.ModuleType, real: types.ModuleType) -> None:
         """From now on, importing ``name`` gives ``candidate`` (standing in for ``real``)."""
@@ -205,7 +210,7 @@ class ReleaseImports:
         return view
 
 
-_release: contextvars.ContextVar[ReleaseImports | None] = contextvars.ContextVar(
+_release: contextvars.ContextVar[Siblings | None] = contextvars.ContextVar(
     "illunare_release", default=None
 )
 
@@ -232,7 +237,7 @@ def _release_import(
 
 
 @contextlib.contextmanager
-def release_imports(release: ReleaseImports) -> Iterator[None]:
+def release_imports(release: Siblings) -> Iterator[None]:
     """Within the block, imports in this context see ``release``'s candidates."""
     global _users, _chained  # noqa: PLW0603  # one wrapper for the process
     with _wrapping:
@@ -258,18 +263,45 @@ def release_imports(release: ReleaseImports) -> Iterator[None]:
 
 
 def rebind(
-    namespaces: Iterable[dict[str, Any]], stable: Mapping[int, tuple[object, object]]
+    namespaces: Iterable[dict[str, Any]],
+    stable: Mapping[int, tuple[object, object]],
+    classes: Mapping[type, type],
 ) -> None:
-    """Replace, in every namespace, each value ``stable`` maps (by id) by its stable object.
+    """Make the release's namespaces refer to each other's stable objects.
 
-    ``stable``: id of a raw new object -> (that object, what stands for it).
+    ``stable``: id of a raw new object (a function, a class, a stand-in
+    module) -> (that object, what stands for it), replaced wherever a
+    namespace binds it. ``classes``: new class -> its stable class: a class
+    first seen in this release inherits from the stable class instead, and
+    an instance of the new class becomes one of the stable class.
+
+    Raises:
+        ValidationError: a class cannot take the stable classes as bases.
+
     """
-    if not stable:
-        return
     for namespace in namespaces:
         replaced = {}
         for key, value in namespace.items():
             entry = stable.get(id(value))
             if entry is not None and entry[0] is value:
                 replaced[key] = entry[1]
+            elif isinstance(value, type):
+                _inherit_stable(value, classes, namespace.get("__name__"))
+            elif type(value) in classes:
+                with contextlib.suppress(TypeError):  # as absorb() does for its own classes
+                    value.__class__ = classes[type(value)]
         namespace.update(replaced)
+
+
+def _inherit_stable(cls: type, classes: Mapping[type, type], module: object) -> None:
+    bases = tuple(classes.get(base, base) for base in cls.__bases__)
+    if bases == cls.__bases__:
+        return
+    try:
+        cls.__bases__ = bases
+    except TypeError as error:
+        raise ValidationError(
+            f"class {cls.__qualname__} of {module} cannot inherit from the classes "
+            f"it subclasses in the running program: {error}",
+            module=module if isinstance(module, str) else None,
+        ) from error

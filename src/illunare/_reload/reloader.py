@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
-from illunare._reload.binding import absorb, flip_many
+from illunare._reload.binding import absorb, flip_many, replaced_classes
 from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.interpreter import require_supported_interpreter
 from illunare._reload.locking import LOCK
@@ -35,7 +35,7 @@ from illunare._reload.prepare import (
 from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.release import (
     Participant,
-    ReleaseImports,
+    Siblings,
     preparation_order,
     rebind,
     release_imports,
@@ -783,14 +783,16 @@ class HotReloader:
         with LOCK:
             tracked = {name: self._tracked(name) for name in work}
         undo = Undo()
-        imports = ReleaseImports()
+        siblings = Siblings()
         try:
             with undone_on_failure(undo):
-                entries = _execute_release(tracked, bases, work, checks, undo=undo, imports=imports)
+                entries = _execute_release(
+                    tracked, bases, work, checks, undo=undo, siblings=siblings
+                )
                 namespaces = {entry[0].name: entry[2].namespace for entry in entries}
                 with LOCK:
                     _still_current(entries)
-                    bound = _bind(entries, imports)
+                    bound = _bind(entries, siblings)
                     if not participants:
                         return _commit(entries, bound)
                 self._prepare_participants(participants, namespaces)
@@ -870,7 +872,7 @@ def _execute_release(
     checks: Sequence[Check],
     *,
     undo: Undo,
-    imports: ReleaseImports,
+    siblings: Siblings,
 ) -> list[_Entry]:
     """Execute each module of the release (each after those it imports), then check them."""
     several = len(work) > 1
@@ -885,7 +887,7 @@ def _execute_release(
         else list(work)
     )
     entries: list[_Entry] = []
-    with release_imports(imports) if several else contextlib.nullcontext():
+    with release_imports(siblings) if several else contextlib.nullcontext():
         for name in order:
             text, reason = work[name]
             with LOCK:
@@ -894,14 +896,22 @@ def _execute_release(
             code = known.code if known is not None else None
             compiled = code if code is not None and code.co_filename == filename else None
             undo.remember(text, filename, lines_kept=known is not None)
-            prepared = prepare(tracked[name], bases[name], text, filename, compiled=compiled)
+            prepared = prepare(
+                tracked[name],
+                bases[name],
+                text,
+                filename,
+                compiled=compiled,
+                released=siblings.classes,
+            )
             if several:
                 candidate = candidate_module(name, prepared.namespace)
-                imports.add(name, candidate, tracked[name].module)
+                siblings.add(name, candidate, tracked[name].module)
+                siblings.classes.update(replaced_classes(tracked[name], prepared.namespace))
             entries.append((tracked[name], bases[name], prepared, reason))
         if checks:
             for module, _, prepared, _ in entries:
-                candidate = imports.candidates.get(module.name) or candidate_module(
+                candidate = siblings.candidates.get(module.name) or candidate_module(
                     module.name, prepared.namespace
                 )
                 run_checks(candidate, checks)
@@ -920,7 +930,7 @@ def _still_current(entries: Iterable[_Entry]) -> None:
 
 
 def _bind(
-    entries: Sequence[_Entry], imports: ReleaseImports
+    entries: Sequence[_Entry], siblings: Siblings
 ) -> list[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]:
     """Bind each prepared namespace to its module's stable objects, and to each other's. Under LOCK.
 
@@ -931,7 +941,7 @@ def _bind(
     if len(entries) == 1:
         tracked, _, prepared, _ = entries[0]
         return [absorb(tracked, prepared.namespace, prepared.hot_names)]
-    stable: dict[int, tuple[object, object]] = dict(imports.stand_ins)
+    stable: dict[int, tuple[object, object]] = dict(siblings.stand_ins)
     bound = []
     for tracked, _, prepared, _ in entries:
         namespace = prepared.namespace
@@ -941,7 +951,7 @@ def _bind(
             replacement = namespace.get(key, value)
             if replacement is not value:
                 stable[id(value)] = (value, replacement)
-    rebind((prepared.namespace for _, _, prepared, _ in entries), stable)
+    rebind((prepared.namespace for _, _, prepared, _ in entries), stable, siblings.classes)
     return bound
 
 
