@@ -20,7 +20,7 @@ from typing import Any
 import illunare._reload.reloader as reloader_module
 from _common import callers, import_module, module_source, percentiles, report, write_module
 from illunare import HotReloader
-from illunare._reload.binding import flip
+from illunare._reload.binding import flip_many
 from illunare._reload.switch import Switch
 
 FUNCTIONS = 50
@@ -50,7 +50,7 @@ KINDS = {"50-function module": plain_source, "module of 50 functions, 5 classes"
 def flip_under_load(reloader: HotReloader, kind: str) -> None:
     """Time only the switch to an already prepared version, with 4 threads calling the module.
 
-    The flip is ``binding.flip``: planning the switch, then the switch itself
+    The flip is ``binding.flip_many``: planning the switch, then the switch itself
     (``Switch.run``), the one C-level step during which the module changes
     and which no thread can observe half done. Preparing (compile, execute,
     bind) comes before it, releasing evicted versions after it. Both are
@@ -67,7 +67,7 @@ def flip_under_load(reloader: HotReloader, kind: str) -> None:
 
     def timed_flip(*args: Any) -> None:
         start = time.perf_counter()
-        flip(*args)
+        flip_many(*args)
         flips.append(time.perf_counter() - start)
 
     def timed_run(switch: Switch) -> None:
@@ -77,7 +77,7 @@ def flip_under_load(reloader: HotReloader, kind: str) -> None:
 
     with (
         callers(lambda: module.f7(1)),
-        replaced(reloader_module, "flip", timed_flip),
+        replaced(reloader_module, "flip_many", timed_flip),
         replaced(Switch, "run", timed_run),
     ):
         for source in sources:

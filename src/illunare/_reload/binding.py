@@ -223,17 +223,6 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
     re-applies all of it (the repair after an interrupted switch). The caller
     holds ``LOCK``.
     """
-    plans = [
-        (tracked, target, carry, tracked.bindings(target)) for tracked, target, carry in changes
-    ]
-    for tracked, target, _, _ in plans:
-        old, new = tracked.current.namespace, target.namespace
-        if "__path__" in old and old is not new:
-            # Submodules imported since are attributes of the package itself.
-            prefix = tracked.name + "."
-            for key, value in old.items():
-                if is_module(value) and getattr(value, "__name__", None) == prefix + key:
-                    new.setdefault(key, value)
     # No garbage collection during the flip: one in the switch could run
     # finalizers (Python code) in the middle of it, and one triggered by the
     # planning would walk every object a swap just created. It runs right after.
@@ -243,10 +232,17 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
     try:
         gc.disable()  # inside the try: an interrupt right after it re-enables it
         switch = Switch()
-        for tracked, target, carry, (proxies, functions) in plans:
-            new = target.namespace
+        for tracked, target, carry in changes:
+            old, new = tracked.current.namespace, target.namespace
+            if "__path__" in old and old is not new:
+                # Submodules imported since are attributes of the package itself.
+                prefix = tracked.name + "."
+                for key, value in old.items():
+                    if is_module(value) and getattr(value, "__name__", None) == prefix + key:
+                        new.setdefault(key, value)
+            proxies, functions = tracked.bindings(target)
             switch.namespace(tracked.module, new)
-            switch.carry(tracked.current.namespace, new, carry)
+            switch.carry(old, new, carry)
             if target.classes:
                 placeholders = _placeholders.get(tracked, {})
                 for name, state in target.classes.items():

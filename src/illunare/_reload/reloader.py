@@ -470,7 +470,7 @@ class HotReloader:
         """Switch each module to version ``to`` (``None``: its parent) in one flip."""
         self._finish_pending()
         with LOCK:
-            participants = tuple(self._participants)
+            participants = tuple(self._participants) if self._participants else ()
             changes = [self._rollback_target(name, to) for name, to in requests.items()]
             if not participants:
                 _flip_back(changes)
@@ -996,8 +996,10 @@ def _commit(
 def _flip_back(changes: Iterable[tuple[TrackedModule, ModuleVersion, ModuleVersion]]) -> None:
     """Switch each module from its leaving version to its target in one flip. Under LOCK."""
     flip_many(
-        (tracked, target, target.preserve | leaving.preserve)
-        for tracked, leaving, target in changes
+        [
+            (tracked, target, target.preserve | leaving.preserve)
+            for tracked, leaving, target in changes
+        ]
     )
 
 
