@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sys
 import threading
 import types
@@ -123,6 +124,47 @@ class TestSwapMany:
         assert pricing.price() == 5
         # What the new namespace keeps is the real module, not a stand-in.
         assert pricing.sibling is discounts
+
+    def test_other_threads_import_the_running_versions_meanwhile(
+        self, reloader: HotReloader, package: Package, pair: Any
+    ) -> None:
+        """Only the preparing thread sees the candidates; the import hook goes afterwards."""
+        _, discounts, p, d = pair
+        original = builtins.__import__
+        seen: dict[str, object] = {}
+
+        def import_elsewhere(module: types.ModuleType) -> None:
+            if module.__name__ != p:
+                return
+            namespace: dict[str, object] = {}
+
+            def other_thread() -> None:
+                exec(f"from {package.name} import discounts as sibling", namespace)
+
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+            seen["other thread"] = namespace["sibling"]
+            seen["preparing thread"] = module.SIBLING
+
+        reloader.swap_many(
+            {p: "from . import discounts as sibling\nSIBLING = sibling\n", d: "BONUS = 1\n"},
+            checks=[import_elsewhere],
+        )
+        assert seen["other thread"] is discounts
+        assert seen["preparing thread"] is not discounts  # the new version's, then
+        assert seen["preparing thread"].BONUS == 1  # type: ignore[attr-defined]
+        assert builtins.__import__ is original
+
+    def test_the_import_hook_goes_after_a_refused_release_too(
+        self, reloader: HotReloader, pair: Any
+    ) -> None:
+        """builtins.__import__ is what it was, whatever the release did."""
+        _, _, p, d = pair
+        original = builtins.__import__
+        with pytest.raises(LoadError):
+            reloader.swap_many({p: "A = 1\n", d: "raise KeyboardInterrupt\n"})
+        assert builtins.__import__ is original
 
     def test_a_module_new_on_disk_is_imported_by_the_release(
         self, reloader: HotReloader, package: Package, pair: Any
@@ -537,6 +579,17 @@ class TestParticipants:
         assert rebuilt.reason == f"rebuilt: imports {d}"
         reloader.rollback_many([d, r])
         assert routes.DOUBLE == 2
+
+    def test_a_dependent_named_with_its_own_source_is_rebuilt_too(
+        self, reloader: HotReloader, package: Package, pair: Any
+    ) -> None:
+        """A dependent the caller listed unchanged is still executed anew."""
+        pricing, _, p, d = pair
+        reloader._add_participant(Recorder(dependents=frozenset({p})))
+        versions = reloader.swap_many({d: "def rate():\n    return 2\n", p: None})
+        assert [v.number for v in versions] == [2, 2]
+        assert versions[1].reason == f"rebuilt: imports {d}"
+        assert pricing.price() == 200
 
     def test_a_rollback_asks_the_participants_too(self, reloader: HotReloader, pair: Any) -> None:
         """rollback() and rollback_many() are releases: a participant can refuse them."""

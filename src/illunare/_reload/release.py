@@ -23,7 +23,6 @@ import ast
 import builtins
 import contextlib
 import contextvars
-import functools
 import threading
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -102,7 +101,6 @@ def _with_parents(name: str) -> Iterator[str]:
         yield ".".join(parts[:end])
 
 
-@functools.lru_cache(maxsize=512)
 def top_level_imports(text: str, module: str, is_package: bool) -> frozenset[str]:
     """The module names that the top-level code of ``text`` imports (relative forms resolved).
 

@@ -717,7 +717,7 @@ class HotReloader:
                 for name, text in texts.items()
                 if text.sha256 != self._tracked(name).current.info.sha256
             )
-        dependents = self._dependents(participants, changed) - texts.keys() if changed else set()
+        dependents = self._dependents(participants, changed) if changed else set()
         names = sorted(texts.keys() | dependents)
         # Swaps of one module queue here, so that each is prepared against the
         # version the one before made; taken in one order, so that releases of
@@ -735,8 +735,9 @@ class HotReloader:
             }
             if not work:
                 return versions, []
-            for name in sorted(dependents - work.keys()):
-                work[name] = self._rebuild(name, bases[name], work.keys())
+            requested = frozenset(work)
+            for name in sorted(dependents - requested):
+                work[name] = self._rebuild(name, bases[name], requested)
             swapped = self._prepare_release(bases, work, checks, participants)
         versions.update((version.module, version) for _, version in swapped)
         return versions, swapped
@@ -766,8 +767,7 @@ class HotReloader:
                 "but the source of its running version is unknown",
                 module=name,
             )
-        imports = top_level_imports(base.source.text, name, "__path__" in base.namespace)
-        imported = sorted(imports.intersection(changed))
+        imported = sorted(_imports(base).intersection(changed))
         if imported:
             return base.source, "rebuilt: imports " + ", ".join(imported)
         return base.source, "rebuilt with " + ", ".join(sorted(changed))
@@ -856,13 +856,7 @@ class HotReloader:
                 for other, tracked in self._modules.items()
                 if other != name
             ]
-        return frozenset(
-            other
-            for other, version in versions
-            if version.source is not None
-            and name
-            in top_level_imports(version.source.text, other, "__path__" in version.namespace)
-        )
+        return frozenset(other for other, version in versions if name in _imports(version))
 
 
 def _execute_release(
@@ -916,6 +910,21 @@ def _execute_release(
                 )
                 run_checks(candidate, checks)
     return entries
+
+
+def _imports(version: ModuleVersion) -> frozenset[str]:
+    """The modules the top-level code of ``version`` imports (none if its source is unknown)."""
+    imports = version.imports
+    if imports is None:
+        source = version.source
+        imports = version.imports = (
+            frozenset()
+            if source is None
+            else top_level_imports(
+                source.text, version.info.module, "__path__" in version.namespace
+            )
+        )
+    return imports
 
 
 def _still_current(entries: Iterable[_Entry]) -> None:

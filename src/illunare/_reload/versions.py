@@ -72,6 +72,9 @@ class ModuleVersion:
     #: the version's source, so that a release can execute it anew
     #: (``None`` for a module loaded from no findable source)
     source: SourceText | None = None
+    #: the modules its top-level code imports (``release.top_level_imports``),
+    #: read from ``source`` when first asked for
+    imports: frozenset[str] | None = None
     #: (proxy generation, proxies, their targets in this version): what a
     #: flip to this version hands to ``Switch.retarget``, computed once
     bindings: tuple[int, tuple[HotFunction, ...], tuple[Callable[..., Any], ...]] | None = None
