@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import sys
 import threading
 import types
@@ -590,6 +591,62 @@ class TestParticipants:
         assert [v.number for v in versions] == [2, 2]
         assert versions[1].reason == f"rebuilt: imports {d}"
         assert pricing.price() == 200
+
+    def test_a_race_after_prepare_aborts_the_release(
+        self, reloader: HotReloader, pair: Any
+    ) -> None:
+        """A rollback after the participants accepted: LoadError, abort(), nothing switched."""
+        pricing, _, p, _ = pair
+        reloader.swap(p, "def price():\n    return 2\n")
+
+        class RollingBack(Recorder):
+            def prepare(self, namespaces: Mapping[str, dict[str, Any]]) -> None:
+                super().prepare(namespaces)
+                if len(self.calls) == 2:  # the swap's prepare; the rollback is a release too
+                    reloader.rollback(p)
+
+        racing = RollingBack()
+        reloader._add_participant(racing)
+        with pytest.raises(LoadError, match="rolled back"):
+            reloader.swap(p, "def price():\n    return 3\n")
+        reloader._remove_participant(racing)
+        assert pricing.price() == 100
+        # the swap's dependents and prepare, the rollback's release, the swap's abort
+        assert racing.kinds() == ["dependents", "prepare", "prepare", "committed", "abort"]
+
+    def test_a_failing_committed_is_logged_and_the_release_stands(
+        self, reloader: HotReloader, pair: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """After the flip nothing can be undone: the error goes to the illunare logger."""
+        pricing, _, p, _ = pair
+
+        class Failing(Recorder):
+            def committed(
+                self,
+                namespaces: Mapping[str, dict[str, Any]],
+                previous: Mapping[str, dict[str, Any]],
+            ) -> None:
+                raise RuntimeError("after the fact")
+
+        reloader._add_participant(Failing())
+        with caplog.at_level(logging.ERROR, logger="illunare"):
+            reloader.swap(p, "def price():\n    return 3\n")
+        assert pricing.price() == 3
+        assert any("after the fact" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+    def test_a_dependent_without_known_source_refuses_the_release(
+        self, reloader: HotReloader, package: Package, pair: Any
+    ) -> None:
+        """A module loaded from no findable source cannot be executed anew: LoadError."""
+        pricing, _, _, d = pair
+        sourceless = types.ModuleType(f"{package.name}.sourceless")
+        exec("X = 1\n", vars(sourceless))
+        sys.modules[sourceless.__name__] = sourceless
+        reloader.track(sourceless)
+        reloader._add_participant(Recorder(dependents=frozenset({sourceless.__name__})))
+        with pytest.raises(LoadError, match="source of its running version is unknown"):
+            reloader.swap(d, "def rate():\n    return 2\n")
+        assert pricing.price() == 100
 
     def test_a_rollback_asks_the_participants_too(self, reloader: HotReloader, pair: Any) -> None:
         """rollback() and rollback_many() are releases: a participant can refuse them."""
