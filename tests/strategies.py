@@ -328,3 +328,11 @@ HOSTILE_BYTES = st.one_of(
     # From shallow to too deep for the parser (10,000 levels), small enough to print.
     st.integers(1, 4).map(lambda exponent: b"[" * 10**exponent),
 )
+
+
+#: Import graphs of a release: module name -> the names it imports (cycles allowed).
+IMPORT_GRAPHS = st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6, unique=True).flatmap(
+    lambda names: st.fixed_dictionaries(
+        {name: st.frozensets(st.sampled_from(names)) for name in names}
+    )
+)

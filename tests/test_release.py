@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
 
 from illunare import (
     HotReloader,
@@ -21,8 +22,10 @@ from illunare import (
     ValidationError,
     signals,
 )
+from illunare._reload.release import preparation_order
 
 from .conftest import Package, dedent
+from .strategies import IMPORT_GRAPHS
 
 
 def _pair(package: Package) -> tuple[types.ModuleType, types.ModuleType]:
@@ -707,3 +710,38 @@ class TestImporters:
         assert reloader._importers(d) == frozenset({p})
         reloader.swap(p, dedent("def price():\n    return 1\n"))
         assert reloader._importers(d) == frozenset()
+
+
+class TestPreparationOrder:
+    @given(graph=IMPORT_GRAPHS)
+    def test_each_module_comes_after_what_it_imports_unless_in_a_cycle(
+        self, graph: dict[str, frozenset[str]]
+    ) -> None:
+        """Every module once; an imported module first, unless the two import each other."""
+        order = preparation_order(graph)
+        assert sorted(order) == sorted(graph)
+
+        def reaches(start: str, goal: str) -> bool:
+            seen, pending = set(), [start]
+            while pending:
+                name = pending.pop()
+                for other in graph[name]:
+                    if other == goal:
+                        return True
+                    if other not in seen:
+                        seen.add(other)
+                        pending.append(other)
+            return False
+
+        for name, imported in graph.items():
+            for other in imported - {name}:
+                if not reaches(other, name):  # not in a cycle with it
+                    assert order.index(other) < order.index(name)
+
+    @given(graph=IMPORT_GRAPHS)
+    def test_without_imports_the_order_is_the_mappings(
+        self, graph: dict[str, frozenset[str]]
+    ) -> None:
+        """No edges: the mapping's order, unchanged."""
+        plain = dict.fromkeys(graph, frozenset[str]())
+        assert preparation_order(plain) == list(graph)
