@@ -429,6 +429,8 @@ class HotReloader:
 
         Raises:
             RollbackError: no parent, or ``to`` is evicted or unknown.
+            ValidationError: something built from the module (a hot web app)
+                refused the versions rolled back to; nothing changed.
             UnknownModuleError: the module is not tracked.
             InvalidArgumentError: ``module`` is not a name, or ``to`` not an int.
 
@@ -447,6 +449,8 @@ class HotReloader:
 
         Raises:
             RollbackError: a module has no parent to roll back to.
+            ValidationError: something built from the modules (a hot web app)
+                refused the versions rolled back to; nothing changed.
             UnknownModuleError: a module is not tracked.
             InvalidArgumentError: ``modules`` is not a non-empty sequence of
                 module names, each named once.
