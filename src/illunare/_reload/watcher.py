@@ -149,8 +149,8 @@ class Watcher:
 
         A refused release may need a file not saved yet (the new code of
         one module imports a name another file will have): its modules are
-        kept and tried again, with the next batch, whenever a watched file
-        changes (a new file too). If that combined release is refused, the
+        kept and tried again, with the next batch, whenever a watched Python
+        file changes (a new one too). If that combined release is refused, the
         new batch gets a release of its own, so that a module that stays
         broken never holds the others back.
         """
@@ -161,6 +161,8 @@ class Watcher:
             if os.path.exists(path)
         }
         batch = [module for module, path in files.items() if path in changed]
+        if not batch and not any(path.endswith(".py") for path in changed):
+            return  # not a saved source (a bytecode cache an import wrote, say)
         retry = [module for module in self._refused if module in files and module not in batch]
         if not batch and not retry:
             return
