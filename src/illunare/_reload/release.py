@@ -45,9 +45,11 @@ __all__ = [
 class Participant(Protocol):
     """Something built from tracked modules that must follow each release (a web app, say).
 
-    Registered with ``HotReloader._add_participant`` and called for every
-    release: ``swap``, ``swap_many``, ``rollback``, ``rollback_many`` and the
-    watcher's.
+    Registered with ``HotReloader._add_participant`` (held until
+    ``_remove_participant``) and called for every release: ``swap``,
+    ``swap_many``, ``rollback``, ``rollback_many`` and the watcher's, from
+    the thread making the release. Releases with no module in common may
+    run at once in different threads, and so may these calls.
     """
 
     def dependents(self, changed: frozenset[str]) -> frozenset[str]:
