@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -410,41 +410,72 @@ class TestRollbackMany:
         assert sent == [p, d]
 
 
+def _pairs_seen_while(
+    first: types.ModuleType, last: types.ModuleType, action: Callable[[], object]
+) -> list[tuple[int, int]]:
+    """(first.VERSION, last.VERSION) as 3 threads read them, in that order, during ``action``."""
+    stop = threading.Event()
+    reading = threading.Barrier(4)
+    seen: list[tuple[int, int]] = []
+
+    def read() -> None:
+        reading.wait()
+        while not stop.is_set():
+            seen.append((first.VERSION, last.VERSION))
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    for thread in readers:
+        thread.start()
+    try:
+        reading.wait()
+        action()
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+        sys.setswitchinterval(interval)
+    return seen
+
+
 class TestAtomicRelease:
     def test_no_thread_sees_the_new_pricing_beside_the_old_discounts(
         self, reloader: HotReloader, package: Package
     ) -> None:
-        """Readers read pricing then discounts: pricing is never ahead of discounts."""
+        """Releases move both forward: pricing, read first, is never ahead of discounts."""
         discounts = package.module("discounts", "VERSION = 0\n")
         pricing = package.module("pricing", "VERSION = 0\n")
         reloader.track(discounts)
         reloader.track(pricing)
-        stop = threading.Event()
-        torn: list[tuple[int, int]] = []
 
-        def read() -> None:
-            while not stop.is_set():
-                seen = (pricing.VERSION, discounts.VERSION)
-                if seen[0] > seen[1]:
-                    torn.append(seen)
-
-        readers = [threading.Thread(target=read) for _ in range(3)]
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)  # threads take turns as often as they can
-        for thread in readers:
-            thread.start()
-        try:
+        def release() -> None:
             for n in range(1, 150):
                 reloader.swap_many(
                     {pricing.__name__: f"VERSION = {n}\n", discounts.__name__: f"VERSION = {n}\n"}
                 )
-        finally:
-            stop.set()
-            for thread in readers:
-                thread.join()
-            sys.setswitchinterval(interval)
-        assert torn == []
+
+        seen = _pairs_seen_while(pricing, discounts, release)
+        assert [pair for pair in seen if pair[0] > pair[1]] == []
         assert (pricing.VERSION, discounts.VERSION) == (149, 149)
+
+    def test_no_thread_sees_part_of_a_rollback_many(self, package: Package) -> None:
+        """rollback_many moves all back: the module read first is never behind the last."""
+        modules = [package.module(f"m{index}", "VERSION = 0\n") for index in range(6)]
+        names = [module.__name__ for module in modules]
+        reloader = HotReloader(keep=400)
+        for module in modules:
+            reloader.track(module)
+        for n in range(1, 400):
+            reloader.swap_many(dict.fromkeys(names, f"VERSION = {n}\n"))
+
+        def roll_back() -> None:
+            for _ in range(399):
+                reloader.rollback_many(names)
+
+        seen = _pairs_seen_while(modules[0], modules[-1], roll_back)
+        assert [pair for pair in seen if pair[0] < pair[1]] == []
+        assert [module.VERSION for module in modules] == [0] * 6
 
     def test_overlapping_releases_from_two_threads_do_not_deadlock(
         self, reloader: HotReloader, package: Package, pair: Any
