@@ -138,27 +138,46 @@ def top_level_imports(text: str, module: str, is_package: bool) -> frozenset[str
 
 
 def preparation_order(imports: Mapping[str, Iterable[str]]) -> list[str]:
-    """The modules of ``imports`` (name -> what it imports) in order, each after those it imports.
+    """The modules of ``imports`` (name -> what it imports), each after those it imports.
 
-    Otherwise in the mapping's order; in a cycle, the one first in it comes first.
+    Otherwise in the mapping's order, which is also the order of modules that
+    import each other (directly or not): a cycle is executed as given.
     """
+    wanted = {name: set(imported) & imports.keys() - {name} for name, imported in imports.items()}
+    # Only what a module imports without being imported back by it comes first.
+    first = {
+        name: [
+            other
+            for other in imports
+            if other in wanted[name] and not _reaches(wanted, other, name)
+        ]
+        for name in imports
+    }
     order: list[str] = []
     for name in imports:
-        _place(name, imports, order, set())
+        _place(name, first, order)
     return order
 
 
-def _place(
-    name: str, imports: Mapping[str, Iterable[str]], order: list[str], seen: set[str]
-) -> None:
-    if name in seen or name in order:
-        return
-    seen.add(name)
-    wanted = set(imports[name])
-    for other in imports:
-        if other in wanted and other != name:
-            _place(other, imports, order, seen)
-    order.append(name)
+def _reaches(wanted: Mapping[str, set[str]], start: str, goal: str) -> bool:
+    """Whether ``start`` imports ``goal``, directly or through other modules."""
+    seen = {start}
+    pending = [start]
+    while pending:
+        for other in wanted[pending.pop()]:
+            if other == goal:
+                return True
+            if other not in seen:
+                seen.add(other)
+                pending.append(other)
+    return False
+
+
+def _place(name: str, first: Mapping[str, list[str]], order: list[str]) -> None:
+    if name not in order:
+        for other in first[name]:
+            _place(other, first, order)
+        order.append(name)
 
 
 # Sibling imports ------------------------------------------------------------------
