@@ -170,6 +170,34 @@ class TestSwapMany:
             reloader.swap_many({p: "A = 1\n", d: "raise KeyboardInterrupt\n"})
         assert builtins.__import__ is original
 
+    def test_modules_that_import_each_other(self, reloader: HotReloader, package: Package) -> None:
+        """A cycle: the later module is not executed yet, so the first imports its running one."""
+        name = package.name
+        ping = package.module("ping", "def ping():\n    return 'ping 1'\n")
+        pong = package.module(
+            "pong", f"from {name}.ping import ping\ndef pong():\n    return 'pong 1'\n"
+        )
+        reloader.track(ping)
+        reloader.track(pong)
+        reloader.swap_many(
+            {
+                ping.__name__: dedent(f"""\
+                    from {name}.pong import pong
+                    def ping():
+                        return 'ping 2 ' + pong()
+                    """),
+                pong.__name__: dedent(f"""\
+                    from {name}.ping import ping
+                    def pong():
+                        return 'pong 2'
+                    """),
+            }
+        )
+        assert ping.ping() == "ping 2 pong 2"
+        assert pong.ping is ping.ping
+        reloader.rollback(pong.__name__)
+        assert ping.ping() == "ping 2 pong 1"
+
     def test_a_module_new_on_disk_is_imported_by_the_release(
         self, reloader: HotReloader, package: Package, pair: Any
     ) -> None:

@@ -188,6 +188,40 @@ class TestWatchReleases:
         assert broken.X == 1
 
 
+class TestWatchParticipants:
+    def test_a_watchers_release_asks_the_participants(
+        self, watched: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """A participant that refuses keeps the running version; once it accepts, the save lands."""
+        refusing = threading.Event()
+        refusing.set()
+        prepared: list[object] = []
+
+        class Gate:
+            def dependents(self, changed: frozenset[str]) -> frozenset[str]:
+                return frozenset()
+
+            def prepare(self, namespaces: object) -> None:
+                prepared.append(namespaces)
+                if refusing.is_set():
+                    raise RuntimeError("not now")
+
+            def abort(self, namespaces: object) -> None:
+                """Nothing to undo."""
+
+            def committed(self, namespaces: object, previous: object) -> None:
+                """Nothing to do."""
+
+        reloader._add_participant(Gate())
+        with reloader.watch(package.path):
+            package.write("live", "def value():\n    return 2\n")
+            assert eventually(lambda: len(prepared) == 1)
+            assert watched.value() == 1
+            refusing.clear()
+            package.write("other", "X = 1\n")  # any saved source: the refused release is retried
+            assert eventually(lambda: watched.value() == 2)
+
+
 class TestWatchAfterFork:
     def test_a_forked_child_swaps_on_save(
         self, watched: types.ModuleType, reloader: HotReloader, package: Package
