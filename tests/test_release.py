@@ -24,7 +24,7 @@ from illunare import (
 )
 from illunare._reload.release import preparation_order
 
-from .conftest import Package, dedent
+from .conftest import Package, dedent, in_child
 from .strategies import IMPORT_GRAPHS
 
 
@@ -548,6 +548,47 @@ class TestAtomicRelease:
             )
         assert pricing.price() == 100
         assert reloader.current(d).number == 1
+
+
+class TestReleaseAndFork:
+    def test_a_child_forked_while_a_release_prepares_can_release(
+        self, reloader: HotReloader, package: Package, pair: Any
+    ) -> None:
+        """The child drops the parent's unfinished release: no import hook left, no lock held."""
+        pricing, _, p, d = pair
+        original = builtins.__import__
+        preparing, resume = threading.Event(), threading.Event()
+
+        def hold(module: types.ModuleType) -> None:
+            preparing.set()
+            resume.wait(30)
+
+        parent = threading.Thread(
+            target=reloader.swap_many,
+            args=({p: "def price():\n    return 1\n", d: "X = 1\n"},),
+            kwargs={"checks": [hold]},
+        )
+        parent.start()
+        try:
+            assert preparing.wait(10)
+            assert builtins.__import__ is not original  # the release's import hook is in
+
+            def child() -> bool:
+                hooked_off = builtins.__import__ is original
+                reloader.swap_many(
+                    {
+                        p: f"from {package.name}.discounts import NEW\ndef price():\n return NEW",
+                        d: "NEW = 5\n",
+                    }
+                )
+                return hooked_off and pricing.price() == 5 and builtins.__import__ is original
+
+            assert in_child(child) == 0
+        finally:
+            resume.set()
+            parent.join()
+        assert pricing.price() == 1
+        assert builtins.__import__ is original
 
 
 class Recorder:

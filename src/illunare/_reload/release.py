@@ -23,13 +23,15 @@ import ast
 import builtins
 import contextlib
 import contextvars
-import threading
+import os
+import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
+from illunare._reload.locking import LOCK
 from illunare.exceptions import ValidationError
 
 __all__ = [
@@ -140,26 +142,29 @@ def top_level_imports(text: str, module: str, is_package: bool) -> frozenset[str
 def preparation_order(imports: Mapping[str, Iterable[str]]) -> list[str]:
     """The modules of ``imports`` (name -> what it imports), each after those it imports.
 
-    Otherwise in the mapping's order, which is also the order of modules that
-    import each other (directly or not): a cycle is executed as given.
+    Otherwise in the mapping's order. Modules that import each other
+    (directly or not) form a cycle, executed together in the mapping's
+    order, after whatever its modules import outside it.
     """
-    wanted = {name: set(imported) & imports.keys() - {name} for name, imported in imports.items()}
-    # Only what a module imports without being imported back by it comes first.
-    first = {
+    wanted = {
+        name: [other for other in imports if other != name and other in set(imported)]
+        for name, imported in imports.items()
+    }
+    cycles = {
         name: [
             other
             for other in imports
-            if other in wanted[name] and not _reaches(wanted, other, name)
+            if other == name or (_reaches(wanted, name, other) and _reaches(wanted, other, name))
         ]
         for name in imports
     }
     order: list[str] = []
     for name in imports:
-        _place(name, first, order)
+        _place(name, wanted, cycles, order)
     return order
 
 
-def _reaches(wanted: Mapping[str, set[str]], start: str, goal: str) -> bool:
+def _reaches(wanted: Mapping[str, list[str]], start: str, goal: str) -> bool:
     """Whether ``start`` imports ``goal``, directly or through other modules."""
     seen = {start}
     pending = [start]
@@ -173,11 +178,20 @@ def _reaches(wanted: Mapping[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-def _place(name: str, first: Mapping[str, list[str]], order: list[str]) -> None:
-    if name not in order:
-        for other in first[name]:
-            _place(other, first, order)
-        order.append(name)
+def _place(
+    name: str,
+    wanted: Mapping[str, list[str]],
+    cycles: Mapping[str, list[str]],
+    order: list[str],
+) -> None:
+    if name in order:
+        return
+    cycle = cycles[name]
+    for member in cycle:
+        for other in wanted[member]:
+            if other not in cycle:
+                _place(other, wanted, cycles, order)
+    order.extend(cycle)
 
 
 # Sibling imports ------------------------------------------------------------------
@@ -234,12 +248,26 @@ _release: contextvars.ContextVar[Siblings | None] = contextvars.ContextVar(
 )
 
 # The ``builtins.__import__`` the wrapper delegates to, and how many releases
-# prepare. The wrapper is removed when none does, unless someone wrapped it in
-# turn meanwhile: then it stays in their chain (and is not wrapped again).
-_wrapping = threading.Lock()
+# prepare (both under LOCK). The wrapper is removed when none does, unless
+# someone wrapped it in turn meanwhile: then it stays in their chain (and is
+# not wrapped again).
 _wrapped: list[Callable[..., Any]] = []
 _users = 0
 _chained = False
+
+
+def _forget_other_threads() -> None:
+    # In a forked child, the releases other threads of the parent were
+    # preparing never finish: the wrapper goes, unless this thread prepares one.
+    global _users  # noqa: PLW0603  # one wrapper for the process
+    if _users and _release.get() is None:
+        _users = 0
+        if builtins.__import__ is _release_import:
+            builtins.__import__ = _wrapped[0]
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_forget_other_threads)
 
 
 def _release_import(
@@ -259,7 +287,7 @@ def _release_import(
 def release_imports(release: Siblings) -> Iterator[None]:
     """Within the block, imports in this context see ``release``'s candidates."""
     global _users, _chained  # noqa: PLW0603  # one wrapper for the process
-    with _wrapping:
+    with LOCK:
         if _users == 0 and not _chained and builtins.__import__ is not _release_import:
             _wrapped[:] = [builtins.__import__]
             builtins.__import__ = _release_import
@@ -269,7 +297,7 @@ def release_imports(release: Siblings) -> Iterator[None]:
         yield
     finally:
         _release.reset(token)
-        with _wrapping:
+        with LOCK:
             _users -= 1
             if _users == 0 and not _chained:
                 if builtins.__import__ is _release_import:
