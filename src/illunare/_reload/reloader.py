@@ -557,10 +557,13 @@ class HotReloader:
         """Swap a tracked module whenever its file changes (needs the ``watch`` extra).
 
         ``paths`` are files or directories to watch; none means the
-        directories of every tracked module's file. A save that fails to swap
-        keeps the running version (``swap_failed`` is sent, and a warning
-        logged to the ``illunare`` logger) and the watcher goes on. Stop it
-        with ``Watcher.stop()`` or a ``with`` block.
+        directories of every tracked module's file. The files saved within
+        one ``debounce`` window are one release (``swap_many``). A release
+        that fails keeps the running versions (``swap_failed`` is sent, and a
+        warning logged to the ``illunare`` logger) and the watcher goes on; it
+        tries the refused modules again when a watched Python file changes
+        (a release may need a file saved a moment later). Stop it with
+        ``Watcher.stop()`` or a ``with`` block.
 
         Raises:
             InvalidArgumentError: a path is not a str or path, or does not
