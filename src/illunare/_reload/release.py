@@ -15,6 +15,11 @@ swap or rollback.
 
 Participants (``Participant``) are told about each release: they can add
 modules to it, refuse it, and learn when it switched.
+
+The pipeline's steps are here too (``HotReloader`` drives them, holding
+each module's preparation lock): ``execute`` runs and checks the new
+sources without the lock, ``bind`` and ``commit`` (under it) bind the
+release's namespaces and switch them in one ``flip_many``.
 """
 
 from __future__ import annotations
@@ -23,25 +28,50 @@ import ast
 import builtins
 import contextlib
 import contextvars
+import logging
 import os
 import sys
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
+from illunare._reload.binding import absorb, flip_many, replaced_classes
 from illunare._reload.locking import LOCK
-from illunare.exceptions import ValidationError
+from illunare._reload.prepare import (
+    Check,
+    Prepared,
+    Undo,
+    candidate_module,
+    prepare,
+    run_checks,
+    source_filename,
+)
+from illunare._reload.source import SourceText
+from illunare._reload.versions import CodeVersion, ModuleVersion, TrackedModule
+from illunare.exceptions import LoadError, ValidationError
 
 __all__ = [
+    "Entry",
     "Participant",
     "Siblings",
+    "bind",
+    "commit",
+    "ensure_current",
+    "execute",
+    "flip_back",
+    "imports_of",
+    "notify_aborted",
+    "notify_committed",
     "preparation_order",
     "rebind",
     "release_imports",
     "top_level_imports",
 ]
+
+logger = logging.getLogger("illunare")
 
 
 class Participant(Protocol):
@@ -352,3 +382,189 @@ def _inherit_stable(cls: type, classes: Mapping[type, type], module: object) -> 
             f"it subclasses in the running program: {error}",
             module=module if isinstance(module, str) else None,
         ) from error
+
+
+# The pipeline ---------------------------------------------------------------------
+
+#: A module's part of a release: (tracked module, the version it replaces,
+#: the prepared new one, its reason).
+Entry = tuple[TrackedModule, ModuleVersion, Prepared, str]
+
+
+def execute(
+    tracked: Mapping[str, TrackedModule],
+    bases: Mapping[str, ModuleVersion],
+    work: Mapping[str, tuple[SourceText, str]],
+    checks: Sequence[Check],
+    *,
+    undo: Undo,
+    siblings: Siblings,
+) -> list[Entry]:
+    """Execute each module of the release (each after those it imports), then check them."""
+    several = len(work) > 1
+    order = (
+        preparation_order(
+            {
+                name: top_level_imports(text.text, name, "__path__" in bases[name].namespace)
+                for name, (text, _) in work.items()
+            }
+        )
+        if several
+        else list(work)
+    )
+    entries: list[Entry] = []
+    with release_imports(siblings) if several else contextlib.nullcontext():
+        for name in order:
+            text, reason = work[name]
+            with LOCK:
+                known = tracked[name].history.find(text.sha256)
+            filename = source_filename(name, text)
+            code = known.code if known is not None else None
+            compiled = code if code is not None and code.co_filename == filename else None
+            undo.remember(text, filename, lines_kept=known is not None)
+            prepared = prepare(
+                tracked[name],
+                bases[name],
+                text,
+                filename,
+                compiled=compiled,
+                released=siblings.classes,
+            )
+            if several:
+                candidate = candidate_module(name, prepared.namespace)
+                siblings.add(name, candidate, tracked[name].module)
+                siblings.classes.update(replaced_classes(tracked[name], prepared.namespace))
+            entries.append((tracked[name], bases[name], prepared, reason))
+        if checks:
+            for module, _, prepared, _ in entries:
+                candidate = siblings.candidates.get(module.name) or candidate_module(
+                    module.name, prepared.namespace
+                )
+                run_checks(candidate, checks)
+    return entries
+
+
+def imports_of(version: ModuleVersion) -> frozenset[str]:
+    """The modules the top-level code of ``version`` imports (none if its source is unknown)."""
+    imports = version.imports
+    if imports is None:
+        source = version.source
+        imports = version.imports = (
+            frozenset()
+            if source is None
+            else top_level_imports(
+                source.text, version.info.module, "__path__" in version.namespace
+            )
+        )
+    return imports
+
+
+def ensure_current(entries: Iterable[Entry]) -> None:
+    """LoadError unless every module of the release still runs the version it replaces."""
+    for tracked, base, _, _ in entries:
+        if tracked.current is not base:
+            raise LoadError(
+                f"{tracked.name} was rolled back or tracked anew while its new source "
+                "was being prepared; nothing changed",
+                module=tracked.name,
+            )
+
+
+def bind(
+    entries: Sequence[Entry], siblings: Siblings
+) -> list[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]:
+    """Bind each prepared namespace to its module's stable objects, and to each other's. Under LOCK.
+
+    A name bound to a raw new function or class of another module of the
+    release (or to a module object the release's imports handed out) gets
+    that module's stable proxy, class or module object.
+    """
+    if len(entries) == 1:
+        tracked, _, prepared, _ = entries[0]
+        return [absorb(tracked, prepared.namespace, prepared.hot_names)]
+    stable: dict[int, tuple[object, object]] = dict(siblings.stand_ins)
+    bound = []
+    for tracked, _, prepared, _ in entries:
+        namespace = prepared.namespace
+        raw = dict(namespace)
+        bound.append(absorb(tracked, namespace, prepared.hot_names))
+        for key, value in raw.items():
+            replacement = namespace.get(key, value)
+            if replacement is not value:
+                stable[id(value)] = (value, replacement)
+    rebind((prepared.namespace for _, _, prepared, _ in entries), stable, siblings.classes)
+    return bound
+
+
+def commit(
+    entries: Sequence[Entry], bound: Sequence[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]
+) -> list[tuple[CodeVersion, CodeVersion]]:
+    """Record the release's versions and make them live in one flip. Under LOCK."""
+    changes = []
+    swapped = []
+    for (tracked, base, prepared, reason), (targets, classes) in zip(entries, bound, strict=True):
+        info = CodeVersion(
+            module=tracked.name,
+            number=tracked.history.next_number,
+            sha256=prepared.source.sha256,
+            created_at=time.time(),
+            reason=reason,
+            parent=base.info.number,
+        )
+        namespace = prepared.namespace
+        version = ModuleVersion(
+            info=info,
+            namespace=namespace,
+            targets=targets,
+            classes=classes,
+            preserve=prepared.preserve,
+            code=prepared.code,
+            lines_key=prepared.lines_key,
+            source=prepared.source,
+        )
+        tracked.history.add(version)
+        # A preserved value that __hot_migrate__ left alone takes the latest
+        # live value at the switch, not the one copied during preparation.
+        carry = [key for key, value in prepared.carried.items() if namespace.get(key) is value]
+        changes.append((tracked, version, carry))
+        swapped.append((base.info, info))
+    flip_many(changes)
+    for tracked, version, _ in changes:
+        tracked.history.evict(version)
+    return swapped
+
+
+def flip_back(changes: Iterable[tuple[TrackedModule, ModuleVersion, ModuleVersion]]) -> None:
+    """Switch each module from its leaving version to its target in one flip. Under LOCK."""
+    flip_many(
+        [
+            (tracked, target, target.preserve | leaving.preserve)
+            for tracked, leaving, target in changes
+        ]
+    )
+
+
+def notify_aborted(
+    participants: Iterable[Participant], namespaces: Mapping[str, dict[str, Any]]
+) -> None:
+    """Tell participants whose ``prepare`` succeeded that the release did not switch."""
+    for participant in participants:
+        try:
+            participant.abort(types.MappingProxyType(namespaces))
+        except Exception:  # noqa: PERF203  # one's error does not stop the others
+            logger.exception("%r failed to abort a release that did not switch", participant)
+
+
+def notify_committed(
+    participants: Iterable[Participant],
+    namespaces: Mapping[str, dict[str, Any]],
+    previous: Mapping[str, dict[str, Any]],
+) -> None:
+    """Tell the participants that the release switched (an error is logged: it is done)."""
+    for participant in participants:
+        try:
+            participant.committed(
+                types.MappingProxyType(namespaces), types.MappingProxyType(previous)
+            )
+        except Exception:  # noqa: PERF203  # one's error does not stop the others
+            logger.exception("%r failed after a release switched", participant)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
 import os
 import sys
 import threading
@@ -15,20 +14,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
-from illunare._reload.binding import absorb, flip_many, replaced_classes
+from illunare._reload.binding import absorb
 from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.interpreter import require_supported_interpreter
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import is_module
 from illunare._reload.prepare import (
     Check,
-    Prepared,
     Undo,
-    candidate_module,
-    prepare,
     preserved_names,
-    run_checks,
-    source_filename,
     undone_on_failure,
     validate_checks,
 )
@@ -36,10 +30,14 @@ from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.release import (
     Participant,
     Siblings,
-    preparation_order,
-    rebind,
-    release_imports,
-    top_level_imports,
+    bind,
+    commit,
+    ensure_current,
+    execute,
+    flip_back,
+    imports_of,
+    notify_aborted,
+    notify_committed,
 )
 from illunare._reload.source import Source, SourceText, digest, read_source
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
@@ -58,11 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["HotReloader"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-logger = logging.getLogger("illunare")
-
-# A module's release: (tracked module, version it replaces, prepared new one, reason).
-_Entry = tuple[TrackedModule, ModuleVersion, Prepared, str]
 
 # Which reloader versions which module: two reloaders switching one module's
 # namespace would undo each other's work. Read and written under LOCK only,
@@ -477,7 +470,7 @@ class HotReloader:
             participants = tuple(self._participants) if self._participants else ()
             changes = [self._rollback_target(name, to) for name, to in requests.items()]
             if not participants:
-                _flip_back(changes)
+                flip_back(changes)
         if participants:
             namespaces = {tracked.name: target.namespace for tracked, _, target in changes}
             previous = {tracked.name: leaving.namespace for tracked, leaving, _ in changes}
@@ -485,18 +478,18 @@ class HotReloader:
                 self._prepare_participants(participants, namespaces)
                 with LOCK:
                     if any(tracked.current is not leaving for tracked, leaving, _ in changes):
-                        _abort(participants, namespaces)
+                        notify_aborted(participants, namespaces)
                         raise RollbackError(
                             "a module of the rollback changed meanwhile; nothing changed",
                             module=changes[0][0].name,
                         )
-                    _flip_back(changes)
+                    flip_back(changes)
             except SwapError as error:
                 if signals.swap_failed.receivers:
                     for name in requests:
                         signals.swap_failed.send(self, module=name, error=error, reason="rollback")
                 raise
-            _committed(participants, namespaces, previous)
+            notify_committed(participants, namespaces, previous)
         if signals.module_rolled_back.receivers:
             duration = time.perf_counter() - started
             for tracked, leaving, target in changes:
@@ -774,7 +767,7 @@ class HotReloader:
                 "but the source of its running version is unknown",
                 module=name,
             )
-        imported = sorted(_imports(base).intersection(changed))
+        imported = sorted(imports_of(base).intersection(changed))
         if imported:
             return base.source, "rebuilt: imports " + ", ".join(imported)
         return base.source, "rebuilt with " + ", ".join(sorted(changed))
@@ -793,28 +786,26 @@ class HotReloader:
         siblings = Siblings()
         try:
             with undone_on_failure(undo):
-                entries = _execute_release(
-                    tracked, bases, work, checks, undo=undo, siblings=siblings
-                )
+                entries = execute(tracked, bases, work, checks, undo=undo, siblings=siblings)
                 namespaces = {entry[0].name: entry[2].namespace for entry in entries}
                 with LOCK:
-                    _still_current(entries)
-                    bound = _bind(entries, siblings)
+                    ensure_current(entries)
+                    bound = bind(entries, siblings)
                     if not participants:
-                        return _commit(entries, bound)
+                        return commit(entries, bound)
                 self._prepare_participants(participants, namespaces)
                 with LOCK:
                     try:
-                        _still_current(entries)
+                        ensure_current(entries)
                     except LoadError:
-                        _abort(participants, namespaces)
+                        notify_aborted(participants, namespaces)
                         raise
-                    swapped = _commit(entries, bound)
+                    swapped = commit(entries, bound)
         except BaseException:
             self._forget_imported(undo.imported)
             raise
         previous = {entry[0].name: entry[1].namespace for entry in entries}
-        _committed(participants, namespaces, previous)
+        notify_committed(participants, namespaces, previous)
         return swapped
 
     def _prepare_participants(
@@ -826,7 +817,7 @@ class HotReloader:
             try:
                 participant.prepare(view)
             except BaseException as error:  # noqa: PERF203  # it refuses the release
-                _abort(participants[:number], namespaces)
+                notify_aborted(participants[:number], namespaces)
                 raise ValidationError(
                     f"{participant!r} refused the release of {', '.join(namespaces)}: "
                     f"{type(error).__name__}: {error}",
@@ -863,184 +854,7 @@ class HotReloader:
                 for other, tracked in self._modules.items()
                 if other != name
             ]
-        return frozenset(other for other, version in versions if name in _imports(version))
-
-
-def _execute_release(
-    tracked: Mapping[str, TrackedModule],
-    bases: Mapping[str, ModuleVersion],
-    work: Mapping[str, tuple[SourceText, str]],
-    checks: Sequence[Check],
-    *,
-    undo: Undo,
-    siblings: Siblings,
-) -> list[_Entry]:
-    """Execute each module of the release (each after those it imports), then check them."""
-    several = len(work) > 1
-    order = (
-        preparation_order(
-            {
-                name: top_level_imports(text.text, name, "__path__" in bases[name].namespace)
-                for name, (text, _) in work.items()
-            }
-        )
-        if several
-        else list(work)
-    )
-    entries: list[_Entry] = []
-    with release_imports(siblings) if several else contextlib.nullcontext():
-        for name in order:
-            text, reason = work[name]
-            with LOCK:
-                known = tracked[name].history.find(text.sha256)
-            filename = source_filename(name, text)
-            code = known.code if known is not None else None
-            compiled = code if code is not None and code.co_filename == filename else None
-            undo.remember(text, filename, lines_kept=known is not None)
-            prepared = prepare(
-                tracked[name],
-                bases[name],
-                text,
-                filename,
-                compiled=compiled,
-                released=siblings.classes,
-            )
-            if several:
-                candidate = candidate_module(name, prepared.namespace)
-                siblings.add(name, candidate, tracked[name].module)
-                siblings.classes.update(replaced_classes(tracked[name], prepared.namespace))
-            entries.append((tracked[name], bases[name], prepared, reason))
-        if checks:
-            for module, _, prepared, _ in entries:
-                candidate = siblings.candidates.get(module.name) or candidate_module(
-                    module.name, prepared.namespace
-                )
-                run_checks(candidate, checks)
-    return entries
-
-
-def _imports(version: ModuleVersion) -> frozenset[str]:
-    """The modules the top-level code of ``version`` imports (none if its source is unknown)."""
-    imports = version.imports
-    if imports is None:
-        source = version.source
-        imports = version.imports = (
-            frozenset()
-            if source is None
-            else top_level_imports(
-                source.text, version.info.module, "__path__" in version.namespace
-            )
-        )
-    return imports
-
-
-def _still_current(entries: Iterable[_Entry]) -> None:
-    """LoadError unless every module of the release still runs the version it replaces."""
-    for tracked, base, _, _ in entries:
-        if tracked.current is not base:
-            raise LoadError(
-                f"{tracked.name} was rolled back or tracked anew while its new source "
-                "was being prepared; nothing changed",
-                module=tracked.name,
-            )
-
-
-def _bind(
-    entries: Sequence[_Entry], siblings: Siblings
-) -> list[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]:
-    """Bind each prepared namespace to its module's stable objects, and to each other's. Under LOCK.
-
-    A name bound to a raw new function or class of another module of the
-    release (or to a module object the release's imports handed out) gets
-    that module's stable proxy, class or module object.
-    """
-    if len(entries) == 1:
-        tracked, _, prepared, _ = entries[0]
-        return [absorb(tracked, prepared.namespace, prepared.hot_names)]
-    stable: dict[int, tuple[object, object]] = dict(siblings.stand_ins)
-    bound = []
-    for tracked, _, prepared, _ in entries:
-        namespace = prepared.namespace
-        raw = dict(namespace)
-        bound.append(absorb(tracked, namespace, prepared.hot_names))
-        for key, value in raw.items():
-            replacement = namespace.get(key, value)
-            if replacement is not value:
-                stable[id(value)] = (value, replacement)
-    rebind((prepared.namespace for _, _, prepared, _ in entries), stable, siblings.classes)
-    return bound
-
-
-def _commit(
-    entries: Sequence[_Entry], bound: Sequence[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]
-) -> list[tuple[CodeVersion, CodeVersion]]:
-    """Record the release's versions and make them live in one flip. Under LOCK."""
-    changes = []
-    swapped = []
-    for (tracked, base, prepared, reason), (targets, classes) in zip(entries, bound, strict=True):
-        info = CodeVersion(
-            module=tracked.name,
-            number=tracked.history.next_number,
-            sha256=prepared.source.sha256,
-            created_at=time.time(),
-            reason=reason,
-            parent=base.info.number,
-        )
-        namespace = prepared.namespace
-        version = ModuleVersion(
-            info=info,
-            namespace=namespace,
-            targets=targets,
-            classes=classes,
-            preserve=prepared.preserve,
-            code=prepared.code,
-            lines_key=prepared.lines_key,
-            source=prepared.source,
-        )
-        tracked.history.add(version)
-        # A preserved value that __hot_migrate__ left alone takes the latest
-        # live value at the switch, not the one copied during preparation.
-        carry = [key for key, value in prepared.carried.items() if namespace.get(key) is value]
-        changes.append((tracked, version, carry))
-        swapped.append((base.info, info))
-    flip_many(changes)
-    for tracked, version, _ in changes:
-        tracked.history.evict(version)
-    return swapped
-
-
-def _flip_back(changes: Iterable[tuple[TrackedModule, ModuleVersion, ModuleVersion]]) -> None:
-    """Switch each module from its leaving version to its target in one flip. Under LOCK."""
-    flip_many(
-        [
-            (tracked, target, target.preserve | leaving.preserve)
-            for tracked, leaving, target in changes
-        ]
-    )
-
-
-def _abort(participants: Iterable[Participant], namespaces: Mapping[str, dict[str, Any]]) -> None:
-    """Tell participants whose ``prepare`` succeeded that the release did not switch."""
-    for participant in participants:
-        try:
-            participant.abort(types.MappingProxyType(namespaces))
-        except Exception:  # noqa: PERF203  # one's error does not stop the others
-            logger.exception("%r failed to abort a release that did not switch", participant)
-
-
-def _committed(
-    participants: Iterable[Participant],
-    namespaces: Mapping[str, dict[str, Any]],
-    previous: Mapping[str, dict[str, Any]],
-) -> None:
-    """Tell the participants that the release switched (an error is logged: it is done)."""
-    for participant in participants:
-        try:
-            participant.committed(
-                types.MappingProxyType(namespaces), types.MappingProxyType(previous)
-            )
-        except Exception:  # noqa: PERF203  # one's error does not stop the others
-            logger.exception("%r failed after a release switched", participant)
+        return frozenset(other for other, version in versions if name in imports_of(version))
 
 
 def _module_name(module: object) -> str:
