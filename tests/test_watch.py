@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -15,6 +16,13 @@ import pytest
 from illunare import HotReloader, InvalidArgumentError, MissingExtraError, signals
 
 from .conftest import Package, eventually, in_child
+
+
+def save(package: Package, module: str, source: str) -> None:
+    """Save a module as editors do (write, then rename): the watcher never sees half a file."""
+    partial = package.path / f"{module}.py.partial"
+    partial.write_text(source)
+    os.replace(partial, package.path / f"{module}.py")
 
 
 @pytest.fixture
@@ -103,11 +111,12 @@ class TestWatchReleases:
             signals.swap_failed.connected_to(lambda sender, **kw: failed.append(kw)),
             reloader.watch(package.path, debounce=0.5),
         ):
-            package.write(
+            save(
+                package,
                 "pricing",
                 f"from {package.name}.discounts import bonus\ndef price():\n    return bonus()\n",
             )
-            package.write("discounts", "def rate():\n    return 1\ndef bonus():\n    return 7\n")
+            save(package, "discounts", "def rate():\n    return 1\ndef bonus():\n    return 7\n")
             assert eventually(lambda: len(swapped) == 2)
         assert failed == []
         assert pricing.price() == 7
@@ -126,14 +135,15 @@ class TestWatchReleases:
             signals.swap_failed.connected_to(lambda sender, **kw: refused.set()),
             reloader.watch(package.path),
         ):
-            package.write(
+            save(
+                package,
                 "pricing",
                 f"from {package.name}.discounts import rate\ndef price():\n    return rate()\n",
             )
             assert refused.wait(10)
             assert pricing.price() == 100
             time.sleep(0.3)  # the second file is saved a moment later
-            package.write("discounts", "def rate():\n    return 90\n")
+            save(package, "discounts", "def rate():\n    return 90\n")
             assert eventually(lambda: pricing.price() == 90)
         assert reloader.current(pricing.__name__).number == 2
         assert f"{package.name}.discounts" in reloader.modules()
@@ -157,12 +167,13 @@ class TestWatchReleases:
             signals.module_swapped.connected_to(lambda sender, **kw: swapped.append(kw)),
             reloader.watch(package.path),
         ):
-            package.write(
+            save(
+                package,
                 "pricing",
                 f"from {package.name}.discounts import bonus\ndef price():\n    return bonus()\n",
             )
             assert refused.wait(10)
-            package.write("discounts", "def rate():\n    return 1\ndef bonus():\n    return 3\n")
+            save(package, "discounts", "def rate():\n    return 1\ndef bonus():\n    return 3\n")
             assert eventually(lambda: len(swapped) == 2)
         assert pricing.price() == 3
         assert swapped[0]["duration"] == swapped[1]["duration"]
@@ -180,10 +191,10 @@ class TestWatchReleases:
             signals.swap_failed.connected_to(lambda sender, **kw: refused.set()),
             reloader.watch(package.path),
         ):
-            package.write("broken", "X = missing_name\n")
+            save(package, "broken", "X = missing_name\n")
             assert refused.wait(10)
             for n in (2, 3):
-                package.write("other", f"X = {n}\n")
+                save(package, "other", f"X = {n}\n")
                 assert eventually(lambda n=n: n == other.X)
         assert broken.X == 1
 
@@ -214,11 +225,11 @@ class TestWatchParticipants:
 
         reloader._add_participant(Gate())
         with reloader.watch(package.path):
-            package.write("live", "def value():\n    return 2\n")
+            save(package, "live", "def value():\n    return 2\n")
             assert eventually(lambda: len(prepared) == 1)
             assert watched.value() == 1
             refusing.clear()
-            package.write("other", "X = 1\n")  # any saved source: the refused release is retried
+            save(package, "other", "X = 1\n")  # any saved source: the refused release is retried
             assert eventually(lambda: watched.value() == 2)
 
 

@@ -550,8 +550,9 @@ class HotReloader:
         """Swap a tracked module whenever its file changes (needs the ``watch`` extra).
 
         ``paths`` are files or directories to watch; none means the
-        directories of every tracked module's file. The files saved within
-        one ``debounce`` window are one release (``swap_many``). A release
+        directories of every tracked module's file. Files saved together
+        (until none has changed for 10 ms, at most ``debounce`` seconds)
+        are one release (``swap_many``). A release
         that fails keeps the running versions (``swap_failed`` is sent, and a
         warning logged to the ``illunare`` logger) and the watcher goes on; it
         tries the refused modules again when a watched Python file changes

@@ -38,8 +38,8 @@ class Watcher:
     """A background thread that swaps tracked modules whose source files change.
 
     Created by ``HotReloader.watch``; ``stop()`` (or leaving a ``with`` block)
-    ends it. The files saved within one debounce window are one release
-    (``swap_many``). A release that fails keeps the running versions: the
+    ends it. Files saved together (until none has changed for a moment, at
+    most ``debounce`` seconds) are one release (``swap_many``). A release that fails keeps the running versions: the
     reloader sends ``swap_failed``, the watcher logs a warning and tries the
     refused modules again when a watched file changes next.
     """
