@@ -39,9 +39,10 @@ class Watcher:
 
     Created by ``HotReloader.watch``; ``stop()`` (or leaving a ``with`` block)
     ends it. Files saved together (until none has changed for a moment, at
-    most ``debounce`` seconds) are one release (``swap_many``). A release that fails keeps the running versions: the
-    reloader sends ``swap_failed``, the watcher logs a warning and tries the
-    refused modules again when a watched file changes next.
+    most ``debounce`` seconds) are one release (``swap_many``). A release
+    that fails keeps the running versions: the reloader sends
+    ``swap_failed``, the watcher logs a warning and tries the refused
+    modules again when a watched Python file changes next.
     """
 
     def __init__(
