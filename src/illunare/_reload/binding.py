@@ -24,11 +24,13 @@ from typing import Any
 from illunare._reload.classes import (
     ClassState,
     class_state,
+    enum_state,
     incompatibility,
+    keeps_identity,
     rebind_class_cells,
-    rewritable,
     stale_names,
 )
+from illunare._reload.enums import is_enum, replace_members
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
@@ -57,18 +59,18 @@ def _is_wrapper_of(value: object, module: str) -> bool:
     )
 
 
-def is_class_of(value: object, module: str, key: str) -> bool:
-    """A class defined at the top level of ``module`` under ``key``, whose identity is kept.
+def kept_class(tracked: TrackedModule, value: object, key: str) -> type | None:
+    """The stable class for ``value``, a class defined at the top level of the module as ``key``.
 
-    Classes that cannot be rewritten in place without running code of their
-    metaclass (``classes.rewritable``) keep their own class object per version.
+    ``None`` for anything else, and for classes whose identity cannot be kept
+    (``classes.keeps_identity``): those keep their own class object per version.
     """
-    return (
-        isinstance(value, type)
-        and value.__module__ == module
-        and value.__qualname__ == key
-        and rewritable(value)
-    )
+    if not (
+        isinstance(value, type) and value.__module__ == tracked.name and value.__qualname__ == key
+    ):
+        return None
+    stable = tracked.classes.get(key, value)
+    return stable if keeps_identity(value, stable) else None
 
 
 def absorb(
@@ -81,10 +83,10 @@ def absorb(
     """
     name = tracked.name
     targets: dict[str, Callable[..., Any]] = {}
-    classes: dict[str, ClassState] = {}
+    classes: dict[str, dict[str, object]] = {}
     stable_of: dict[type, type] = {}
     rebound: dict[str, object] = {}
-    instances: list[object] = []
+    others: list[str] = []
     for key, value in namespace.items():
         if key.startswith("__") and key.endswith("__"):
             continue  # module machinery and hooks stay per version
@@ -97,17 +99,30 @@ def absorb(
             if value._self_module == name:
                 targets[key] = value.__wrapped__
                 rebound[key] = tracked.adopt(key, value)
-        elif is_class_of(value, name, key):
-            stable = stable_of[value] = tracked.classes.setdefault(key, value)
-            rebound[key] = stable
-            classes[key] = _absorb_class(tracked, key, value, hot_names, targets)
+        elif (stable := kept_class(tracked, value, key)) is not None:
+            tracked.classes.setdefault(key, stable)
+            stable_of[value] = rebound[key] = stable
+            classes[key] = _absorb_class(tracked, key, value, hot_names, targets, stable)
         elif _is_wrapper_of(value, name):
             targets[key] = value
             rebound[key] = tracked.proxy(key, value)
         else:
-            instances.append(value)
+            others.append(key)
     namespace.update(rebound)
-    for value in instances:
+    members = {
+        member: stable._member_map_[member_name]  # type: ignore[attr-defined]
+        for new, stable in stable_of.items()
+        if new is not stable and is_enum(new)
+        for member_name, member in new._member_map_.items()  # type: ignore[attr-defined]
+    }
+    if members:
+        # The new code's own members give way to the stable ones, also inside
+        # its data (``PRICES = {Status.PAID: 10}``) and class attributes.
+        replace_members(namespace, members)
+        for state in classes.values():
+            replace_members(state, members)
+    for key in others:
+        value = namespace[key]
         replacement = stable_of.get(type(value))
         if replacement is not None and replacement is not type(value):
             # An instance made by the new module code, e.g. DEFAULT = Cls().
@@ -124,12 +139,17 @@ def _absorb_class(
     cls: type,
     hot_names: set[str],
     targets: dict[str, Callable[..., Any]],
-) -> ClassState:
-    state = {
-        attribute: member
-        for attribute, member in class_state(cls).items()
-        if type(member) is not Removed  # a stable class seen while a name is missing
-    }
+    stable: type,
+) -> dict[str, object]:
+    state = enum_state(
+        cls,
+        stable,
+        {
+            attribute: member
+            for attribute, member in class_state(cls).items()
+            if type(member) is not Removed  # a stable class seen while a name is missing
+        },
+    )
     placeholders = _placeholders.setdefault(tracked, {}).setdefault(key, {})
     for attribute in state:
         if not (attribute.startswith("__") and attribute.endswith("__")):
@@ -176,7 +196,7 @@ def class_problems(tracked: TrackedModule, namespace: Mapping[str, Any]) -> list
     problems = []
     for key, new in namespace.items():
         stable = tracked.classes.get(key)
-        if stable is None or stable is new or not is_class_of(new, tracked.name, key):
+        if stable is None or stable is new or kept_class(tracked, new, key) is None:
             continue
         problem = incompatibility(stable, new, stable_bases(tracked, namespace, new))
         if problem is not None:
@@ -217,13 +237,32 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) 
             for name, state in target.classes.items():
                 stable = tracked.classes[name]
                 contents = _with_placeholders(state, placeholders.get(name))
-                switch.class_contents(stable, stale_names(stable, contents), contents)
+                delete = stale_names(stable, contents)
+                kept = _kept_data(leaving, target, name, stable)
+                if kept:
+                    contents = {key: value for key, value in contents.items() if key not in kept}
+                switch.class_contents(stable, delete, contents)
         switch.retarget(proxies, functions)
         switch.attribute(tracked, "current", target)
         switch.run()
     finally:
         if collecting:
             gc.enable()
+
+
+def _kept_data(
+    leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type
+) -> list[str]:
+    """The data attributes of class ``name`` defined alike in both versions: they stay live.
+
+    Not set by the switch, they keep the value they have at that moment,
+    whichever way it goes (a swap or a rollback).
+    """
+    before, after = leaving.class_data.get(name), target.class_data.get(name)
+    if not before or not after or leaving is target:
+        return []
+    present = stable.__dict__
+    return [key for key, expression in after.items() if before.get(key) == expression and key in present]
 
 
 def _with_placeholders(state: ClassState, known: dict[str, Removed] | None) -> ClassState:

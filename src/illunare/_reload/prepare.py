@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from illunare._reload.binding import class_problems
+from illunare._reload.classes import data_attributes
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import install_namespace
 from illunare._reload.proxy import Preparation, preparing
@@ -61,6 +62,8 @@ class Prepared:
     preserve: frozenset[str]
     #: preserved name -> the live value copied in before migration and checks
     carried: dict[str, object]
+    #: the classes' data attributes (``classes.data_attributes``)
+    class_data: dict[str, dict[str, str]]
 
     @property
     def lines_key(self) -> str | None:
@@ -165,7 +168,8 @@ def prepare(
             module=name,
         )
     _run_checks(namespace, checks, name)
-    return Prepared(text, code, namespace, filename, hot_names, preserve, carried)
+    class_data = data_attributes(text.text, namespace)
+    return Prepared(text, code, namespace, filename, hot_names, preserve, carried, class_data)
 
 
 def _execute(
