@@ -30,7 +30,7 @@ from illunare._reload.classes import (
     rebind_class_cells,
     stale_names,
 )
-from illunare._reload.enums import is_enum, replace_members
+from illunare._reload.enums import new_members, replace_members
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
@@ -83,7 +83,7 @@ def absorb(
     """
     name = tracked.name
     targets: dict[str, Callable[..., Any]] = {}
-    classes: dict[str, dict[str, object]] = {}
+    classes: dict[str, ClassState] = {}
     stable_of: dict[type, type] = {}
     rebound: dict[str, object] = {}
     others: list[str] = []
@@ -102,25 +102,14 @@ def absorb(
         elif (stable := kept_class(tracked, value, key)) is not None:
             tracked.classes.setdefault(key, stable)
             stable_of[value] = rebound[key] = stable
-            classes[key] = _absorb_class(tracked, key, value, hot_names, targets, stable)
+            classes[key] = _absorb_class(tracked, key, value, hot_names, targets, stable=stable)
         elif _is_wrapper_of(value, name):
             targets[key] = value
             rebound[key] = tracked.proxy(key, value)
         else:
             others.append(key)
+    _adopt_members(namespace, classes, stable_of)
     namespace.update(rebound)
-    members = {
-        member: stable._member_map_[member_name]  # type: ignore[attr-defined]
-        for new, stable in stable_of.items()
-        if new is not stable and is_enum(new)
-        for member_name, member in new._member_map_.items()  # type: ignore[attr-defined]
-    }
-    if members:
-        # The new code's own members give way to the stable ones, also inside
-        # its data (``PRICES = {Status.PAID: 10}``) and class attributes.
-        replace_members(namespace, members)
-        for state in classes.values():
-            replace_members(state, members)
     for key in others:
         value = namespace[key]
         replacement = stable_of.get(type(value))
@@ -139,6 +128,7 @@ def _absorb_class(
     cls: type,
     hot_names: set[str],
     targets: dict[str, Callable[..., Any]],
+    *,
     stable: type,
 ) -> dict[str, object]:
     state = enum_state(
@@ -164,6 +154,20 @@ def _absorb_class(
             if qualname in hot_names:
                 state[attribute] = tracked.proxy(qualname, member)
     return state
+
+
+def _adopt_members(
+    namespace: dict[str, Any], classes: Mapping[str, ClassState], stable_of: Mapping[type, type]
+) -> None:
+    """Put the stable members of kept enums where the new code holds its own (``enums.py``).
+
+    Also inside its data (``PRICES = {Status.PAID: 10}``) and class attributes.
+    """
+    members = new_members(stable_of)
+    if members:
+        replace_members(namespace, members)
+        for state in classes.values():
+            replace_members(state, members)  # type: ignore[arg-type]  # built by absorb, a dict
 
 
 def _settle_classes(stable_of: Mapping[type, type]) -> None:
@@ -250,9 +254,7 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) 
             gc.enable()
 
 
-def _kept_data(
-    leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type
-) -> list[str]:
+def _kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type) -> list[str]:
     """The data attributes of class ``name`` defined alike in both versions: they stay live.
 
     Not set by the switch, they keep the value they have at that moment,
@@ -262,7 +264,9 @@ def _kept_data(
     if not before or not after or leaving is target:
         return []
     present = stable.__dict__
-    return [key for key, expression in after.items() if before.get(key) == expression and key in present]
+    return [
+        key for key, expression in after.items() if before.get(key) == expression and key in present
+    ]
 
 
 def _with_placeholders(state: ClassState, known: dict[str, Removed] | None) -> ClassState:

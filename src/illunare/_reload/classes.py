@@ -152,7 +152,9 @@ def data_attributes(source: str, namespace: Mapping[str, object]) -> dict[str, d
     module = _assignments(tree.body)
     found: dict[str, dict[str, str]] = {}
     for statement in tree.body:
-        cls = namespace.get(statement.name) if isinstance(statement, ast.ClassDef) else None
+        if not isinstance(statement, ast.ClassDef):
+            continue
+        cls = namespace.get(statement.name)
         if not isinstance(cls, type):
             continue
         body = _assignments(statement.body)

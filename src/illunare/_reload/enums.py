@@ -27,28 +27,30 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENUM_INTERNALS", "is_enum", "replace_members", "same_members"]
+__all__ = ["ENUM_INTERNALS", "is_enum", "new_members", "replace_members", "same_members"]
 
 #: Entries the enum machinery puts in an enum class's ``__dict__`` (3.10 to
 #: 3.13): they describe the members, so they stay the stable class's.
-ENUM_INTERNALS = frozenset({
-    "__new__",
-    "_member_map_",
-    "_member_names_",
-    "_member_type_",
-    "_value2member_map_",
-    "_new_member_",
-    "_use_args_",
-    "_value_repr_",
-    "_unhashable_values_",
-    "_unhashable_values_map_",
-    "_hashable_values_",
-    "_flag_mask_",
-    "_all_bits_",
-    "_boundary_",
-    "_singles_mask_",
-    "_inverted_",
-})
+ENUM_INTERNALS = frozenset(
+    {
+        "__new__",
+        "_member_map_",
+        "_member_names_",
+        "_member_type_",
+        "_value2member_map_",
+        "_new_member_",
+        "_use_args_",
+        "_value_repr_",
+        "_unhashable_values_",
+        "_unhashable_values_map_",
+        "_hashable_values_",
+        "_flag_mask_",
+        "_all_bits_",
+        "_boundary_",
+        "_singles_mask_",
+        "_inverted_",
+    }
+)
 
 
 def is_enum(cls: type) -> bool:
@@ -83,6 +85,16 @@ def same_members(stable: type, new: type) -> bool:
         return False
 
 
+def new_members(stable_of: Mapping[type, type]) -> dict[object, object]:
+    """Each member of the new enums of ``stable_of`` (new class -> stable) -> its stable member."""
+    return {
+        member: stable._member_map_[name]  # type: ignore[attr-defined]
+        for new, stable in stable_of.items()
+        if new is not stable and is_enum(new)
+        for name, member in new._member_map_.items()  # type: ignore[attr-defined]
+    }
+
+
 def replace_members(namespace: dict[str, Any], members: Mapping[object, object]) -> None:
     """Replace, in ``namespace``, each new member (a key of ``members``) by its stable one.
 
@@ -91,44 +103,35 @@ def replace_members(namespace: dict[str, Any], members: Mapping[object, object])
     of instances of the module's classes. Other holders (closures, objects
     of other modules) keep the new member.
     """
-    seen: set[int] = set()
-    module = namespace.get("__name__")
-
-    def swapped(value: object) -> object:
-        try:
-            return members.get(value, value) if type(value) in kinds else value
-        except TypeError:
-            return value
-
     kinds = {type(member) for member in members}
+    module = namespace.get("__name__")
+    seen: set[int] = set()
 
-    def visit(value: object) -> object:
-        value = swapped(value)
+    def visit(value: Any) -> Any:
         kind = type(value)
-        if kind in kinds or id(value) in seen:
+        if kind in kinds:
+            return members.get(value, value)
+        if id(value) in seen:
             return value
         seen.add(id(value))
-        if kind is dict:
-            items = [(visit(key), visit(item)) for key, item in value.items()]  # type: ignore[attr-defined]
-            value.clear()  # type: ignore[attr-defined]
-            value.update(items)  # type: ignore[attr-defined]
-        elif kind is list:
-            value[:] = [visit(item) for item in value]  # type: ignore[attr-defined]
-        elif kind is set:
-            items = [visit(item) for item in value]  # type: ignore[attr-defined]
-            value.clear()  # type: ignore[attr-defined]
-            value.update(items)  # type: ignore[attr-defined]
+        if isinstance(value, dict):
+            items = [(visit(key), visit(item)) for key, item in value.items()]
+            value.clear()
+            value.update(items)
+        elif isinstance(value, (list, set)):
+            items = [visit(item) for item in value]
+            value.clear()
+            value.extend(items) if isinstance(value, list) else value.update(items)
         elif kind is tuple or kind is frozenset:
-            items = [visit(item) for item in value]  # type: ignore[attr-defined]
-            if any(a is not b for a, b in zip(items, value, strict=True)):  # type: ignore[call-overload]
+            items = [visit(item) for item in value]
+            if any(a is not b for a, b in zip(items, value, strict=True)):
                 return kind(items)
         elif kind is types.FunctionType:
-            function: types.FunctionType = value  # type: ignore[assignment]
-            if function.__defaults__:
-                function.__defaults__ = visit(function.__defaults__)  # type: ignore[assignment]
-            if function.__kwdefaults__:
-                visit(function.__kwdefaults__)
-        elif getattr(kind, "__module__", None) == module and not isinstance(value, type):
+            if value.__defaults__:
+                value.__defaults__ = visit(value.__defaults__)
+            if value.__kwdefaults__:
+                visit(value.__kwdefaults__)
+        elif kind.__module__ == module and not isinstance(value, type):
             attributes = getattr(value, "__dict__", None)
             if type(attributes) is dict:
                 visit(attributes)

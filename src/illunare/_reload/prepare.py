@@ -14,8 +14,10 @@ import attrs
 
 from illunare._reload.binding import class_problems
 from illunare._reload.classes import data_attributes
+from illunare._reload.kinds import kind_changes
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import install_namespace
+from illunare._reload.orm import mapped_classes, refuse_unpreserved, without_classes
 from illunare._reload.proxy import Preparation, preparing
 from illunare._reload.source import SourceText, compile_source, forget_lines, remember_lines
 from illunare._reload.versions import ModuleVersion, TrackedModule
@@ -155,13 +157,20 @@ def prepare(
     CompileError, LoadError or ValidationError; nothing live changes either way.
     """
     name = tracked.name
+    mapped = mapped_classes(base.namespace, name)
+    refuse_unpreserved(name, mapped, base.preserve)
     code = compiled if compiled is not None else compile_source(text.text, filename, name)
-    namespace, hot_names = _execute(name, base.namespace, code)
+    if mapped:
+        # The live mapped classes stand in for their statements, which do not run.
+        code = without_classes(text.text, filename, mapped)
+    namespace, hot_names = _execute(name, base.namespace, code, mapped)
     preserve = preserved_names(namespace, name)
+    refuse_unpreserved(name, mapped, preserve)
     carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
     namespace.update(carried)
     _migrate(namespace, base.namespace, name)
     problems = class_problems(tracked, namespace) if tracked.classes else []
+    problems += kind_changes(name, base.targets, namespace)
     if problems:
         raise ValidationError(
             f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
@@ -173,10 +182,15 @@ def prepare(
 
 
 def _execute(
-    module: str, old: dict[str, Any], code: types.CodeType
+    module: str, old: dict[str, Any], code: types.CodeType, kept: Iterable[str]
 ) -> tuple[dict[str, Any], set[str]]:
-    """Run the new code in a fresh namespace; return it and the names it decorated with @hot."""
-    namespace: dict[str, Any] = {key: old[key] for key in _MODULE_ATTRIBUTES if key in old}
+    """Run the new code in a fresh namespace; return it and the names it decorated with @hot.
+
+    The namespace starts with the module's attributes and the ``kept`` names of ``old``.
+    """
+    namespace: dict[str, Any] = {
+        key: old[key] for key in (*_MODULE_ATTRIBUTES, *kept) if key in old
+    }
     namespace["__doc__"] = None
     preparation = Preparation(module)
     token = preparing.set(preparation)

@@ -1,0 +1,61 @@
+"""The kind of a function (plain, coroutine, generator, async generator) is part of its contract.
+
+Frameworks decide how to call a function when it is registered: a web
+framework awaits an ``async def`` endpoint and runs a ``def`` one in a
+thread pool, a task runner iterates a generator. A proxy registered there
+keeps the kind it had: a new version that turns ``def`` into ``async def``
+(or a generator into a plain function) would make every call return an
+unawaited coroutine, or a result that is not iterated. Such a version is
+refused, naming the function.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["kind_changes"]
+
+_KINDS = (
+    (inspect.CO_ASYNC_GENERATOR, "an async generator function"),
+    (inspect.CO_COROUTINE, "a coroutine function (async def)"),
+    (inspect.CO_GENERATOR, "a generator function"),
+)
+
+
+def _kind(function: object) -> str | None:
+    """What kind of function ``function`` (unwrapped) is; ``None`` if it is no Python function."""
+    function = inspect.unwrap(function)  # type: ignore[arg-type]
+    if isinstance(function, (staticmethod, classmethod)):
+        function = inspect.unwrap(function.__func__)
+    if not isinstance(function, types.FunctionType):
+        return None
+    flags = function.__code__.co_flags
+    return next((kind for flag, kind in _KINDS if flags & flag), "a plain function (def)")
+
+
+def kind_changes(
+    module: str, old: Mapping[str, Callable[..., Any]], new: Mapping[str, object]
+) -> list[str]:
+    """The functions of ``old`` (by qualified name) that ``new`` defines as another kind.
+
+    ``new`` is a version's namespace; a method ``Cls.name`` is looked up in
+    that namespace's class ``Cls``.
+    """
+    problems = []
+    for qualname, function in old.items():
+        owner, _, attribute = qualname.rpartition(".")
+        if owner:
+            cls = new.get(owner)
+            value = cls.__dict__.get(attribute) if isinstance(cls, type) else None
+        else:
+            value = new.get(qualname)
+        before, after = _kind(function), _kind(value)
+        if before is not None and after is not None and before != after:
+            problems.append(
+                f"{module}.{qualname} changed from {before} to {after}: callers that "
+                "registered it decided how to call it"
+            )
+    return problems
