@@ -32,12 +32,13 @@ from illunare._reload.classes import (
 )
 from illunare._reload.enums import new_members, replace_members
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
+from illunare._reload.models import unpin
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["absorb", "class_problems", "flip"]
+__all__ = ["absorb", "class_problems", "flip", "stable_classes"]
 
 _FunctionType = types.FunctionType
 
@@ -101,6 +102,7 @@ def absorb(
                 rebound[key] = tracked.adopt(key, value)
         elif (stable := kept_class(tracked, value, key)) is not None:
             tracked.classes.setdefault(key, stable)
+            unpin(value)
             stable_of[value] = rebound[key] = stable
             classes[key] = _absorb_class(tracked, key, value, hot_names, targets, stable=stable)
         elif _is_wrapper_of(value, name):
@@ -195,13 +197,20 @@ def stable_bases(
     )
 
 
+def stable_classes(tracked: TrackedModule, namespace: Mapping[str, Any]) -> dict[type, type]:
+    """Each new class of ``namespace`` that will be moved into a stable class -> that class."""
+    found = {}
+    for key, new in namespace.items():
+        stable = tracked.classes.get(key)
+        if stable is not None and stable is not new and kept_class(tracked, new, key) is not None:
+            found[new] = stable
+    return found
+
+
 def class_problems(tracked: TrackedModule, namespace: Mapping[str, Any]) -> list[str]:
     """Why the classes of ``namespace`` cannot be moved into the stable classes."""
     problems = []
-    for key, new in namespace.items():
-        stable = tracked.classes.get(key)
-        if stable is None or stable is new or kept_class(tracked, new, key) is None:
-            continue
+    for new, stable in stable_classes(tracked, namespace).items():
         problem = incompatibility(stable, new, stable_bases(tracked, namespace, new))
         if problem is not None:
             problems.append(problem)

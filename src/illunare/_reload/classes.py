@@ -36,8 +36,9 @@ __all__ = [
 #: The attribute values that make up one version of a class.
 ClassState = Mapping[str, object]
 
-# Attributes owned by the class object's layout, never copied between versions.
-_LAYOUT = frozenset({"__dict__", "__weakref__"})
+# Attributes owned by the class object (its layout, its ABC registrations and
+# caches), never copied between versions.
+_LAYOUT = frozenset({"__dict__", "__weakref__", "_abc_impl"})
 
 
 def _slots(cls: type) -> frozenset[str]:
@@ -91,12 +92,14 @@ def rewritable(cls: type) -> bool:
     ``__setattr__`` is bypassed: only ``enum.EnumMeta``'s may be, as it only
     guards members, which a switch never changes (``enums.py``). Any other
     metaclass that intercepts attribute assignment keeps a state of its own
-    (an ORM's mapping, for one), and one with data descriptors would run
-    them for attributes of the same name: such classes get a new class
-    object per version.
+    (an ORM's mapping, for one): such classes get a new class object per
+    version. So do those whose metaclass has a data descriptor for a name
+    the class itself defines, which setting it would run.
     """
+    own = cls.__dict__
     return not any(
-        name in _HOOKS or hasattr(type(value), "__set__") or hasattr(type(value), "__delete__")
+        name in _HOOKS
+        or (name in own and (hasattr(type(value), "__set__") or hasattr(type(value), "__delete__")))
         for klass in inspect.getmro(type(cls))
         if klass not in _KNOWN_METACLASSES
         for name, value in vars(klass).items()

@@ -12,10 +12,11 @@ from typing import Any
 
 import attrs
 
-from illunare._reload.binding import class_problems
+from illunare._reload.binding import class_problems, stable_classes
 from illunare._reload.classes import data_attributes
 from illunare._reload.kinds import kind_changes
 from illunare._reload.locking import LOCK
+from illunare._reload.models import rebind_models
 from illunare._reload.namespace import install_namespace
 from illunare._reload.orm import mapped_classes, refuse_unpreserved, without_classes
 from illunare._reload.proxy import Preparation, preparing
@@ -176,6 +177,14 @@ def prepare(
             f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
             module=name,
         )
+    try:
+        rebind_models(namespace, stable_classes(tracked, namespace))
+    except Exception as error:
+        raise ValidationError(
+            f"the models of the new version of {name} cannot be bound to the running classes: "
+            f"{type(error).__name__}: {error}",
+            module=name,
+        ) from error
     _run_checks(namespace, checks, name)
     class_data = data_attributes(text.text, namespace)
     return Prepared(text, code, namespace, filename, hot_names, preserve, carried, class_data)
