@@ -185,16 +185,11 @@ def _settle_classes(stable_of: Mapping[type, type]) -> None:
             rebind_class_cells(new, stable)
 
 
-def stable_bases(
-    tracked: TrackedModule, namespace: Mapping[str, Any], cls: type
-) -> tuple[type, ...]:
-    """The bases of ``cls``, the module's own new classes replaced by their stable ones."""
-    return tuple(
-        tracked.classes.get(base.__qualname__, base)
-        if namespace.get(base.__qualname__) is base
-        else base
-        for base in cls.__bases__
-    )
+def _stable(tracked: TrackedModule, namespace: Mapping[str, Any], cls: type) -> type:
+    """``cls``, or the stable class it is a new version of when it is the module's own."""
+    if namespace.get(cls.__qualname__) is cls:
+        return tracked.classes.get(cls.__qualname__, cls)
+    return cls
 
 
 def stable_classes(tracked: TrackedModule, namespace: Mapping[str, Any]) -> dict[type, type]:
@@ -211,7 +206,12 @@ def class_problems(tracked: TrackedModule, namespace: Mapping[str, Any]) -> list
     """Why the classes of ``namespace`` cannot be moved into the stable classes."""
     problems = []
     for new, stable in stable_classes(tracked, namespace).items():
-        problem = incompatibility(stable, new, stable_bases(tracked, namespace, new))
+        problem = incompatibility(
+            stable,
+            new,
+            _stable(tracked, namespace, type(new)),
+            tuple(_stable(tracked, namespace, base) for base in new.__bases__),
+        )
         if problem is not None:
             problems.append(problem)
     return problems

@@ -117,16 +117,18 @@ _HOOKS = frozenset({"__setattr__", "__delattr__"})
 _KNOWN_METACLASSES = (type, object, enum.EnumMeta)
 
 
-def incompatibility(stable: type, new: type, stable_bases: tuple[type, ...]) -> str | None:
+def incompatibility(
+    stable: type, new: type, metaclass: type, bases: tuple[type, ...]
+) -> str | None:
     """Why the contents of ``new`` cannot be moved into ``stable``, or ``None``.
 
-    ``stable_bases`` are the bases of ``new`` with the module's own temporary
+    ``metaclass`` and ``bases`` are those of ``new``, the module's own new
     classes replaced by their stable counterparts.
     """
     name = stable.__qualname__
-    if type(new) is not type(stable):
+    if metaclass is not type(stable):
         return f"class {name} changed its metaclass"
-    if stable_bases != stable.__bases__:
+    if bases != stable.__bases__:
         return f"class {name} changed its base classes"
     if _slots(new) != _slots(stable):
         return (
