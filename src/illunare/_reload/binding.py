@@ -187,9 +187,8 @@ def _settle_classes(stable_of: Mapping[type, type]) -> None:
 
 def _stable(tracked: TrackedModule, namespace: Mapping[str, Any], cls: type) -> type:
     """``cls``, or the stable class it is a new version of when it is the module's own."""
-    if namespace.get(cls.__qualname__) is cls:
-        return tracked.classes.get(cls.__qualname__, cls)
-    return cls
+    key = cls.__qualname__
+    return tracked.classes.get(key, cls) if namespace.get(key) is cls else cls
 
 
 def stable_classes(tracked: TrackedModule, namespace: Mapping[str, Any]) -> dict[type, type]:
