@@ -16,8 +16,11 @@ ordinary switch of class attributes.
 
 from __future__ import annotations
 
+import functools
+import operator
 import sys
 import types
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,6 +82,80 @@ def unpin(cls: type) -> None:
         type.__setattr__(cls, "__pydantic_complete__", _COMPLETE)
 
 
+def _running_models(schema: Any, running: Mapping[type, type]) -> set[type]:
+    """The stable classes (keys of ``running``) that ``schema`` names as models to build."""
+    found: set[type] = set()
+    pending: list[Any] = [schema]
+    while pending:
+        item = pending.pop()
+        if type(item) is dict:
+            cls = item.get("cls")
+            if item.get("type") == "model" and isinstance(cls, type) and cls in running:
+                found.add(cls)
+            pending.extend(item.values())
+        elif type(item) is list or type(item) is tuple:
+            pending.extend(item)
+    return found
+
+
+def _resolve_running(
+    models: list[Any], running: Mapping[type, type], namespace: Mapping[str, object]
+) -> None:
+    """Make the new models refer to each other where they were built with the running ones.
+
+    pydantic evaluates string annotations (``from __future__ import
+    annotations``, forward references) in the namespace of the module as it
+    runs (``sys.modules``), not in the version being prepared: a new model
+    can come out built with a running class of the module. Its fields are
+    pointed at the new classes and every model of the version is built again.
+    """
+    stale = [cls for cls in models if _running_models(cls.__pydantic_core_schema__, running)]
+    if not stale:
+        return
+    for cls in stale:
+        for field in cls.__pydantic_fields__.values():
+            field.annotation = _substituted(field.annotation, running)
+    for cls in models:
+        # Built again from their fields, not from the schemas they cache.
+        type.__setattr__(cls, "__pydantic_complete__", False)
+        for name in (
+            "__pydantic_core_schema__",
+            "__pydantic_validator__",
+            "__pydantic_serializer__",
+        ):
+            if name in cls.__dict__:
+                type.__delattr__(cls, name)
+    for cls in models:
+        cls.model_rebuild(force=True, _types_namespace=dict(namespace))
+    for cls in models:
+        left = _running_models(cls.__pydantic_core_schema__, running)
+        if left:
+            names = ", ".join(sorted(model.__qualname__ for model in left))
+            raise TypeError(
+                f"model {cls.__qualname__} still refers to the running version of {names}"
+            )
+
+
+def _substituted(annotation: Any, running: Mapping[type, type]) -> Any:
+    """``annotation`` with each class of ``running``'s keys replaced by its value."""
+    if isinstance(annotation, type) and annotation in running:
+        return running[annotation]
+    arguments = typing.get_args(annotation)
+    replaced = tuple(_substituted(argument, running) for argument in arguments)
+    if all(a is b for a, b in zip(replaced, arguments, strict=True)):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, types.UnionType):
+        return functools.reduce(operator.or_, replaced)
+    if origin is typing.Union:
+        return typing.Union[replaced]  # noqa: UP007  # rebuilding what pydantic has
+    if origin is typing.Annotated:
+        return typing.Annotated[replaced]
+    if isinstance(annotation, types.GenericAlias):
+        return types.GenericAlias(origin, replaced)
+    return annotation.copy_with(replaced)
+
+
 def rebind_models(namespace: Mapping[str, object], stable_of: Mapping[type, type]) -> None:
     """Recompile the validators and serializers of the namespace's models for the stable classes.
 
@@ -89,10 +166,12 @@ def rebind_models(namespace: Mapping[str, object], stable_of: Mapping[type, type
         return
     from pydantic_core import SchemaSerializer, SchemaValidator  # noqa: PLC0415  # if in use
 
-    for value in namespace.values():
-        if not _is_model(value):
-            continue
-        cls: Any = value
+    module = namespace.get("__name__")
+    models: list[Any] = [
+        value for value in namespace.values() if _is_model(value) and value.__module__ == module
+    ]
+    _resolve_running(models, {stable: new for new, stable in stable_of.items()}, namespace)
+    for cls in models:
         schema = cls.__dict__["__pydantic_core_schema__"]
         changed: list[object] = []
         replaced = _replaced(schema, stable_of, changed)
