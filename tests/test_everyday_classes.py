@@ -683,3 +683,23 @@ class TestFunctionKinds:
         reloader.track(module)
         reloader.swap(module.__name__, KINDS.replace("return 1", "return 2"))
         assert module.handler() == 2
+
+
+class TestAbstractBaseClasses:
+    def test_registrations_stay_with_the_class(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A class registered as a virtual subclass before a swap still is after it."""
+        source = """
+        import abc
+
+        class Shape(abc.ABC):
+            def sides(self):
+                return {n}
+        """
+        module = package.module("abcs", source.format(n=1))
+        reloader.track(module)
+        module.Shape.register(int)
+        reloader.swap(module.__name__, dedent(source.format(n=2)))
+        assert isinstance(3, module.Shape)
+        assert issubclass(int, module.Shape)
