@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import pickle
 import threading
 import types
@@ -87,6 +88,27 @@ class TestEnumIdentity:
         assert module.ORDER[1] is paid
         assert module.DEFAULT is new
         assert module.Order.status is paid
+
+    def test_a_registry_of_another_module_gets_the_stable_member(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A member the new code puts into a live container is the stable one, in its place."""
+        package.write("registry", "HANDLERS = {'first': None}\nORDER = []\n")
+        registering = (
+            "\nfrom .registry import HANDLERS, ORDER\n"
+            "HANDLERS['status'] = Status.NEW\n"
+            "ORDER.append(Status.PAID)\n"
+        )
+        module = package.module("registering", ENUM.format(label="v1") + registering)
+        reloader.track(module)
+        registry = importlib.import_module(package.qualified("registry"))
+        handlers = registry.HANDLERS
+        reloader.swap(module.__name__, ENUM.format(label="v2") + registering)
+        assert registry.HANDLERS is handlers
+        assert list(handlers) == ["first", "status"]
+        assert handlers["status"] is module.Status.NEW
+        assert registry.ORDER == [module.Status.PAID, module.Status.PAID]
+        assert all(member is module.Status.PAID for member in registry.ORDER)
 
     def test_members_pickle_across_the_swap(self, package: Package, reloader: HotReloader) -> None:
         """A member pickled before the swap loads as the same member after it."""

@@ -101,42 +101,73 @@ def replace_members(namespace: dict[str, Any], members: Mapping[object, object])
     Followed: the namespace's values, and inside them dicts, lists, sets,
     tuples and frozensets, the defaults of functions, and the ``__dict__``
     of instances of the module's classes. Other holders (closures, objects
-    of other modules) keep the new member.
+    of other modules) keep the new member. A container is changed only
+    where it holds a new member, one item at a time (a dict whose keys are
+    new members is refilled in its order): objects the new code did not
+    fill with its members are left as they are.
     """
-    kinds = {type(member) for member in members}
-    module = namespace.get("__name__")
-    seen: set[int] = set()
+    replacer = _Replacer(members, namespace.get("__name__"))
+    for key, value in list(namespace.items()):
+        if not (key.startswith("__") and key.endswith("__")):
+            replaced = replacer.visit(value)
+            if replaced is not value:
+                namespace[key] = replaced
 
-    def visit(value: Any) -> Any:
+
+class _Replacer:
+    """Walks values, replacing new members by stable ones (see ``replace_members``)."""
+
+    def __init__(self, members: Mapping[object, object], module: object) -> None:
+        self.members = members
+        self.kinds = {type(member) for member in members}
+        self.module = module
+        self.seen: set[int] = set()
+
+    def visit(self, value: Any) -> Any:
+        """``value``, or what replaces it (a member, a rebuilt tuple or frozenset)."""
         kind = type(value)
-        if kind in kinds:
-            return members.get(value, value)
-        if id(value) in seen:
+        if kind in self.kinds:
+            return self.members.get(value, value)
+        if id(value) in self.seen:
             return value
-        seen.add(id(value))
+        self.seen.add(id(value))
         if isinstance(value, dict):
-            items = [(visit(key), visit(item)) for key, item in value.items()]
-            value.clear()
-            value.update(items)
+            self._dict(value)
         elif isinstance(value, (list, set)):
-            items = [visit(item) for item in value]
-            value.clear()
-            value.extend(items) if isinstance(value, list) else value.update(items)
+            self._collection(value)
         elif kind is tuple or kind is frozenset:
-            items = [visit(item) for item in value]
+            items = [self.visit(item) for item in value]
             if any(a is not b for a, b in zip(items, value, strict=True)):
                 return kind(items)
         elif kind is types.FunctionType:
-            if value.__defaults__:
-                value.__defaults__ = visit(value.__defaults__)
-            if value.__kwdefaults__:
-                visit(value.__kwdefaults__)
-        elif kind.__module__ == module and not isinstance(value, type):
-            attributes = getattr(value, "__dict__", None)
-            if type(attributes) is dict:
-                visit(attributes)
+            self._function(value)
+        elif kind.__module__ == self.module and type(getattr(value, "__dict__", None)) is dict:
+            self._dict(value.__dict__)
         return value
 
-    for key, value in list(namespace.items()):
-        if not (key.startswith("__") and key.endswith("__")):
-            namespace[key] = visit(value)
+    def _dict(self, mapping: dict[Any, Any]) -> None:
+        pairs = [(key, self.visit(key), value, self.visit(value)) for key, value in mapping.items()]
+        if any(new_key is not key for key, new_key, _, _ in pairs):
+            mapping.clear()
+            mapping.update((new_key, new_value) for _, new_key, _, new_value in pairs)
+        else:
+            mapping.update((key, new) for key, _, value, new in pairs if new is not value)
+
+    def _collection(self, collection: list[Any] | set[Any]) -> None:
+        for index, item in enumerate(list(collection)):
+            replaced = self.visit(item)
+            if replaced is item:
+                continue
+            if isinstance(collection, list):
+                collection[index] = replaced
+            else:
+                collection.discard(item)
+                collection.add(replaced)
+
+    def _function(self, function: types.FunctionType) -> None:
+        if function.__defaults__:
+            defaults = self.visit(function.__defaults__)
+            if defaults is not function.__defaults__:
+                function.__defaults__ = defaults
+        if function.__kwdefaults__:
+            self._dict(function.__kwdefaults__)
