@@ -27,9 +27,12 @@ _KINDS = (
 
 def _kind(function: object) -> str | None:
     """What kind of function ``function`` (unwrapped) is; ``None`` if it is no Python function."""
-    function = inspect.unwrap(function)  # type: ignore[arg-type]
-    if isinstance(function, (staticmethod, classmethod)):
-        function = inspect.unwrap(function.__func__)
+    try:
+        if isinstance(function, (staticmethod, classmethod)):
+            function = function.__func__
+        function = inspect.unwrap(function)  # type: ignore[arg-type]
+    except ValueError:  # a cycle of __wrapped__
+        return None
     if not isinstance(function, types.FunctionType):
         return None
     flags = function.__code__.co_flags

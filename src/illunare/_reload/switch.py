@@ -83,11 +83,14 @@ class Switch:
     def class_contents(self, cls: type, delete: Sequence[str], state: ClassState) -> None:
         """Delete the attributes ``delete`` of ``cls`` and set every attribute of ``state``."""
         classes = itertools.repeat(cls)
+        # The builtins are quicker; type's own setters bypass a metaclass's hook.
+        plain = type(cls).__setattr__ is _set and type(cls).__delattr__ is _delete
+        set_, delete_ = (setattr, delattr) if plain else (_set, _delete)
         self._steps.append(map(self._keep.extend, (cls.__dict__.values(),)))
         if delete:
-            self._steps.append(map(_set, classes, delete, itertools.repeat(_PLACEHOLDER)))
-            self._steps.append(map(_delete, classes, delete))
-        self._steps.append(map(_set, classes, state.keys(), state.values()))
+            self._steps.append(map(set_, classes, delete, itertools.repeat(_PLACEHOLDER)))
+            self._steps.append(map(delete_, classes, delete))
+        self._steps.append(map(set_, classes, state.keys(), state.values()))
 
     def retarget(
         self, proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]
