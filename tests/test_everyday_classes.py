@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import pickle
 import threading
 import types
@@ -18,6 +19,8 @@ from hypothesis import strategies as st
 from illunare import HotReloader, ValidationError
 
 from .conftest import Package, dedent
+
+_modules = itertools.count()
 
 # Enum ---------------------------------------------------------------------------------
 
@@ -230,7 +233,7 @@ class TestEnumIdentity:
             )
             return f"import enum\n\nclass E(enum.Enum):\n{members}"
 
-        module = types.ModuleType(f"illunare_enum_property_{id(first)}_{len(second)}")
+        module = types.ModuleType(f"illunare_enum_property_{next(_modules)}")
         offset = values[0] % 2
         exec(source(first, 0), module.__dict__)  # the test's own code
         reloader = HotReloader()
@@ -517,6 +520,20 @@ class TestAttrsAndDataclasses:
         with pytest.raises(ValidationError, match=r"Point changed its __slots__.*slotted"):
             reloader.swap(module.__name__, ATTRS.format(extra="    z: int = 0\n", norm="self.z"))
         assert module.Point(1).norm() == 1
+
+    def test_a_field_added_to_a_dict_attrs_class_follows_in_init(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Without slots, attrs' generated __init__, repr and eq are the new version's."""
+        source = ATTRS.replace("@attrs.define", "@attrs.define(slots=False)")
+        module = package.module("points3", source.format(extra="", norm="self.x"))
+        reloader.track(module)
+        point_class = module.Point
+        reloader.swap(module.__name__, source.format(extra="    z: int = 7\n", norm="self.z"))
+        point = point_class(1)
+        assert type(point) is point_class
+        assert point.norm() == 7
+        assert attrs.asdict(point) == {"x": 1, "y": 0, "z": 7}
 
     def test_a_dataclass_field_added_follows_in_init(
         self, package: Package, reloader: HotReloader
