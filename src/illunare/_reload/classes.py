@@ -150,6 +150,17 @@ def data_attributes(source: str, namespace: Mapping[str, object]) -> dict[str, d
     (``KIND = VERSION`` changes when ``VERSION = 2`` does). Between two
     versions that define it alike, it keeps its live value (``binding.flip``).
     """
+    name = namespace.get("__name__")
+    if not any(
+        isinstance(value, type)
+        and value.__module__ == name
+        and any(
+            _is_data(item) and not (key.startswith("__") and key.endswith("__"))
+            for key, item in value.__dict__.items()
+        )
+        for value in namespace.values()
+    ):
+        return {}  # no class with data: the source need not be parsed again
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):

@@ -18,25 +18,28 @@ from typing import Any
 
 __all__ = ["kind_changes"]
 
-_KINDS = (
-    (inspect.CO_ASYNC_GENERATOR, "an async generator function"),
-    (inspect.CO_COROUTINE, "a coroutine function (async def)"),
-    (inspect.CO_GENERATOR, "a generator function"),
-)
+_KINDS = {
+    inspect.CO_ASYNC_GENERATOR: "an async generator function",
+    inspect.CO_COROUTINE: "a coroutine function (async def)",
+    inspect.CO_GENERATOR: "a generator function",
+    0: "a plain function (def)",
+}
+_MASK = inspect.CO_ASYNC_GENERATOR | inspect.CO_COROUTINE | inspect.CO_GENERATOR
+_FunctionType = types.FunctionType
 
 
-def _kind(function: object) -> str | None:
-    """What kind of function ``function`` (unwrapped) is; ``None`` if it is no Python function."""
-    try:
-        if isinstance(function, (staticmethod, classmethod)):
-            function = function.__func__
-        function = inspect.unwrap(function)  # type: ignore[arg-type]
-    except ValueError:  # a cycle of __wrapped__
-        return None
-    if not isinstance(function, types.FunctionType):
-        return None
-    flags = function.__code__.co_flags
-    return next((kind for flag, kind in _KINDS if flags & flag), "a plain function (def)")
+def _kind(function: object) -> int | None:
+    """The kind flags of ``function`` (unwrapped); ``None`` if it is no Python function."""
+    if type(function) is not _FunctionType or hasattr(function, "__wrapped__"):
+        try:
+            if isinstance(function, (staticmethod, classmethod)):
+                function = function.__func__
+            function = inspect.unwrap(function)  # type: ignore[arg-type]
+        except ValueError:  # a cycle of __wrapped__
+            return None
+        if not isinstance(function, _FunctionType):
+            return None
+    return function.__code__.co_flags & _MASK
 
 
 def kind_changes(
@@ -58,7 +61,7 @@ def kind_changes(
         before, after = _kind(function), _kind(value)
         if before is not None and after is not None and before != after:
             problems.append(
-                f"{module}.{qualname} changed from {before} to {after}: callers that "
-                "registered it decided how to call it"
+                f"{module}.{qualname} changed from {_KINDS[before]} to {_KINDS[after]}: "
+                "callers that registered it decided how to call it"
             )
     return problems
