@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from illunare import HotReloader, ValidationError
 
 from .conftest import Package, dedent
+from .strategies import ENUM_MEMBERS, enum_source
 
 _modules = itertools.count()
 
@@ -215,33 +216,19 @@ class TestEnumIdentity:
                 thread.join()
         assert errors == []
 
-    @given(
-        first=st.lists(st.sampled_from("ABCDE"), min_size=1, max_size=4, unique=True),
-        second=st.lists(st.sampled_from("ABCDE"), min_size=1, max_size=4, unique=True),
-        values=st.lists(st.integers(0, 2), min_size=4, max_size=4),
-    )
+    @given(first=ENUM_MEMBERS, second=ENUM_MEMBERS, shift=st.integers(0, 1))
     @settings(max_examples=30, deadline=None)
     def test_identity_is_kept_iff_the_members_are_unchanged(
-        self, first: list[str], second: list[str], values: list[int]
+        self, first: list[str], second: list[str], shift: int
     ) -> None:
         """Random member sets: the class survives exactly when names, order and values match."""
-
-        def source(names: list[str], offset: int) -> str:
-            members = "".join(
-                f"    {name} = {2 * index + (offset if index == 0 else 0)}\n"
-                for index, name in enumerate(names)
-            )
-            return f"import enum\n\nclass E(enum.Enum):\n{members}"
-
         module = types.ModuleType(f"illunare_enum_property_{next(_modules)}")
-        offset = values[0] % 2
-        exec(source(first, 0), module.__dict__)  # the test's own code
+        exec(enum_source(first, 0), module.__dict__)  # the test's own code
         reloader = HotReloader()
         reloader.track(module)
         original = module.E
-        reloader.swap(module.__name__, source(second, offset))
-        unchanged = first == second and offset == 0
-        assert (module.E is original) is unchanged
+        reloader.swap(module.__name__, enum_source(second, shift))
+        assert (module.E is original) is (first == second and shift == 0)
         assert [member.name for member in module.E] == second
 
 

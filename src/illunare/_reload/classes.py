@@ -27,7 +27,6 @@ __all__ = [
     "enum_state",
     "incompatibility",
     "keeps_identity",
-    "orm_mapped",
     "rebind_class_cells",
     "rewritable",
     "stale_names",
@@ -87,10 +86,10 @@ def stale_names(cls: type, state: ClassState) -> list[str]:
 def rewritable(cls: type) -> bool:
     """Whether ``cls`` can be rewritten in place with no Python code of its metaclass.
 
-    The switch sets and deletes class attributes with the C-level
-    ``type.__setattr__`` and ``type.__delattr__``, so a metaclass's own
-    ``__setattr__`` is bypassed: only ``enum.EnumMeta``'s may be, as it only
-    guards members, which a switch never changes (``enums.py``). Any other
+    For a class whose metaclass has its own ``__setattr__``, the switch
+    sets and deletes attributes with the C-level ``type.__setattr__`` and
+    ``type.__delattr__``, bypassing it: only ``enum.EnumMeta``'s may be, as
+    it only guards members, which a switch never changes (``enums.py``). Any other
     metaclass that intercepts attribute assignment keeps a state of its own
     (an ORM's mapping, for one): such classes get a new class object per
     version. So do those whose metaclass has a data descriptor for a name
@@ -104,11 +103,6 @@ def rewritable(cls: type) -> bool:
         if klass not in _KNOWN_METACLASSES
         for name, value in vars(klass).items()
     )
-
-
-def orm_mapped(cls: object) -> bool:
-    """Whether ``cls`` is a class mapped by an ORM (SQLAlchemy instruments it)."""
-    return isinstance(cls, type) and "_sa_class_manager" in cls.__dict__
 
 
 _HOOKS = frozenset({"__setattr__", "__delattr__"})

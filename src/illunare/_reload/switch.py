@@ -6,8 +6,8 @@ exceptions (``KeyboardInterrupt``, ``PyThreadState_SetAsyncExc``) when it
 checks its "eval breaker", which it does while executing bytecode. A call
 into C that executes no bytecode therefore runs from start to end with no
 other thread in between and cannot be interrupted. A ``Switch`` collects
-each change as a lazy ``map`` over a built-in callable (``type.__setattr__``,
-``type.__delattr__``, ``dict.update``, wrapt's C ``__wrapped__`` setter,
+each change as a lazy ``map`` over a built-in callable (``setattr``,
+``delattr``, ``type.__setattr__``, ``dict.update``, wrapt's C ``__wrapped__`` setter,
 ``PyObject_GenericSetDict`` through ``ctypes.pythonapi``, which keeps the
 GIL) and ``run()`` drains all of them with one
 ``deque(maxlen=0).extend(chain(...))``: one C call. Nothing observes half a
@@ -20,12 +20,13 @@ For that to hold, nothing inside may run Python code:
   ``__del__`` or weakref callback runs in it;
 * no garbage collection: the caller disables it around the whole flip, as a
   collection could run finalizers of unrelated objects;
-* no attribute hooks: class attributes are set with the C-level
-  ``type.__setattr__`` (a metaclass's own ``__setattr__``, such as
-  ``enum.EnumMeta``'s, is bypassed); classes whose metaclass intercepts
-  attribute assignment for a state of its own, or has data descriptors,
-  keep one class object per version instead (``classes.rewritable``);
-  special names are never given placeholders (``inflight.py``).
+* no attribute hooks: the attributes of a class whose metaclass has its
+  own ``__setattr__`` (``enum.EnumMeta``'s) are set with the C-level
+  ``type.__setattr__`` and ``type.__delattr__``, bypassing it; classes
+  whose metaclass intercepts attribute assignment for a state of its own,
+  or has data descriptors for names they define, keep one class object per
+  version instead (``classes.rewritable``); special names are never given
+  placeholders (``inflight.py``).
 
 Every step is also built not to fail: a name to delete is set first, so a
 concurrent ``del`` between planning and switching cannot make ``delattr``
