@@ -48,6 +48,19 @@ def class_source(number: int, methods: frozenset[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the members of an enum: 1 to 4 distinct names, in order
+ENUM_MEMBERS = st.lists(st.sampled_from("ABCDE"), min_size=1, max_size=4, unique=True)
+
+
+def enum_source(names: list[str], shift: int) -> str:
+    """A module with ``class E(enum.Enum)`` of ``names``, distinct values; the first shifted."""
+    members = "".join(
+        f"    {name} = {2 * index + (shift if index == 0 else 0)}\n"
+        for index, name in enumerate(names)
+    )
+    return f"import enum\n\nclass E(enum.Enum):\n{members}"
+
+
 # Feature flags ---------------------------------------------------------------
 
 #: encodings a coding declaration may name: text codecs, codecs that are not

@@ -552,10 +552,10 @@ class TestRealModulesOnly:
 
 
 class TestMetaclassHooks:
-    def test_a_class_whose_metaclass_has_a_data_descriptor_keeps_one_class_per_version(
+    def test_a_class_defining_a_name_of_a_metaclass_data_descriptor_gets_new_classes(
         self, package: Package, reloader: HotReloader
     ) -> None:
-        """Setting its attributes would run the descriptor's code: it is never rewritten."""
+        """Setting that attribute would run the descriptor's code: the class is never rewritten."""
         source = """
         class Meta(type):
             @property
@@ -563,6 +563,8 @@ class TestMetaclassHooks:
                 return "meta"
 
         class Model(metaclass=Meta):
+            label = "own"
+
             def value(self):
                 return {n}
         """
@@ -573,6 +575,48 @@ class TestMetaclassHooks:
         assert module.Model is not first
         assert module.Model().value() == 2
         assert first().value() == 1
+
+    def test_a_metaclass_data_descriptor_the_class_does_not_shadow_is_no_obstacle(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """No attribute the switch sets goes through it: the class keeps its identity."""
+        source = """
+        class Meta(type):
+            @property
+            def label(cls):
+                return "meta"
+
+        class Model(metaclass=Meta):
+            def value(self):
+                return {n}
+        """
+        module = package.module("metaprop2", source.format(n=1))
+        reloader.track(module)
+        first = module.Model
+        reloader.swap(module.__name__, textwrap.dedent(source.format(n=2)))
+        assert module.Model is first
+        assert first().value() == 2
+        assert first.label == "meta"
+
+    def test_a_metaclass_setattr_hook_other_than_enums_keeps_one_class_per_version(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Its hook may keep a state of its own, which bypassing it would leave behind."""
+        source = """
+        class Meta(type):
+            def __setattr__(cls, name, value):
+                super().__setattr__(name, value)
+
+        class Model(metaclass=Meta):
+            def value(self):
+                return {n}
+        """
+        module = package.module("metahook", source.format(n=1))
+        reloader.track(module)
+        first = module.Model
+        reloader.swap(module.__name__, textwrap.dedent(source.format(n=2)))
+        assert module.Model is not first
+        assert module.Model().value() == 2
 
 
 class TestWraptContract:

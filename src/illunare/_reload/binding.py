@@ -24,18 +24,21 @@ from typing import Any
 from illunare._reload.classes import (
     ClassState,
     class_state,
+    enum_state,
     incompatibility,
+    keeps_identity,
     rebind_class_cells,
-    rewritable,
     stale_names,
 )
+from illunare._reload.enums import new_members, replace_members
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
+from illunare._reload.models import unpin
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["absorb", "class_problems", "flip", "flip_many", "replaced_classes"]
+__all__ = ["absorb", "class_problems", "flip", "flip_many", "stable_classes"]
 
 _NOTHING: Mapping[type, type] = types.MappingProxyType({})
 
@@ -59,18 +62,18 @@ def _is_wrapper_of(value: object, module: str) -> bool:
     )
 
 
-def is_class_of(value: object, module: str, key: str) -> bool:
-    """A class defined at the top level of ``module`` under ``key``, whose identity is kept.
+def kept_class(tracked: TrackedModule, value: object, key: str) -> type | None:
+    """The stable class for ``value``, a class defined at the top level of the module as ``key``.
 
-    Classes that cannot be rewritten in place without running code of their
-    metaclass (``classes.rewritable``) keep their own class object per version.
+    ``None`` for anything else, and for classes whose identity cannot be kept
+    (``classes.keeps_identity``): those keep their own class object per version.
     """
-    return (
-        isinstance(value, type)
-        and value.__module__ == module
-        and value.__qualname__ == key
-        and rewritable(value)
-    )
+    if not (
+        isinstance(value, type) and value.__module__ == tracked.name and value.__qualname__ == key
+    ):
+        return None
+    stable = tracked.classes.get(key, value)
+    return stable if keeps_identity(value, stable) else None
 
 
 def absorb(
@@ -86,7 +89,7 @@ def absorb(
     classes: dict[str, ClassState] = {}
     stable_of: dict[type, type] = {}
     rebound: dict[str, object] = {}
-    instances: list[object] = []
+    others: list[str] = []
     for key, value in namespace.items():
         if key.startswith("__") and key.endswith("__"):
             continue  # module machinery and hooks stay per version
@@ -99,17 +102,20 @@ def absorb(
             if value._self_module == name:
                 targets[key] = value.__wrapped__
                 rebound[key] = tracked.adopt(key, value)
-        elif is_class_of(value, name, key):
-            stable = stable_of[value] = tracked.classes.setdefault(key, value)
-            rebound[key] = stable
-            classes[key] = _absorb_class(tracked, key, value, hot_names, targets)
+        elif (stable := kept_class(tracked, value, key)) is not None:
+            tracked.classes.setdefault(key, stable)
+            unpin(value)
+            stable_of[value] = rebound[key] = stable
+            classes[key] = _absorb_class(tracked, key, value, hot_names, targets, stable=stable)
         elif _is_wrapper_of(value, name):
             targets[key] = value
             rebound[key] = tracked.proxy(key, value)
         else:
-            instances.append(value)
+            others.append(key)
+    _adopt_members(namespace, classes, stable_of)
     namespace.update(rebound)
-    for value in instances:
+    for key in others:
+        value = namespace[key]
         replacement = stable_of.get(type(value))
         if replacement is not None and replacement is not type(value):
             # An instance made by the new module code, e.g. DEFAULT = Cls().
@@ -126,12 +132,18 @@ def _absorb_class(
     cls: type,
     hot_names: set[str],
     targets: dict[str, Callable[..., Any]],
-) -> ClassState:
-    state = {
-        attribute: member
-        for attribute, member in class_state(cls).items()
-        if type(member) is not Removed  # a stable class seen while a name is missing
-    }
+    *,
+    stable: type,
+) -> dict[str, object]:
+    state = enum_state(
+        cls,
+        stable,
+        {
+            attribute: member
+            for attribute, member in class_state(cls).items()
+            if type(member) is not Removed  # a stable class seen while a name is missing
+        },
+    )
     placeholders = _placeholders.setdefault(tracked, {}).setdefault(key, {})
     for attribute in state:
         if not (attribute.startswith("__") and attribute.endswith("__")):
@@ -148,6 +160,20 @@ def _absorb_class(
     return state
 
 
+def _adopt_members(
+    namespace: dict[str, Any], classes: Mapping[str, ClassState], stable_of: Mapping[type, type]
+) -> None:
+    """Put the stable members of kept enums where the new code holds its own (``enums.py``).
+
+    Also inside its data (``PRICES = {Status.PAID: 10}``) and class attributes.
+    """
+    members = new_members(stable_of)
+    if members:
+        replace_members(namespace, members)
+        for state in classes.values():
+            replace_members(state, members)  # type: ignore[arg-type]  # built by absorb, a dict
+
+
 def _settle_classes(stable_of: Mapping[type, type]) -> None:
     """Make a version's classes refer to the stable classes instead of their own."""
     for new, stable in stable_of.items():
@@ -161,26 +187,32 @@ def _settle_classes(stable_of: Mapping[type, type]) -> None:
             rebind_class_cells(new, stable)
 
 
-def stable_bases(
+def _stable(
     tracked: TrackedModule,
     namespace: Mapping[str, Any],
     cls: type,
     released: Mapping[type, type] = _NOTHING,
-) -> tuple[type, ...]:
-    """The bases of ``cls``, new classes replaced by their stable ones.
+) -> type:
+    """``cls``, or the stable class it is a new version of.
 
-    The module's own, and those of other modules of the same release
-    (``released``: new class -> its stable class).
+    The module's own new classes, and those of other modules of the same
+    release (``released``: new class -> its stable class).
     """
-    return tuple(
-        released.get(base)
-        or (
-            tracked.classes.get(base.__qualname__, base)
-            if namespace.get(base.__qualname__) is base
-            else base
-        )
-        for base in cls.__bases__
-    )
+    found = released.get(cls)
+    if found is not None:
+        return found
+    key = cls.__qualname__
+    return tracked.classes.get(key, cls) if namespace.get(key) is cls else cls
+
+
+def stable_classes(tracked: TrackedModule, namespace: Mapping[str, Any]) -> dict[type, type]:
+    """Each new class of ``namespace`` that will be moved into a stable class -> that class."""
+    found = {}
+    for key, new in namespace.items():
+        stable = tracked.classes.get(key)
+        if stable is not None and stable is not new and kept_class(tracked, new, key) is not None:
+            found[new] = stable
+    return found
 
 
 def class_problems(
@@ -188,24 +220,16 @@ def class_problems(
 ) -> list[str]:
     """Why the classes of ``namespace`` cannot be moved into the stable classes."""
     problems = []
-    for key, new in namespace.items():
-        stable = tracked.classes.get(key)
-        if stable is None or stable is new or not is_class_of(new, tracked.name, key):
-            continue
-        problem = incompatibility(stable, new, stable_bases(tracked, namespace, new, released))
+    for new, stable in stable_classes(tracked, namespace).items():
+        problem = incompatibility(
+            stable,
+            new,
+            _stable(tracked, namespace, type(new), released),
+            tuple(_stable(tracked, namespace, base, released) for base in new.__bases__),
+        )
         if problem is not None:
             problems.append(problem)
     return problems
-
-
-def replaced_classes(tracked: TrackedModule, namespace: Mapping[str, Any]) -> dict[type, type]:
-    """Each class of ``namespace`` whose contents will move into a stable class -> that class."""
-    return {
-        value: stable
-        for key, value in namespace.items()
-        if is_class_of(value, tracked.name, key)
-        and (stable := tracked.classes.get(key, value)) is not value
-    }
 
 
 def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) -> None:
@@ -233,7 +257,8 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
         gc.disable()  # inside the try: an interrupt right after it re-enables it
         switch = Switch()
         for tracked, target, carry in changes:
-            old, new = tracked.current.namespace, target.namespace
+            leaving = tracked.current
+            old, new = leaving.namespace, target.namespace
             if "__path__" in old and old is not new:
                 # Submodules imported since are attributes of the package itself.
                 prefix = tracked.name + "."
@@ -248,13 +273,34 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
                 for name, state in target.classes.items():
                     stable = tracked.classes[name]
                     contents = _with_placeholders(state, placeholders.get(name))
-                    switch.class_contents(stable, stale_names(stable, contents), contents)
+                    delete = stale_names(stable, contents)
+                    kept = _kept_data(leaving, target, name, stable)
+                    if kept:
+                        contents = {
+                            key: value for key, value in contents.items() if key not in kept
+                        }
+                    switch.class_contents(stable, delete, contents)
             switch.retarget(proxies, functions)
             switch.attribute(tracked, "current", target)
         switch.run()
     finally:
         if collecting:
             gc.enable()
+
+
+def _kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type) -> list[str]:
+    """The data attributes of class ``name`` defined alike in both versions: they stay live.
+
+    Not set by the switch, they keep the value they have at that moment,
+    whichever way it goes (a swap or a rollback).
+    """
+    before, after = leaving.class_data.get(name), target.class_data.get(name)
+    if not before or not after or leaving is target:
+        return []
+    present = stable.__dict__
+    return [
+        key for key, expression in after.items() if before.get(key) == expression and key in present
+    ]
 
 
 def _with_placeholders(state: ClassState, known: dict[str, Removed] | None) -> ClassState:

@@ -12,9 +12,13 @@ from typing import Any
 
 import attrs
 
-from illunare._reload.binding import class_problems
+from illunare._reload.binding import class_problems, stable_classes
+from illunare._reload.classes import data_attributes
+from illunare._reload.kinds import kind_changes
 from illunare._reload.locking import LOCK
+from illunare._reload.models import rebind_models
 from illunare._reload.namespace import install_namespace
+from illunare._reload.orm import mapped_classes, refuse_unpreserved, without_classes
 from illunare._reload.proxy import Preparation, preparing
 from illunare._reload.source import SourceText, compile_source, forget_lines, remember_lines
 from illunare._reload.versions import ModuleVersion, TrackedModule
@@ -64,6 +68,8 @@ class Prepared:
     preserve: frozenset[str]
     #: preserved name -> the live value copied in before migration and checks
     carried: dict[str, object]
+    #: the classes' data attributes (``classes.data_attributes``)
+    class_data: dict[str, dict[str, str]]
 
     @property
     def lines_key(self) -> str | None:
@@ -170,26 +176,47 @@ def prepare(
     CompileError, LoadError or ValidationError; nothing live changes either way.
     """
     name = tracked.name
+    mapped = mapped_classes(base.namespace, name)
+    refuse_unpreserved(name, mapped, base.preserve)
     code = compiled if compiled is not None else compile_source(text.text, filename, name)
-    namespace, hot_names = _execute(name, base.namespace, code)
+    if mapped:
+        # The live mapped classes stand in for their statements, which do not run.
+        code = without_classes(text.text, filename, mapped)
+    namespace, hot_names = _execute(name, base.namespace, code, mapped)
     preserve = preserved_names(namespace, name)
+    refuse_unpreserved(name, mapped, preserve)
     carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
     namespace.update(carried)
     _migrate(namespace, base.namespace, name)
     problems = class_problems(tracked, namespace, released) if tracked.classes else []
+    problems += kind_changes(name, base.targets, namespace)
     if problems:
         raise ValidationError(
             f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
             module=name,
         )
-    return Prepared(text, code, namespace, filename, hot_names, preserve, carried)
+    try:
+        rebind_models(namespace, {**released, **stable_classes(tracked, namespace)})
+    except Exception as error:
+        raise ValidationError(
+            f"the models of the new version of {name} cannot be bound to the running classes: "
+            f"{type(error).__name__}: {error}",
+            module=name,
+        ) from error
+    class_data = data_attributes(text.text, namespace)
+    return Prepared(text, code, namespace, filename, hot_names, preserve, carried, class_data)
 
 
 def _execute(
-    module: str, old: dict[str, Any], code: types.CodeType
+    module: str, old: dict[str, Any], code: types.CodeType, kept: Iterable[str]
 ) -> tuple[dict[str, Any], set[str]]:
-    """Run the new code in a fresh namespace; return it and the names it decorated with @hot."""
-    namespace: dict[str, Any] = {key: old[key] for key in _MODULE_ATTRIBUTES if key in old}
+    """Run the new code in a fresh namespace; return it and the names it decorated with @hot.
+
+    The namespace starts with the module's attributes and the ``kept`` names of ``old``.
+    """
+    namespace: dict[str, Any] = {
+        key: old[key] for key in (*_MODULE_ATTRIBUTES, *kept) if key in old
+    }
     namespace["__doc__"] = None
     preparation = Preparation(module)
     token = preparing.set(preparation)

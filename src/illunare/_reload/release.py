@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from illunare._reload.binding import absorb, flip_many, replaced_classes
+from illunare._reload.binding import absorb, flip_many, stable_classes
 from illunare._reload.locking import LOCK
 from illunare._reload.prepare import (
     Check,
@@ -433,7 +433,7 @@ def execute(
             if several:
                 candidate = candidate_module(name, prepared.namespace)
                 siblings.add(name, candidate, tracked[name].module)
-                siblings.classes.update(replaced_classes(tracked[name], prepared.namespace))
+                siblings.classes.update(stable_classes(tracked[name], prepared.namespace))
             entries.append((tracked[name], bases[name], prepared, reason))
         if checks:
             for module, _, prepared, _ in entries:
@@ -519,6 +519,7 @@ def commit(
             classes=classes,
             preserve=prepared.preserve,
             code=prepared.code,
+            class_data=prepared.class_data,
             lines_key=prepared.lines_key,
             source=prepared.source,
         )

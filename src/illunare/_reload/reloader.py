@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
 from illunare._reload.binding import absorb
+from illunare._reload.classes import data_attributes
 from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.interpreter import require_supported_interpreter
 from illunare._reload.locking import LOCK
@@ -608,6 +609,7 @@ class HotReloader:
         """Version ``module`` (as ``_resolve`` returns it) from its running code on."""
         text = _original_source(module)  # may read a file: not under the lock
         name = module.__name__
+        class_data = data_attributes(text, module.__dict__)
         with LOCK:
             tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
@@ -629,6 +631,7 @@ class HotReloader:
                 preserve=preserved_names(namespace, name),
                 code=None,
                 source=_loaded_source(module, text) if digest(text) == loaded else None,
+                class_data=class_data,
             )
             tracked = TrackedModule(name, module, placeholder, history)
             placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())

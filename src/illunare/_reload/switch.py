@@ -7,7 +7,7 @@ checks its "eval breaker", which it does while executing bytecode. A call
 into C that executes no bytecode therefore runs from start to end with no
 other thread in between and cannot be interrupted. A ``Switch`` collects
 each change as a lazy ``map`` over a built-in callable (``setattr``,
-``delattr``, ``dict.update``, wrapt's C ``__wrapped__`` setter,
+``delattr``, ``type.__setattr__``, ``dict.update``, wrapt's C ``__wrapped__`` setter,
 ``PyObject_GenericSetDict`` through ``ctypes.pythonapi``, which keeps the
 GIL) and ``run()`` drains all of them with one
 ``deque(maxlen=0).extend(chain(...))``: one C call. Nothing observes half a
@@ -20,9 +20,12 @@ For that to hold, nothing inside may run Python code:
   ``__del__`` or weakref callback runs in it;
 * no garbage collection: the caller disables it around the whole flip, as a
   collection could run finalizers of unrelated objects;
-* no attribute hooks: classes whose metaclass intercepts attribute
-  assignment, or has data descriptors, keep one class object per version
-  instead (``classes.rewritable``); special names are never given
+* no attribute hooks: the attributes of a class whose metaclass has its
+  own ``__setattr__`` (``enum.EnumMeta``'s) are set with the C-level
+  ``type.__setattr__`` and ``type.__delattr__``, bypassing it; classes
+  whose metaclass intercepts attribute assignment for a state of its own,
+  or has data descriptors for names they define, keep one class object per
+  version instead (``classes.rewritable``); special names are never given
   placeholders (``inflight.py``).
 
 Every step is also built not to fail: a name to delete is set first, so a
@@ -46,6 +49,11 @@ __all__ = ["Switch"]
 
 # Stands in for a class attribute between the two halves of a deletion.
 _PLACEHOLDER = object()
+
+# The C-level class attribute setters, bypassing a metaclass's own ``__setattr__``
+# (``enum.EnumMeta``'s: see ``classes.rewritable``).
+_set = type.__setattr__
+_delete = type.__delattr__
 
 # Drains an iterator in C, keeping nothing: shared, since it has no state
 # (a new deque per switch would cost more than the switch's bookkeeping).
@@ -80,11 +88,14 @@ class Switch:
     def class_contents(self, cls: type, delete: Sequence[str], state: ClassState) -> None:
         """Delete the attributes ``delete`` of ``cls`` and set every attribute of ``state``."""
         classes = itertools.repeat(cls)
+        # The builtins are quicker; type's own setters bypass a metaclass's hook.
+        plain = type(cls).__setattr__ is _set and type(cls).__delattr__ is _delete
+        set_, delete_ = (setattr, delattr) if plain else (_set, _delete)
         self._steps.append(map(self._keep.extend, (cls.__dict__.values(),)))
         if delete:
-            self._steps.append(map(setattr, classes, delete, itertools.repeat(_PLACEHOLDER)))
-            self._steps.append(map(delattr, classes, delete))
-        self._steps.append(map(setattr, classes, state.keys(), state.values()))
+            self._steps.append(map(set_, classes, delete, itertools.repeat(_PLACEHOLDER)))
+            self._steps.append(map(delete_, classes, delete))
+        self._steps.append(map(set_, classes, state.keys(), state.values()))
 
     def retarget(
         self, proxies: Iterable[HotFunction], targets: Iterable[Callable[..., Any]]

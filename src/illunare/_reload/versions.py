@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -66,6 +66,8 @@ class ModuleVersion:
     #: names whose live value follows the module from version to version
     preserve: frozenset[str]
     code: types.CodeType | None
+    #: class name -> data attribute -> its defining expression (``classes.data_attributes``)
+    class_data: Mapping[str, Mapping[str, str]] = attrs.Factory(dict)
     #: the linecache entry holding the source of a version with no file
     #: (named by digest, so versions with the same source share it)
     lines_key: str | None = None

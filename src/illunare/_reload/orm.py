@@ -1,0 +1,64 @@
+"""ORM-mapped classes: their mapping lives in a registry, outside the class; they are not swapped.
+
+SQLAlchemy's declarative registry (and the ``MetaData`` behind it) records
+each mapped class and its table when the class statement runs: running it
+again for a new version fails ("Table ... is already defined") or, where it
+succeeds, leaves two classes mapped for one name. Neither can be undone by
+a rollback. So a module whose running version has mapped classes can be
+swapped only if its ``__hot_preserve__`` names each of them: the live class
+is then kept as it is, and the new version's statement for it does not run.
+Otherwise the swap is refused before the new code runs, naming the classes.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+from collections.abc import Collection, Mapping
+
+from illunare.exceptions import ValidationError
+
+__all__ = ["mapped_classes", "refuse_unpreserved", "without_classes"]
+
+
+def _mapped(value: object) -> bool:
+    # SQLAlchemy instruments each mapped class with its class manager.
+    return isinstance(value, type) and "_sa_class_manager" in value.__dict__
+
+
+def mapped_classes(namespace: Mapping[str, object], module: str) -> list[str]:
+    """The names of the ORM-mapped classes that ``module`` defines at its top level."""
+    return [
+        key
+        for key, value in namespace.items()
+        if _mapped(value)
+        and getattr(value, "__module__", None) == module
+        and getattr(value, "__qualname__", None) == key
+    ]
+
+
+def refuse_unpreserved(module: str, mapped: Collection[str], preserve: Collection[str]) -> None:
+    """Raise ValidationError naming the mapped classes that ``preserve`` does not list."""
+    refused = sorted(key for key in mapped if key not in preserve)
+    if refused:
+        listed = ", ".join(f"{module}.{key}" for key in refused)
+        raise ValidationError(
+            f"the new version of {module} cannot replace the running one: {listed} "
+            f"{'is an ORM-mapped class' if len(refused) == 1 else 'are ORM-mapped classes'} "
+            "(SQLAlchemy): the ORM's registry keeps the mapping, which a new class "
+            "statement cannot replace nor a rollback restore. Keep ORM models in a module "
+            "that is not swapped, or list them in __hot_preserve__ to keep the live classes",
+            module=module,
+        )
+
+
+def without_classes(text: str, filename: str, names: Collection[str]) -> types.CodeType:
+    """``text`` compiled with its top-level class statements for ``names`` left out."""
+    tree = ast.parse(text, filename)
+    tree.body = [
+        ast.copy_location(ast.Pass(), item)
+        if isinstance(item, ast.ClassDef) and item.name in names
+        else item
+        for item in tree.body
+    ]
+    return compile(tree, filename, "exec", dont_inherit=True)
