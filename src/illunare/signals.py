@@ -53,7 +53,10 @@ module_swapped = _signals.signal(
 
     sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the new
     CodeVersion), ``previous`` (the CodeVersion it replaced), ``duration``
-    (seconds the whole swap took, preparation included).
+    (seconds the whole swap took, preparation included), ``stale``
+    (``tuple[str, ...]``: one description per reference to the replaced
+    version's functions or classes that the library could not move, each
+    also issued as a ``StaleReferenceWarning``; empty when there are none).
     """,
 )
 
@@ -72,7 +75,8 @@ module_rolled_back = _signals.signal(
 
     sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the
     CodeVersion now current), ``previous`` (the CodeVersion left),
-    ``duration`` (seconds).
+    ``duration`` (seconds), ``stale`` (``tuple[str, ...]``, as for
+    ``module_swapped``: references to the left version's code).
     """,
 )
 

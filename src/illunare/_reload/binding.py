@@ -32,6 +32,7 @@ from illunare._reload.classes import (
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
+from illunare._reload.registrations import exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
@@ -221,6 +222,10 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) 
         switch.retarget(proxies, functions)
         switch.attribute(tracked, "current", target)
         switch.run()
+        # Right after the switch, not in it: withdrawing runs Python code (a
+        # dict key's __eq__). Meanwhile another thread may see the new code
+        # with the leaving version's registrations still in place.
+        exchange(leaving.registrations, target.registrations)
     finally:
         if collecting:
             gc.enable()

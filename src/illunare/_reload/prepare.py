@@ -16,6 +16,7 @@ from illunare._reload.binding import class_problems
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import install_namespace
 from illunare._reload.proxy import Preparation, preparing
+from illunare._reload.registrations import Registration, recording
 from illunare._reload.source import SourceText, compile_source, forget_lines, remember_lines
 from illunare._reload.versions import ModuleVersion, TrackedModule
 from illunare.exceptions import InvalidArgumentError, LoadError, ValidationError
@@ -61,6 +62,8 @@ class Prepared:
     preserve: frozenset[str]
     #: preserved name -> the live value copied in before migration and checks
     carried: dict[str, object]
+    #: what the new code registered outside its namespace (``registrations.py``)
+    registrations: tuple[Registration, ...]
 
     @property
     def lines_key(self) -> str | None:
@@ -153,26 +156,31 @@ def prepare(
     """
     name = tracked.name
     code = compiled if compiled is not None else compile_source(text.text, filename, name)
-    namespace, hot_names = _execute(name, base.namespace, code)
-    preserve = preserved_names(namespace, name)
-    carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
-    namespace.update(carried)
-    _migrate(namespace, base.namespace, name)
-    problems = class_problems(tracked, namespace) if tracked.classes else []
-    if problems:
-        raise ValidationError(
-            f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
-            module=name,
-        )
-    _run_checks(namespace, checks, name)
-    return Prepared(text, code, namespace, filename, hot_names, preserve, carried)
+    namespace: dict[str, Any] = {}
+    with recording(name, namespace, base.registrations) as registrations:
+        hot_names = _execute(name, base.namespace, code, namespace)
+        preserve = preserved_names(namespace, name)
+        carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
+        namespace.update(carried)
+        _migrate(namespace, base.namespace, name)
+        problems = class_problems(tracked, namespace) if tracked.classes else []
+        if problems:
+            raise ValidationError(
+                f"the new version of {name} cannot replace the running one: "
+                + "; ".join(problems),
+                module=name,
+            )
+        _run_checks(namespace, checks, name)
+    return Prepared(
+        text, code, namespace, filename, hot_names, preserve, carried, tuple(registrations)
+    )
 
 
 def _execute(
-    module: str, old: dict[str, Any], code: types.CodeType
-) -> tuple[dict[str, Any], set[str]]:
-    """Run the new code in a fresh namespace; return it and the names it decorated with @hot."""
-    namespace: dict[str, Any] = {key: old[key] for key in _MODULE_ATTRIBUTES if key in old}
+    module: str, old: dict[str, Any], code: types.CodeType, namespace: dict[str, Any]
+) -> set[str]:
+    """Run the new code in the fresh ``namespace``; return the names it decorated with @hot."""
+    namespace.update({key: old[key] for key in _MODULE_ATTRIBUTES if key in old})
     namespace["__doc__"] = None
     preparation = Preparation(module)
     token = preparing.set(preparation)
@@ -187,7 +195,7 @@ def _execute(
         ) from error
     finally:
         preparing.reset(token)
-    return namespace, preparation.hot_names
+    return preparation.hot_names
 
 
 def preserved_names(namespace: Mapping[str, Any], module: str) -> frozenset[str]:

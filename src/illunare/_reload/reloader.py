@@ -29,7 +29,9 @@ from illunare._reload.prepare import (
     validate_checks,
 )
 from illunare._reload.proxy import HotFunction, preparing
+from illunare._reload.registrations import exchange, record
 from illunare._reload.source import Source, digest, read_source
+from illunare._reload.stale import stale_references, warn
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
     InvalidArgumentError,
@@ -324,6 +326,7 @@ class HotReloader:
             raise
         if version is None:
             return previous
+        stale = self._stale(name, previous)
         if signals.module_swapped.receivers:
             signals.module_swapped.send(
                 self,
@@ -331,6 +334,7 @@ class HotReloader:
                 version=version,
                 previous=previous,
                 duration=time.perf_counter() - started,
+                stale=stale,
             )
         return version
 
@@ -371,6 +375,7 @@ class HotReloader:
                     module=name,
                 )
             flip(tracked, target, target.preserve | leaving.preserve)
+        stale = self._stale(name, leaving.info)
         if signals.module_rolled_back.receivers:
             signals.module_rolled_back.send(
                 self,
@@ -378,6 +383,7 @@ class HotReloader:
                 version=target.info,
                 previous=leaving.info,
                 duration=time.perf_counter() - started,
+                stale=stale,
             )
         return target.info
 
@@ -461,6 +467,11 @@ class HotReloader:
         """Version ``module`` (as ``_resolve`` returns it) from its running code on."""
         text = _original_source(module)  # may read a file: not under the lock
         name = module.__name__
+        # What the code as loaded registered elsewhere: found before binding
+        # (which adds the library's own references) and outside the lock (it
+        # scans the heap). That code ran before tracking, so what counts as
+        # made by it is a best guess (``registrations.py``).
+        registrations, _ = record(module.__dict__, name, None)
         with LOCK:
             tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
@@ -481,6 +492,7 @@ class HotReloader:
                 classes={},
                 preserve=preserved_names(namespace, name),
                 code=None,
+                registrations=registrations,
             )
             tracked = TrackedModule(name, module, placeholder, history)
             placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
@@ -542,6 +554,22 @@ class HotReloader:
         for module in ready:
             self._track(module)
 
+    def _stale(self, name: str, left: CodeVersion) -> tuple[str, ...]:
+        """Report the references to version ``left`` of ``name`` that still run its code.
+
+        Called right after the switch, from the public method the user
+        called (the warnings point at that call), without the lock.
+        """
+        with LOCK:
+            tracked = self._modules.get(name)
+            leaving = tracked.history.get(left.number) if tracked is not None else None
+            modules = list(self._modules.values())
+        if tracked is None or leaving is None or leaving is tracked.current:
+            return ()
+        stale = stale_references(tracked, leaving, modules)
+        warn(stale, stacklevel=3)
+        return stale
+
     def _preparation_lock(self, name: str) -> threading.RLock:
         with LOCK:
             lock = self._preparing.get(name)
@@ -577,6 +605,7 @@ class HotReloader:
                 prepared = prepare(tracked, base, text, filename, compiled=compiled, checks=checks)
                 with LOCK:
                     if self._modules.get(name) is not tracked or tracked.current is not base:
+                        exchange(prepared.registrations, tracked.current.registrations)
                         raise LoadError(
                             f"{name} was rolled back or tracked anew while its new source "
                             "was being prepared; nothing changed",
@@ -604,6 +633,7 @@ class HotReloader:
             preserve=prepared.preserve,
             code=prepared.code,
             lines_key=prepared.lines_key,
+            registrations=prepared.registrations,
         )
         tracked.history.add(version)
         tracked.bindings(version)  # computed now, so that the switch itself is short
