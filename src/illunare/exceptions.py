@@ -147,7 +147,7 @@ class BackendUnavailableError(FlagError, ConnectionError):
     """The flag backend (e.g. Redis) cannot be reached; the change was not made."""
 
 
-class StaleReferenceWarning(IllunareError, UserWarning):
+class StaleReferenceWarning(IllunareError, UserWarning):  # noqa: N818  # a warning, named so
     """A swap or rollback succeeded, but something the library cannot move still runs the old code.
 
     Issued (``warnings.warn``, pointing at the swap call) once per reference:

@@ -166,8 +166,7 @@ def prepare(
         problems = class_problems(tracked, namespace) if tracked.classes else []
         if problems:
             raise ValidationError(
-                f"the new version of {name} cannot replace the running one: "
-                + "; ".join(problems),
+                f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
                 module=name,
             )
         _run_checks(namespace, checks, name)

@@ -237,11 +237,11 @@ def _first_version_created(
     return created
 
 
-def dict_owners(dicts: Iterable[dict[str, Any]], referrers: list[Any]) -> dict[int, object]:
+def dict_owners(dicts: Iterable[object], referrers: list[Any]) -> dict[int, object]:
     """Dict id -> the object among ``referrers`` it belongs to, for those of ``dicts`` that do.
 
-    A dict belongs to the object whose ``__dict__`` it is, or to the memo it
-    stores. ``referrers`` include the referrers of ``dicts``: the scans ask
+    A dict belongs to the object (or class) whose ``__dict__`` it is, or to
+    the memo it stores. ``referrers`` include the referrers of ``dicts``: the scans ask
     for them together with the next level's, which saves a scan per level.
     """
     wanted = {id(d) for d in dicts}
@@ -251,11 +251,17 @@ def dict_owners(dicts: Iterable[dict[str, Any]], referrers: list[Any]) -> dict[i
     for candidate in referrers:
         if isinstance(candidate, NOT_HOLDERS):
             # A memo's storage: it stands for the memo, which is no holder.
-            owners.update((id(d), candidate) for d in gc.get_referents(candidate) if id(d) in wanted)
+            owners.update(
+                (id(d), candidate) for d in gc.get_referents(candidate) if id(d) in wanted
+            )
             continue
-        if isinstance(candidate, (*_CONTAINERS, tuple, type, types.FrameType)) or is_module(
-            candidate
-        ):
+        if isinstance(candidate, type):
+            # A class's attribute dict stands for the class.
+            owners.update(
+                (id(d), candidate) for d in gc.get_referents(candidate.__dict__) if id(d) in wanted
+            )
+            continue
+        if isinstance(candidate, (*_CONTAINERS, tuple, types.FrameType)) or is_module(candidate):
             continue
         try:
             own = object.__getattribute__(candidate, "__dict__")
@@ -278,9 +284,7 @@ def _entries(holder: object, value: object, *, guessed: bool) -> list[Registrati
         return [Registration(holder, None, value, guessed)] if value in holder else []
     if isinstance(holder, (list, collections.deque)):
         return [
-            Registration(holder, i, item, guessed)
-            for i, item in enumerate(holder)
-            if item is value
+            Registration(holder, i, item, guessed) for i, item in enumerate(holder) if item is value
         ]
     return []
 
@@ -305,6 +309,7 @@ def record(
     owned: dict[int, object] = {id(seed): seed for seed in seeds}
     skip = {id(namespace), id(owned), id(seeds), id(modules)}
     skip.update(map(id, internals(seeds)))
+    created: Callable[[object], bool]
     if snapshot is not None:
         created = snapshot.created
     else:
@@ -374,7 +379,9 @@ class _Record:
         self.problems: dict[int, tuple[object, list[object]]] = {}
         skip.update((id(self), id(self.registrations), id(self.problems)))
 
-    def reach(self, holder: object, referrer: object, held: list[object], climbed: list[object]) -> None:
+    def reach(
+        self, holder: object, referrer: object, held: list[object], climbed: list[object]
+    ) -> None:
         """``holder`` (through ``referrer``, its instance dict or itself) refers to ``held``."""
         if (
             id(holder) in self.owned
@@ -388,9 +395,12 @@ class _Record:
             self.owned[id(holder)] = holder
             climbed.append(holder)
         elif holder is referrer and isinstance(holder, _CONTAINERS):
-            if type(holder) is dict and id(holder) not in self.module_dicts:
-                if any(v is holder for v in self.namespace.values()):
-                    return  # the version's own data, e.g. HANDLERS = {"a": f}
+            if (
+                type(holder) is dict
+                and id(holder) not in self.module_dicts
+                and any(v is holder for v in self.namespace.values())
+            ):
+                return  # the version's own data, e.g. HANDLERS = {"a": f}
             for value in held:
                 for entry in _entries(holder, value, guessed=self.guessed):
                     self.registrations.setdefault((id(holder), entry.key), entry)
@@ -447,9 +457,10 @@ def _is_type_reference(holder: object, held: list[object]) -> bool:
         mro, bases = holder.__mro__, holder.__bases__
         return all(value in mro or value is mro or value is bases for value in held)
     kind = type(holder)
-    return all(value is kind for value in held) and sum(
-        value is kind for value in gc.get_referents(holder)
-    ) <= 1
+    return (
+        all(value is kind for value in held)
+        and sum(value is kind for value in gc.get_referents(holder)) <= 1
+    )
 
 
 @contextlib.contextmanager
@@ -478,7 +489,8 @@ def recording(
         with LOCK:
             exchange(found, base)
         listed = "; ".join(
-            f"{describe(holder)} holds {', '.join(map(describe, held))}" for holder, held in problems
+            f"{describe(holder)} holds {', '.join(map(describe, held))}"
+            for holder, held in problems
         )
         raise ValidationError(
             f"the new version of {module} registered what cannot be withdrawn "

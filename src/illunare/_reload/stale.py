@@ -81,12 +81,13 @@ def stale_references(
     }
     olds = {id(obj): obj for obj in old}
     scan = _Scan(kept, olds, _library_objects(modules) | {id(olds), id(old)})
+    scan.module = tracked.name
+    scan.stable = {id(cls) for cls in tracked.classes.values()}
     scan.skip.update(map(id, internals(old)))
     stale = scan.run(old)
     number = leaving.info.number
     return tuple(
-        f"{describe(holder)} holds {', '.join(sorted(names))} "
-        f"of version {number} of {tracked.name}"
+        f"{describe(holder)} holds {', '.join(sorted(names))} of version {number} of {tracked.name}"
         for holder, names in stale
     )
 
@@ -135,7 +136,7 @@ class _Scan:
     directly.
     """
 
-    __slots__ = ("kept", "labels", "objects", "olds", "roots", "skip")
+    __slots__ = ("kept", "labels", "module", "objects", "olds", "roots", "skip", "stable")
 
     def __init__(self, kept: set[int], olds: dict[int, object], skip: set[int]) -> None:
         self.kept = kept
@@ -147,6 +148,9 @@ class _Scan:
         self.objects: dict[int, object] = {}
         # label id -> (names of the replaced objects, what its paths led to)
         self.labels: dict[int, tuple[set[str], set[str]]] = {}
+        # the module swapped, and the ids of its stable classes
+        self.module = ""
+        self.stable: set[int] = set()
         skip.update((id(self), id(self.objects), id(self.labels)))
 
     def run(self, old: list[object]) -> list[tuple[object, set[str]]]:
@@ -218,8 +222,9 @@ class _Scan:
             return
         container = isinstance(holder, _CONTAINERS) and holder is referrer
         end = _end_of(referrer, self, holder)
-        for label, frozen, names in children:
-            if label is None or not frozen and not container and _nameable(holder):
+        for child, frozen, names in children:
+            label = child
+            if label is None or (not frozen and not container and _nameable(holder)):
                 if label is not None:
                     self.labels[label][1].add(_DROPPED)  # named further up
                 label = id(holder)
@@ -232,9 +237,10 @@ class _Scan:
                 nodes[id(holder)] = (label, frozen or container, names)
                 climbed.append(holder)
 
+
 def _end_of(referrer: object, scan: _Scan, holder: object = None) -> str | None:
     """What a path that reached ``holder`` (through ``referrer``) ends in, if it ends there."""
-    if id(referrer) in scan.kept or _owned(holder, scan.kept, scan.olds):
+    if id(referrer) in scan.kept or _owned(holder, scan):
         return _KEPT
     if id(referrer) in scan.roots or isinstance(holder, (type, types.ModuleType)):
         return _LIVE
@@ -261,11 +267,17 @@ def _only_as_class(holder: object, held: list[object]) -> bool:
     return all(obj is type(holder) for obj in held)
 
 
-def _owned(obj: object, kept: set[int], olds: dict[int, object]) -> bool:
-    """A function of a kept version that is not current, or one of the replaced classes."""
+def _owned(obj: object, scan: _Scan) -> bool:
+    """A function of a kept version that is not current, or a class of one of the versions.
+
+    A version's own class object (not the stable one, whose contents it gave)
+    is the version's; so is one still in memory until the next collection.
+    """
     if isinstance(obj, types.FunctionType):
-        return id(obj.__globals__) in kept
-    return isinstance(obj, type) and id(obj) in olds
+        return id(obj.__globals__) in scan.kept
+    return (
+        isinstance(obj, type) and obj.__module__ == scan.module and id(obj) not in scan.stable
+    )
 
 
 def warn(stale: tuple[str, ...], *, stacklevel: int) -> None:
