@@ -46,6 +46,7 @@ from illunare._reload.proxy import HotFunction
 from illunare.exceptions import ValidationError
 
 __all__ = [
+    "DESCRIPTORS",
     "NOT_HOLDERS",
     "Registration",
     "Snapshot",
@@ -53,12 +54,22 @@ __all__ = [
     "dict_owners",
     "exchange",
     "internals",
+    "unexplained",
     "own_objects",
     "record",
     "recording",
 ]
 
 _CONTAINERS = (list, dict, set, collections.deque)
+# What a class's own attribute dict holds that refers to the class or its methods.
+DESCRIPTORS = (
+    staticmethod,
+    classmethod,
+    property,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+    HotFunction,
+)
 # How far the climb from the version's objects to their holders goes.
 _DEPTH = 6
 # How many objects near version 1's namespace are looked at, at most.
@@ -191,6 +202,10 @@ class Snapshot:
         self._objects: list[object] | None = gc.get_objects()
         self._ids: set[int] | None = None
 
+    def release(self) -> None:
+        """Let go of the objects (the scan is over)."""
+        self._objects = self._ids = None
+
     def created(self, obj: object) -> bool:
         """Whether ``obj`` was made after the snapshot (an untracked dict counts as made)."""
         if self._ids is None:
@@ -302,7 +317,8 @@ def record(
     version it holds.
     """
     seeds = own_objects(namespace, module)
-    if not seeds:
+    frontier = unexplained(seeds, _version_internals(namespace, seeds))
+    if not frontier:
         return (), ()
     modules = [vars(m) for m in list(sys.modules.values()) if is_module(m)]
     module_dicts = {id(d) for d in modules}
@@ -317,7 +333,6 @@ def record(
             namespace, {id(v) for d in modules if d is not namespace for v in list(d.values())}
         )
     scan = _Record(namespace, owned, skip, module_dicts, created, guessed=snapshot is None)
-    frontier: list[object] = seeds
     pending: list[tuple[dict[str, Any], list[object]]] = []
     # (Dicts holding the version's objects wait in ``pending``: an instance's
     # __dict__ stands for the instance, found among the next level's
@@ -329,7 +344,7 @@ def record(
         # is skipped by id, so that the scan never finds its own bookkeeping.
         args = (*frontier, *(d for d, _ in pending))
         referrers = gc.get_referrers(*args)
-        skip.update((id(args), id(referrers), id(frontier)))
+        skip.update((id(args), id(referrers), id(frontier), id(seeds)))
         owners = dict_owners((d for d, _ in pending), referrers)
         climbed: list[object] = []
         skip.update((id(owners), id(climbed)))
@@ -409,6 +424,27 @@ class _Record:
             self.skip.update((id(problem), id(held)))
 
 
+def _version_internals(namespace: dict[str, Any], seeds: list[object]) -> list[object]:
+    """What refers to a version's functions and classes as part of the version itself."""
+    known: list[object] = [namespace, *internals(seeds)]
+    for value in namespace.values():
+        if isinstance(value, (HotFunction, *NOT_HOLDERS)):
+            known.append(value)
+            known.append(getattr(value, "__dict__", None))  # a memo's __wrapped__
+    for seed in seeds:
+        if isinstance(seed, type):
+            known.extend(
+                member for member in seed.__dict__.values() if isinstance(member, DESCRIPTORS)
+            )
+            known.extend(value for value in namespace.values() if _subclass_of(value, seed))
+    return known
+
+
+def _subclass_of(value: object, cls: type) -> bool:
+    """A class other than ``cls`` among whose bases ``cls`` is (its ``__mro__`` refers to it)."""
+    return isinstance(value, type) and value is not cls and cls in value.__mro__
+
+
 def internals(seeds: list[object]) -> Iterator[object]:
     """What the version's functions and classes are made of, which refers to them in turn.
 
@@ -427,6 +463,34 @@ def internals(seeds: list[object]) -> Iterator[object]:
             yield from closure
             yield seed.__defaults__
             yield seed.__kwdefaults__
+            yield seed.__dict__  # functools.wraps puts __wrapped__ there
+
+
+def unexplained(objects: list[object], known: list[object]) -> list[object]:
+    """Those of ``objects`` that something besides ``known`` refers to.
+
+    An object's reference count, less the references that ``known`` holds
+    (counted from their referents) and this call's own, tells whether
+    anything else refers to it. Only those need a scan of the heap, which
+    ``gc.get_referrers`` makes at a cost that grows with the number of
+    objects it is asked about: a module whose functions nobody else holds
+    needs none. ``objects`` must hold each object once, and the caller no
+    other reference to them than that list.
+    """
+    counts = collections.Counter(map(id, gc.get_referents(*known)))
+    # Referenced by this local, the list below, the loop and the call: as
+    # each object is by ``objects``, the list below, the loop and the call.
+    probe = object()
+    candidates = [probe, *objects]
+    found: list[object] = []
+    base = 0
+    for obj in candidates:
+        count = sys.getrefcount(obj) - counts[id(obj)]
+        if obj is probe:
+            base = count
+        elif count > base:
+            found.append(obj)
+    return found
 
 
 def _made_by_version(holder: object, referrer: object, created: Callable[[object], bool]) -> bool:
@@ -481,10 +545,12 @@ def recording(
         yield made
     except BaseException:
         found, _ = record(namespace, module, snapshot)
+        snapshot.release()
         with LOCK:
             exchange(found, base)
         raise
     found, problems = record(namespace, module, snapshot)
+    snapshot.release()
     if problems:
         with LOCK:
             exchange(found, base)

@@ -30,11 +30,13 @@ from typing import Any
 from illunare._reload.inflight import VersionContents
 from illunare._reload.namespace import is_module
 from illunare._reload.registrations import (
+    DESCRIPTORS,
     NOT_HOLDERS,
     Registration,
     describe,
     dict_owners,
     internals,
+    unexplained,
 )
 from illunare._reload.versions import ModuleVersion, TrackedModule
 from illunare.exceptions import StaleReferenceWarning
@@ -71,7 +73,8 @@ def stale_references(
     """
     modules = list(modules)
     old = _replaced(tracked, leaving)
-    if not old:
+    frontier = unexplained(old, _version_records(leaving, old))
+    if not frontier:
         return ()
     kept = {
         id(version.namespace)
@@ -80,16 +83,32 @@ def stale_references(
         if version is not module.current
     }
     olds = {id(obj): obj for obj in old}
-    scan = _Scan(kept, olds, _library_objects(modules) | {id(olds), id(old)})
+    scan = _Scan(kept, olds, _library_objects(modules) | {id(olds), id(old), id(frontier)})
     scan.module = tracked.name
     scan.stable = {id(cls) for cls in tracked.classes.values()}
     scan.skip.update(map(id, internals(old)))
-    stale = scan.run(old)
+    stale = scan.run(frontier)
     number = leaving.info.number
     return tuple(
         f"{describe(holder)} holds {', '.join(sorted(names))} of version {number} of {tracked.name}"
         for holder, names in stale
     )
+
+
+def _version_records(leaving: ModuleVersion, old: list[object]) -> list[object]:
+    """What refers to ``leaving``'s functions and classes as part of the version or its records."""
+    known: list[object] = [leaving.targets, leaving.namespace, *internals(old)]
+    known.extend(leaving.registrations)
+    if leaving.bindings is not None:
+        known.append(leaving.bindings[2])
+    for state in leaving.classes.values():
+        known.append(state)
+        known.extend(member for member in state.values() if isinstance(member, DESCRIPTORS))
+    for value in leaving.namespace.values():
+        if isinstance(value, NOT_HOLDERS):
+            known.append(value)
+            known.append(getattr(value, "__dict__", None))
+    return known
 
 
 def _replaced(tracked: TrackedModule, leaving: ModuleVersion) -> list[object]:
@@ -275,9 +294,7 @@ def _owned(obj: object, scan: _Scan) -> bool:
     """
     if isinstance(obj, types.FunctionType):
         return id(obj.__globals__) in scan.kept
-    return (
-        isinstance(obj, type) and obj.__module__ == scan.module and id(obj) not in scan.stable
-    )
+    return isinstance(obj, type) and obj.__module__ == scan.module and id(obj) not in scan.stable
 
 
 def warn(stale: tuple[str, ...], *, stacklevel: int) -> None:
