@@ -54,10 +54,10 @@ __all__ = [
     "dict_owners",
     "exchange",
     "internals",
-    "unexplained",
     "own_objects",
     "record",
     "recording",
+    "unexplained",
 ]
 
 _CONTAINERS = (list, dict, set, collections.deque)
