@@ -32,8 +32,10 @@ import collections
 import contextlib
 import functools
 import gc
+import os
 import reprlib
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -48,6 +50,7 @@ from illunare.exceptions import ValidationError
 __all__ = [
     "DESCRIPTORS",
     "NOT_HOLDERS",
+    "SCANNING",
     "Registration",
     "Snapshot",
     "describe",
@@ -61,6 +64,19 @@ __all__ = [
 ]
 
 _CONTAINERS = (list, dict, set, collections.deque)
+
+#: Held by each scan of the heap (``record`` and the stale scan): the lists
+#: and dicts a scan makes refer to what it looks at, and another thread's
+#: scan would take them for holders. Never held while user code runs.
+SCANNING = threading.Lock()
+
+if sys.platform != "win32":
+    # A child forked during another thread's scan would inherit it held.
+    os.register_at_fork(
+        before=SCANNING.acquire,
+        after_in_parent=SCANNING.release,
+        after_in_child=SCANNING.release,
+    )
 # What a class's own attribute dict holds that refers to the class or its methods.
 DESCRIPTORS = (
     staticmethod,
@@ -79,7 +95,11 @@ _ABSENT = object()
 # flight, the library's own proxies, and a memo (``functools.lru_cache``, as
 # FastAPI's dependency analysis uses), which changes no behaviour and whose
 # entries the cache drops on its own.
-NOT_HOLDERS = (types.FrameType, HotFunction, type(functools.lru_cache(maxsize=1)(len)))
+NOT_HOLDERS: tuple[type, ...] = (
+    types.FrameType,
+    HotFunction,
+    type(functools.lru_cache(maxsize=1)(len)),
+)
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 
@@ -193,7 +213,11 @@ def own_objects(namespace: dict[str, Any], module: str) -> list[object]:
 
 
 class Snapshot:
-    """The objects alive before a version's code ran: which ones it created is the rest."""
+    """The objects alive before a version's code ran: which ones it created is the rest.
+
+    While that code runs, its list refers to every object: scans take the
+    snapshot for no holder (``NOT_HOLDERS``).
+    """
 
     __slots__ = ("_ids", "_objects")
 
@@ -212,6 +236,9 @@ class Snapshot:
             self._ids = set(map(id, self._objects or ()))
             self._objects = None
         return id(obj) not in self._ids
+
+
+NOT_HOLDERS += (Snapshot,)
 
 
 def _first_version_created(
@@ -316,6 +343,15 @@ def record(
     and, for each holder that is not a container, the holder and what of the
     version it holds.
     """
+    with SCANNING:
+        return _record(namespace, module, snapshot)
+
+
+def _record(
+    namespace: dict[str, Any],
+    module: str,
+    snapshot: Snapshot | None,
+) -> tuple[tuple[Registration, ...], tuple[tuple[object, list[object]], ...]]:
     seeds = own_objects(namespace, module)
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
     if not frontier:

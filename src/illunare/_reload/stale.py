@@ -32,6 +32,7 @@ from illunare._reload.namespace import is_module
 from illunare._reload.registrations import (
     DESCRIPTORS,
     NOT_HOLDERS,
+    SCANNING,
     Registration,
     describe,
     dict_owners,
@@ -71,7 +72,13 @@ def stale_references(
     ``modules`` are the tracked modules whose kept versions may own what
     refers to them. Call without LOCK (the scan walks the heap).
     """
-    modules = list(modules)
+    with SCANNING:
+        return _stale_references(tracked, leaving, list(modules))
+
+
+def _stale_references(
+    tracked: TrackedModule, leaving: ModuleVersion, modules: list[TrackedModule]
+) -> tuple[str, ...]:
     old = _replaced(tracked, leaving)
     frontier = unexplained(old, _version_records(leaving, old))
     if not frontier:
