@@ -328,3 +328,15 @@ HOSTILE_BYTES = st.one_of(
     # From shallow to too deep for the parser (10,000 levels), small enough to print.
     st.integers(1, 4).map(lambda exponent: b"[" * 10**exponent),
 )
+
+
+#: One step of a sequence of releases: ("swap", n), ("refuse", a key of BAD_SOURCES or
+#: "registering": a source that registers and a check that refuses it), ("rollback", 0).
+RELEASE_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("swap"), st.integers(1, 5)),
+        st.tuples(st.just("refuse"), st.sampled_from(["registering", *sorted(BAD_SOURCES)])),
+        st.tuples(st.just("rollback"), st.just(0)),
+    ),
+    max_size=12,
+)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import itertools
 import types
 import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
-from illunare import HotReloader, ValidationError
+from illunare import HotReloader, RollbackError, SwapError, ValidationError
 
 from .conftest import Package
+from .strategies import BAD_SOURCES, RELEASE_STEPS
 
 REGISTRY = """
 HANDLERS = []
@@ -37,6 +41,9 @@ registry.SEEN.add(handler)
 class Plugin(registry.Base):
     number = {n}
 """
+
+
+_examples = itertools.count()
 
 
 def plugin(package: Package, n: int) -> str:
@@ -140,6 +147,43 @@ class TestPlainContainers:
         with pytest.warns(UserWarning, match="TABLE|'f'"):
             reloader.swap(helpers.__name__, "def f():\n    return 2\n")
         assert other.TABLE["f"]() == 1
+
+
+class TestProperties:
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(steps=RELEASE_STEPS)
+    def test_only_the_current_versions_handler_is_registered(
+        self, package: Package, steps: list[tuple[str, object]]
+    ) -> None:
+        """Any sequence of swaps, refusals and rollbacks leaves one handler: the current one."""
+        example = next(_examples)
+        registry = package.module(f"registry_{example}", REGISTRY)
+        source = PLUGIN.replace("registry", f"registry_{example}")
+        module = package.module(f"plugin_{example}", source.format(package=package.name, n=0))
+        reloader = HotReloader()
+        reloader.track(module)
+        numbers = {1: 0}  # version number -> the n its handler returns
+        for kind, value in steps:
+            if kind == "swap":
+                version = reloader.swap(
+                    module.__name__, source.format(package=package.name, n=value)
+                )
+                numbers.setdefault(version.number, value)
+            elif kind == "refuse":
+                bad, checks = BAD_SOURCES.get(
+                    str(value), (source.format(package=package.name, n=100), (refuse,))
+                )
+                with pytest.raises(SwapError):
+                    reloader.swap(module.__name__, bad, checks=checks)
+            else:
+                with contextlib.suppress(RollbackError):
+                    reloader.rollback(module.__name__)
+            expected = numbers[reloader.current(module.__name__).number]
+            assert [expected] == handlers(registry)
+            assert expected == registry.TABLE["handler"]()
+            assert [expected] == [handler() for handler in registry.SEEN]
 
 
 class TestInitSubclass:
