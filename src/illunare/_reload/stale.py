@@ -239,9 +239,15 @@ class _Scan:
         if id(holder) in self.olds or id(holder) in nodes:
             return
         held = [obj for obj in gc.get_referents(referrer) if id(obj) in self.olds]
-        if isinstance(holder, (*_LIBRARY, types.FrameType)) or _only_as_class(holder, held):
-            # The library, a memo, a call in flight, or an instance of an old
-            # class (a subclass of one): this path holds nothing stale.
+        if (
+            isinstance(holder, (*_LIBRARY, types.FrameType))
+            or id(holder) in self.stable
+            or _only_as_class(holder, held)
+        ):
+            # The library (a stable class too: the version switched to may
+            # lack it, which leaves it as it was), a memo, a call in flight,
+            # or an instance of an old class (a subclass of one): this path
+            # holds nothing stale.
             for label, _, _ in children:
                 if label is not None:
                     self.labels[label][1].add(_DROPPED)
