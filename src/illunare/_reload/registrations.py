@@ -57,6 +57,7 @@ __all__ = [
     "dict_owners",
     "exchange",
     "internals",
+    "is_snapshot",
     "own_objects",
     "record",
     "recording",
@@ -65,10 +66,11 @@ __all__ = [
 
 _CONTAINERS = (list, dict, set, collections.deque)
 
-#: Held by each scan of the heap (``record`` and the stale scan): the lists
-#: and dicts a scan makes refer to what it looks at, and another thread's
-#: scan would take them for holders. Never held while user code runs.
-SCANNING = threading.Lock()
+#: Held by each scan of the heap (``record`` and the stale scan), and while a
+#: snapshot is made: the lists and dicts a scan makes refer to
+#: what it looks at, and another thread's scan would take them for holders.
+#: Never held while user code runs.
+SCANNING = threading.RLock()
 
 if sys.platform != "win32":
     # A child forked during another thread's scan would inherit it held.
@@ -212,33 +214,42 @@ def own_objects(namespace: dict[str, Any], module: str) -> list[object]:
     return list(found.values())
 
 
-class Snapshot:
-    """The objects alive before a version's code ran: which ones it created is the rest.
+# Ends the list of every snapshot: a list that refers to every object, which
+# every scan leaves out (another thread's preparation may hold one while this
+# thread scans; a frame may keep one a while after its snapshot let go).
+_SNAPSHOT_END = object()
 
-    While that code runs, its list refers to every object: scans take the
-    snapshot for no holder (``NOT_HOLDERS``).
-    """
+
+def is_snapshot(obj: object) -> bool:
+    """Whether ``obj`` is the list of a ``Snapshot``."""
+    return type(obj) is list and bool(obj) and obj[-1] is _SNAPSHOT_END
+
+
+class Snapshot:
+    """The objects alive before a version's code ran: which ones it created is the rest."""
 
     __slots__ = ("_ids", "_objects")
 
     def __init__(self) -> None:
         # Kept alive until the scan, so that no new object takes an old address.
-        self._objects: list[object] | None = gc.get_objects()
+        # Made while no scan runs: a scan must never see it before it ends
+        # with the mark that tells it is a snapshot (``is_snapshot``).
+        with SCANNING:
+            self._objects: list[object] | None = gc.get_objects()
+            self._objects.append(_SNAPSHOT_END)
         self._ids: set[int] | None = None
 
     def release(self) -> None:
         """Let go of the objects (the scan is over)."""
-        self._objects = self._ids = None
+        self._objects = None
 
     def created(self, obj: object) -> bool:
         """Whether ``obj`` was made after the snapshot (an untracked dict counts as made)."""
-        if self._ids is None:
-            self._ids = set(map(id, self._objects or ()))
-            self._objects = None
-        return id(obj) not in self._ids
-
-
-NOT_HOLDERS += (Snapshot,)
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = set(map(id, self._objects or ()))
+            self.release()
+        return id(obj) not in ids
 
 
 def _first_version_created(
@@ -246,18 +257,30 @@ def _first_version_created(
 ) -> Callable[[object], bool]:
     """For version 1, which ran before tracking: the objects that look made by it.
 
-    Those that are not containers and not a module-level value of another
-    module, and the containers found within three steps of the namespace's
-    own values (a ``router`` object's ``routes`` list), never going through
-    a module, a class, a function or a value that another module holds too.
+    Those that are not containers, cells or module-level values of another
+    module, and the containers near the namespace's own values (``_near``).
+    """
+    near = _near(namespace, module_values)
+
+    def created(obj: object) -> bool:
+        if isinstance(obj, _CONTAINERS):
+            return id(obj) in near
+        # A cell may be a running frame's variable, whose value changes: the
+        # version's own closures are known (``internals``), any other is not its.
+        return not isinstance(obj, types.CellType) and id(obj) not in module_values
+
+    return created
+
+
+def _near(namespace: dict[str, Any], module_values: set[int]) -> set[int]:
+    """The ids of what is found within three steps of the namespace's own values.
+
+    (A ``router`` object's ``routes`` list.) Never going through a module, a
+    class, a function, a value that another module holds too, or the
+    module's machinery (``__builtins__``, ``__spec__`` ...).
     """
     near: set[int] = set()
-    frontier = [
-        value
-        for value in namespace.values()
-        if id(value) not in module_values
-        and not isinstance(value, (type, types.ModuleType, types.FunctionType, HotFunction))
-    ]
+    frontier = [value for key, value in namespace.items() if not key.startswith("__")]
     for _ in range(3):
         frontier = [
             value
@@ -270,13 +293,7 @@ def _first_version_created(
             break
         near.update(map(id, frontier))
         frontier = gc.get_referents(*frontier)
-
-    def created(obj: object) -> bool:
-        if isinstance(obj, _CONTAINERS):
-            return id(obj) in near
-        return id(obj) not in module_values
-
-    return created
+    return near
 
 
 def dict_owners(dicts: Iterable[object], referrers: list[Any]) -> dict[int, object]:
@@ -392,7 +409,12 @@ def _record(
         if depth == _DEPTH:
             break
         for referrer in referrers:
-            if id(referrer) in skip or id(referrer) in owned or id(referrer) in pending_ids:
+            if (
+                id(referrer) in skip
+                or id(referrer) in owned
+                or id(referrer) in pending_ids
+                or is_snapshot(referrer)
+            ):
                 continue
             held = [value for value in gc.get_referents(referrer) if id(value) in owned]
             if not held:
@@ -578,15 +600,16 @@ def recording(
     snapshot = Snapshot()
     made: list[Registration] = []
     try:
-        yield made
-    except BaseException:
-        found, _ = record(namespace, module, snapshot)
+        try:
+            yield made
+        except BaseException:
+            found, _ = record(namespace, module, snapshot)
+            with LOCK:
+                exchange(found, base)
+            raise
+        found, problems = record(namespace, module, snapshot)
+    finally:
         snapshot.release()
-        with LOCK:
-            exchange(found, base)
-        raise
-    found, problems = record(namespace, module, snapshot)
-    snapshot.release()
     if problems:
         with LOCK:
             exchange(found, base)

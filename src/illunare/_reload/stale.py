@@ -37,6 +37,7 @@ from illunare._reload.registrations import (
     describe,
     dict_owners,
     internals,
+    is_snapshot,
     unexplained,
 )
 from illunare._reload.versions import ModuleVersion, TrackedModule
@@ -204,8 +205,10 @@ class _Scan:
             if depth == _DEPTH:
                 break
             for referrer in referrers:
-                if id(referrer) in pending_ids or (
-                    id(referrer) in self.skip and id(referrer) not in self.kept
+                if (
+                    id(referrer) in pending_ids
+                    or is_snapshot(referrer)
+                    or (id(referrer) in self.skip and id(referrer) not in self.kept)
                 ):
                     continue
                 children = [nodes[id(c)] for c in gc.get_referents(referrer) if id(c) in nodes]
