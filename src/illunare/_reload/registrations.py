@@ -15,8 +15,10 @@ the new code ran (kept alive meanwhile, so that no address is reused). A
 plain ``dict`` is always a holder, never climbed: an empty dict is not
 tracked by the garbage collector, so a registry ``REGISTRY = {}`` would look
 created by the version. Version 1 ran before tracking: its registrations
-are found at track time, taking every object that is not a container and
-not a module-level value of another module as made by the version.
+are guessed at track time (objects that are neither containers, cells nor
+module-level values of another module count as made by it, and containers
+near its own values), and a guessed one is acted upon only where a later
+version registers into the same holder (``exchange``).
 
 A holder is withdrawable when it is a ``list``, ``dict``, ``set`` or
 ``collections.deque`` (or a subclass): withdrawing removes the entry if it is
