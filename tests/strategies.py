@@ -349,3 +349,14 @@ IMPORT_GRAPHS = st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6, uniq
         {name: st.frozensets(st.sampled_from(names)) for name in names}
     )
 )
+
+#: One step of a sequence of releases: ("swap", n), ("refuse", a key of BAD_SOURCES or
+#: "registering": a source that registers and a check that refuses it), ("rollback", 0).
+RELEASE_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("swap"), st.integers(1, 5)),
+        st.tuples(st.just("refuse"), st.sampled_from(["registering", *sorted(BAD_SOURCES)])),
+        st.tuples(st.just("rollback"), st.just(0)),
+    ),
+    max_size=12,
+)

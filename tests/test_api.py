@@ -36,6 +36,7 @@ class TestPublicApi:
             NameError,
             ImportError,
             OSError,
+            UserWarning,
         )
         for name in exceptions.__all__:
             error = getattr(exceptions, name)

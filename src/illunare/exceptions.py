@@ -14,10 +14,11 @@ the precise illunare error or the builtin they already handle::
     │   ├── RollbackError(LookupError)                no version to roll back to
     │   ├── UnknownModuleError(LookupError)           the module is not tracked
     │   └── FunctionRemovedError(NameError)           the called function left the current version
-    └── FlagError                                     feature flags
+    ├── FlagError                                     feature flags
         ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
         ├── FlagNotFoundError(LookupError)            no flag of that name
-        └── BackendUnavailableError(ConnectionError)  the flag store cannot be reached
+    │   └── BackendUnavailableError(ConnectionError)  the flag store cannot be reached
+    └── StaleReferenceWarning(UserWarning)            a swap left a reference to the old code
 
 Errors carry their context as attributes (``module``, ``filename``,
 ``lineno`` ...), and the original exception, where there is one, is the
@@ -38,6 +39,7 @@ __all__ = [
     "LoadError",
     "MissingExtraError",
     "RollbackError",
+    "StaleReferenceWarning",
     "SwapError",
     "UnknownModuleError",
     "UnsupportedInterpreterError",
@@ -143,3 +145,14 @@ class FlagNotFoundError(FlagError, LookupError):
 
 class BackendUnavailableError(FlagError, ConnectionError):
     """The flag backend (e.g. Redis) cannot be reached; the change was not made."""
+
+
+class StaleReferenceWarning(IllunareError, UserWarning):  # noqa: N818  # a warning, named so
+    """A swap or rollback succeeded, but something the library cannot move still runs the old code.
+
+    Issued (``warnings.warn``, pointing at the swap call) once per reference:
+    the message names the holder (a route, a ``functools.partial``, a dict of
+    functions ...) and the replaced function or class. The same descriptions
+    are the ``stale`` argument of the ``module_swapped`` and
+    ``module_rolled_back`` signals.
+    """

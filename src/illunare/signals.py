@@ -53,9 +53,12 @@ module_swapped = _signals.signal(
 
     sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the new
     CodeVersion), ``previous`` (the CodeVersion it replaced), ``duration``
-    (seconds the whole swap took, preparation included). A release of
-    several modules (``swap_many``, a watcher's) sends it once per module,
-    each with the duration of the whole release.
+    (seconds the whole swap took, preparation included), ``stale``
+    (``tuple[str, ...]``: one description per reference to the replaced
+    version's functions or classes that the library could not move, each
+    also issued as a ``StaleReferenceWarning``; empty when there are none).
+    A release of several modules (``swap_many``, a watcher's) sends it once
+    per module, each with the duration of the whole release.
     """,
 )
 
@@ -77,8 +80,10 @@ module_rolled_back = _signals.signal(
 
     sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the
     CodeVersion now current), ``previous`` (the CodeVersion left),
-    ``duration`` (seconds). ``rollback_many`` sends it once per module, each
-    with the duration of the whole rollback.
+    ``duration`` (seconds), ``stale`` (``tuple[str, ...]``, as for
+    ``module_swapped``: references to the left version's code).
+    ``rollback_many`` sends it once per module, each with the duration of
+    the whole rollback.
     """,
 )
 

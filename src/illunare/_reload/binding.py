@@ -35,6 +35,7 @@ from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.models import unpin
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
+from illunare._reload.registrations import exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
@@ -256,8 +257,10 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
     try:
         gc.disable()  # inside the try: an interrupt right after it re-enables it
         switch = Switch()
+        registrations = []
         for tracked, target, carry in changes:
             leaving = tracked.current
+            registrations.append((leaving.registrations, target.registrations))
             old, new = leaving.namespace, target.namespace
             if "__path__" in old and old is not new:
                 # Submodules imported since are attributes of the package itself.
@@ -283,6 +286,11 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
             switch.retarget(proxies, functions)
             switch.attribute(tracked, "current", target)
         switch.run()
+        # Right after the switch, not in it: withdrawing runs Python code (a
+        # dict key's __eq__). Meanwhile another thread may see the new code
+        # with the leaving version's registrations still in place.
+        for withdrawn, restored in registrations:
+            exchange(withdrawn, restored)
     finally:
         if collecting:
             gc.enable()

@@ -20,6 +20,7 @@ from illunare._reload.models import rebind_models
 from illunare._reload.namespace import install_namespace
 from illunare._reload.orm import mapped_classes, refuse_unpreserved, without_classes
 from illunare._reload.proxy import Preparation, preparing
+from illunare._reload.registrations import Registration, exchange, recording
 from illunare._reload.source import SourceText, compile_source, forget_lines, remember_lines
 from illunare._reload.versions import ModuleVersion, TrackedModule
 from illunare.exceptions import InvalidArgumentError, LoadError, ValidationError
@@ -70,6 +71,8 @@ class Prepared:
     carried: dict[str, object]
     #: the classes' data attributes (``classes.data_attributes``)
     class_data: dict[str, dict[str, str]]
+    #: what the new code registered outside its namespace (``registrations.py``)
+    registrations: tuple[Registration, ...]
 
     @property
     def lines_key(self) -> str | None:
@@ -122,6 +125,8 @@ class Undo:
     imported: set[str] = attrs.Factory(set)
     #: linecache entries of sources with no file that no kept version shares
     lines: list[str] = attrs.Factory(list)
+    #: each prepared version's registrations, and its module (``registrations.py``)
+    registrations: list[tuple[tuple[Registration, ...], TrackedModule]] = attrs.Factory(list)
 
     def remember(self, text: SourceText, filename: str, *, lines_kept: bool) -> None:
         """Put the lines of ``text`` in ``linecache`` for tracebacks (unless it has a file)."""
@@ -137,8 +142,9 @@ def undone_on_failure(undo: Undo) -> Iterator[None]:
 
     The modules their execution imports are noted, and the sources'
     lines remembered (``Undo.remember``); when the block raises anything (a
-    ``BaseException`` included), those modules leave ``sys.modules`` and the
-    lines are forgotten, unless a kept version shares them.
+    ``BaseException`` included), what the prepared versions registered is
+    withdrawn (the running versions' entries restored), those modules leave
+    ``sys.modules`` and the lines are forgotten, unless a kept version shares them.
     """
     if _RECORDER not in sys.meta_path:
         with LOCK:
@@ -148,6 +154,9 @@ def undone_on_failure(undo: Undo) -> Iterator[None]:
     try:
         yield
     except BaseException:
+        with LOCK:
+            for registrations, tracked in undo.registrations:
+                exchange(registrations, tracked.current.registrations)
         for name in undo.imported:
             sys.modules.pop(name, None)
         for filename in undo.lines:
@@ -182,41 +191,55 @@ def prepare(
     if mapped:
         # The live mapped classes stand in for their statements, which do not run.
         code = without_classes(text.text, filename, mapped)
-    namespace, hot_names = _execute(name, base.namespace, code, mapped)
-    preserve = preserved_names(namespace, name)
-    refuse_unpreserved(name, mapped, preserve)
-    carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
-    namespace.update(carried)
-    _migrate(namespace, base.namespace, name)
-    problems = class_problems(tracked, namespace, released) if tracked.classes else []
-    problems += kind_changes(name, base.targets, namespace)
-    if problems:
-        raise ValidationError(
-            f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
-            module=name,
-        )
-    try:
-        rebind_models(namespace, {**released, **stable_classes(tracked, namespace)})
-    except Exception as error:
-        raise ValidationError(
-            f"the models of the new version of {name} cannot be bound to the running classes: "
-            f"{type(error).__name__}: {error}",
-            module=name,
-        ) from error
+    namespace: dict[str, Any] = {}
+    with recording(name, namespace, base.registrations) as registrations:
+        hot_names = _execute(name, base.namespace, code, mapped, namespace)
+        preserve = preserved_names(namespace, name)
+        refuse_unpreserved(name, mapped, preserve)
+        carried = {key: base.namespace[key] for key in preserve if key in base.namespace}
+        namespace.update(carried)
+        _migrate(namespace, base.namespace, name)
+        problems = class_problems(tracked, namespace, released) if tracked.classes else []
+        problems += kind_changes(name, base.targets, namespace)
+        if problems:
+            raise ValidationError(
+                f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
+                module=name,
+            )
+        try:
+            rebind_models(namespace, {**released, **stable_classes(tracked, namespace)})
+        except Exception as error:
+            raise ValidationError(
+                f"the models of the new version of {name} cannot be bound to the running classes: "
+                f"{type(error).__name__}: {error}",
+                module=name,
+            ) from error
     class_data = data_attributes(text.text, namespace)
-    return Prepared(text, code, namespace, filename, hot_names, preserve, carried, class_data)
+    return Prepared(
+        text,
+        code,
+        namespace,
+        filename,
+        hot_names,
+        preserve,
+        carried,
+        class_data,
+        tuple(registrations),
+    )
 
 
 def _execute(
-    module: str, old: dict[str, Any], code: types.CodeType, kept: Iterable[str]
-) -> tuple[dict[str, Any], set[str]]:
-    """Run the new code in a fresh namespace; return it and the names it decorated with @hot.
+    module: str,
+    old: dict[str, Any],
+    code: types.CodeType,
+    kept: Iterable[str],
+    namespace: dict[str, Any],
+) -> set[str]:
+    """Run the new code in the fresh ``namespace``; return the names it decorated with @hot.
 
     The namespace starts with the module's attributes and the ``kept`` names of ``old``.
     """
-    namespace: dict[str, Any] = {
-        key: old[key] for key in (*_MODULE_ATTRIBUTES, *kept) if key in old
-    }
+    namespace.update({key: old[key] for key in (*_MODULE_ATTRIBUTES, *kept) if key in old})
     namespace["__doc__"] = None
     preparation = Preparation(module)
     token = preparing.set(preparation)
@@ -231,7 +254,7 @@ def _execute(
         ) from error
     finally:
         preparing.reset(token)
-    return namespace, preparation.hot_names
+    return preparation.hot_names
 
 
 def preserved_names(namespace: Mapping[str, Any], module: str) -> frozenset[str]:

@@ -434,6 +434,7 @@ def execute(
                 candidate = candidate_module(name, prepared.namespace)
                 siblings.add(name, candidate, tracked[name].module)
                 siblings.classes.update(stable_classes(tracked[name], prepared.namespace))
+            undo.registrations.append((prepared.registrations, tracked[name]))
             entries.append((tracked[name], bases[name], prepared, reason))
         if checks:
             for module, _, prepared, _ in entries:
@@ -522,6 +523,7 @@ def commit(
             class_data=prepared.class_data,
             lines_key=prepared.lines_key,
             source=prepared.source,
+            registrations=prepared.registrations,
         )
         tracked.history.add(version)
         # A preserved value that __hot_migrate__ left alone takes the latest

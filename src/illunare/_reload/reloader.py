@@ -28,6 +28,7 @@ from illunare._reload.prepare import (
     validate_checks,
 )
 from illunare._reload.proxy import HotFunction, preparing
+from illunare._reload.registrations import record
 from illunare._reload.release import (
     Participant,
     Siblings,
@@ -41,6 +42,7 @@ from illunare._reload.release import (
     notify_committed,
 )
 from illunare._reload.source import Source, SourceText, digest, read_source
+from illunare._reload.stale import stale_references, warn
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
     InvalidArgumentError,
@@ -401,16 +403,19 @@ class HotReloader:
                 for name in sources:
                     signals.swap_failed.send(self, module=name, error=error, reason=reason)
             raise
-        if swapped and signals.module_swapped.receivers:
+        if swapped:
             duration = time.perf_counter() - started
             for previous, version in swapped:
-                signals.module_swapped.send(
-                    self,
-                    module=version.module,
-                    version=version,
-                    previous=previous,
-                    duration=duration,
-                )
+                stale = self._stale(version.module, previous)
+                if signals.module_swapped.receivers:
+                    signals.module_swapped.send(
+                        self,
+                        module=version.module,
+                        version=version,
+                        previous=previous,
+                        duration=duration,
+                        stale=stale,
+                    )
         return tuple(versions[name] for name in sources)
 
     def rollback(self, module: str, to: int | None = None) -> CodeVersion:
@@ -491,15 +496,17 @@ class HotReloader:
                         signals.swap_failed.send(self, module=name, error=error, reason="rollback")
                 raise
             notify_committed(participants, namespaces, previous)
-        if signals.module_rolled_back.receivers:
-            duration = time.perf_counter() - started
-            for tracked, leaving, target in changes:
+        duration = time.perf_counter() - started
+        for tracked, leaving, target in changes:
+            stale = self._stale(tracked.name, leaving.info)
+            if signals.module_rolled_back.receivers:
                 signals.module_rolled_back.send(
                     self,
                     module=tracked.name,
                     version=target.info,
                     previous=leaving.info,
                     duration=duration,
+                    stale=stale,
                 )
         return tuple(target.info for _, _, target in changes)
 
@@ -610,6 +617,11 @@ class HotReloader:
         text = _original_source(module)  # may read a file: not under the lock
         name = module.__name__
         class_data = data_attributes(text, module.__dict__)
+        # What the code as loaded registered elsewhere: found before binding
+        # (which adds the library's own references) and outside the lock (it
+        # scans the heap). That code ran before tracking, so what counts as
+        # made by it is a best guess (``registrations.py``).
+        registrations, _ = record(module.__dict__, name, None)
         with LOCK:
             tracked = self._modules.get(name)
             if tracked is not None and tracked.module is module:
@@ -632,6 +644,7 @@ class HotReloader:
                 code=None,
                 source=_loaded_source(module, text) if digest(text) == loaded else None,
                 class_data=class_data,
+                registrations=registrations,
             )
             tracked = TrackedModule(name, module, placeholder, history)
             placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
@@ -692,6 +705,22 @@ class HotReloader:
                     ready.append(module)
         for module in ready:
             self._track(module)
+
+    def _stale(self, name: str, left: CodeVersion) -> tuple[str, ...]:
+        """Report the references to version ``left`` of ``name`` that still run its code.
+
+        Called right after the switch, without the lock, two calls below the
+        public method the user called (the warnings point at that call).
+        """
+        with LOCK:
+            tracked = self._modules.get(name)
+            leaving = tracked.history.get(left.number) if tracked is not None else None
+            modules = list(self._modules.values())
+        if tracked is None or leaving is None or leaving is tracked.current:
+            return ()
+        stale = stale_references(tracked, leaving, modules)
+        warn(stale, stacklevel=4)
+        return stale
 
     def _preparation_lock(self, name: str) -> threading.RLock:
         with LOCK:

@@ -12,6 +12,7 @@ import attrs
 from illunare._reload.classes import ClassState
 from illunare._reload.inflight import VERSION_KEY
 from illunare._reload.proxy import HotFunction
+from illunare._reload.registrations import Registration
 from illunare._reload.source import SourceText, forget_lines
 
 __all__ = ["CodeVersion", "History", "ModuleVersion", "TrackedModule"]
@@ -80,6 +81,9 @@ class ModuleVersion:
     #: (proxy generation, proxies, their targets in this version): what a
     #: flip to this version hands to ``Switch.retarget``, computed once
     bindings: tuple[int, tuple[HotFunction, ...], tuple[Callable[..., Any], ...]] | None = None
+    #: what the version's top-level code registered outside its namespace,
+    #: in effect while it is current (``registrations.py``)
+    registrations: tuple[Registration, ...] = ()
 
 
 @attrs.define(eq=False)

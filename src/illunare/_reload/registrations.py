@@ -1,0 +1,627 @@
+"""Registrations: what a version's top-level code put into containers outside its namespace.
+
+A callback appended to another module's list, an entry put in another
+module's dict or set, a subclass recorded by a base class's
+``__init_subclass__``, a route object holding the version's function
+appended to a framework's route list: each belongs to the version that made
+it, and is in effect only while that version is current.
+
+They are found from the referrers (``gc.get_referrers``) of the version's
+own functions and classes, climbing through the objects the version's code
+created (a route, a closure's cell, a new list put in a foreign dict) up to
+the first object that existed before: that object is the holder. Which
+objects existed before is known from ``gc.get_objects()`` taken just before
+the new code ran (kept alive meanwhile, so that no address is reused). A
+plain ``dict`` is always a holder, never climbed: an empty dict is not
+tracked by the garbage collector, so a registry ``REGISTRY = {}`` would look
+created by the version. Version 1 ran before tracking: its registrations
+are guessed at track time (objects that are neither containers, cells nor
+module-level values of another module count as made by it, and containers
+near its own values), and a guessed one is acted upon only where a later
+version registers into the same holder (``exchange``).
+
+A holder is withdrawable when it is a ``list``, ``dict``, ``set`` or
+``collections.deque`` (or a subclass): withdrawing removes the entry if it is
+still there; restoring puts it back (a list entry at its recorded position
+where possible). Anything else holding the version's objects (a tuple, an
+attribute of an object that existed before, a C object) cannot be undone and
+refuses the swap.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import gc
+import os
+import reprlib
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+
+from illunare._reload.locking import LOCK
+from illunare._reload.namespace import is_module
+from illunare._reload.proxy import HotFunction
+from illunare.exceptions import ValidationError
+
+__all__ = [
+    "DESCRIPTORS",
+    "NOT_HOLDERS",
+    "SCANNING",
+    "Registration",
+    "Snapshot",
+    "describe",
+    "dict_owners",
+    "exchange",
+    "internals",
+    "is_snapshot",
+    "own_objects",
+    "record",
+    "recording",
+    "unexplained",
+]
+
+_CONTAINERS = (list, dict, set, collections.deque)
+
+#: Held by each scan of the heap (``record`` and the stale scan), and while a
+#: snapshot is made: the lists and dicts a scan makes refer to
+#: what it looks at, and another thread's scan would take them for holders.
+#: Never held while user code runs.
+SCANNING = threading.RLock()
+
+if sys.platform != "win32":
+    # A child forked during another thread's scan would inherit it held.
+    os.register_at_fork(
+        before=SCANNING.acquire,
+        after_in_parent=SCANNING.release,
+        after_in_child=SCANNING.release,
+    )
+# What a class's own attribute dict holds that refers to the class or its methods.
+DESCRIPTORS = (
+    staticmethod,
+    classmethod,
+    property,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+    HotFunction,
+)
+# How far the climb from the version's objects to their holders goes.
+_DEPTH = 6
+# How many objects near version 1's namespace are looked at, at most.
+_NEAR_LIMIT = 10_000
+_ABSENT = object()
+# What refers to a version's objects without registering them: a call in
+# flight, the library's own proxies, and a memo (``functools.lru_cache``, as
+# FastAPI's dependency analysis uses), which changes no behaviour and whose
+# entries the cache drops on its own.
+NOT_HOLDERS: tuple[type, ...] = (
+    types.FrameType,
+    HotFunction,
+    type(functools.lru_cache(maxsize=1)(len)),
+)
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+
+
+def describe(obj: object) -> str:
+    """A short description of ``obj`` for messages: its repr, bounded."""
+    try:
+        return _repr.repr(obj)
+    except Exception:  # noqa: BLE001  # a broken __repr__ must not hide the report
+        return f"<{type(obj).__qualname__} object at {id(obj):#x}>"
+
+
+@attrs.frozen(eq=False)
+class Registration:
+    """One entry a version put into a container it does not own."""
+
+    holder: Any
+    #: the key in a dict; the index when recorded in a list or deque; None in a set
+    key: object
+    value: object
+    #: found for version 1, whose code ran before tracking: only taken for a
+    #: registration when a version seen running registers into the same holder
+    guessed: bool = False
+
+    def withdraw(self) -> None:
+        """Remove the entry, if the holder still has it."""
+        holder, key, value = self.holder, self.key, self.value
+        if isinstance(holder, dict):
+            if holder.get(key, _ABSENT) is value:
+                del holder[key]
+        elif isinstance(holder, set):
+            holder.discard(value)
+        else:
+            for index, item in enumerate(holder):
+                if item is value:
+                    del holder[index]
+                    return
+
+    def restore(self) -> None:
+        """Put the entry back, unless the holder has it."""
+        holder, key, value = self.holder, self.key, self.value
+        if isinstance(holder, dict):
+            if holder.get(key, _ABSENT) is not value:
+                holder[key] = value
+        elif isinstance(holder, set):
+            holder.add(value)
+        elif not any(item is value for item in holder):
+            holder.insert(min(key, len(holder)), value)  # type: ignore[call-overload]
+
+    def __str__(self) -> str:
+        where = "" if self.key is None else f"[{describe(self.key)}]"
+        return f"{describe(self.holder)}{where} holds {describe(self.value)}"
+
+
+def exchange(leaving: Iterable[Registration], coming: Iterable[Registration]) -> None:
+    """Withdraw ``leaving``'s registrations, then restore ``coming``'s. Under LOCK.
+
+    A guessed registration (version 1's) is acted upon only where the other
+    side registered into the same holder: then it is the same kind of entry,
+    made by the older code (a dict of functions that another module filled
+    with version 1's function is no registration, and is left alone). Runs
+    Python code (a dict key's ``__eq__``), so it is not part of the atomic
+    switch: it follows it at once (see ``binding.flip``).
+    """
+    leaving, coming = tuple(leaving), tuple(coming)
+    for registration in leaving:
+        if _confirmed(registration, coming):
+            registration.withdraw()
+    for registration in coming:
+        if _confirmed(registration, leaving):
+            registration.restore()
+
+
+def _confirmed(registration: Registration, other: tuple[Registration, ...]) -> bool:
+    if not registration.guessed:
+        return True
+    holder = registration.holder
+    return any(known.holder is holder and not known.guessed for known in other)
+
+
+def own_objects(namespace: dict[str, Any], module: str) -> list[object]:
+    """The functions and classes that the code run in ``namespace`` defined at its top level."""
+    found: dict[int, object] = {}
+
+    def add_function(value: object) -> None:
+        while True:
+            if isinstance(value, HotFunction):
+                value = value.__wrapped__
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if type(value) is types.FunctionType and value.__globals__ is namespace:
+                found[id(value)] = value
+            wrapped = getattr(value, "__wrapped__", None) if callable(value) else None
+            if wrapped is None or wrapped is value or id(wrapped) in found:
+                return
+            value = wrapped
+
+    for key, value in list(namespace.items()):
+        if isinstance(value, type):
+            if value.__module__ == module and value.__qualname__ == key:
+                found[id(value)] = value
+                for member in list(value.__dict__.values()):
+                    if isinstance(member, property):
+                        for accessor in (member.fget, member.fset, member.fdel):
+                            add_function(accessor)
+                    else:
+                        add_function(member)
+        elif callable(value):
+            add_function(value)
+    return list(found.values())
+
+
+# Ends the list of every snapshot: a list that refers to every object, which
+# every scan leaves out (another thread's preparation may hold one while this
+# thread scans; a frame may keep one a while after its snapshot let go).
+_SNAPSHOT_END = object()
+
+
+def is_snapshot(obj: object) -> bool:
+    """Whether ``obj`` is the list of a ``Snapshot``."""
+    return type(obj) is list and bool(obj) and obj[-1] is _SNAPSHOT_END
+
+
+class Snapshot:
+    """The objects alive before a version's code ran: which ones it created is the rest."""
+
+    __slots__ = ("_ids", "_objects")
+
+    def __init__(self) -> None:
+        # Kept alive until the scan, so that no new object takes an old address.
+        # Made while no scan runs: a scan must never see it before it ends
+        # with the mark that tells it is a snapshot (``is_snapshot``).
+        with SCANNING:
+            self._objects: list[object] | None = gc.get_objects()
+            self._objects.append(_SNAPSHOT_END)
+        self._ids: set[int] | None = None
+
+    def release(self) -> None:
+        """Let go of the objects (the scan is over)."""
+        self._objects = None
+
+    def created(self, obj: object) -> bool:
+        """Whether ``obj`` was made after the snapshot (an untracked dict counts as made)."""
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = set(map(id, self._objects or ()))
+            self.release()
+        return id(obj) not in ids
+
+
+def _first_version_created(
+    namespace: dict[str, Any], module_values: set[int]
+) -> Callable[[object], bool]:
+    """For version 1, which ran before tracking: the objects that look made by it.
+
+    Those that are not containers, cells or module-level values of another
+    module, and the containers near the namespace's own values (``_near``).
+    """
+    near = _near(namespace, module_values)
+
+    def created(obj: object) -> bool:
+        if isinstance(obj, _CONTAINERS):
+            return id(obj) in near
+        # A cell may be a running frame's variable, whose value changes: the
+        # version's own closures are known (``internals``), any other is not its.
+        return not isinstance(obj, types.CellType) and id(obj) not in module_values
+
+    return created
+
+
+def _near(namespace: dict[str, Any], module_values: set[int]) -> set[int]:
+    """The ids of what is found within three steps of the namespace's own values.
+
+    (A ``router`` object's ``routes`` list.) Never going through a module, a
+    class, a function, a value that another module holds too, or the
+    module's machinery (``__builtins__``, ``__spec__`` ...).
+    """
+    near: set[int] = set()
+    frontier = [value for key, value in namespace.items() if not key.startswith("__")]
+    for _ in range(3):
+        frontier = [
+            value
+            for value in frontier
+            if id(value) not in near
+            and id(value) not in module_values
+            and not isinstance(value, (type, types.ModuleType, types.FunctionType, HotFunction))
+        ]
+        if not frontier or len(near) > _NEAR_LIMIT:
+            break
+        near.update(map(id, frontier))
+        frontier = gc.get_referents(*frontier)
+    return near
+
+
+def dict_owners(dicts: Iterable[object], referrers: list[Any]) -> dict[int, object]:
+    """Dict id -> the object among ``referrers`` it belongs to, for those of ``dicts`` that do.
+
+    A dict belongs to the object (or class) whose ``__dict__`` it is, or to
+    the memo it stores. ``referrers`` include the referrers of ``dicts``: the scans ask
+    for them together with the next level's, which saves a scan per level.
+    """
+    wanted = {id(d) for d in dicts}
+    owners: dict[int, object] = {}
+    if not wanted:
+        return owners
+    for candidate in referrers:
+        if isinstance(candidate, NOT_HOLDERS):
+            # A memo's storage: it stands for the memo, which is no holder.
+            owners.update(
+                (id(d), candidate) for d in gc.get_referents(candidate) if id(d) in wanted
+            )
+            continue
+        if isinstance(candidate, type):
+            # A class's attribute dict stands for the class.
+            owners.update(
+                (id(d), candidate) for d in gc.get_referents(candidate.__dict__) if id(d) in wanted
+            )
+            continue
+        if isinstance(candidate, (*_CONTAINERS, tuple, types.FrameType)) or is_module(candidate):
+            continue
+        try:
+            own = object.__getattribute__(candidate, "__dict__")
+        except Exception:  # noqa: BLE001, S112  # no instance dict, or a hook that refuses
+            continue
+        if id(own) in wanted:
+            owners[id(own)] = candidate
+    return owners
+
+
+def _entries(holder: object, value: object, *, guessed: bool) -> list[Registration]:
+    """The entries of the container ``holder`` that are ``value`` (as key or value)."""
+    if isinstance(holder, dict):
+        return [
+            Registration(holder, key, item, guessed)
+            for key, item in list(holder.items())
+            if item is value or key is value
+        ]
+    if isinstance(holder, set):
+        return [Registration(holder, None, value, guessed)] if value in holder else []
+    if isinstance(holder, (list, collections.deque)):
+        return [
+            Registration(holder, i, item, guessed) for i, item in enumerate(holder) if item is value
+        ]
+    return []
+
+
+def record(
+    namespace: dict[str, Any],
+    module: str,
+    snapshot: Snapshot | None,
+) -> tuple[tuple[Registration, ...], tuple[tuple[object, list[object]], ...]]:
+    """The registrations the code run in ``namespace`` made, and the ones it cannot withdraw.
+
+    ``snapshot`` was taken before that code ran; ``None`` for version 1,
+    whose code ran before tracking. Returns the withdrawable registrations
+    and, for each holder that is not a container, the holder and what of the
+    version it holds.
+    """
+    with SCANNING:
+        return _record(namespace, module, snapshot)
+
+
+def _record(
+    namespace: dict[str, Any],
+    module: str,
+    snapshot: Snapshot | None,
+) -> tuple[tuple[Registration, ...], tuple[tuple[object, list[object]], ...]]:
+    seeds = own_objects(namespace, module)
+    frontier = unexplained(seeds, _version_internals(namespace, seeds))
+    if not frontier:
+        return (), ()
+    modules = [vars(m) for m in list(sys.modules.values()) if is_module(m)]
+    module_dicts = {id(d) for d in modules}
+    owned: dict[int, object] = {id(seed): seed for seed in seeds}
+    skip = {id(namespace), id(owned), id(seeds), id(modules)}
+    skip.update(map(id, internals(seeds)))
+    created: Callable[[object], bool]
+    if snapshot is not None:
+        created = snapshot.created
+    else:
+        created = _first_version_created(
+            namespace, {id(v) for d in modules if d is not namespace for v in list(d.values())}
+        )
+    scan = _Record(namespace, owned, skip, module_dicts, created, guessed=snapshot is None)
+    pending: list[tuple[dict[str, Any], list[object]]] = []
+    # (Dicts holding the version's objects wait in ``pending``: an instance's
+    # __dict__ stands for the instance, found among the next level's
+    # referrers; any other dict is a holder.)
+    for depth in range(_DEPTH + 1):
+        if not frontier and not pending:
+            break
+        # Every list, tuple and dict made here refers to what it is about: each
+        # is skipped by id, so that the scan never finds its own bookkeeping.
+        args = (*frontier, *(d for d, _ in pending))
+        referrers = gc.get_referrers(*args)
+        skip.update((id(args), id(referrers), id(frontier), id(seeds)))
+        owners = dict_owners((d for d, _ in pending), referrers)
+        climbed: list[object] = []
+        skip.update((id(owners), id(climbed)))
+        for found, held in pending:
+            scan.reach(owners.get(id(found), found), found, held, climbed)
+        pending_ids = {id(d) for d, _ in pending}
+        pending = []
+        skip.add(id(pending))
+        if depth == _DEPTH:
+            break
+        for referrer in referrers:
+            if (
+                id(referrer) in skip
+                or id(referrer) in owned
+                or id(referrer) in pending_ids
+                or is_snapshot(referrer)
+            ):
+                continue
+            held = [value for value in gc.get_referents(referrer) if id(value) in owned]
+            if not held:
+                continue
+            if type(referrer) is dict and id(referrer) not in module_dicts:
+                entry = (referrer, held)
+                skip.update((id(entry), id(held)))
+                pending.append(entry)
+            else:
+                scan.reach(referrer, referrer, held, climbed)
+        frontier = climbed
+    return tuple(scan.registrations.values()), tuple(scan.problems.values())
+
+
+class _Record:
+    """What ``record`` found so far, and how it classifies each holder reached."""
+
+    def __init__(
+        self,
+        namespace: dict[str, Any],
+        owned: dict[int, object],
+        skip: set[int],
+        module_dicts: set[int],
+        created: Callable[[object], bool],
+        *,
+        guessed: bool,
+    ) -> None:
+        self.namespace = namespace
+        self.owned = owned
+        self.skip = skip
+        self.module_dicts = module_dicts
+        self.created = created
+        self.guessed = guessed
+        self.registrations: dict[tuple[int, object], Registration] = {}
+        self.problems: dict[int, tuple[object, list[object]]] = {}
+        skip.update((id(self), id(self.registrations), id(self.problems)))
+
+    def reach(
+        self, holder: object, referrer: object, held: list[object], climbed: list[object]
+    ) -> None:
+        """``holder`` (through ``referrer``, its instance dict or itself) refers to ``held``."""
+        if (
+            id(holder) in self.owned
+            or id(holder) in self.skip
+            or isinstance(holder, (*NOT_HOLDERS, Registration))
+        ):
+            return
+        if _is_type_reference(holder, held):
+            return
+        if _made_by_version(holder, referrer, self.created):
+            self.owned[id(holder)] = holder
+            climbed.append(holder)
+        elif holder is referrer and isinstance(holder, _CONTAINERS):
+            if (
+                type(holder) is dict
+                and id(holder) not in self.module_dicts
+                and any(v is holder for v in self.namespace.values())
+            ):
+                return  # the version's own data, e.g. HANDLERS = {"a": f}
+            for value in held:
+                for entry in _entries(holder, value, guessed=self.guessed):
+                    self.registrations.setdefault((id(holder), entry.key), entry)
+        else:
+            problem = self.problems[id(holder)] = (holder, held)
+            self.skip.update((id(problem), id(held)))
+
+
+def _version_internals(namespace: dict[str, Any], seeds: list[object]) -> list[object]:
+    """What refers to a version's functions and classes as part of the version itself."""
+    known: list[object] = [namespace, *internals(seeds)]
+    for value in namespace.values():
+        if isinstance(value, (HotFunction, *NOT_HOLDERS)):
+            known.append(value)
+            known.append(getattr(value, "__dict__", None))  # a memo's __wrapped__
+    for seed in seeds:
+        if isinstance(seed, type):
+            known.extend(
+                member for member in seed.__dict__.values() if isinstance(member, DESCRIPTORS)
+            )
+            known.extend(value for value in namespace.values() if _subclass_of(value, seed))
+    return known
+
+
+def _subclass_of(value: object, cls: type) -> bool:
+    """A class other than ``cls`` among whose bases ``cls`` is (its ``__mro__`` refers to it)."""
+    return isinstance(value, type) and value is not cls and cls in value.__mro__
+
+
+def internals(seeds: list[object]) -> Iterator[object]:
+    """What the version's functions and classes are made of, which refers to them in turn.
+
+    A class's attribute dict and ``__mro__``, a method's ``__class__`` cell and
+    its closure, a function's defaults: left out of the climb, which would
+    otherwise take one more scan of the heap for each to find its owner.
+    """
+    for seed in seeds:
+        if isinstance(seed, type):
+            yield from gc.get_referents(seed.__dict__)  # the dict behind the mappingproxy
+            yield seed.__mro__
+            yield seed.__bases__
+        elif isinstance(seed, types.FunctionType):
+            closure = seed.__closure__ or ()
+            yield closure
+            yield from closure
+            yield seed.__defaults__
+            yield seed.__kwdefaults__
+            yield seed.__dict__  # functools.wraps puts __wrapped__ there
+
+
+def unexplained(objects: list[object], known: list[object]) -> list[object]:
+    """Those of ``objects`` that something besides ``known`` refers to.
+
+    An object's reference count, less the references that ``known`` holds
+    (counted from their referents) and this call's own, tells whether
+    anything else refers to it. Only those need a scan of the heap, which
+    ``gc.get_referrers`` makes at a cost that grows with the number of
+    objects it is asked about: a module whose functions nobody else holds
+    needs none. ``objects`` must hold each object once, and the caller no
+    other reference to them than that list.
+    """
+    counts = collections.Counter(map(id, gc.get_referents(*known)))
+    # Referenced by this local, the list below, the loop and the call: as
+    # each object is by ``objects``, the list below, the loop and the call.
+    probe = object()
+    candidates = [probe, *objects]
+    found: list[object] = []
+    base = 0
+    for obj in candidates:
+        count = sys.getrefcount(obj) - counts[id(obj)]
+        if obj is probe:
+            base = count
+        elif count > base:
+            found.append(obj)
+    return found
+
+
+def _made_by_version(holder: object, referrer: object, created: Callable[[object], bool]) -> bool:
+    """Whether ``holder`` was made by the version, so that its own holders are looked for.
+
+    A tuple that refers to the version's objects was made after them (tuples
+    are immutable). A class or a plain dict never counts (see the module
+    docstring).
+    """
+    if isinstance(holder, tuple):
+        return True
+    if isinstance(holder, type):
+        return False
+    if holder is referrer and type(holder) is dict:
+        return False
+    return created(holder)
+
+
+def _is_type_reference(holder: object, held: list[object]) -> bool:
+    """Whether ``holder`` refers to the version's objects only as its class or base classes.
+
+    An instance refers to its class, a subclass defined elsewhere to its bases:
+    neither is a registration.
+    """
+    if not held:
+        return True
+    if isinstance(holder, type):
+        mro, bases = holder.__mro__, holder.__bases__
+        return all(value in mro or value is mro or value is bases for value in held)
+    kind = type(holder)
+    return (
+        all(value is kind for value in held)
+        and sum(value is kind for value in gc.get_referents(holder)) <= 1
+    )
+
+
+@contextlib.contextmanager
+def recording(
+    module: str, namespace: dict[str, Any], base: Iterable[Registration]
+) -> Iterator[list[Registration]]:
+    """Scope of a new version's code run in ``namespace``: the registrations it made.
+
+    The list yielded is filled, when the block ends, with the registrations
+    the code made. If the block raises, or something it registered cannot
+    be withdrawn (ValidationError naming it), they are all withdrawn and
+    ``base``'s (the current version's, which the new code may have
+    overwritten) restored: nothing of the refused version stays in effect.
+    """
+    snapshot = Snapshot()
+    made: list[Registration] = []
+    try:
+        try:
+            yield made
+        except BaseException:
+            found, _ = record(namespace, module, snapshot)
+            with LOCK:
+                exchange(found, base)
+            raise
+        found, problems = record(namespace, module, snapshot)
+    finally:
+        snapshot.release()
+    if problems:
+        with LOCK:
+            exchange(found, base)
+        listed = "; ".join(
+            f"{describe(holder)} holds {', '.join(map(describe, held))}"
+            for holder, held in problems
+        )
+        raise ValidationError(
+            f"the new version of {module} registered what cannot be withdrawn "
+            f"(only entries of a list, dict, set or deque can): {listed}",
+            module=module,
+        )
+    made.extend(found)

@@ -1,0 +1,281 @@
+"""Registrations belong to the version that made them: refused, replaced and rolled back."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import itertools
+import types
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from illunare import HotReloader, RollbackError, SwapError, ValidationError
+
+from .conftest import Package
+from .strategies import BAD_SOURCES, RELEASE_STEPS
+
+REGISTRY = """
+HANDLERS = []
+TABLE = {}
+SEEN = set()
+KINDS = {}
+
+class Base:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        KINDS[cls.__name__] = cls
+"""
+
+PLUGIN = """
+from {package} import registry
+
+def handler():
+    return {n}
+
+registry.HANDLERS.append(handler)
+registry.TABLE["handler"] = handler
+registry.SEEN.add(handler)
+
+class Plugin(registry.Base):
+    number = {n}
+"""
+
+
+_examples = itertools.count()
+
+
+def plugin(package: Package, n: int) -> str:
+    return PLUGIN.format(package=package.name, n=n)
+
+
+@pytest.fixture
+def registry(package: Package) -> types.ModuleType:
+    return package.module("registry", REGISTRY)
+
+
+@pytest.fixture
+def tracked(package: Package, registry: types.ModuleType, reloader: HotReloader) -> str:
+    package.module("plugin", plugin(package, 1))
+    reloader.track(package.qualified("plugin"))
+    return package.qualified("plugin")
+
+
+def handlers(registry: types.ModuleType) -> list[object]:
+    return [handler() for handler in registry.HANDLERS]
+
+
+def refuse(candidate: types.ModuleType) -> bool:
+    return False
+
+
+class TestPlainContainers:
+    def test_a_refused_swap_leaves_none_of_its_registrations(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """A check that refuses the new version withdraws what its code registered."""
+        with pytest.raises(ValidationError):
+            reloader.swap(tracked, plugin(package, 2), checks=[refuse])
+        assert handlers(registry) == [1]
+        assert registry.TABLE["handler"]() == 1
+        assert [handler() for handler in registry.SEEN] == [1]
+
+    def test_a_version_whose_code_fails_half_way_leaves_nothing(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """What the new code registered before raising is withdrawn, the running entries kept."""
+        with pytest.raises(Exception, match="boom"):
+            reloader.swap(tracked, plugin(package, 2) + "\nraise RuntimeError('boom')\n")
+        assert handlers(registry) == [1]
+        assert registry.TABLE["handler"]() == 1
+
+    def test_a_swap_replaces_the_old_registrations(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """After a swap there is one handler, the new one, in each container."""
+        reloader.swap(tracked, plugin(package, 2))
+        assert handlers(registry) == [2]
+        assert registry.TABLE["handler"]() == 2
+        assert [handler() for handler in registry.SEEN] == [2]
+
+    def test_a_rollback_restores_the_older_registrations(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """Rolling back withdraws the newer entries and puts the older ones back."""
+        reloader.swap(tracked, plugin(package, 2))
+        reloader.rollback(tracked)
+        assert handlers(registry) == [1]
+        assert registry.TABLE["handler"]() == 1
+        assert [handler() for handler in registry.SEEN] == [1]
+        reloader.swap(tracked, plugin(package, 3))
+        assert handlers(registry) == [3]
+        reloader.rollback(tracked, 2)
+        assert handlers(registry) == [2]
+
+    def test_a_restored_entry_keeps_its_position_in_a_list(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """An older handler comes back where it was, before handlers registered after it."""
+        registry.HANDLERS.append(lambda: "other")
+        reloader.swap(tracked, plugin(package, 2))
+        reloader.rollback(tracked)
+        assert handlers(registry) == [1, "other"]
+
+    def test_swaps_never_pile_up_handlers(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """However many swaps, refusals and rollbacks, one handler is registered."""
+        for n in range(2, 8):
+            reloader.swap(tracked, plugin(package, n))
+            with pytest.raises(ValidationError):
+                reloader.swap(tracked, plugin(package, 100 + n), checks=[refuse])
+            if n % 3 == 0:
+                reloader.rollback(tracked)
+            assert len(registry.HANDLERS) == 1
+            assert len(registry.SEEN) == 1
+
+    def test_a_dict_another_module_fills_is_not_a_registration(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A dict of functions built by another module is left alone (and reported stale)."""
+        helpers = package.module("helpers", "def f():\n    return 1\n")
+        other = package.module(
+            "other", f"from {package.name}.helpers import f\nTABLE = {{'f': f}}\n"
+        )
+        reloader.track(helpers)
+        with pytest.warns(UserWarning, match="TABLE|'f'"):
+            reloader.swap(helpers.__name__, "def f():\n    return 2\n")
+        assert other.TABLE["f"]() == 1
+
+
+class TestProperties:
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(steps=RELEASE_STEPS)
+    def test_only_the_current_versions_handler_is_registered(
+        self, package: Package, steps: list[tuple[str, object]]
+    ) -> None:
+        """Any sequence of swaps, refusals and rollbacks leaves one handler: the current one."""
+        example = next(_examples)
+        registry = package.module(f"registry_{example}", REGISTRY)
+        source = PLUGIN.replace("registry", f"registry_{example}")
+        module = package.module(f"plugin_{example}", source.format(package=package.name, n=0))
+        reloader = HotReloader()
+        reloader.track(module)
+        numbers = {1: 0}  # version number -> the n its handler returns
+        for kind, value in steps:
+            if kind == "swap":
+                version = reloader.swap(
+                    module.__name__, source.format(package=package.name, n=value)
+                )
+                numbers.setdefault(version.number, value)
+            elif kind == "refuse":
+                bad, checks = BAD_SOURCES.get(
+                    str(value), (source.format(package=package.name, n=100), (refuse,))
+                )
+                with pytest.raises(SwapError):
+                    reloader.swap(module.__name__, bad, checks=checks)
+            else:
+                with contextlib.suppress(RollbackError):
+                    reloader.rollback(module.__name__)
+            expected = numbers[reloader.current(module.__name__).number]
+            assert [expected] == handlers(registry)
+            assert expected == registry.TABLE["handler"]()
+            assert [expected] == [handler() for handler in registry.SEEN]
+
+
+class TestInitSubclass:
+    def test_the_registry_holds_the_current_version_of_the_subclass(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """A subclass recorded by __init_subclass__ follows swaps, refusals and rollbacks."""
+        with pytest.raises(ValidationError):
+            reloader.swap(tracked, plugin(package, 9), checks=[refuse])
+        assert registry.KINDS["Plugin"].number == 1
+        reloader.swap(tracked, plugin(package, 2))
+        assert registry.KINDS["Plugin"].number == 2
+        reloader.rollback(tracked)
+        assert registry.KINDS["Plugin"].number == 1
+        assert list(registry.KINDS) == ["Plugin"]
+
+
+class TestUnwithdrawable:
+    def test_a_registration_in_a_tuple_attribute_refuses_the_swap(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """An object that existed before and now holds the new code cannot be undone: refused."""
+        holder = package.module(
+            "holder", "class Hooks:\n    pass\n\nHOOKS = Hooks()\nHOOKS.chain = ()\n"
+        )
+        source = (
+            f"from {package.name} import holder\n\n"
+            "def hook():\n    return {n}\n\n"
+            "holder.HOOKS.chain = (*holder.HOOKS.chain, hook)\n"
+        )
+        module = package.module("hooked", source.format(n=1))
+        reloader.track(module)
+        before = holder.HOOKS.chain
+        with pytest.raises(ValidationError, match="cannot be withdrawn") as raised:
+            reloader.swap(module.__name__, source.format(n=2))
+        assert "Hooks object" in str(raised.value)
+        assert "hook" in str(raised.value)
+        assert module.hook() == 1
+        assert before[0] is holder.HOOKS.chain[0]
+
+
+class TestFastAPI:
+    APP = """
+from fastapi import FastAPI
+
+app = FastAPI()
+"""
+    ROUTES = """
+from {package}.main import app
+
+@app.get("/price")
+async def price(q: int = 0):
+    return {{"version": {n}, "q": q}}
+
+@app.get("/ping")
+def ping():
+    return {{"version": {n}}}
+"""
+
+    def test_routes_added_by_a_swapped_module_are_replaced_not_added(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """@app.get in a swapped module: the route count stays, the new handler answers."""
+        testclient = pytest.importorskip("starlette.testclient")
+        main = package.module("main", self.APP)
+        routes = package.qualified("routes")
+        package.module("routes", self.ROUTES.format(package=package.name, n=1))
+        reloader.track(routes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client = testclient.TestClient(main.app)
+        count = len(main.app.routes)
+        assert client.get("/price?q=3").json() == {"version": 1, "q": 3}
+        for n in (2, 3, 4):
+            reloader.swap(routes, self.ROUTES.format(package=package.name, n=n))
+            assert count == len(main.app.routes)
+            assert {"version": n, "q": 3} == client.get("/price?q=3").json()
+            assert {"version": n} == client.get("/ping").json()
+        with pytest.raises(ValidationError):
+            reloader.swap(routes, self.ROUTES.format(package=package.name, n=9), checks=[refuse])
+        assert count == len(main.app.routes)
+        reloader.rollback(routes)
+        assert count == len(main.app.routes)
+        assert client.get("/ping").json() == {"version": 3}
+
+
+class TestFirstVersion:
+    def test_a_module_imported_again_from_its_file_registers_once(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, tracked: str
+    ) -> None:
+        """importlib.reload() of a tracked module is a swap: its registrations are replaced."""
+        module = importlib.import_module(tracked)
+        package.write("plugin", plugin(package, 5))
+        importlib.reload(module)
+        assert handlers(registry) == [5]

@@ -1,0 +1,196 @@
+"""Stale references: what still runs a replaced version after a swap is reported, not left."""
+
+from __future__ import annotations
+
+import types
+import warnings
+from typing import Any
+
+import pytest
+
+import illunare
+from illunare import HotReloader, IllunareError, StaleReferenceWarning, exceptions, signals
+
+from .conftest import Package
+
+HELPERS = "def raw(x=0):\n    return {n}\n"
+
+
+def swapped_with_warnings(
+    reloader: HotReloader, module: str, source: str
+) -> tuple[list[warnings.WarningMessage], dict[str, Any]]:
+    """Swap; return the warnings issued and the keywords ``module_swapped`` was sent."""
+    sent: dict[str, Any] = {}
+
+    def receiver(sender: object, **kwargs: Any) -> None:
+        sent.update(kwargs)
+
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        signals.module_swapped.connected_to(receiver),
+    ):
+        warnings.simplefilter("always")
+        reloader.swap(module, source)
+    return caught, sent
+
+
+def stale_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, StaleReferenceWarning)]
+
+
+@pytest.fixture
+def helpers(package: Package) -> types.ModuleType:
+    return package.module("helpers", HELPERS.format(n=1))
+
+
+class TestTheWarning:
+    def test_it_is_a_user_warning_in_the_error_tree(self) -> None:
+        """StaleReferenceWarning is a UserWarning and an IllunareError, exported twice."""
+        assert issubclass(StaleReferenceWarning, UserWarning)
+        assert issubclass(StaleReferenceWarning, IllunareError)
+        assert exceptions.StaleReferenceWarning is illunare.StaleReferenceWarning
+
+    def test_it_points_at_the_swap_call(
+        self, package: Package, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """The warning's location is the caller's line, not illunare's code."""
+        package.module("user", f"import functools\nfrom {package.name} import helpers\n"
+                               "P = functools.partial(helpers.raw, 1)\n")  # fmt: skip
+        reloader.track(helpers)
+        caught, _ = swapped_with_warnings(reloader, helpers.__name__, HELPERS.format(n=2))
+        [warning] = [w for w in caught if issubclass(w.category, StaleReferenceWarning)]
+        assert __file__ == warning.filename
+
+
+class TestReported:
+    def test_a_partial_of_the_old_function(
+        self, package: Package, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A functools.partial made before the swap is named, with the function."""
+        user = package.module(
+            "user",
+            f"import functools\nfrom {package.name} import helpers\n"
+            "P = functools.partial(helpers.raw, 1)\n",
+        )
+        reloader.track(helpers)
+        caught, sent = swapped_with_warnings(reloader, helpers.__name__, HELPERS.format(n=2))
+        [message] = stale_warnings(caught)
+        assert "functools.partial" in message
+        assert "raw" in message
+        assert len(sent["stale"]) == 1
+        assert sent["stale"][0] in message
+        assert user.P() == 1  # reported, not moved
+
+    def test_a_dict_of_old_functions_in_another_module(
+        self, package: Package, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A dict that another module filled with the raw function is reported."""
+        package.module(
+            "user", f"from {package.name} import helpers\nTABLE = {{'raw': helpers.raw}}\n"
+        )
+        reloader.track(helpers)
+        caught, sent = swapped_with_warnings(reloader, helpers.__name__, HELPERS.format(n=2))
+        [message] = stale_warnings(caught)
+        assert "'raw'" in message
+        assert isinstance(sent["stale"], tuple)
+
+    def test_a_rollback_reports_references_to_the_version_left(
+        self, package: Package, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """module_rolled_back gets stale= too, naming what holds the rolled-back code."""
+        reloader.track(helpers)
+        reloader.swap(helpers.__name__, HELPERS.format(n=2))
+        holder = package.module(
+            "user", f"import functools\nfrom {package.name} import helpers\n"
+                    "P = functools.partial(helpers.raw.__wrapped__, 1)\n",
+        )  # fmt: skip
+        sent: dict[str, Any] = {}
+
+        def receiver(sender: object, **kwargs: Any) -> None:
+            sent.update(kwargs)
+
+        with (
+            signals.module_rolled_back.connected_to(receiver),
+            pytest.warns(StaleReferenceWarning, match="partial"),
+        ):
+            reloader.rollback(helpers.__name__)
+        assert len(sent["stale"]) == 1
+        assert holder.P() == 2
+
+    def test_a_route_an_api_router_captured(self, package: Package, reloader: HotReloader) -> None:
+        """Swapping an APIRouter's module without rebuilding the app names the route's path."""
+        pytest.importorskip("fastapi")
+        routes = package.module(
+            "routes",
+            "from fastapi import APIRouter\n\nrouter = APIRouter()\n\n"
+            '@router.get("/price")\nasync def price():\n    return {"version": 1}\n',
+        )
+        reloader.track(routes)
+        package.module(
+            "main",
+            f"from fastapi import FastAPI\nfrom {package.name} import routes\n\n"
+            "app = FastAPI()\napp.include_router(routes.router)\n",
+        )
+        caught, sent = swapped_with_warnings(
+            reloader,
+            routes.__name__,
+            "from fastapi import APIRouter\n\nrouter = APIRouter()\n\n"
+            '@router.get("/price")\nasync def price():\n    return {"version": 2}\n',
+        )
+        [message] = stale_warnings(caught)
+        assert "path='/price'" in message
+        assert "price" in message
+        assert len(sent["stale"]) == 1
+
+
+class TestNotReported:
+    def test_nothing_to_report_is_an_empty_tuple(
+        self, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A module nobody holds on to swaps with stale=() and no warning."""
+        reloader.track(helpers)
+        caught, sent = swapped_with_warnings(reloader, helpers.__name__, HELPERS.format(n=2))
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+
+    def test_references_through_proxies_follow_and_are_not_stale(
+        self, package: Package, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """What was imported after tracking (the stable proxy) is no stale reference."""
+        reloader.track(helpers)
+        user = package.module(
+            "user",
+            f"import functools\nfrom {package.name}.helpers import raw\n"
+            "P = functools.partial(raw, 1)\nTABLE = {'raw': raw}\nCALLBACKS = [raw]\n",
+        )
+        caught, sent = swapped_with_warnings(reloader, helpers.__name__, HELPERS.format(n=2))
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+        assert 2 == user.P() == user.TABLE["raw"]() == user.CALLBACKS[0]()
+
+    def test_a_kept_versions_own_objects_are_not_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The old version's own app, closures and classes are kept for rollback: not stale."""
+        package.module(
+            "framework",
+            "class Route:\n    def __init__(self, handler):\n        self.handler = handler\n\n"
+            "class App:\n    def __init__(self):\n        self.routes = []\n"
+            "    def add(self, handler):\n        self.routes.append(Route(handler))\n"
+            "        return handler\n",
+        )
+        source = (
+            f"import functools\nfrom {package.name} import framework\n\n"
+            "app = framework.App()\n\n"
+            "@app.add\ndef handler():\n    return {n}\n\n"
+            "def make():\n    def inner():\n        return handler()\n    return inner\n\n"
+            "INNER = make()\nPARTIAL = functools.partial(handler)\n"
+            "class Keeper:\n    default = staticmethod(handler)\n"
+            "    def method(self, callback=handler):\n        return callback()\n"
+        )
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        caught, sent = swapped_with_warnings(reloader, module.__name__, source.format(n=2))
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+        assert module.app.routes[0].handler() == 2
