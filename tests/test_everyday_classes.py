@@ -96,7 +96,11 @@ class TestEnumIdentity:
     def test_a_registry_of_another_module_gets_the_stable_member(
         self, package: Package, reloader: HotReloader
     ) -> None:
-        """A member the new code puts into a live container is the stable one, in its place."""
+        """A member the new code registers in a live container is the stable one, registered once.
+
+        The new version's entry replaces version 1's (registrations belong to
+        their version), and it is the member the program already holds.
+        """
         package.write("registry", "HANDLERS = {'first': None}\nORDER = []\n")
         registering = (
             "\nfrom .registry import HANDLERS, ORDER\n"
@@ -111,8 +115,8 @@ class TestEnumIdentity:
         assert registry.HANDLERS is handlers
         assert list(handlers) == ["first", "status"]
         assert handlers["status"] is module.Status.NEW
-        assert registry.ORDER == [module.Status.PAID, module.Status.PAID]
-        assert all(member is module.Status.PAID for member in registry.ORDER)
+        assert len(registry.ORDER) == 1
+        assert registry.ORDER[0] is module.Status.PAID
 
     def test_members_pickle_across_the_swap(self, package: Package, reloader: HotReloader) -> None:
         """A member pickled before the swap loads as the same member after it."""

@@ -41,10 +41,13 @@ def _pair(package: Package) -> tuple[types.ModuleType, types.ModuleType]:
 def pair(
     package: Package, reloader: HotReloader
 ) -> tuple[types.ModuleType, types.ModuleType, str, str]:
-    """pricing imports discounts; both tracked. Returns the modules and their names."""
+    """pricing imports discounts; both tracked from their import. Returns the modules and names.
+
+    (Tracked from the import, so that pricing's ``rate`` follows swaps: tracked
+    after it, pricing would hold version 1's function, a stale reference.)
+    """
+    reloader.install(package.name)
     pricing, discounts = _pair(package)
-    reloader.track(discounts)
-    reloader.track(pricing)
     return pricing, discounts, pricing.__name__, discounts.__name__
 
 

@@ -95,6 +95,22 @@ def new_members(stable_of: Mapping[type, type]) -> dict[object, object]:
     }
 
 
+def stable_member(value: object, classes: Mapping[str, type]) -> object:
+    """``value``, or the stable member it is when it is a member of a kept enum's new class.
+
+    ``classes``: the module's stable classes by name (``TrackedModule.classes``).
+    """
+    kind = type(value)
+    if not is_enum(kind):
+        return value
+    stable = classes.get(kind.__qualname__)
+    if stable is None or stable is kind or stable.__module__ != kind.__module__:
+        return value
+    if not same_members(stable, kind):
+        return value
+    return stable._member_map_[value._name_]  # type: ignore[attr-defined]
+
+
 def replace_members(namespace: dict[str, Any], members: Mapping[object, object]) -> None:
     """Replace, in ``namespace``, each new member (a key of ``members``) by its stable one.
 

@@ -371,7 +371,13 @@ def _record(
     module: str,
     snapshot: Snapshot | None,
 ) -> tuple[tuple[Registration, ...], tuple[tuple[object, list[object]], ...]]:
-    seeds = own_objects(namespace, module)
+    # What the new code took over from the running version (a preserved
+    # class, say) is not its own.
+    seeds = [
+        seed
+        for seed in own_objects(namespace, module)
+        if snapshot is None or snapshot.created(seed)
+    ]
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
     if not frontier:
         return (), ()
@@ -557,13 +563,12 @@ def _made_by_version(holder: object, referrer: object, created: Callable[[object
     """Whether ``holder`` was made by the version, so that its own holders are looked for.
 
     A tuple that refers to the version's objects was made after them (tuples
-    are immutable). A class or a plain dict never counts (see the module
-    docstring).
+    are immutable). A plain dict never counts (see the module docstring). A
+    class counts when the code made it: ``attrs.define`` replaces the class
+    its statement made, which keeps the version's methods until collected.
     """
     if isinstance(holder, tuple):
         return True
-    if isinstance(holder, type):
-        return False
     if holder is referrer and type(holder) is dict:
         return False
     return created(holder)

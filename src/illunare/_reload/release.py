@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import attrs
 
 from illunare._reload.binding import absorb, flip_many, stable_classes
+from illunare._reload.enums import stable_member
 from illunare._reload.locking import LOCK
 from illunare._reload.prepare import (
     Check,
@@ -523,7 +524,12 @@ def commit(
             class_data=prepared.class_data,
             lines_key=prepared.lines_key,
             source=prepared.source,
-            registrations=prepared.registrations,
+            # A new member of a kept enum that the code registered is, like
+            # every other, the stable member now (``binding._adopt_members``).
+            registrations=tuple(
+                attrs.evolve(entry, value=stable_member(entry.value, tracked.classes))
+                for entry in prepared.registrations
+            ),
         )
         tracked.history.add(version)
         # A preserved value that __hot_migrate__ left alone takes the latest

@@ -124,8 +124,13 @@ def _replaced(tracked: TrackedModule, leaving: ModuleVersion) -> list[object]:
     current = tracked.current
     stable = {id(cls) for cls in tracked.classes.values()}
     still_used = {id(function) for function in current.targets.values()}
+    # A class's function defined elsewhere (``Enum.__new__`` in an enum's
+    # dict) is not the version's code.
     old: list[object] = [
-        function for function in leaving.targets.values() if id(function) not in still_used
+        function
+        for function in leaving.targets.values()
+        if id(function) not in still_used
+        and getattr(function, "__globals__", leaving.namespace) is leaving.namespace
     ]
     # Classes that keep one object per version (the others are stable).
     old.extend(
