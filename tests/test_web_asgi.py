@@ -1,0 +1,476 @@
+"""HotASGI: a FastAPI app under a real uvicorn, rebuilt by releases of its package."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from illunare import HotReloader, LoadError, UnknownModuleError, ValidationError
+from illunare.web import HotASGI
+
+from .conftest import Package, dedent, eventually
+from .webservers import Load, uvicorn_server
+
+EVENTS = """
+import threading
+
+log = []                          # ("startup" | "shutdown" | "slow done", id(app))
+slow_started = threading.Event()
+slow_release = threading.Event()
+"""
+
+MAIN = """
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import {events} as events
+from .routes import router
+
+
+@asynccontextmanager
+async def lifespan(app):
+    events.log.append(("startup", id(app)))
+    yield {{"app_id": id(app)}}
+    events.log.append(("shutdown", id(app)))
+
+
+app = FastAPI(lifespan=lifespan)
+app.include_router(router)
+"""
+
+ROUTES = """
+import asyncio
+
+from fastapi import APIRouter, Depends, Request
+
+import {events} as events
+from .deps import currency
+from .models import Item
+from .pricing import price_of
+
+RELEASE = "v1"
+router = APIRouter()
+
+
+@router.get("/price/{{item}}")
+async def price(item: str, request: Request, cur: str = Depends(currency)) -> dict:
+    return {{"cents": price_of(item), "currency": cur, "release": RELEASE,
+             "app": request.state.app_id}}
+
+
+@router.post("/items")
+async def create(item: Item) -> Item:
+    return item
+
+
+@router.get("/slow")
+async def slow(request: Request) -> dict:
+    events.slow_started.set()
+    while not events.slow_release.is_set():
+        await asyncio.sleep(0.005)
+    events.log.append(("slow done", request.state.app_id))
+    return {{"release": RELEASE, "app": request.state.app_id}}
+"""
+
+MODELS = """
+from pydantic import BaseModel
+
+
+class Item(BaseModel):
+    name: str
+    cents: int
+"""
+
+DEPS = """
+def currency() -> str:
+    return "EUR"
+"""
+
+PRICING = """
+PRICES = {"apple": 120, "pear": 95}
+
+
+def price_of(item: str) -> int:
+    return PRICES.get(item, 0)
+"""
+
+
+@dataclass
+class Shop:
+    """A FastAPI shop package on disk, served through HotASGI by a real uvicorn."""
+
+    package: Package
+    reloader: HotReloader
+    hot: HotASGI
+    url: str
+    events: types.ModuleType
+
+    def name(self, module: str) -> str:
+        return self.package.qualified(module)
+
+    def source(self, module: str) -> str:
+        """The module's source as first written (events module name filled in)."""
+        return dedent(SOURCES[module]).format(events=self.events.__name__)
+
+    def swap(self, module: str, source: str, **options: object) -> None:
+        self.reloader.swap(self.name(module), dedent(source), **options)  # type: ignore[arg-type]
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30)
+
+    def history(self) -> dict[str, list[int]]:
+        return {
+            module: [v.number for v in self.reloader.history(self.name(module))]
+            for module in ("main", "routes", "models", "deps", "pricing")
+        }
+
+    def events_of(self, app: object) -> list[str]:
+        return [kind for kind, app_id in self.events.log if app_id == id(app)]
+
+
+SOURCES = {
+    "main": MAIN,
+    "routes": ROUTES,
+    "models": MODELS,
+    "deps": DEPS,
+    "pricing": PRICING,
+}
+
+
+def write_shop(package: Package) -> types.ModuleType:
+    """Write the shop's modules and its events module (outside the package); import the latter."""
+    events_name = f"{package.name}_events"
+    (package.path.parent / f"{events_name}.py").write_text(dedent(EVENTS))
+    for module, source in SOURCES.items():
+        package.write(module, dedent(source).format(events=events_name))
+    return importlib.import_module(events_name)
+
+
+@pytest.fixture
+def shop(package: Package, reloader: HotReloader) -> Iterator[Shop]:
+    events = write_shop(package)
+    hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
+    try:
+        with uvicorn_server(hot) as url:
+            yield Shop(package, reloader, hot, url, events)
+    finally:
+        events.slow_release.set()
+        sys.modules.pop(events.__name__, None)
+
+
+def routes(shop: Shop, old: str, new: str) -> str:
+    """The shop's routes module with ``old`` replaced by ``new``."""
+    source = shop.source("routes")
+    assert old in source
+    return source.replace(old, new)
+
+
+class TestRebuild:
+    def test_a_changed_route_body_answers_from_the_new_code(self, shop: Shop) -> None:
+        """Swapping routes.py rebuilds the app: the route's new body answers."""
+        assert shop.get("/price/apple").json()["release"] == "v1"
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+        answer = shop.get("/price/apple").json()
+        assert ("v2", id(shop.hot.app)) == (answer["release"], answer["app"])
+        assert shop.hot.version == 2
+
+    def test_a_new_route_answers_and_a_removed_one_is_gone(self, shop: Shop) -> None:
+        """A route added answers (404 before), a route removed answers 404."""
+        assert shop.get("/stock/apple").status_code == 404
+        added = routes(shop, "@router.post(", "@router.get('/stock/{item}')\n"
+                       "async def stock(item: str) -> dict:\n    return {'stock': 3}\n\n\n"
+                       "@router.post(")  # fmt: skip
+        shop.swap("routes", added)
+        assert shop.get("/stock/apple").json() == {"stock": 3}
+        shop.swap("routes", shop.source("routes"))
+        assert shop.get("/stock/apple").status_code == 404
+
+    def test_a_renamed_path_answers_on_the_new_path_only(self, shop: Shop) -> None:
+        """/price/{item} renamed /cost/{item}: the old path 404s, the new one answers."""
+        shop.swap("routes", routes(shop, '"/price/{item}"', '"/cost/{item}"'))
+        assert shop.get("/price/apple").status_code == 404
+        assert shop.get("/cost/apple").json()["cents"] == 120
+
+    def test_routes_are_never_duplicated(self, shop: Shop) -> None:
+        """After many rebuilds the app has exactly the routes of its code."""
+        before = sorted(route.path for route in shop.hot.app.routes)  # type: ignore[attr-defined]
+        for release in range(2, 7):
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', f'RELEASE = "v{release}"'))
+        after = sorted(route.path for route in shop.hot.app.routes)  # type: ignore[attr-defined]
+        assert before == after
+
+    def test_a_model_field_added_is_validated_returned_and_documented(self, shop: Shop) -> None:
+        """Item gains a required field: requests need it, responses carry it, openapi shows it."""
+        item = {"name": "apple", "cents": 120}
+        assert item == httpx.post(shop.url + "/items", json=item, timeout=30).json()
+        shop.swap("models", MODELS + "    tag: str\n")
+        assert httpx.post(shop.url + "/items", json=item, timeout=30).status_code == 422
+        tagged = {**item, "tag": "fruit"}
+        assert tagged == httpx.post(shop.url + "/items", json=tagged, timeout=30).json()
+        schema = shop.get("/openapi.json").json()["components"]["schemas"]["Item"]
+        assert {"name", "cents", "tag"} == set(schema["properties"])
+
+    def test_a_changed_dependency_is_analysed_again(self, shop: Shop) -> None:
+        """A Depends() function that now reads a header: the rebuilt app passes the header."""
+        assert shop.get("/price/apple").json()["currency"] == "EUR"
+        shop.swap(
+            "deps",
+            "from fastapi import Header\n\n\n"
+            "def currency(x_currency: str = Header('EUR')) -> str:\n    return x_currency\n",
+        )
+        answer = httpx.get(shop.url + "/price/apple", headers={"X-Currency": "BRL"}, timeout=30)
+        assert answer.json()["currency"] == "BRL"
+
+    def test_a_helper_module_change_takes_effect(self, shop: Shop) -> None:
+        """pricing.py changed: the price answers from the new code."""
+        shop.swap("pricing", PRICING.replace('"apple": 120', '"apple": 99'))
+        assert shop.get("/price/apple").json()["cents"] == 99
+
+    def test_a_change_outside_the_package_rebuilds_nothing(self, shop: Shop) -> None:
+        """A release of modules of other packages executes nothing of the app's anew."""
+        assert frozenset() == shop.hot.dependents(
+            frozenset({"json", shop.package.name + "_other.main"})
+        )
+
+
+class TestRefused:
+    def _assert_unchanged(self, shop: Shop, history: dict[str, list[int]], app: object) -> None:
+        assert history == shop.history()
+        assert app is shop.hot.app
+        assert shop.hot.version == 1
+        answer = shop.get("/price/apple").json()
+        assert ("v1", id(app)) == (answer["release"], answer["app"])
+
+    def test_a_failing_startup_refuses_the_release(self, shop: Shop) -> None:
+        """The new app's lifespan startup raises: ValidationError, the old app and versions stay."""
+        history, app = shop.history(), shop.hot.app
+        failing = shop.source("main").replace(
+            "    yield {", "    raise RuntimeError('the database is down')\n    yield {"
+        )
+        with pytest.raises(ValidationError) as refused:
+            shop.swap("main", failing)
+        assert "the database is down" in repr(refused.value) + repr(refused.value.__cause__)
+        self._assert_unchanged(shop, history, app)
+
+    def test_a_failing_check_refuses_the_release_and_shuts_the_new_app_down(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A check refusing the new app: nothing switches; the started new app is shut down."""
+        events = write_shop(package)
+        built: list[object] = []
+
+        def refuse(app: object) -> bool:
+            built.append(app)
+            return False
+
+        hot = HotASGI(f"{package.name}.main:app", reloader=reloader, checks=[refuse])
+        with uvicorn_server(hot) as url:
+            shop = Shop(package, reloader, hot, url, events)
+            history, app = shop.history(), hot.app
+            with pytest.raises(ValidationError):
+                shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+            self._assert_unchanged(shop, history, app)
+            assert eventually(lambda: shop.events_of(built[0]) == ["startup", "shutdown"])
+        sys.modules.pop(events.__name__, None)
+
+    def test_a_failing_build_refuses_the_release(self, shop: Shop) -> None:
+        """The new app module raises while it builds the app: LoadError, nothing changes."""
+        history, app = shop.history(), shop.hot.app
+        broken = shop.source("main") + "\nraise RuntimeError('no app today')\n"
+        with pytest.raises(LoadError):
+            shop.swap("main", broken)
+        self._assert_unchanged(shop, history, app)
+
+    def test_a_missing_app_attribute_refuses_the_release(self, shop: Shop) -> None:
+        """The new app module no longer defines ``app``: ValidationError, nothing changes."""
+        history, app = shop.history(), shop.hot.app
+        with pytest.raises(ValidationError):
+            shop.swap("main", shop.source("main").replace("app = FastAPI", "api = FastAPI"))
+        self._assert_unchanged(shop, history, app)
+
+
+class TestRollback:
+    def test_a_rollback_serves_the_previous_app_without_a_new_startup(self, shop: Shop) -> None:
+        """Rolling the release back serves the very app object of before, already started."""
+        first = shop.hot.app
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+        second = shop.hot.app
+        shop.reloader.rollback_many([shop.name("routes"), shop.name("main")])
+        assert (first, 1) == (shop.hot.app, shop.hot.version)
+        answer = shop.get("/price/apple").json()
+        assert ("v1", id(first)) == (answer["release"], answer["app"])
+        assert shop.events_of(first) == ["startup"]
+        assert shop.events_of(second) == ["startup"]  # kept started: the previous app now
+
+
+class TestInFlight:
+    def test_a_request_in_flight_finishes_on_the_app_that_took_it(self, shop: Shop) -> None:
+        """A slow request that started before the swap answers from the old app."""
+        old = shop.hot.app
+        with Load(shop.url, "/price/apple", clients=1):
+            slow: list[httpx.Response] = []
+            thread = threading.Thread(target=lambda: slow.append(shop.get("/slow")))
+            thread.start()
+            assert shop.events.slow_started.wait(30)
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+            assert shop.get("/price/apple").json()["release"] == "v2"
+            shop.events.slow_release.set()
+            thread.join(30)
+        assert {"release": "v1", "app": id(old)} == slow[0].json()
+
+    def test_an_old_app_shuts_down_after_its_last_request(self, shop: Shop) -> None:
+        """v1 is neither current nor previous after two swaps: shut down once its request ends."""
+        old = shop.hot.app
+        thread = threading.Thread(target=lambda: shop.get("/slow"))
+        thread.start()
+        assert shop.events.slow_started.wait(30)
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v3"'))
+        assert shop.events_of(old) == ["startup"]  # its request is still running
+        shop.events.slow_release.set()
+        thread.join(30)
+        assert eventually(lambda: shop.events_of(old) == ["startup", "slow done", "shutdown"])
+
+
+class TestLifespan:
+    def test_each_app_has_its_own_lifespan_state(self, shop: Shop) -> None:
+        """request.state comes from the lifespan of the app serving the request."""
+        assert id(shop.hot.app) == shop.get("/price/apple").json()["app"]
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+        assert id(shop.hot.app) == shop.get("/price/apple").json()["app"]
+
+    def test_server_shutdown_shuts_every_started_app_down(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """When uvicorn stops, the current and the previous app both run their shutdown."""
+        events = write_shop(package)
+        hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
+        with uvicorn_server(hot) as url:
+            shop = Shop(package, reloader, hot, url, events)
+            first = hot.app
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+            second = hot.app
+        sys.modules.pop(events.__name__, None)
+        assert shop.events_of(first) == ["startup", "shutdown"]
+        assert shop.events_of(second) == ["startup", "shutdown"]
+
+    def test_without_server_lifespan_apps_are_swapped_and_never_started(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """uvicorn --lifespan off: releases switch the app; no lifespan runs."""
+        events = write_shop(package)
+        hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
+        main = dedent(MAIN).format(events=events.__name__)
+        without_state = routes_source(events).replace("request.state.app_id", "0")
+        reloader.swap(f"{package.name}.routes", without_state)
+        with uvicorn_server(hot, lifespan="off") as url:
+            reloader.swap(f"{package.name}.main", main + "\n# v3\n")
+            assert httpx.get(url + "/price/apple", timeout=30).status_code == 200
+        sys.modules.pop(events.__name__, None)
+        assert events.log == []
+
+    def test_a_release_from_the_event_loop_is_refused_with_advice(self, shop: Shop) -> None:
+        """A swap called inside an async endpoint would deadlock: refused, naming to_thread."""
+        outcome: list[BaseException] = []
+
+        async def swap_on_the_loop() -> None:
+            try:
+                shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+            except ValidationError as error:
+                outcome.append(error)
+
+        loop = shop.hot._loop  # the server's loop
+        assert loop is not None
+        asyncio.run_coroutine_threadsafe(swap_on_the_loop(), loop).result(30)
+        assert "asyncio.to_thread" in str(outcome[0]) + str(outcome[0].__cause__)
+        assert shop.hot.version == 1
+
+
+class TestLoad:
+    def test_no_request_fails_during_repeated_rebuilds_and_rollbacks(self, shop: Shop) -> None:
+        """Four clients, twenty rebuilds and twenty rollbacks: every answer is a 200."""
+        with Load(shop.url, "/price/apple") as load:
+            for release in range(2, 22):
+                shop.swap("routes", routes(shop, 'RELEASE = "v1"', f'RELEASE = "v{release}"'))
+                shop.reloader.rollback_many([shop.name("routes"), shop.name("main")])
+        assert load.failures == []
+        assert len(load.bodies) > 1
+
+
+class TestAppName:
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            "",
+            "main",
+            "pkg.main",
+            "pkg.main:",
+            ":app",
+            "pkg main:app",
+            "pkg.main:app(x)",
+            "pkg..main:app",
+            "pkg.main:app()()",
+            42,
+            None,
+        ],
+    )
+    def test_a_malformed_app_name_is_an_invalid_argument(
+        self, spec: object, reloader: HotReloader
+    ) -> None:
+        """Anything but 'module:attribute' or 'module:factory()' is refused before importing."""
+        from illunare import InvalidArgumentError
+
+        with pytest.raises(InvalidArgumentError):
+            HotASGI(spec, reloader=reloader)  # type: ignore[arg-type]
+
+    def test_an_unknown_module_is_an_unknown_module_error(self, reloader: HotReloader) -> None:
+        """A module that does not exist: UnknownModuleError."""
+        with pytest.raises(UnknownModuleError):
+            HotASGI("illunare_no_such_package.main:app", reloader=reloader)
+
+    def test_a_missing_attribute_is_a_validation_error(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The module exists but has no such attribute: ValidationError naming it."""
+        package.write("main", "api = None\n")
+        with pytest.raises(ValidationError, match="'app'"):
+            HotASGI(f"{package.name}.main:app", reloader=reloader)
+
+    def test_a_factory_builds_each_app(self, package: Package, reloader: HotReloader) -> None:
+        """'module:create_app()' calls the new version's factory on every rebuild."""
+        events = write_shop(package)
+        main = dedent(MAIN).format(events=events.__name__)
+        factory = main.replace("app = FastAPI(lifespan=lifespan)\napp.include_router(router)\n",
+                               "def create_app():\n    app = FastAPI(lifespan=lifespan)\n"
+                               "    app.include_router(router)\n    return app\n")  # fmt: skip
+        package.write("main", factory)
+        hot = HotASGI(f"{package.name}.main:create_app()", reloader=reloader)
+        with uvicorn_server(hot) as url:
+            first = hot.app
+            reloader.swap(f"{package.name}.routes", routes_source(events).replace("v1", "v2"))
+            answer = httpx.get(url + "/price/apple", timeout=30).json()
+            assert ("v2", id(hot.app)) == (answer["release"], answer["app"])
+            assert first is not hot.app
+        sys.modules.pop(events.__name__, None)
+
+    def test_a_raising_factory_is_a_validation_error(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The factory raises while building the first app: ValidationError with the cause."""
+        package.write("main", "def create_app():\n    raise RuntimeError('no config')\n")
+        with pytest.raises(ValidationError) as refused:
+            HotASGI(f"{package.name}.main:create_app()", reloader=reloader)
+        assert isinstance(refused.value.__cause__, RuntimeError)
+
+
+def routes_source(events: types.ModuleType) -> str:
+    return dedent(ROUTES).format(events=events.__name__)
