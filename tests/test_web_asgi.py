@@ -312,6 +312,17 @@ class TestRollback:
         assert shop.events_of(second) == ["startup"]  # kept started: the previous app now
 
 
+    def test_rolling_back_without_the_app_module_is_refused(self, shop: Shop) -> None:
+        """routes rolled back alone would leave the rebuilt app serving v2: refused, naming main."""
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+        history, app = shop.history(), shop.hot.app
+        with pytest.raises(ValidationError) as refused:
+            shop.reloader.rollback(shop.name("routes"))
+        assert shop.name("main") in str(refused.value) + str(refused.value.__cause__)
+        assert (history, app) == (shop.history(), shop.hot.app)
+        assert shop.get("/price/apple").json()["release"] == "v2"
+
+
 class TestInFlight:
     def test_a_request_in_flight_finishes_on_the_app_that_took_it(self, shop: Shop) -> None:
         """A slow request that started before the swap answers from the old app."""

@@ -120,6 +120,18 @@ class HotApp:
         """
         namespace = namespaces.get(self._spec.module)
         if namespace is None:
+            # A swap always executes the app's module anew (``dependents``):
+            # only a rollback can leave it out, and then the app would go on
+            # serving what it captured from the versions rolled back.
+            leaving = sorted(name for name in namespaces if self._in_package(name))
+            if leaving:
+                raise ValidationError(
+                    f"rolling back {', '.join(leaving)} alone would leave the app of "
+                    f"{self._spec} serving the code it was built from; roll back "
+                    f"{self._spec.module} in the same release: "
+                    f"rollback_many({[*leaving, self._spec.module]!r})",
+                    module=self._spec.module,
+                )
             return
         served = namespace.get(SERVED_KEY)
         if isinstance(served, Served):
