@@ -18,7 +18,7 @@ import contextlib
 import gc
 import types
 import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from illunare._reload.classes import (
@@ -35,7 +35,7 @@ from illunare._reload.proxy import HotFunction
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["absorb", "class_problems", "flip"]
+__all__ = ["absorb", "class_problems", "flip", "flip_many"]
 
 _FunctionType = types.FunctionType
 
@@ -185,23 +185,31 @@ def class_problems(tracked: TrackedModule, namespace: Mapping[str, Any]) -> list
 
 
 def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) -> None:
-    """Make ``target`` the live version: its namespace, class contents and proxy targets.
+    """``flip_many`` of one module."""
+    flip_many(((tracked, target, carry),))
 
+
+def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[str]]]) -> None:
+    """Make each ``target`` the live version of its module, all in one atomic switch.
+
+    For each module: its namespace, class contents and proxy targets.
     ``carry`` names values that move from the leaving namespace into
     ``target``'s, with the value they have at the switch. Every thread sees
-    the module wholly before or wholly after; flipping to the current version
+    the modules wholly before or wholly after; flipping to the current version
     re-applies all of it (the repair after an interrupted switch). The caller
     holds ``LOCK``.
     """
-    leaving = tracked.current
-    old, new = leaving.namespace, target.namespace
-    if "__path__" in old and old is not new:
-        # Submodules imported since are attributes of the package itself.
-        prefix = tracked.name + "."
-        for key, value in old.items():
-            if is_module(value) and getattr(value, "__name__", None) == prefix + key:
-                new.setdefault(key, value)
-    proxies, functions = tracked.bindings(target)
+    plans = [
+        (tracked, target, carry, tracked.bindings(target)) for tracked, target, carry in changes
+    ]
+    for tracked, target, _, _ in plans:
+        old, new = tracked.current.namespace, target.namespace
+        if "__path__" in old and old is not new:
+            # Submodules imported since are attributes of the package itself.
+            prefix = tracked.name + "."
+            for key, value in old.items():
+                if is_module(value) and getattr(value, "__name__", None) == prefix + key:
+                    new.setdefault(key, value)
     # No garbage collection during the flip: one in the switch could run
     # finalizers (Python code) in the middle of it, and one triggered by the
     # planning would walk every object a swap just created. It runs right after.
@@ -210,16 +218,19 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) 
     collecting = gc.isenabled()
     try:
         gc.disable()  # inside the try: an interrupt right after it re-enables it
-        switch = Switch(tracked.module, new)
-        switch.carry(old, new, carry)
-        if target.classes:
-            placeholders = _placeholders.get(tracked, {})
-            for name, state in target.classes.items():
-                stable = tracked.classes[name]
-                contents = _with_placeholders(state, placeholders.get(name))
-                switch.class_contents(stable, stale_names(stable, contents), contents)
-        switch.retarget(proxies, functions)
-        switch.attribute(tracked, "current", target)
+        switch = Switch()
+        for tracked, target, carry, (proxies, functions) in plans:
+            new = target.namespace
+            switch.namespace(tracked.module, new)
+            switch.carry(tracked.current.namespace, new, carry)
+            if target.classes:
+                placeholders = _placeholders.get(tracked, {})
+                for name, state in target.classes.items():
+                    stable = tracked.classes[name]
+                    contents = _with_placeholders(state, placeholders.get(name))
+                    switch.class_contents(stable, stale_names(stable, contents), contents)
+            switch.retarget(proxies, functions)
+            switch.attribute(tracked, "current", target)
         switch.run()
     finally:
         if collecting:

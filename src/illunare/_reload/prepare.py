@@ -23,8 +23,11 @@ from illunare.exceptions import InvalidArgumentError, LoadError, ValidationError
 __all__ = [
     "Check",
     "Prepared",
+    "Undo",
+    "candidate_module",
     "prepare",
     "preserved_names",
+    "run_checks",
     "source_filename",
     "undone_on_failure",
     "validate_checks",
@@ -105,30 +108,43 @@ def source_filename(module: str, text: SourceText) -> str:
     return text.path or f"<illunare {module} {text.sha256[:12]}>"
 
 
-@contextlib.contextmanager
-def undone_on_failure(text: SourceText, filename: str, *, lines_kept: bool) -> Iterator[None]:
-    """Scope of the preparations of ``text``: if the block raises, nothing of them is left.
+@attrs.define(eq=False)
+class Undo:
+    """What ``undone_on_failure`` removes if its block raises."""
 
-    The source's lines go in ``linecache`` for tracebacks (unless it has a
-    file), and the modules its execution imports are noted; when the block
-    raises anything (a ``BaseException`` included), those modules leave
-    ``sys.modules`` and the lines are forgotten, unless ``lines_kept`` (a
-    kept version shares them).
+    #: modules the preparations imported (in this context)
+    imported: set[str] = attrs.Factory(set)
+    #: linecache entries of sources with no file that no kept version shares
+    lines: list[str] = attrs.Factory(list)
+
+    def remember(self, text: SourceText, filename: str, *, lines_kept: bool) -> None:
+        """Put the lines of ``text`` in ``linecache`` for tracebacks (unless it has a file)."""
+        if text.path is None:
+            remember_lines(filename, text.text)
+            if not lines_kept:
+                self.lines.append(filename)
+
+
+@contextlib.contextmanager
+def undone_on_failure(undo: Undo) -> Iterator[None]:
+    """Scope of the preparations of a release: if the block raises, nothing of them is left.
+
+    The modules their execution imports are noted, and the sources'
+    lines remembered (``Undo.remember``); when the block raises anything (a
+    ``BaseException`` included), those modules leave ``sys.modules`` and the
+    lines are forgotten, unless a kept version shares them.
     """
     if _RECORDER not in sys.meta_path:
         with LOCK:
             if _RECORDER not in sys.meta_path:
                 sys.meta_path.insert(0, _RECORDER)
-    if text.path is None:
-        remember_lines(filename, text.text)
-    imported: set[str] = set()
-    token = _imported.set(imported)
+    token = _imported.set(undo.imported)
     try:
         yield
     except BaseException:
-        for name in imported:
+        for name in undo.imported:
             sys.modules.pop(name, None)
-        if text.path is None and not lines_kept:
+        for filename in undo.lines:
             forget_lines(filename)
         raise
     finally:
@@ -142,12 +158,11 @@ def prepare(
     filename: str,
     *,
     compiled: types.CodeType | None,
-    checks: Sequence[Check],
 ) -> Prepared:
-    """Compile, execute, migrate and check ``text`` as the successor of ``base``.
+    """Compile, execute and migrate ``text`` as the successor of ``base``.
 
-    This runs user code (the new source, ``__hot_migrate__``, the checks): call
-    it without holding ``LOCK``, inside ``undone_on_failure``. ``compiled`` is
+    This runs user code (the new source, ``__hot_migrate__``): call it
+    without holding ``LOCK``, inside ``undone_on_failure``. ``compiled`` is
     the code of a kept version with the same source, if any. Raises
     CompileError, LoadError or ValidationError; nothing live changes either way.
     """
@@ -164,7 +179,6 @@ def prepare(
             f"the new version of {name} cannot replace the running one: " + "; ".join(problems),
             module=name,
         )
-    _run_checks(namespace, checks, name)
     return Prepared(text, code, namespace, filename, hot_names, preserve, carried)
 
 
@@ -233,11 +247,16 @@ def validate_checks(checks: object) -> tuple[Check, ...]:
     return checks
 
 
-def _run_checks(namespace: dict[str, Any], checks: Sequence[Check], module: str) -> None:
-    if not checks:
-        return
-    candidate = types.ModuleType(module)
+def candidate_module(name: str, namespace: dict[str, Any]) -> types.ModuleType:
+    """A module object showing a prepared ``namespace``, for checks and sibling imports."""
+    candidate = types.ModuleType(name)
     install_namespace(candidate, namespace)  # under LOCK, like every switch of a namespace
+    return candidate
+
+
+def run_checks(candidate: types.ModuleType, checks: Sequence[Check]) -> None:
+    """Call each check with the new version's module; raising or ``False`` refuses it."""
+    module = candidate.__name__
     for check in checks:
         label = getattr(check, "__qualname__", None) or repr(check)
         try:

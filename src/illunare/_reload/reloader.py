@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
-from illunare._reload.binding import absorb, flip
+from illunare._reload.binding import absorb, flip_many
 from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.interpreter import require_supported_interpreter
 from illunare._reload.locking import LOCK
@@ -22,14 +23,25 @@ from illunare._reload.namespace import is_module
 from illunare._reload.prepare import (
     Check,
     Prepared,
+    Undo,
+    candidate_module,
     prepare,
     preserved_names,
+    run_checks,
     source_filename,
     undone_on_failure,
     validate_checks,
 )
 from illunare._reload.proxy import HotFunction, preparing
-from illunare._reload.source import Source, digest, read_source
+from illunare._reload.release import (
+    Participant,
+    ReleaseImports,
+    preparation_order,
+    rebind,
+    release_imports,
+    top_level_imports,
+)
+from illunare._reload.source import Source, SourceText, digest, read_source
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
     InvalidArgumentError,
@@ -37,6 +49,7 @@ from illunare.exceptions import (
     RollbackError,
     SwapError,
     UnknownModuleError,
+    ValidationError,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +58,11 @@ if TYPE_CHECKING:
 __all__ = ["HotReloader"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("illunare")
+
+# A module's release: (tracked module, version it replaces, prepared new one, reason).
+_Entry = tuple[TrackedModule, ModuleVersion, Prepared, str]
 
 # Which reloader versions which module: two reloaders switching one module's
 # namespace would undo each other's work. Read and written under LOCK only,
@@ -128,6 +146,14 @@ def _original_source(module: types.ModuleType) -> str:
     return ""
 
 
+def _loaded_source(module: types.ModuleType, text: str) -> SourceText | None:
+    """The source of version 1, which a release may execute anew (``None`` if unknown)."""
+    if not text:
+        return None
+    path = getattr(module, "__file__", None)
+    return SourceText(text, digest(text), path if isinstance(path, str) else None)
+
+
 class HotReloader:
     """Keeps every tracked module versioned and switches versions atomically.
 
@@ -155,6 +181,8 @@ class HotReloader:
         self._finder: HotFinder | None = None
         # Module name -> the lock that queues the swaps of that module.
         self._preparing: dict[str, threading.RLock] = {}
+        # Told about every release (release.Participant), in order of registration.
+        self._participants: list[Participant] = []
         _RELOADERS.add(self)
 
     def __repr__(self) -> str:
@@ -313,26 +341,83 @@ class HotReloader:
         """
         started = time.perf_counter()
         name = _module_name(module)
+        return self._release({name: source}, checks, reason, started)[0]
+
+    def swap_many(
+        self,
+        sources: Mapping[str, Source],
+        *,
+        checks: Sequence[Check] = (),
+        reason: str = "",
+    ) -> tuple[CodeVersion, ...]:
+        """Swap several tracked modules as one release; return their versions in order.
+
+        Every module is prepared as ``swap`` prepares one, all together: while
+        the new sources execute, an import of a module of the release (``from
+        pkg.b import x``, ``from . import b``, ``import pkg.b as b``) finds its
+        new version, and one that imports another is executed after it; a
+        module that is new on disk is imported as usual. A name bound to a
+        function or class of another module of the release follows that
+        module's versions like any other reference. Each check is called with
+        each new module once all have executed. Then all switch in one atomic
+        flip: no thread ever sees the new version of one beside the old
+        version of another. Any failure changes none of them.
+
+        A module whose source is identical keeps its current version (and is
+        not part of the flip); if all are, nothing happens.
+
+        Args:
+            sources: module name -> its new source, as ``swap`` takes it.
+            checks: callables given each new module before any goes live.
+            reason: recorded on every new version and in signals.
+
+        Raises:
+            CompileError, LoadError, ValidationError, UnknownModuleError:
+                nothing changed; ``swap_failed`` was sent for each module.
+            InvalidArgumentError: ``sources`` is not a non-empty mapping of
+                module names (each once), or ``checks`` or ``reason`` is of
+                the wrong type; nothing was attempted.
+
+        """
+        started = time.perf_counter()
+        if not isinstance(sources, Mapping):
+            raise InvalidArgumentError(
+                f"sources must be a mapping of module names to sources, got {sources!r}"
+            )
+        if not sources:
+            raise InvalidArgumentError("sources is empty: a release needs at least one module")
+        names = [_module_name(module) for module in sources]
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError(f"a module is named twice in one release: {names}")
+        return self._release(
+            dict(zip(names, sources.values(), strict=True)), checks, reason, started
+        )
+
+    def _release(
+        self, sources: dict[str, Source], checks: object, reason: object, started: float
+    ) -> tuple[CodeVersion, ...]:
+        """Prepare and switch ``sources`` as one release; signals; the versions in order."""
         if not isinstance(reason, str):
             raise InvalidArgumentError(f"reason must be a str, got {type(reason).__name__}")
-        checks = validate_checks(checks)
+        valid = validate_checks(checks)
         try:
-            previous, version = self._swap(name, source, checks, reason)
+            versions, swapped = self._swap_release(sources, valid, reason)
         except SwapError as error:
             if signals.swap_failed.receivers:
-                signals.swap_failed.send(self, module=name, error=error, reason=reason)
+                for name in sources:
+                    signals.swap_failed.send(self, module=name, error=error, reason=reason)
             raise
-        if version is None:
-            return previous
-        if signals.module_swapped.receivers:
-            signals.module_swapped.send(
-                self,
-                module=name,
-                version=version,
-                previous=previous,
-                duration=time.perf_counter() - started,
-            )
-        return version
+        if swapped and signals.module_swapped.receivers:
+            duration = time.perf_counter() - started
+            for previous, version in swapped:
+                signals.module_swapped.send(
+                    self,
+                    module=version.module,
+                    version=version,
+                    previous=previous,
+                    duration=duration,
+                )
+        return tuple(versions[name] for name in sources)
 
     def rollback(self, module: str, to: int | None = None) -> CodeVersion:
         """Go back to the parent of the current version, or to version ``to``.
@@ -352,34 +437,95 @@ class HotReloader:
         name = _module_name(module)
         if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
             raise InvalidArgumentError(f"to must be a version number (int), got {to!r}")
+        return self._rollback_release({name: to}, started)[0]
+
+    def rollback_many(self, modules: Sequence[str]) -> tuple[CodeVersion, ...]:
+        """Roll each module back to its parent version, all in one atomic flip.
+
+        Returns the versions now current, in the order given. If any module
+        cannot be rolled back, none is.
+
+        Raises:
+            RollbackError: a module has no parent to roll back to.
+            UnknownModuleError: a module is not tracked.
+            InvalidArgumentError: ``modules`` is not a non-empty sequence of
+                module names, each named once.
+
+        """
+        started = time.perf_counter()
+        if isinstance(modules, (str, bytes)) or not isinstance(modules, Sequence):
+            raise InvalidArgumentError(
+                f"modules must be a sequence of module names, got {modules!r}"
+            )
+        if not modules:
+            raise InvalidArgumentError("modules is empty: a rollback needs at least one module")
+        names = [_module_name(module) for module in modules]
+        if len(set(names)) != len(names):
+            raise InvalidArgumentError(f"a module is named twice in one rollback: {names}")
+        return self._rollback_release(dict.fromkeys(names), started)
+
+    def _rollback_release(
+        self, requests: dict[str, int | None], started: float
+    ) -> tuple[CodeVersion, ...]:
+        """Switch each module to version ``to`` (``None``: its parent) in one flip."""
         self._finish_pending()
         with LOCK:
-            tracked = self._tracked(name)
-            leaving = tracked.current
-            number = leaving.info.parent if to is None else to
-            if number is None:
-                raise RollbackError(
-                    f"version {leaving.info.number} of {name} has no parent to roll back to",
-                    module=name,
-                )
-            target = tracked.history.get(number)
-            if target is None:
-                known = 1 <= number < tracked.history.next_number
-                raise RollbackError(
-                    f"version {number} of {name} "
-                    + ("was evicted from the history" if known else "does not exist"),
-                    module=name,
-                )
-            flip(tracked, target, target.preserve | leaving.preserve)
+            participants = tuple(self._participants)
+            changes = [self._rollback_target(name, to) for name, to in requests.items()]
+            if not participants:
+                _flip_back(changes)
+        if participants:
+            namespaces = {tracked.name: target.namespace for tracked, _, target in changes}
+            previous = {tracked.name: leaving.namespace for tracked, leaving, _ in changes}
+            try:
+                self._prepare_participants(participants, namespaces)
+                with LOCK:
+                    if any(tracked.current is not leaving for tracked, leaving, _ in changes):
+                        _abort(participants, namespaces)
+                        raise RollbackError(
+                            "a module of the rollback changed meanwhile; nothing changed",
+                            module=changes[0][0].name,
+                        )
+                    _flip_back(changes)
+            except SwapError as error:
+                if signals.swap_failed.receivers:
+                    for name in requests:
+                        signals.swap_failed.send(self, module=name, error=error, reason="rollback")
+                raise
+            _committed(participants, namespaces, previous)
         if signals.module_rolled_back.receivers:
-            signals.module_rolled_back.send(
-                self,
+            duration = time.perf_counter() - started
+            for tracked, leaving, target in changes:
+                signals.module_rolled_back.send(
+                    self,
+                    module=tracked.name,
+                    version=target.info,
+                    previous=leaving.info,
+                    duration=duration,
+                )
+        return tuple(target.info for _, _, target in changes)
+
+    def _rollback_target(
+        self, name: str, to: int | None
+    ) -> tuple[TrackedModule, ModuleVersion, ModuleVersion]:
+        """The module, its current version and the one to roll back to. Under LOCK."""
+        tracked = self._tracked(name)
+        leaving = tracked.current
+        number = leaving.info.parent if to is None else to
+        if number is None:
+            raise RollbackError(
+                f"version {leaving.info.number} of {name} has no parent to roll back to",
                 module=name,
-                version=target.info,
-                previous=leaving.info,
-                duration=time.perf_counter() - started,
             )
-        return target.info
+        target = tracked.history.get(number)
+        if target is None:
+            known = 1 <= number < tracked.history.next_number
+            raise RollbackError(
+                f"version {number} of {name} "
+                + ("was evicted from the history" if known else "does not exist"),
+                module=name,
+            )
+        return tracked, leaving, target
 
     # Introspection ----------------------------------------------------------------
 
@@ -481,6 +627,7 @@ class HotReloader:
                 classes={},
                 preserve=preserved_names(namespace, name),
                 code=None,
+                source=_loaded_source(module, text) if digest(text) == loaded else None,
             )
             tracked = TrackedModule(name, module, placeholder, history)
             placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
@@ -549,53 +696,249 @@ class HotReloader:
                 lock = self._preparing[name] = threading.RLock()
             return lock
 
-    def _swap(
-        self, name: str, source: Source, checks: Sequence[Check], reason: str
-    ) -> tuple[CodeVersion, CodeVersion | None]:
-        """Prepare the new version without the lock, then commit it under it.
+    def _swap_release(
+        self, sources: dict[str, Source], checks: Sequence[Check], reason: str
+    ) -> tuple[dict[str, CodeVersion], list[tuple[CodeVersion, CodeVersion]]]:
+        """Prepare the release without the lock, then commit it under it.
 
-        Returns the version that was current and the new one (``None`` for an
-        identical source).
+        Returns each requested module's version after the release, and
+        (previous, new) for every module that got a new version (the
+        participants' dependents included).
         """
         self._finish_pending()
         with LOCK:
-            module = self._tracked(name).module
-        text = read_source(module, source)  # may read a file: not under the lock
-        filename = source_filename(name, text)
-        # Swaps of one module queue here, so that each is prepared against
-        # the version the one before made. Nothing else waits for them.
-        with self._preparation_lock(name):
+            modules = {name: self._tracked(name).module for name in sources}
+        # May read files: not under the lock.
+        texts = {name: read_source(modules[name], source) for name, source in sources.items()}
+        with LOCK:
+            participants = tuple(self._participants)
+            changed = frozenset(
+                name
+                for name, text in texts.items()
+                if text.sha256 != self._tracked(name).current.info.sha256
+            )
+        dependents = self._dependents(participants, changed) - texts.keys() if changed else set()
+        names = sorted(texts.keys() | dependents)
+        # Swaps of one module queue here, so that each is prepared against the
+        # version the one before made; taken in one order, so that releases of
+        # overlapping modules never wait for each other in a circle.
+        with contextlib.ExitStack() as held:
+            for name in names:
+                held.enter_context(self._preparation_lock(name))
             with LOCK:
-                tracked = self._tracked(name)
-                base = tracked.current
-                known = tracked.history.find(text.sha256)
-            if text.sha256 == base.info.sha256:
-                return base.info, None
-            code = known.code if known is not None else None
-            compiled = code if code is not None and code.co_filename == filename else None
-            with undone_on_failure(text, filename, lines_kept=known is not None):
-                prepared = prepare(tracked, base, text, filename, compiled=compiled, checks=checks)
-                with LOCK:
-                    if self._modules.get(name) is not tracked or tracked.current is not base:
-                        raise LoadError(
-                            f"{name} was rolled back or tracked anew while its new source "
-                            "was being prepared; nothing changed",
-                            module=name,
-                        )
-                    return base.info, self._commit(tracked, prepared, reason)
+                bases = {name: self._tracked(name).current for name in names}
+            versions = {name: bases[name].info for name in texts}
+            work = {
+                name: (text, reason)
+                for name, text in texts.items()
+                if text.sha256 != bases[name].info.sha256
+            }
+            if not work:
+                return versions, []
+            for name in sorted(dependents - work.keys()):
+                work[name] = self._rebuild(name, bases[name], work.keys())
+            swapped = self._prepare_release(bases, work, checks, participants)
+        versions.update((version.module, version) for _, version in swapped)
+        return versions, swapped
 
-    def _commit(self, tracked: TrackedModule, prepared: Prepared, reason: str) -> CodeVersion:
-        """Bind the prepared version to the stable objects, record it, make it live. Under LOCK."""
+    def _dependents(self, participants: Iterable[Participant], changed: frozenset[str]) -> set[str]:
+        """The tracked modules the participants want executed anew with ``changed``."""
+        wanted: set[str] = set()
+        for participant in participants:
+            try:
+                wanted.update(participant.dependents(changed))
+            except BaseException as error:  # noqa: PERF203  # it refuses the release
+                raise ValidationError(
+                    f"{participant!r} refused the release of {', '.join(sorted(changed))}: "
+                    f"{type(error).__name__}: {error}",
+                    module=min(changed),
+                ) from error
+        with LOCK:
+            return {name for name in wanted if isinstance(name, str) and name in self._modules}
+
+    def _rebuild(
+        self, name: str, base: ModuleVersion, changed: Iterable[str]
+    ) -> tuple[SourceText, str]:
+        """The source and reason of a new version of ``name`` made from its current source."""
+        if base.source is None:
+            raise LoadError(
+                f"{name} must be executed anew with {', '.join(sorted(changed))}, "
+                "but the source of its running version is unknown",
+                module=name,
+            )
+        imports = top_level_imports(base.source.text, name, "__path__" in base.namespace)
+        imported = sorted(imports.intersection(changed))
+        if imported:
+            return base.source, "rebuilt: imports " + ", ".join(imported)
+        return base.source, "rebuilt with " + ", ".join(sorted(changed))
+
+    def _prepare_release(
+        self,
+        bases: Mapping[str, ModuleVersion],
+        work: Mapping[str, tuple[SourceText, str]],
+        checks: Sequence[Check],
+        participants: tuple[Participant, ...],
+    ) -> list[tuple[CodeVersion, CodeVersion]]:
+        """Execute, check and bind every module of ``work``, then switch them. Holds their locks."""
+        with LOCK:
+            tracked = {name: self._tracked(name) for name in work}
+        order = preparation_order(
+            {
+                name: top_level_imports(text.text, name, "__path__" in bases[name].namespace)
+                for name, (text, _) in work.items()
+            }
+        )
+        undo = Undo()
+        imports = ReleaseImports()
+        try:
+            with undone_on_failure(undo):
+                entries: list[_Entry] = []
+                with release_imports(imports):
+                    for name in order:
+                        text, reason = work[name]
+                        with LOCK:
+                            known = tracked[name].history.find(text.sha256)
+                        filename = source_filename(name, text)
+                        code = known.code if known is not None else None
+                        compiled = (
+                            code if code is not None and code.co_filename == filename else None
+                        )
+                        undo.remember(text, filename, lines_kept=known is not None)
+                        prepared = prepare(
+                            tracked[name], bases[name], text, filename, compiled=compiled
+                        )
+                        candidate = candidate_module(name, prepared.namespace)
+                        imports.add(name, candidate, tracked[name].module)
+                        entries.append((tracked[name], bases[name], prepared, reason))
+                    for entry in entries:
+                        run_checks(imports.candidates[entry[0].name], checks)
+                namespaces = {entry[0].name: entry[2].namespace for entry in entries}
+                with LOCK:
+                    _still_current(entries)
+                    bound = _bind(entries, imports)
+                    if not participants:
+                        return _commit(entries, bound)
+                self._prepare_participants(participants, namespaces)
+                with LOCK:
+                    try:
+                        _still_current(entries)
+                    except LoadError:
+                        _abort(participants, namespaces)
+                        raise
+                    swapped = _commit(entries, bound)
+        except BaseException:
+            self._forget_imported(undo.imported)
+            raise
+        previous = {entry[0].name: entry[1].namespace for entry in entries}
+        _committed(participants, namespaces, previous)
+        return swapped
+
+    def _prepare_participants(
+        self, participants: Sequence[Participant], namespaces: Mapping[str, dict[str, Any]]
+    ) -> None:
+        """Each participant's ``prepare``; the first that raises refuses the release."""
+        view = types.MappingProxyType(namespaces)
+        for number, participant in enumerate(participants):
+            try:
+                participant.prepare(view)
+            except BaseException as error:  # noqa: PERF203  # it refuses the release
+                _abort(participants[:number], namespaces)
+                raise ValidationError(
+                    f"{participant!r} refused the release of {', '.join(namespaces)}: "
+                    f"{type(error).__name__}: {error}",
+                    module=next(iter(namespaces)),
+                ) from error
+
+    def _forget_imported(self, names: Iterable[str]) -> None:
+        """Stop tracking modules a refused release imported (they left ``sys.modules``)."""
+        with LOCK:
+            for name in names:
+                tracked = self._modules.get(name)
+                if tracked is not None and sys.modules.get(name) is not tracked.module:
+                    self._forget(tracked.module)
+
+    # Participants and the import graph (private: used by illunare.web) ---------------
+
+    def _add_participant(self, participant: Participant) -> None:
+        """Tell ``participant`` about every release from now on (until ``_remove_participant``)."""
+        with LOCK:
+            if participant not in self._participants:
+                self._participants.append(participant)
+
+    def _remove_participant(self, participant: Participant) -> None:
+        """Stop telling ``participant`` about releases (no error if it was not registered)."""
+        with LOCK:
+            if participant in self._participants:
+                self._participants.remove(participant)
+
+    def _importers(self, name: str) -> frozenset[str]:
+        """The tracked modules whose top-level code imports ``name`` (in their current source)."""
+        with LOCK:
+            versions = [
+                (other, tracked.current)
+                for other, tracked in self._modules.items()
+                if other != name
+            ]
+        return frozenset(
+            other
+            for other, version in versions
+            if version.source is not None
+            and name
+            in top_level_imports(version.source.text, other, "__path__" in version.namespace)
+        )
+
+
+def _still_current(entries: Iterable[_Entry]) -> None:
+    """LoadError unless every module of the release still runs the version it replaces."""
+    for tracked, base, _, _ in entries:
+        if tracked.current is not base:
+            raise LoadError(
+                f"{tracked.name} was rolled back or tracked anew while its new source "
+                "was being prepared; nothing changed",
+                module=tracked.name,
+            )
+
+
+def _bind(
+    entries: Sequence[_Entry], imports: ReleaseImports
+) -> list[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]:
+    """Bind each prepared namespace to its module's stable objects, and to each other's. Under LOCK.
+
+    A name bound to a raw new function or class of another module of the
+    release (or to a module object the release's imports handed out) gets
+    that module's stable proxy, class or module object.
+    """
+    stable: dict[int, tuple[object, object]] = dict(imports.stand_ins)
+    bound = []
+    for tracked, _, prepared, _ in entries:
+        namespace = prepared.namespace
+        raw = dict(namespace)
+        bound.append(absorb(tracked, namespace, prepared.hot_names))
+        for key, value in raw.items():
+            replacement = namespace.get(key, value)
+            if replacement is not value:
+                stable[id(value)] = (value, replacement)
+    if len(entries) > 1 or imports.stand_ins:
+        rebind((prepared.namespace for _, _, prepared, _ in entries), stable)
+    return bound
+
+
+def _commit(
+    entries: Sequence[_Entry], bound: Sequence[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]
+) -> list[tuple[CodeVersion, CodeVersion]]:
+    """Record the release's versions and make them live in one flip. Under LOCK."""
+    changes = []
+    swapped = []
+    for (tracked, base, prepared, reason), (targets, classes) in zip(entries, bound, strict=True):
         info = CodeVersion(
             module=tracked.name,
             number=tracked.history.next_number,
             sha256=prepared.source.sha256,
             created_at=time.time(),
             reason=reason,
-            parent=tracked.current.info.number,
+            parent=base.info.number,
         )
         namespace = prepared.namespace
-        targets, classes = absorb(tracked, namespace, prepared.hot_names)
         version = ModuleVersion(
             info=info,
             namespace=namespace,
@@ -604,15 +947,50 @@ class HotReloader:
             preserve=prepared.preserve,
             code=prepared.code,
             lines_key=prepared.lines_key,
+            source=prepared.source,
         )
         tracked.history.add(version)
-        tracked.bindings(version)  # computed now, so that the switch itself is short
         # A preserved value that __hot_migrate__ left alone takes the latest
         # live value at the switch, not the one copied during preparation.
         carry = [key for key, value in prepared.carried.items() if namespace.get(key) is value]
-        flip(tracked, version, carry)
+        changes.append((tracked, version, carry))
+        swapped.append((base.info, info))
+    flip_many(changes)
+    for tracked, version, _ in changes:
         tracked.history.evict(version)
-        return info
+    return swapped
+
+
+def _flip_back(changes: Iterable[tuple[TrackedModule, ModuleVersion, ModuleVersion]]) -> None:
+    """Switch each module from its leaving version to its target in one flip. Under LOCK."""
+    flip_many(
+        (tracked, target, target.preserve | leaving.preserve)
+        for tracked, leaving, target in changes
+    )
+
+
+def _abort(participants: Iterable[Participant], namespaces: Mapping[str, dict[str, Any]]) -> None:
+    """Tell participants whose ``prepare`` succeeded that the release did not switch."""
+    for participant in participants:
+        try:
+            participant.abort(types.MappingProxyType(namespaces))
+        except Exception:  # noqa: PERF203  # one's error does not stop the others
+            logger.exception("%r failed to abort a release that did not switch", participant)
+
+
+def _committed(
+    participants: Iterable[Participant],
+    namespaces: Mapping[str, dict[str, Any]],
+    previous: Mapping[str, dict[str, Any]],
+) -> None:
+    """Tell the participants that the release switched (an error is logged: it is done)."""
+    for participant in participants:
+        try:
+            participant.committed(
+                types.MappingProxyType(namespaces), types.MappingProxyType(previous)
+            )
+        except Exception:  # noqa: PERF203  # one's error does not stop the others
+            logger.exception("%r failed after a release switched", participant)
 
 
 def _module_name(module: object) -> str:

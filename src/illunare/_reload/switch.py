@@ -53,15 +53,19 @@ _drain = deque[object](maxlen=0).extend
 
 
 class Switch:
-    """The changes of one flip, applied together by ``run()``."""
+    """The changes of one flip (of one module or of several), applied together by ``run()``."""
 
     __slots__ = ("_keep", "_steps")
 
-    def __init__(self, module: types.ModuleType, namespace: dict[str, Any]) -> None:
-        """A switch that makes ``namespace`` the ``__dict__`` of ``module``, and what is added."""
-        self._steps: list[Iterator[object]] = [namespace_step(module, namespace)]
+    def __init__(self) -> None:
+        self._steps: list[Iterator[object]] = []
         # What the steps replace: referenced until the pass ends.
-        self._keep: list[object] = [module.__dict__]
+        self._keep: list[object] = []
+
+    def namespace(self, module: types.ModuleType, namespace: dict[str, Any]) -> None:
+        """Make ``namespace`` the ``__dict__`` of ``module``."""
+        self._steps.append(namespace_step(module, namespace))
+        self._keep.append(module.__dict__)
 
     def carry(self, source: dict[str, Any], target: dict[str, Any], names: Collection[str]) -> None:
         """Copy the values that ``names`` have in ``source`` at the switch into ``target``."""

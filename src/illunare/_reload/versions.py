@@ -12,7 +12,7 @@ import attrs
 from illunare._reload.classes import ClassState
 from illunare._reload.inflight import VERSION_KEY
 from illunare._reload.proxy import HotFunction
-from illunare._reload.source import forget_lines
+from illunare._reload.source import SourceText, forget_lines
 
 __all__ = ["CodeVersion", "History", "ModuleVersion", "TrackedModule"]
 
@@ -69,6 +69,9 @@ class ModuleVersion:
     #: the linecache entry holding the source of a version with no file
     #: (named by digest, so versions with the same source share it)
     lines_key: str | None = None
+    #: the version's source, so that a release can execute it anew
+    #: (``None`` for a module loaded from no findable source)
+    source: SourceText | None = None
     #: (proxy generation, proxies, their targets in this version): what a
     #: flip to this version hands to ``Switch.retarget``, computed once
     bindings: tuple[int, tuple[HotFunction, ...], tuple[Callable[..., Any], ...]] | None = None
