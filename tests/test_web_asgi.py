@@ -39,7 +39,7 @@ from .routes import router
 @asynccontextmanager
 async def lifespan(app):
     events.log.append(("startup", id(app)))
-    yield {{"app_id": id(app)}}
+    yield {"app_id": id(app)}
     events.log.append(("shutdown", id(app)))
 
 
@@ -61,10 +61,10 @@ RELEASE = "v1"
 router = APIRouter()
 
 
-@router.get("/price/{{item}}")
+@router.get("/price/{item}")
 async def price(item: str, request: Request, cur: str = Depends(currency)) -> dict:
-    return {{"cents": price_of(item), "currency": cur, "release": RELEASE,
-             "app": request.state.app_id}}
+    return {"cents": price_of(item), "currency": cur, "release": RELEASE,
+             "app": request.state.app_id}
 
 
 @router.post("/items")
@@ -78,7 +78,7 @@ async def slow(request: Request) -> dict:
     while not events.slow_release.is_set():
         await asyncio.sleep(0.005)
     events.log.append(("slow done", request.state.app_id))
-    return {{"release": RELEASE, "app": request.state.app_id}}
+    return {"release": RELEASE, "app": request.state.app_id}
 """
 
 MODELS = """
@@ -119,7 +119,7 @@ class Shop:
 
     def source(self, module: str) -> str:
         """The module's source as first written (events module name filled in)."""
-        return dedent(SOURCES[module]).format(events=self.events.__name__)
+        return dedent(SOURCES[module]).replace("{events}", self.events.__name__)
 
     def swap(self, module: str, source: str, **options: object) -> None:
         self.reloader.swap(self.name(module), dedent(source), **options)  # type: ignore[arg-type]
@@ -151,7 +151,7 @@ def write_shop(package: Package) -> types.ModuleType:
     events_name = f"{package.name}_events"
     (package.path.parent / f"{events_name}.py").write_text(dedent(EVENTS))
     for module, source in SOURCES.items():
-        package.write(module, dedent(source).format(events=events_name))
+        package.write(module, dedent(source).replace("{events}", events_name))
     return importlib.import_module(events_name)
 
 
@@ -202,10 +202,10 @@ class TestRebuild:
 
     def test_routes_are_never_duplicated(self, shop: Shop) -> None:
         """After many rebuilds the app has exactly the routes of its code."""
-        before = sorted(route.path for route in shop.hot.app.routes)  # type: ignore[attr-defined]
+        before = (len(shop.hot.app.routes), shop.get("/openapi.json").json()["paths"])  # type: ignore[attr-defined]
         for release in range(2, 7):
             shop.swap("routes", routes(shop, 'RELEASE = "v1"', f'RELEASE = "v{release}"'))
-        after = sorted(route.path for route in shop.hot.app.routes)  # type: ignore[attr-defined]
+        after = (len(shop.hot.app.routes), shop.get("/openapi.json").json()["paths"])  # type: ignore[attr-defined]
         assert before == after
 
     def test_a_model_field_added_is_validated_returned_and_documented(self, shop: Shop) -> None:
@@ -294,7 +294,12 @@ class TestRefused:
         """The new app module no longer defines ``app``: ValidationError, nothing changes."""
         history, app = shop.history(), shop.hot.app
         with pytest.raises(ValidationError):
-            shop.swap("main", shop.source("main").replace("app = FastAPI", "api = FastAPI"))
+            shop.swap(
+                "main",
+                shop.source("main")
+                .replace("app = FastAPI", "api = FastAPI")
+                .replace("app.include", "api.include"),
+            )
         self._assert_unchanged(shop, history, app)
 
 
@@ -310,7 +315,6 @@ class TestRollback:
         assert ("v1", id(first)) == (answer["release"], answer["app"])
         assert shop.events_of(first) == ["startup"]
         assert shop.events_of(second) == ["startup"]  # kept started: the previous app now
-
 
     def test_rolling_back_without_the_app_module_is_refused(self, shop: Shop) -> None:
         """routes rolled back alone would leave the rebuilt app serving v2: refused, naming main."""
@@ -380,7 +384,7 @@ class TestLifespan:
         """uvicorn --lifespan off: releases switch the app; no lifespan runs."""
         events = write_shop(package)
         hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
-        main = dedent(MAIN).format(events=events.__name__)
+        main = dedent(MAIN).replace("{events}", events.__name__)
         without_state = routes_source(events).replace("request.state.app_id", "0")
         reloader.swap(f"{package.name}.routes", without_state)
         with uvicorn_server(hot, lifespan="off") as url:
@@ -459,7 +463,7 @@ class TestAppName:
     def test_a_factory_builds_each_app(self, package: Package, reloader: HotReloader) -> None:
         """'module:create_app()' calls the new version's factory on every rebuild."""
         events = write_shop(package)
-        main = dedent(MAIN).format(events=events.__name__)
+        main = dedent(MAIN).replace("{events}", events.__name__)
         factory = main.replace("app = FastAPI(lifespan=lifespan)\napp.include_router(router)\n",
                                "def create_app():\n    app = FastAPI(lifespan=lifespan)\n"
                                "    app.include_router(router)\n    return app\n")  # fmt: skip
@@ -484,4 +488,4 @@ class TestAppName:
 
 
 def routes_source(events: types.ModuleType) -> str:
-    return dedent(ROUTES).format(events=events.__name__)
+    return dedent(ROUTES).replace("{events}", events.__name__)
