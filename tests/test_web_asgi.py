@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from illunare import HotReloader, LoadError, UnknownModuleError, ValidationError
+from illunare import (
+    HotReloader,
+    LoadError,
+    UnknownModuleError,
+    ValidationError,
+    default_reloader,
+)
 from illunare.web import HotASGI
 
 from .conftest import Package, dedent, eventually
@@ -234,6 +240,35 @@ class TestRebuild:
         """pricing.py changed: the price answers from the new code."""
         shop.swap("pricing", PRICING.replace('"apple": 120', '"apple": 99'))
         assert shop.get("/price/apple").json()["cents"] == 99
+
+    def test_a_save_seen_by_watch_rebuilds_the_app(self, shop: Shop) -> None:
+        """Saving routes.py under watch() rebuilds the app: the new body answers."""
+        with shop.reloader.watch(shop.package.path):
+            shop.package.write("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+            assert eventually(lambda: shop.get("/price/apple").json()["release"] == "v2")
+        assert shop.hot.version == 2
+
+    def test_the_module_making_the_hot_app_is_not_executed_anew(self, package: Package) -> None:
+        """hot.py imports a changed sibling: the app is rebuilt, hot.py keeps its one HotASGI."""
+        package.write("settings", "TITLE = 'one'\n")
+        package.write(
+            "main",
+            "from fastapi import FastAPI\n\n"
+            "from .settings import TITLE\n\n"
+            "app = FastAPI(title=TITLE)\n",
+        )
+        package.write(
+            "hot",
+            f"from illunare.web import HotASGI\n\nfrom .settings import TITLE\n\n"
+            f"app = HotASGI('{package.name}.main:app')\n",
+        )
+        hot_module = importlib.import_module(package.qualified("hot"))
+        hot = hot_module.app
+        reloader = default_reloader()
+        reloader.swap(package.qualified("settings"), "TITLE = 'two'\n")
+        assert (hot.app.title, hot.version) == ("two", 2)
+        assert reloader.current(package.qualified("hot")).number == 1
+        assert hot is hot_module.app
 
     def test_a_change_outside_the_package_rebuilds_nothing(self, shop: Shop) -> None:
         """A release of modules of other packages executes nothing of the app's anew."""
