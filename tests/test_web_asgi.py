@@ -451,9 +451,9 @@ class TestLoad:
         with Load(shop.url, "/price/apple") as load:
             for release in range(2, 22):
                 shop.swap("routes", routes(shop, 'RELEASE = "v1"', f'RELEASE = "v{release}"'))
+                assert shop.get("/price/apple").json()["release"] == f"v{release}"
                 shop.reloader.rollback_many([shop.name("routes"), shop.name("main")])
         assert load.failures == []
-        assert len(load.bodies) > 1
 
 
 class TestAppName:

@@ -66,7 +66,6 @@ class Load:
         self.path = path
         self.accept = accept
         self.answers = 0
-        self.bodies: set[str] = set()
         self.failures: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -99,7 +98,5 @@ class Load:
                     )
                 with self._lock:
                     self.answers += 1
-                    if failure is None:
-                        self.bodies.add(response.text)
-                    else:
+                    if failure is not None:
                         self.failures.append(failure)
