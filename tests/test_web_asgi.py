@@ -20,7 +20,7 @@ from illunare import (
     ValidationError,
     default_reloader,
 )
-from illunare.web import HotASGI
+from illunare.web import HotASGI, HotWSGI
 
 from .conftest import Package, dedent, eventually
 from .webservers import Load, uvicorn_server
@@ -317,6 +317,36 @@ class TestRefused:
             assert eventually(lambda: shop.events_of(built[0]) == ["startup", "shutdown"])
         sys.modules.pop(events.__name__, None)
 
+    def test_an_app_prepared_for_a_release_refused_elsewhere_is_shut_down(self, shop: Shop) -> None:
+        """Another participant refuses after the new app started: the new app is shut down."""
+
+        class Refusing:
+            def dependents(self, changed: frozenset[str]) -> frozenset[str]:
+                return frozenset()
+
+            def prepare(self, namespaces: object) -> None:
+                raise RuntimeError("not now")
+
+            def abort(self, namespaces: object) -> None:
+                pass
+
+            def committed(self, namespaces: object, previous: object) -> None:
+                pass
+
+        history, app = shop.history(), shop.hot.app
+        shop.reloader._add_participant(Refusing())
+        with pytest.raises(ValidationError):
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+        self._assert_unchanged(shop, history, app)
+        started = {app_id for kind, app_id in shop.events.log if kind == "startup"}
+        assert len(started) == 2
+        assert eventually(
+            lambda: (
+                {app_id for kind, app_id in shop.events.log if kind == "shutdown"}
+                == started - {id(app)}
+            )
+        )
+
     def test_a_failing_build_refuses_the_release(self, shop: Shop) -> None:
         """The new app module raises while it builds the app: LoadError, nothing changes."""
         history, app = shop.history(), shop.hot.app
@@ -389,6 +419,25 @@ class TestInFlight:
         shop.events.slow_release.set()
         thread.join(30)
         assert eventually(lambda: shop.events_of(old) == ["startup", "slow done", "shutdown"])
+
+
+class TestTwoApps:
+    def test_two_hot_apps_of_one_module_are_rebuilt_each_on_its_own(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """An ASGI and a WSGI app of one package: one release rebuilds both."""
+        package.write("settings", "TITLE = 'one'\n")
+        package.write(
+            "main",
+            "from fastapi import FastAPI\nfrom flask import Flask\n\n"
+            "from .settings import TITLE\n\n"
+            "api = FastAPI(title=TITLE)\nweb = Flask(TITLE)\n",
+        )
+        asgi = HotASGI(f"{package.name}.main:api", reloader=reloader)
+        wsgi = HotWSGI(f"{package.name}.main:web", reloader=reloader)
+        reloader.swap(package.qualified("settings"), "TITLE = 'two'\n")
+        assert (asgi.app.title, asgi.version) == ("two", 2)  # type: ignore[attr-defined]
+        assert (wsgi.app.name, wsgi.version) == ("two", 2)  # type: ignore[attr-defined]
 
 
 class TestLifespan:

@@ -10,7 +10,7 @@ from typing import Any
 from illunare._reload.reloader import HotReloader
 from illunare.exceptions import ValidationError
 from illunare.web._hotapp import HotApp
-from illunare.web._inflight import SERVED_KEY, Served
+from illunare.web._inflight import Served
 from illunare.web._lifespan import Lifespan, Message
 
 __all__ = ["HotASGI"]
@@ -69,7 +69,7 @@ class HotASGI(HotApp):
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
-        served: Served = self._module.__dict__[SERVED_KEY]
+        served: Served = self._module.__dict__[self._key]
         await served.handle(scope, receive, send)
 
     async def _lifespan(

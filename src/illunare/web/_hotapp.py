@@ -14,7 +14,7 @@ participant protocol of ``illunare._reload.release``):
 * ``committed`` / ``abort``: bookkeeping of the apps kept started.
 
 The app serving new requests is always the one the app module's *current*
-namespace holds (``SERVED_KEY``): the reloader's flip switches it together
+namespace holds (under ``self._key``): the reloader's flip switches it together
 with the code.
 """
 
@@ -29,7 +29,7 @@ from illunare._reload.default import default_reloader
 from illunare._reload.prepare import validate_checks
 from illunare._reload.reloader import HotReloader
 from illunare.exceptions import InvalidArgumentError, ValidationError
-from illunare.web._inflight import SERVED_KEY, Served
+from illunare.web._inflight import Served, served_key
 from illunare.web._spec import AppSpec
 
 __all__ = ["HotApp"]
@@ -69,7 +69,8 @@ class HotApp:
         self._reloader.install(self._spec.package)
         self._module = self._reloader.track(self._spec.module)
         served = Served(self._spec.build(self._module.__dict__), next(self._numbers))
-        self._module.__dict__[SERVED_KEY] = served
+        self._key = served_key()
+        self._module.__dict__[self._key] = served
         #: the app that was current before the last release that changed it
         self._previous: Served | None = None
         self._reloader._add_participant(self)  # the release protocol is private
@@ -88,7 +89,7 @@ class HotApp:
         return self._served().number
 
     def _served(self) -> Served:
-        served: Served = self._module.__dict__[SERVED_KEY]
+        served: Served = self._module.__dict__[self._key]
         return served
 
     def _in_package(self, module: str) -> bool:
@@ -133,7 +134,7 @@ class HotApp:
                     module=self._spec.module,
                 )
             return
-        served = namespace.get(SERVED_KEY)
+        served = namespace.get(self._key)
         if isinstance(served, Served):
             self._start(served)
             return
@@ -145,7 +146,7 @@ class HotApp:
             self._settle()
             raise
         served.number = next(self._numbers)
-        namespace[SERVED_KEY] = served
+        namespace[self._key] = served
 
     def abort(self, namespaces: Namespaces) -> None:
         """The release did not switch: shut down what ``prepare`` started for it."""
@@ -156,7 +157,7 @@ class HotApp:
         """The release switched: keep the current and previous apps, retire the others."""
         if self._spec.module not in namespaces:
             return
-        before = previous.get(self._spec.module, {}).get(SERVED_KEY)
+        before = previous.get(self._spec.module, {}).get(self._key)
         if isinstance(before, Served):
             self._previous = before
         self._settle()

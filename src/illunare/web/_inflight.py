@@ -1,7 +1,8 @@
 """One built application and the requests it has in flight.
 
 Every version of the app's module that served keeps its ``Served`` record
-in its namespace (under ``SERVED_KEY``): the server's request is given to
+in its namespace (under a key of each HotASGI/HotWSGI's own, ``served_key()``,
+so that two of them may serve one module): the server's request is given to
 the record the module's *current* namespace holds, so the reloader's flip
 switches the application atomically with the code, and a rollback brings
 the previous record (its app, still started) back at once.
@@ -10,15 +11,20 @@ the previous record (its app, still started) back at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from illunare.web._lifespan import ASGIApp, Lifespan, Message
 
-__all__ = ["SERVED_KEY", "Served"]
+__all__ = ["Served", "served_key"]
 
-#: The namespace key under which a version of the app's module keeps its Served record.
-SERVED_KEY = "__illunare_served__"
+_keys = itertools.count(1)
+
+
+def served_key() -> str:
+    """A new namespace key under which versions of an app's module keep their Served record."""
+    return f"__illunare_served_{next(_keys)}__"
 
 
 class Served:

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from illunare.web._hotapp import HotApp
-from illunare.web._inflight import SERVED_KEY
 
 __all__ = ["HotWSGI"]
 
@@ -40,5 +39,5 @@ class HotWSGI(HotApp):
     ) -> Iterable[bytes]:
         """Serve one request with the current app."""
         app: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-        app = self._module.__dict__[SERVED_KEY].app
+        app = self._module.__dict__[self._key].app
         return app(environ, start_response)
