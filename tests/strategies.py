@@ -328,3 +328,14 @@ HOSTILE_BYTES = st.one_of(
     # From shallow to too deep for the parser (10,000 levels), small enough to print.
     st.integers(1, 4).map(lambda exponent: b"[" * 10**exponent),
 )
+
+# Web apps: names of the form "package.module:attribute" or "...:factory()".
+IDENTIFIERS = st.text(
+    st.characters(categories=("Lu", "Ll", "Nd", "Pc")), min_size=1, max_size=6
+).filter(str.isidentifier)
+APP_NAMES = st.builds(
+    lambda parts, name, factory: ".".join(parts) + ":" + name + ("()" if factory else ""),
+    st.lists(IDENTIFIERS, min_size=1, max_size=3),
+    IDENTIFIERS,
+    st.booleans(),
+)

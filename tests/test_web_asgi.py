@@ -12,17 +12,22 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from illunare import (
     HotReloader,
+    InvalidArgumentError,
     LoadError,
     UnknownModuleError,
     ValidationError,
     default_reloader,
 )
 from illunare.web import HotASGI, HotWSGI
+from illunare.web._spec import AppSpec
 
 from .conftest import Package, dedent, eventually
+from .strategies import APP_NAMES
 from .webservers import Load, uvicorn_server
 
 EVENTS = """
@@ -526,10 +531,25 @@ class TestAppName:
         self, spec: object, reloader: HotReloader
     ) -> None:
         """Anything but 'module:attribute' or 'module:factory()' is refused before importing."""
-        from illunare import InvalidArgumentError
-
         with pytest.raises(InvalidArgumentError):
             HotASGI(spec, reloader=reloader)  # type: ignore[arg-type]
+
+    @given(APP_NAMES)
+    def test_a_well_formed_app_name_reads_back_as_written(self, name: str) -> None:
+        """Any dotted module, ':', an identifier and an optional '()' is read back as written."""
+        spec = AppSpec.parse(name)
+        assert str(spec) == name
+        assert spec.factory == name.endswith("()")
+        assert spec.package == name.partition(":")[0].partition(".")[0]
+
+    @given(st.text(max_size=20))
+    def test_any_text_is_an_app_name_or_an_invalid_argument(self, text: str) -> None:
+        """Parsing never fails otherwise: an app name, or InvalidArgumentError."""
+        try:
+            spec = AppSpec.parse(text)
+        except InvalidArgumentError:
+            return
+        assert str(spec) == text
 
     def test_an_unknown_module_is_an_unknown_module_error(self, reloader: HotReloader) -> None:
         """A module that does not exist: UnknownModuleError."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -14,9 +13,6 @@ from illunare._reload.proxy import HotFunction
 from illunare.exceptions import InvalidArgumentError, ValidationError
 
 __all__ = ["AppSpec"]
-
-_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-_SPEC = re.compile(rf"(?P<module>{_DOTTED}):(?P<name>[A-Za-z_]\w*)(?P<call>\(\))?")
 
 
 @attrs.frozen
@@ -36,13 +32,15 @@ class AppSpec:
                 or ``"package.module:create_app()"``.
 
         """
-        found = _SPEC.fullmatch(spec) if isinstance(spec, str) else None
-        if found is None:
+        module, colon, name = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+        factory = name.endswith("()")
+        name = name.removesuffix("()")
+        if not (colon and name.isidentifier() and all(p.isidentifier() for p in module.split("."))):
             raise InvalidArgumentError(
                 "the app must be named as 'package.module:attribute' or "
                 f"'package.module:factory()', got {spec!r}"
             )
-        return cls(found["module"], found["name"], factory=found["call"] is not None)
+        return cls(module, name, factory=factory)
 
     @property
     def package(self) -> str:
