@@ -208,8 +208,10 @@ def load_figures(reloader: HotReloader, hot: HotASGI) -> list[float]:
     print(f"{int(during['requests'])} requests during {RELEASES} rebuilds and {RELEASES} "
           f"rollbacks: {int(during['non2xx'])} non-2xx, {int(during['socket_errors'])} "
           "socket errors")  # fmt: skip
-    print(f"p99 {quiet['p99'] * 1e3:.2f} ms at {quiet['rate']:.0f} requests/s without releases, "
-          f"{during['p99'] * 1e3:.2f} ms at {during['rate']:.0f} requests/s during them")  # fmt: skip
+    print(
+        f"p99 {quiet['p99'] * 1e3:.2f} ms ({quiet['rate']:.0f} requests/s) without releases, "
+        f"{during['p99'] * 1e3:.2f} ms ({during['rate']:.0f} requests/s) during them"
+    )
     failed = during["non2xx"] + during["socket_errors"]
     report("requests failed during rebuilds and rollbacks", failed, "", "0")
     report("p99 latency during rebuilds / without", during["p99"] / quiet["p99"], "x", "<= 1.2")
