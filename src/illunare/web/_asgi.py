@@ -15,6 +15,9 @@ from illunare.web._lifespan import Lifespan, Message
 
 __all__ = ["HotASGI"]
 
+# How often a release waiting for the server's loop checks that the loop still runs (s).
+_POLL = 0.5
+
 
 class HotASGI(HotApp):
     """Serves an ASGI application that every change of its package rebuilds, with no downtime.
@@ -157,4 +160,12 @@ class HotASGI(HotApp):
                 module=self._spec.module,
             )
         future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        while not concurrent.futures.wait((future,), _POLL).done:
+            # A server stopping meanwhile would never run it: do not wait forever.
+            if not loop.is_running():
+                future.cancel()
+                raise ValidationError(
+                    f"the server stopped while the new app of {self._spec} was starting",
+                    module=self._spec.module,
+                )
         future.result()
