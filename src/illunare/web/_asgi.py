@@ -55,12 +55,12 @@ class HotASGI(HotApp):
         reloader: HotReloader | None = None,
         checks: Sequence[Callable[[Any], object]] = (),
     ) -> None:
-        super().__init__(app, reloader=reloader, checks=checks)
         # Set by the server's lifespan startup; read by releasing threads.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._with_state = False
         # The apps whose lifespan is started; touched on the loop only.
         self._started: set[Served] = set()
+        super().__init__(app, reloader=reloader, checks=checks)  # releases reach us from here on
 
     async def __call__(
         self,
