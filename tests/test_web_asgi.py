@@ -482,6 +482,24 @@ class TestLifespan:
         sys.modules.pop(events.__name__, None)
         assert events.log == []
 
+    def test_an_app_without_lifespan_support_is_served_and_rebuilt(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A bare ASGI app that raises on the lifespan scope (as servers allow) starts and swaps."""
+        source = (
+            "RELEASE = b'v1'\n\n\n"
+            "async def app(scope, receive, send):\n"
+            "    assert scope['type'] == 'http'\n"
+            "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+            "    await send({'type': 'http.response.body', 'body': RELEASE})\n"
+        )
+        package.write("main", source)
+        hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
+        with uvicorn_server(hot) as url:
+            assert httpx.get(url, timeout=30).content == b"v1"
+            reloader.swap(package.qualified("main"), source.replace("v1", "v2"))
+            assert httpx.get(url, timeout=30).content == b"v2"
+
     def test_a_release_from_the_event_loop_is_refused_with_advice(self, shop: Shop) -> None:
         """A swap called inside an async endpoint would deadlock: refused, naming to_thread."""
         outcome: list[BaseException] = []
