@@ -219,6 +219,24 @@ class TestRebuild:
         after = (len(shop.hot.app.routes), shop.get("/openapi.json").json()["paths"])  # type: ignore[attr-defined]
         assert before == after
 
+    def test_routes_registered_with_app_get_in_a_swapped_module_are_not_added_again(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """views.py decorates main's app (@app.get): each release has its routes once."""
+        package.write(
+            "main",
+            "from fastapi import FastAPI\n\napp = FastAPI()\n\nfrom . import views  # noqa: E402\n",
+        )
+        views = "from .main import app\n\n\n@app.get('/release')\nasync def release():\n"
+        package.write("views", views + "    return 'v1'\n")
+        hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
+        routes_before = len(hot.app.routes)  # type: ignore[attr-defined]
+        with uvicorn_server(hot) as url:
+            for release in ("v2", "v3", "v4"):
+                reloader.swap(package.qualified("views"), views + f"    return {release!r}\n")
+                assert httpx.get(url + "/release", timeout=30).json() == release
+                assert len(hot.app.routes) == routes_before  # type: ignore[attr-defined]
+
     def test_a_model_field_added_is_validated_returned_and_documented(self, shop: Shop) -> None:
         """Item gains a required field: requests need it, responses carry it, openapi shows it."""
         item = {"name": "apple", "cents": 120}

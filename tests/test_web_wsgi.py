@@ -136,3 +136,22 @@ class TestFlaskChecks:
             assert [v.number for v in reloader.history(package.qualified("views"))] == [1]
             assert [v.number for v in reloader.history(package.qualified("main"))] == [1]
             assert httpx.get(url + "/price/apple", timeout=30).json()["release"] == "v1"
+
+
+class TestFlaskAppDecorators:
+    def test_a_module_decorating_a_served_app_can_be_swapped(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """views.py uses @app.get on main's app: after requests, a release still swaps it."""
+        package.write(
+            "main",
+            "from flask import Flask\n\napp = Flask(__name__)\n\n"
+            "from . import views  # noqa: E402\n",
+        )
+        views = "from .main import app\n\n\n@app.get('/release')\ndef release():\n"
+        package.write("views", views + "    return 'v1'\n")
+        hot = HotWSGI(f"{package.name}.main:app", reloader=reloader)
+        with wsgi_server(hot) as url:
+            assert httpx.get(url + "/release", timeout=30).text == "v1"
+            reloader.swap(package.qualified("views"), views + "    return 'v2'\n")
+            assert httpx.get(url + "/release", timeout=30).text == "v2"
