@@ -404,6 +404,20 @@ class TestRollback:
         assert shop.events_of(first) == ["startup"]
         assert shop.events_of(second) == ["startup"]  # kept started: the previous app now
 
+    def test_rolling_back_to_an_app_already_shut_down_starts_it_again(self, shop: Shop) -> None:
+        """v1 was shut down (neither current nor previous): rolling back to it restarts it."""
+        first = shop.hot.app
+        release = [shop.name("routes"), shop.name("main")]
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+        shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v3"'))
+        assert eventually(lambda: shop.events_of(first) == ["startup", "shutdown"])
+        shop.reloader.rollback_many(release)
+        shop.reloader.rollback_many(release)
+        assert (first, 1) == (shop.hot.app, shop.hot.version)
+        assert shop.events_of(first) == ["startup", "shutdown", "startup"]
+        answer = shop.get("/price/apple").json()
+        assert ("v1", id(first)) == (answer["release"], answer["app"])
+
     def test_rolling_back_without_the_app_module_is_refused(self, shop: Shop) -> None:
         """routes rolled back alone would leave the rebuilt app serving v2: refused, naming main."""
         shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
