@@ -499,6 +499,39 @@ class TestLifespan:
         assert shop.events_of(first) == ["startup", "shutdown"]
         assert shop.events_of(second) == ["startup", "shutdown"]
 
+    def test_server_shutdown_waits_for_an_old_app_still_shutting_down(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """v1's slow shutdown, begun after its last request, finishes before the server stops."""
+        events = write_shop(package)
+        held = (
+            dedent(MAIN)
+            .replace("{events}", events.__name__)
+            .replace(
+                '    events.log.append(("shutdown", id(app)))',
+                "    while id(app) == events.held and not events.slow_release.is_set():\n"
+                "        await asyncio.sleep(0.005)\n"
+                '    events.log.append(("shutdown", id(app)))',
+            )
+        )
+        package.write("main", "import asyncio\n" + held)
+        hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
+        events.held = id(hot.app)
+        first = hot.app
+        with uvicorn_server(hot):
+            shop = Shop(package, reloader, hot, "", events)
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v3"'))
+            others = len(events.log)
+
+            def release_when_the_others_stopped() -> None:
+                eventually(lambda: len(events.log) >= others + 2)
+                events.slow_release.set()
+
+            threading.Thread(target=release_when_the_others_stopped).start()
+        sys.modules.pop(events.__name__, None)
+        assert shop.events_of(first) == ["startup", "shutdown"]
+
     def test_without_server_lifespan_apps_are_swapped_and_never_started(
         self, package: Package, reloader: HotReloader
     ) -> None:

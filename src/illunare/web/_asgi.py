@@ -60,6 +60,8 @@ class HotASGI(HotApp):
         self._with_state = False
         # The apps whose lifespan is started; touched on the loop only.
         self._started: set[Served] = set()
+        # Shutdowns of drained apps under way; the server's shutdown waits for them.
+        self._stopping: set[asyncio.Task[None]] = set()
         super().__init__(app, reloader=reloader, checks=checks)  # releases reach us from here on
 
     async def __call__(
@@ -95,6 +97,7 @@ class HotASGI(HotApp):
         self._loop = None  # releases from now on start nothing
         for served in list(self._started):
             await self._stopped(served)
+        await asyncio.gather(*self._stopping)
         await send({"type": "lifespan.shutdown.complete"})
 
     # Running on the server's loop ---------------------------------------------------------
@@ -121,7 +124,9 @@ class HotASGI(HotApp):
 
     def _drained(self, served: Served) -> None:
         loop = asyncio.get_running_loop()
-        served.stopping = loop.create_task(self._stopped(served))
+        served.stopping = task = loop.create_task(self._stopped(served))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def _retire_others(self) -> None:
         keep = {self._served(), self._previous}
