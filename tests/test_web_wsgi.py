@@ -155,3 +155,40 @@ class TestFlaskAppDecorators:
             assert httpx.get(url + "/release", timeout=30).text == "v1"
             reloader.swap(package.qualified("views"), views + "    return 'v2'\n")
             assert httpx.get(url + "/release", timeout=30).text == "v2"
+
+
+class TestFlaskFactory:
+    def test_a_tutorial_factory_builds_the_app_from_the_new_code(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """create_app() imports inside its body and calls a helper: both give the new code."""
+        package.write(
+            "__init__",
+            "from flask import Flask\n\n\n"
+            "def create_app():\n"
+            "    app = Flask(__name__)\n"
+            "    from . import auth, setup\n\n"
+            "    setup.init_app(app)\n"
+            "    app.register_blueprint(auth.bp)\n"
+            "    return app\n",
+        )
+        package.write("setup", "def init_app(app):\n    app.config['RELEASE'] = 'v1'\n")
+        auth = (
+            "from flask import Blueprint, current_app\n\n"
+            "bp = Blueprint('auth', __name__)\n\n\n"
+            "@bp.get('/login')\n"
+            "def login():\n"
+            "    return {'view': 'v1', 'config': current_app.config['RELEASE']}\n"
+        )
+        package.write("auth", auth)
+        hot = HotWSGI(f"{package.name}:create_app()", reloader=reloader)
+        with wsgi_server(hot) as url:
+            assert httpx.get(url + "/login", timeout=30).json() == {"view": "v1", "config": "v1"}
+            reloader.swap_many(
+                {
+                    package.qualified("auth"): auth.replace("'view': 'v1'", "'view': 'v2'"),
+                    package.qualified("setup"): "def init_app(app):\n"
+                    "    app.config['RELEASE'] = 'v2'\n",
+                }
+            )
+            assert httpx.get(url + "/login", timeout=30).json() == {"view": "v2", "config": "v2"}

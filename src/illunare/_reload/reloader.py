@@ -812,17 +812,16 @@ class HotReloader:
                         entries.append((tracked[name], bases[name], prepared, reason))
                     for entry in entries:
                         run_checks(imports.candidates[entry[0].name], checks)
-                namespaces = {entry[0].name: entry[2].namespace for entry in entries}
-                with LOCK:
-                    _still_current(entries)
-                    bound = _bind(entries, imports)
-                    if not participants:
-                        return _commit(entries, bound)
-                self._prepare_participants(participants, namespaces)
+                    namespaces = {entry[0].name: entry[2].namespace for entry in entries}
+                    # Before binding, with the release's imports: what a participant
+                    # builds (an app factory) runs the new code throughout, down to
+                    # the imports in function bodies and the functions it calls.
+                    self._prepare_participants(participants, namespaces)
                 with LOCK:
                     try:
                         _still_current(entries)
-                    except LoadError:
+                        bound = _bind(entries, imports)
+                    except BaseException:
                         _abort(participants, namespaces)
                         raise
                     swapped = _commit(entries, bound)
