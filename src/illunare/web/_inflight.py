@@ -15,6 +15,8 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
+
 from illunare.web._lifespan import ASGIApp, Lifespan, Message
 
 __all__ = ["Served", "served_key"]
@@ -27,6 +29,7 @@ def served_key() -> str:
     return f"__illunare_served_{next(_keys)}__"
 
 
+@attrs.define(eq=False)
 class Served:
     """An application built from one version of the app's module.
 
@@ -35,24 +38,18 @@ class Served:
     so a retirement decided in another step never misses a request).
     """
 
-    __slots__ = ("app", "inflight", "lifespan", "number", "on_drained", "retired", "stopping")
-
-    def __init__(self, app: Any, number: int = 0) -> None:
-        self.app = app
-        #: 1, 2, 3 ... in the order the apps were built; 0 until ready
-        self.number = number
-        self.inflight = 0
-        #: the app's running lifespan, None when not started
-        self.lifespan: Lifespan | None = None
-        #: neither current nor previous: shut down after the last request
-        self.retired = False
-        #: the lifespan shutdown under way, if any
-        self.stopping: asyncio.Task[None] | None = None
-        #: called on the loop when a retired app's last request ends
-        self.on_drained: Callable[[Served], None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<app {self.number} {self.app!r} in flight={self.inflight}>"
+    app: Any
+    #: 1, 2, 3 ... in the order the apps were built; 0 until ready
+    number: int = 0
+    inflight: int = 0
+    #: the app's running lifespan, None when not started
+    lifespan: Lifespan | None = None
+    #: neither current nor previous: shut down after the last request
+    retired: bool = False
+    #: the lifespan shutdown under way, if any
+    stopping: asyncio.Task[None] | None = None
+    #: called on the loop when a retired app's last request ends
+    on_drained: Callable[[Served], None] | None = None
 
     async def handle(
         self,
