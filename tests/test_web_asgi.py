@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import sys
 import threading
 import types
@@ -531,6 +532,35 @@ class TestLifespan:
             threading.Thread(target=release_when_the_others_stopped).start()
         sys.modules.pop(events.__name__, None)
         assert shop.events_of(first) == ["startup", "shutdown"]
+
+    def test_a_failing_shutdown_of_an_old_app_is_logged_with_its_cause(
+        self, package: Package, reloader: HotReloader, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An old app's lifespan shutdown raising in the background: a warning with the cause."""
+        events = write_shop(package)
+        failing = (
+            dedent(MAIN)
+            .replace("{events}", events.__name__)
+            .replace(
+                '    events.log.append(("shutdown", id(app)))',
+                "    raise RuntimeError('the pool would not close')",
+            )
+        )
+        package.write("main", failing)
+        hot = HotASGI(f"{package.name}.main:app", reloader=reloader)
+        with caplog.at_level(logging.WARNING, logger="illunare"), uvicorn_server(hot):
+            shop = Shop(package, reloader, hot, "", events)
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v2"'))
+            shop.swap("routes", routes(shop, 'RELEASE = "v1"', 'RELEASE = "v3"'))
+            assert eventually(
+                lambda: any(
+                    "lifespan shutdown" in record.getMessage()
+                    and record.exc_info is not None
+                    and "the pool would not close" in str(record.exc_info[1])
+                    for record in caplog.records
+                )
+            )
+        sys.modules.pop(events.__name__, None)
 
     def test_without_server_lifespan_apps_are_swapped_and_never_started(
         self, package: Package, reloader: HotReloader

@@ -51,7 +51,7 @@ class Lifespan:
         self.state = state
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._answers: asyncio.Queue[Message] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Exception | None] | None = None
 
     async def startup(self) -> None:
         """Send the startup event and wait for the answer.
@@ -73,8 +73,9 @@ class Lifespan:
         if answer is None:
             self._task = None  # no lifespan: nothing to shut down
         elif answer["type"] == "lifespan.startup.failed":
-            await self._finished()
-            raise ValidationError(f"the app's lifespan startup failed: {answer.get('message', '')}")
+            raise ValidationError(
+                f"the app's lifespan startup failed: {answer.get('message', '')}"
+            ) from await self._finished()
 
     async def shutdown(self) -> None:
         """Send the shutdown event and wait for the answer; failures are logged, not raised."""
@@ -82,17 +83,21 @@ class Lifespan:
             return
         await self._inbox.put({"type": "lifespan.shutdown"})
         answer = await self._answer()
-        if answer is not None and answer["type"] == "lifespan.shutdown.failed":
+        error = await self._finished()
+        if error is not None:
+            logger.warning("the lifespan shutdown of %r failed", self._app, exc_info=error)
+        elif answer is not None and answer["type"] == "lifespan.shutdown.failed":
             logger.warning(
                 "the lifespan shutdown of %r failed: %s", self._app, answer.get("message", "")
             )
-        await self._finished()
 
-    async def _run(self, scope: dict[str, Any]) -> None:
+    async def _run(self, scope: dict[str, Any]) -> Exception | None:
+        """Run the app's lifespan; what it raised, if anything."""
         try:
             await self._app(scope, self._inbox.get, self._answers.put)
         except Exception as error:  # noqa: BLE001  # an app without lifespan support raises
-            logger.debug("the lifespan of %r ended with %r", self._app, error)
+            return error
+        return None
 
     async def _answer(self) -> Message | None:
         """The app's next lifespan message, or ``None`` if its lifespan ended without one."""
@@ -106,7 +111,7 @@ class Lifespan:
             await answer
         return None
 
-    async def _finished(self) -> None:
+    async def _finished(self) -> Exception | None:
+        """Wait for the app's lifespan to end; what it raised, if anything."""
         task, self._task = self._task, None
-        if task is not None:
-            await task
+        return None if task is None else await task
