@@ -18,7 +18,6 @@ import collections
 import http.client
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -216,14 +215,12 @@ def flag_phase(flags: FeatureFlags, redis_url: str | None, timings: dict[str, fl
 
 def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
     """uvicorn serving ``app`` on a free loopback port, in a thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    return server, thread, sock.getsockname()[1]
+    return server, thread, server.servers[0].sockets[0].getsockname()[1]
 
 
 def main() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,24 +16,20 @@ from werkzeug.serving import make_server
 @contextmanager
 def uvicorn_server(app: Any, *, lifespan: str = "on") -> Iterator[str]:
     """Serve the ASGI ``app`` with uvicorn in a thread; yield its base URL; stop it after."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, port=0, lifespan=lifespan, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(30)
-        sock.close()
 
 
 @contextmanager
