@@ -11,6 +11,7 @@ Run: make bench  (or .venv/bin/python benchmarks/bench_web.py); needs wrk.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import statistics
@@ -184,6 +185,29 @@ def cold_import(root: Path) -> float:
     return min(samples)
 
 
+def call_cost(app: Any) -> float:
+    """Best seconds per direct ASGI call of ``app`` (GET /r7/apple, in process, no network)."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/r7/apple", "raw_path": b"/r7/apple", "query_string": b"",
+        "root_path": "", "headers": [], "server": ("test", 80), "client": ("test", 1),
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def calls(number: int) -> float:
+        start = time.perf_counter()
+        for _ in range(number):
+            await app(dict(scope), receive, send)
+        return (time.perf_counter() - start) / number
+
+    return min(asyncio.run(calls(1000)) for _ in range(15))
+
+
 def load_figures(reloader: HotReloader, hot: HotASGI) -> list[float]:
     """The figures under wrk; returns the durations of the rebuilds made under load."""
     import benchshop.main as bare_module
@@ -226,6 +250,11 @@ def main() -> None:
         durations = releases(reloader, hot)
     else:
         durations = load_figures(reloader, hot)
+    import benchshop.main as bare_module
+
+    bare, through = call_cost(bare_module.app), call_cost(hot)
+    print(f"a direct call: {bare * 1e6:.1f} us to the bare app, {through * 1e6:.1f} us through")
+    report("direct ASGI call through HotASGI / bare app (no server)", through / bare, "x", "-")
     rebuild = statistics.median(durations)
     cold = cold_import(root)
     print(f"rebuild of the app {rebuild * 1e3:.1f} ms, cold import {cold * 1e3:.1f} ms")
