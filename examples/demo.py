@@ -1,13 +1,15 @@
-"""make demo: a real HTTP service hot-swapped under load, and the report of what happened.
+"""make demo: a FastAPI shop under uvicorn, hot-released under load, and what happened.
 
-A shop service answers GET /price/<item> on a loopback port while client
-threads call it continuously (half of them premium customers in Brazil, half
-free customers in the US). The demo swaps its handlers module v1 -> v2,
-tries a bad v3 (refused by a release check: nothing changes), rolls back to
-v1, then turns the ``new_payment_flow`` flag on for premium users in
-BR/AR/MX. Where a redis-server is installed, the flags live in Redis and a
-second, real process watches the flag change arrive. It prints how every
-request went.
+The shop (examples/shop) answers GET /price/<item> through ``HotASGI``
+under a real uvicorn while client threads call it continuously (half of
+them premium customers in Brazil, half free customers in the US). The demo
+releases v2 (its routes module gains a discount and a new route, its model
+a field: the app is rebuilt and the new route appears), tries a bad v3
+(refused by the app's release check: nothing changes), rolls the release
+back (the v1 app serves again at once), then turns the ``new_payment_flow``
+flag on for premium users in BR/AR/MX. Where a redis-server is installed,
+the flags live in Redis and a second, real process watches the flag change
+arrive. It prints how every request went.
 """
 
 from __future__ import annotations
@@ -21,22 +23,24 @@ import sys
 import tempfile
 import threading
 import time
-import types
 from contextlib import ExitStack
 from pathlib import Path
+
+import uvicorn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from illunare import (  # noqa: E402  # after the path is set
     FeatureFlags,
-    HotReloader,
     MemoryBackend,
     RedisBackend,
     SwapError,
+    default_reloader,
     signals,
 )
 from illunare.testing import RedisServer  # noqa: E402
+from illunare.web import HotASGI  # noqa: E402
 
 PAYMENT_FLAG = {
     "enabled": True,
@@ -119,11 +123,6 @@ class Traffic:
             self.failures.extend(failures)
 
 
-def no_negative_prices(module: types.ModuleType) -> bool:
-    """The release check: every known item must have a price of zero or more."""
-    return all(module.price(item)["cents"] >= 0 for item in module.PRICES)
-
-
 def flag_backend(stack: ExitStack) -> tuple[RedisBackend | MemoryBackend, str | None]:
     """Redis on a throwaway server where redis-server is installed, else memory."""
     if shutil.which("redis-server") is None:
@@ -135,26 +134,58 @@ def flag_backend(stack: ExitStack) -> tuple[RedisBackend | MemoryBackend, str | 
     return backend, server.url
 
 
-def swap_phase(reloader: HotReloader, timings: dict[str, float]) -> None:
-    """v1 -> v2, a refused v3, and back to v1, while the clients call."""
+RELEASE_MODULES = ("shop.routes", "shop.models", "shop.main")
+
+
+def probe(port: int, path: str) -> tuple[int, dict[str, object]]:
+    """One request from the demo itself: the status and the JSON answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    return response.status, json.loads(body) if response.status == 200 else {}
+
+
+def observe(port: int, phase: str, results: dict[str, str]) -> None:
+    """What the shop answers now: its release, whether quotes carry a currency, GET /stock."""
+    _, quote = probe(port, "/price/apple")
+    stock, _ = probe(port, "/stock/apple")
+    currency = quote.get("currency", "-")
+    results[phase] = f"release {quote['release']}, currency {currency}, /stock {stock}"
+
+
+def release_phase(
+    hot: HotASGI, port: int, timings: dict[str, float], results: dict[str, str]
+) -> None:
+    """v1 -> v2 (routes and model), a refused v3, and back to v1, while the clients call."""
+    reloader = default_reloader()
+    observe(port, "v1", results)
     start = time.perf_counter()
-    v2 = reloader.swap("shop.handlers", HERE / "releases" / "handlers_v2.py", reason="discount",
-                       checks=[no_negative_prices])  # fmt: skip
-    timings["swap v1 -> v2"] = time.perf_counter() - start
-    print(f"swapped to version {v2.number} ({v2.reason})")
+    reloader.swap_many(
+        {"shop.routes": HERE / "releases" / "routes_v2.py",
+         "shop.models": HERE / "releases" / "models_v2.py"},
+        reason="discount, stock and currency",
+    )  # fmt: skip
+    timings["release v1 -> v2"] = time.perf_counter() - start
+    observe(port, "after v2", results)
+    print(f"released v2: {results['after v2']}")
     time.sleep(PHASE_SECONDS)
 
     try:
-        reloader.swap("shop.handlers", HERE / "releases" / "handlers_v3.py", reason="bad release",
-                      checks=[no_negative_prices])  # fmt: skip
+        reloader.swap("shop.routes", HERE / "releases" / "routes_v3.py", reason="bad release")
     except SwapError as error:
-        print(f"v3 refused, still on version {reloader.current('shop.handlers').number}: {error}")
+        print(f"v3 refused, still serving app {hot.version}: {error}")
+    observe(port, "after v3", results)
     time.sleep(PHASE_SECONDS)
 
     start = time.perf_counter()
-    v1 = reloader.rollback("shop.handlers", to=1)
+    reloader.rollback_many(RELEASE_MODULES)
     timings["rollback to v1"] = time.perf_counter() - start
-    print(f"rolled back to version {v1.number}")
+    observe(port, "after rollback", results)
+    print(f"rolled back: {results['after rollback']}")
     time.sleep(PHASE_SECONDS)
 
 
@@ -182,38 +213,48 @@ def flag_phase(flags: FeatureFlags, redis_url: str | None, timings: dict[str, fl
     return seen
 
 
+def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """uvicorn serving ``app`` on a free loopback port, in a thread."""
+    server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, thread, server.servers[0].sockets[0].getsockname()[1]
+
+
 def main() -> int:
-    reloader = HotReloader()
-    reloader.install("shop")  # shop.* is versioned from its first import on
-    from shop import server as shop_server  # imported after install()
+    from shop import flags as shop_flags  # imported after the path is set
+    from shop.hot import app as hot
 
     with ExitStack() as stack:
         backend, redis_url = flag_backend(stack)
-        flags = shop_server.FLAGS = FeatureFlags(backend=backend)
-        server = shop_server.serve()
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        traffic = Traffic(server.server_address[1])
+        flags = shop_flags.FLAGS = FeatureFlags(backend=backend)
+        server, thread, port = serve(hot)
+        traffic = Traffic(port)
         refused: list[str] = []
         signals.swap_failed.connect(
             lambda sender, **kw: refused.append(str(kw["error"])), weak=False
         )
-        print(f"shop serving on http://127.0.0.1:{traffic.port}/price/apple with {CLIENTS} clients")
-        print(f"flags in {'Redis at ' + redis_url if redis_url else 'memory (no redis-server)'}")
+        print(f"shop serving on http://127.0.0.1:{port}/price/apple through HotASGI under uvicorn")
+        print(f"{CLIENTS} clients; flags in {'Redis at ' + redis_url if redis_url else 'memory'}")
         traffic.start()
         time.sleep(PHASE_SECONDS)
         timings: dict[str, float] = {}
-        swap_phase(reloader, timings)
+        results: dict[str, str] = {}
+        release_phase(hot, port, timings, results)
         seen = flag_phase(flags, redis_url, timings)
         traffic.stop()
-        server.shutdown()
-    return report(traffic, timings, refused, reloader, seen=seen)
+        server.should_exit = True
+        thread.join(10)
+    return report(traffic, timings, results, refused, seen=seen)
 
 
 def report(
     traffic: Traffic,
     timings: dict[str, float],
+    results: dict[str, str],
     refused: list[str],
-    reloader: HotReloader,
     *,
     seen: bool,
 ) -> int:
@@ -224,17 +265,21 @@ def report(
     print(f"  requests failed      {len(traffic.failures)}")
     for release, count in sorted(traffic.by_release.items()):
         print(f"  served by {release:<10} {count}")
+    for phase, result in results.items():
+        print(f"  {phase:<20} {result}")
     for (segment, flow), count in sorted(traffic.by_flow.items()):
         print(f"  {segment:<8} {flow:<8} flow {count}")
     for what, seconds in timings.items():
         print(f"  {what:<28} {seconds * 1e3:.3f} ms")
-    print(f"  swaps refused        {len(refused)}")
-    print(f"  history              {[v.number for v in reloader.history('shop.handlers')]}")
+    print(f"  releases refused     {len(refused)}")
+    v1 = "release v1, currency -, /stock 404"
+    v2 = "release v2, currency EUR, /stock 200"
+    planned = {"v1": v1, "after v2": v2, "after v3": v2, "after rollback": v1}
     problems = []
     if traffic.failures:
         problems.append(f"failed requests: {traffic.failures[:5]}")
-    if set(traffic.by_release) != {"v1", "v2"} or len(refused) != 1:
-        problems.append("the swaps did not go as planned")
+    if set(traffic.by_release) != {"v1", "v2"} or len(refused) != 1 or results != planned:
+        problems.append("the releases did not go as planned")
     if not traffic.by_flow[("premium", "new")] or traffic.by_flow[("free", "new")]:
         problems.append("the flag did not reach exactly the premium customers")
     if not seen:

@@ -360,3 +360,14 @@ RELEASE_STEPS = st.lists(
     ),
     max_size=12,
 )
+
+# Web apps: names of the form "package.module:attribute" or "...:factory()".
+IDENTIFIERS = st.text(
+    st.characters(categories=("Lu", "Ll", "Nd", "Pc")), min_size=1, max_size=6
+).filter(str.isidentifier)
+APP_NAMES = st.builds(
+    lambda parts, name, factory: ".".join(parts) + ":" + name + ("()" if factory else ""),
+    st.lists(IDENTIFIERS, min_size=1, max_size=3),
+    IDENTIFIERS,
+    st.booleans(),
+)

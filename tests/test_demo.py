@@ -1,4 +1,4 @@
-"""make demo: the real HTTP service, swapped and flagged under load, reports no failed request."""
+"""make demo: the FastAPI shop, released, refused, rolled back and flagged under load."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 
 
 class TestDemo:
-    def test_demo_serves_every_request_through_swap_refusal_and_rollback(self) -> None:
-        """The demo exits 0 and its report shows both releases served and none failed."""
+    def test_demo_serves_every_request_through_release_refusal_and_rollback(self) -> None:
+        """The demo exits 0; both releases served, the new route and field came and went."""
         done = subprocess.run(
             [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=120, check=False
         )
@@ -23,6 +23,8 @@ class TestDemo:
         assert set(served) == {"v1", "v2"}
         assert all(count > 0 for count in served.values())
         assert "v3 refused" in report
+        assert re.search(r"after v2\s+release v2, currency EUR, /stock 200\n", report)
+        assert re.search(r"after rollback\s+release v1, currency -, /stock 404\n", report)
         flows = {
             (m[0], m[1]): int(m[2])
             for m in re.findall(r"(premium|free)\s+(new|classic)\s+flow (\d+)", report)

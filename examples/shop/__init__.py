@@ -1,1 +1,1 @@
-"""A tiny shop service: the demo's application, hot-swapped while it serves."""
+"""A tiny FastAPI shop: the demo's application, rebuilt by hot releases while it serves."""

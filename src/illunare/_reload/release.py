@@ -93,11 +93,15 @@ class Participant(Protocol):
         """
 
     def prepare(self, namespaces: Mapping[str, dict[str, Any]]) -> None:
-        """Every module of the release is prepared, bound and checked; nothing is live yet.
+        """Every module of the release has executed and passed the checks; nothing is live yet.
 
         ``namespaces``: module name -> the namespace that will be current
-        after the flip. Called without the lock; raising refuses the release
-        (``ValidationError``, the error as its ``__cause__``) and changes nothing.
+        after the flip. For a swap, called in the releasing thread before
+        those namespaces are bound to the stable objects and with the
+        release's imports in effect, so that what it builds from them (an app
+        factory) runs the new code throughout. Called without the lock;
+        raising refuses the release (``ValidationError``, the error as its
+        ``__cause__``) and changes nothing.
         """
 
     def abort(self, namespaces: Mapping[str, dict[str, Any]]) -> None:

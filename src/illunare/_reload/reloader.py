@@ -40,6 +40,7 @@ from illunare._reload.release import (
     imports_of,
     notify_aborted,
     notify_committed,
+    release_imports,
 )
 from illunare._reload.source import Source, SourceText, digest, read_source
 from illunare._reload.stale import stale_references, warn
@@ -821,16 +822,17 @@ class HotReloader:
             with undone_on_failure(undo):
                 entries = execute(tracked, bases, work, checks, undo=undo, siblings=siblings)
                 namespaces = {entry[0].name: entry[2].namespace for entry in entries}
-                with LOCK:
-                    ensure_current(entries)
-                    bound = bind(entries, siblings)
-                    if not participants:
-                        return commit(entries, bound)
-                self._prepare_participants(participants, namespaces)
+                if participants:
+                    # Before binding, with the release's imports: what a participant
+                    # builds (an app factory) runs the new code throughout, down to
+                    # the imports in function bodies and the functions it calls.
+                    with release_imports(siblings):
+                        self._prepare_participants(participants, namespaces)
                 with LOCK:
                     try:
                         ensure_current(entries)
-                    except LoadError:
+                        bound = bind(entries, siblings)
+                    except BaseException:
                         notify_aborted(participants, namespaces)
                         raise
                     swapped = commit(entries, bound)
