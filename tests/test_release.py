@@ -621,6 +621,9 @@ class Recorder:
     ) -> None:
         self.calls.append(("committed", (dict(namespaces), dict(previous))))
 
+    def kept(self) -> tuple[object, ...]:
+        return ()
+
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.calls]
 

@@ -224,6 +224,9 @@ class TestWatchParticipants:
             def committed(self, namespaces: object, previous: object) -> None:
                 """Nothing to do."""
 
+            def kept(self) -> tuple[object, ...]:
+                return ()
+
         reloader._add_participant(Gate())
         with reloader.watch(package.path):
             save(package, "live", "def value():\n    return 2\n")

@@ -357,6 +357,9 @@ class TestRefused:
             def committed(self, namespaces: object, previous: object) -> None:
                 pass
 
+            def kept(self) -> tuple[object, ...]:
+                return ()
+
         history, app = shop.history(), shop.hot.app
         shop.reloader._add_participant(Refusing())
         with pytest.raises(ValidationError):

@@ -112,6 +112,13 @@ class Participant(Protocol):
     ) -> None:
         """After the flip, without the lock: ``namespaces`` are current, ``previous`` were."""
 
+    def kept(self) -> Iterable[object]:
+        """What the participant keeps of older versions on purpose: not stale.
+
+        Apps kept for a rollback, requests in flight on them: what these refer
+        to is not reported as a stale reference.
+        """
+
 
 # Import graph ---------------------------------------------------------------------
 
@@ -407,11 +414,19 @@ def execute(
 ) -> list[Entry]:
     """Execute each module of the release (each after those it imports), then check them."""
     several = len(work) > 1
+    # Otherwise, and within a cycle (an app module importing its views at
+    # the bottom, the views importing its app), in the order the program
+    # first started importing them, as a cold start would run them: the
+    # reverse of ``sys.modules``' order, where an import puts a module back
+    # at the end when it has finished executing.
+    first = {name: -position for position, name in enumerate(list(sys.modules))}
     order = (
         preparation_order(
             {
-                name: top_level_imports(text.text, name, "__path__" in bases[name].namespace)
-                for name, (text, _) in work.items()
+                name: top_level_imports(
+                    work[name][0].text, name, "__path__" in bases[name].namespace
+                )
+                for name in sorted(work, key=lambda name: first.get(name, 1))
             }
         )
         if several

@@ -717,9 +717,11 @@ class HotReloader:
             tracked = self._modules.get(name)
             leaving = tracked.history.get(left.number) if tracked is not None else None
             modules = list(self._modules.values())
+            participants = tuple(self._participants)
         if tracked is None or leaving is None or leaving is tracked.current:
             return ()
-        stale = stale_references(tracked, leaving, modules)
+        kept = [obj for participant in participants for obj in participant.kept()]
+        stale = stale_references(tracked, leaving, modules, kept)
         warn(stale, stacklevel=4)
         return stale
 

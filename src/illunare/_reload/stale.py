@@ -49,6 +49,9 @@ __all__ = ["stale_references", "warn"]
 _DEPTH = 8
 _LIBRARY = (*NOT_HOLDERS, Registration, VersionContents, ModuleVersion)
 _CONTAINERS = (list, dict, set, frozenset, collections.deque)
+# Calls in flight: a frame, or the coroutine or generator that holds a
+# suspended call's frame (3.11+ keeps it inside them, with no frame object).
+_IN_FLIGHT = (types.FrameType, types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 
 
 def _library_objects(modules: Iterable[TrackedModule]) -> set[int]:
@@ -64,32 +67,78 @@ def _library_objects(modules: Iterable[TrackedModule]) -> set[int]:
     return ids
 
 
+def _kept_objects(modules: list[TrackedModule], extra: list[object]) -> set[int]:
+    """The ids of the namespaces of kept versions that are not current, and of ``extra``.
+
+    ``extra`` (what participants keep: an old app, kept for a rollback, and
+    the requests in flight on it) counts with everything it holds
+    (``_graph``).
+    """
+    live = {id(value) for module in modules for value in module.current.namespace.values()}
+    kept = _graph(extra, live)
+    kept.update(
+        id(version.namespace)
+        for module in modules
+        for version in module.history.versions.values()
+        if version is not module.current
+    )
+    return kept
+
+
+# Not walked into when following what a participant keeps: code and the live
+# program (a function's globals are a module's namespace), and calls in flight.
+_BOUNDARIES = (types.FunctionType, types.ModuleType, type, *_IN_FLIGHT)
+# At most this many objects of what participants keep are followed.
+_GRAPH_LIMIT = 500_000
+
+
+def _graph(objects: list[object], live: set[int]) -> set[int]:
+    """The ids of ``objects`` and of what they hold, down to code and the live program.
+
+    An app kept for a rollback holds the routes, dependencies and contexts
+    that the framework built around the older code: all of it is the app's.
+    """
+    seen: set[int] = set()
+    pending = list(objects)
+    while pending and len(seen) < _GRAPH_LIMIT:
+        obj = pending.pop()
+        if id(obj) in seen or id(obj) in live:
+            continue
+        seen.add(id(obj))
+        if not isinstance(obj, _BOUNDARIES) and not (type(obj) is dict and "__name__" in obj):
+            pending.extend(gc.get_referents(obj))
+    return seen
+
+
 def stale_references(
-    tracked: TrackedModule, leaving: ModuleVersion, modules: Iterable[TrackedModule]
+    tracked: TrackedModule,
+    leaving: ModuleVersion,
+    modules: Iterable[TrackedModule],
+    kept: Iterable[object] = (),
 ) -> tuple[str, ...]:
     """Describe each holder of ``leaving``'s functions and classes that stays in effect.
 
     ``tracked`` has just switched from ``leaving`` to its current version;
     ``modules`` are the tracked modules whose kept versions may own what
-    refers to them. Call without LOCK (the scan walks the heap).
+    refers to them; ``kept``, what the release's participants keep of older
+    versions on purpose (``Participant.kept``). Call without LOCK (the scan
+    walks the heap).
     """
     with SCANNING:
-        return _stale_references(tracked, leaving, list(modules))
+        return _stale_references(tracked, leaving, list(modules), list(kept))
 
 
 def _stale_references(
-    tracked: TrackedModule, leaving: ModuleVersion, modules: list[TrackedModule]
+    tracked: TrackedModule,
+    leaving: ModuleVersion,
+    modules: list[TrackedModule],
+    extra: list[object],
 ) -> tuple[str, ...]:
     old = _replaced(tracked, leaving)
     frontier = unexplained(old, _version_records(leaving, old))
     if not frontier:
         return ()
-    kept = {
-        id(version.namespace)
-        for module in modules
-        for version in module.history.versions.values()
-        if version is not module.current
-    }
+    kept = _kept_objects(modules, extra)
     olds = {id(obj): obj for obj in old}
     scan = _Scan(kept, olds, _library_objects(modules) | {id(olds), id(old), id(frontier)})
     scan.module = tracked.name
@@ -248,12 +297,13 @@ class _Scan:
             return
         held = [obj for obj in gc.get_referents(referrer) if id(obj) in self.olds]
         if (
-            isinstance(holder, (*_LIBRARY, types.FrameType))
+            isinstance(holder, (*_LIBRARY, *_IN_FLIGHT))
             or id(holder) in self.stable
             or _only_as_class(holder, held)
         ):
             # The library (a stable class too: the version switched to may
-            # lack it, which leaves it as it was), a memo, a call in flight,
+            # lack it, which leaves it as it was), a memo, a call in flight
+            # (a frame, a suspended coroutine or generator),
             # or an instance of an old class (a subclass of one): this path
             # holds nothing stale.
             for label, _, _ in children:

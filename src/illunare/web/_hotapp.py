@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from illunare._reload.default import default_reloader
@@ -69,6 +70,8 @@ class HotApp:
         self._reloader.install(self._spec.package)
         self._module = self._reloader.track(self._spec.module)
         served = Served(self._spec.build(self._module.__dict__), next(self._numbers))
+        #: every app built and not yet released: what ``kept`` reports
+        self._built: weakref.WeakSet[Served] = weakref.WeakSet((served,))
         self._key = served_key()
         self._module.__dict__[self._key] = served
         #: the app that was current before the last release that changed it
@@ -139,6 +142,7 @@ class HotApp:
             self._start(served)
             return
         served = Served(self._spec.build(namespace))
+        self._built.add(served)
         try:
             self._start(served)
             self._check(served.app)
@@ -161,6 +165,18 @@ class HotApp:
         if isinstance(before, Served):
             self._previous = before
         self._settle()
+
+    def kept(self) -> Iterable[object]:
+        """The apps built and not released, and the requests in flight on each.
+
+        They hold older code on purpose (for a rollback, or until the last
+        request on an old app ends): not stale references.
+        """
+        built = list(self._built)
+        return [
+            *(served.app for served in built),
+            *(r for s in built for r in list(s.requests.values())),
+        ]
 
     def _check(self, app: object) -> None:
         for check in self._checks:

@@ -24,6 +24,10 @@ __all__ = ["Served", "served_key"]
 _keys = itertools.count(1)
 
 
+# What Starlette (FastAPI) puts in a request's scope of the app serving it.
+_APP_KEYS = ("app", "router", "route", "endpoint")
+
+
 def served_key() -> str:
     """A new namespace key under which versions of an app's module keep their Served record."""
     return f"__illunare_served_{next(_keys)}__"
@@ -50,6 +54,9 @@ class Served:
     stopping: asyncio.Task[None] | None = None
     #: called on the loop when a retired app's last request ends
     on_drained: Callable[[Served], None] | None = None
+    #: the ASGI scopes (or WSGI environs) of the requests in flight, by id:
+    #: they hold this app's endpoints on purpose (``HotApp.kept``)
+    requests: dict[int, object] = attrs.Factory(dict)
 
     async def handle(
         self,
@@ -59,6 +66,7 @@ class Served:
     ) -> None:
         """Serve one request (or websocket) with this app, counting it while it runs."""
         self.inflight += 1
+        self.requests[id(scope)] = scope
         try:
             lifespan = self.lifespan
             if lifespan is not None and lifespan.state is not None:
@@ -67,6 +75,11 @@ class Served:
             app: ASGIApp = self.app
             await app(scope, receive, send)
         finally:
+            del self.requests[id(scope)]
+            # A connection may keep its last scope: what the framework put
+            # there of this app's code must not keep an old version alive.
+            for key in _APP_KEYS:
+                scope.pop(key, None)
             self.inflight -= 1
             if self.retired and not self.inflight and self.on_drained is not None:
                 self.on_drained(self)

@@ -38,6 +38,10 @@ class HotWSGI(HotApp):
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         """Serve one request with the current app."""
-        app: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-        app = self._module.__dict__[self._key].app
-        return app(environ, start_response)
+        served = self._module.__dict__[self._key]
+        app: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]] = served.app
+        served.requests[id(environ)] = environ
+        try:
+            return app(environ, start_response)
+        finally:
+            del served.requests[id(environ)]
