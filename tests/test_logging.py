@@ -27,8 +27,7 @@ from .conftest import Package, eventually
 
 
 def _logged(caplog: pytest.LogCaptureFixture, cause: type[BaseException]) -> logging.LogRecord:
-    """The record of the ``illunare`` logger whose cause is a ``cause`` (waited for, as
-    background threads log it); it must be a WARNING or above."""
+    """The ``illunare`` record caused by a ``cause`` (awaited: threads log it); WARNING or above."""
     found: list[logging.LogRecord] = []
 
     def seen() -> bool:
@@ -61,7 +60,9 @@ class TestHandlers:
         )
         assert result.stdout.splitlines() == ["['NullHandler'] 0 True", "[] 30 True"]
 
-    def test_warnings_reach_the_application_handlers(self, caplog: pytest.LogCaptureFixture) -> None:
+    def test_warnings_reach_the_application_handlers(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """The NullHandler does not stop records from propagating to the application's handlers."""
         with caplog.at_level(logging.WARNING):
             FeatureFlags(backend=MemoryBackend()).apply_remote("f", {"conditions": 1}, 7)
