@@ -99,7 +99,9 @@ class TestBackgroundFailures:
                 path.write_text("{not json")
                 assert eventually(lambda: backend.error is not None)
             record = _logged(caplog, FlagConfigError)
-            assert isinstance(record.exc_info[1].__cause__, ValueError)  # type: ignore[index]
+            assert record.exc_info is not None
+            assert isinstance(record.exc_info[1], FlagConfigError)
+            assert isinstance(record.exc_info[1].__cause__, ValueError)
         finally:
             backend.close()
 

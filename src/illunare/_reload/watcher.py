@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+import time
+import weakref
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -16,16 +18,42 @@ from illunare.exceptions import IllunareError, InvalidArgumentError, MissingExtr
 if TYPE_CHECKING:
     from illunare._reload.reloader import HotReloader
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "caught_up", "running_watchers"]
 
 logger = logging.getLogger("illunare")
 
 # How long to wait, after a change, for more changes before swapping: long
 # enough to group an editor's write-then-rename, short enough to feel instant.
 _STEP_MS = 10
-# How often the watching thread wakes up with nothing to do, which also tells
-# the caller of watch() that the operating system watch is in place.
-_IDLE_MS = 200
+# How often the watching thread wakes up with nothing to do. Its first wake-up
+# tells that the operating system watch is in place, which a starting worker
+# waits for (post_worker_init): a few idle wake-ups a second cost nothing.
+_IDLE_MS = 50
+
+# Every watcher made in this process (or inherited through a fork), for caught_up().
+_WATCHERS: weakref.WeakSet[Watcher] = weakref.WeakSet()
+
+
+def running_watchers() -> list[Watcher]:
+    """The watchers of this process whose thread is alive."""
+    return [watcher for watcher in list(_WATCHERS) if watcher.running]
+
+
+def caught_up(timeout: float) -> list[Watcher]:
+    """Wait until every running watcher of this process has caught up; return those that did not.
+
+    A watcher has caught up once its operating system watch is armed and it
+    has swapped every module saved before that (see ``Watcher``). Waits at
+    most ``timeout`` seconds in all; a stopped watcher is not waited for.
+    """
+    deadline = time.monotonic() + timeout
+    late = []
+    for watcher in list(_WATCHERS):
+        while not watcher._stop.is_set() and not watcher._ready.wait(_STEP_MS / 1000):
+            if not watcher.running or time.monotonic() >= deadline:
+                late.append(watcher)
+                break
+    return late
 
 
 class Watcher:
@@ -34,6 +62,14 @@ class Watcher:
     Created by ``HotReloader.watch``; ``stop()`` (or leaving a ``with`` block)
     ends it. A save that fails to swap keeps the running version: the
     reloader sends ``swap_failed`` and the watcher waits for the next save.
+
+    Whenever it starts watching (when made, and again in a child forked
+    from its process, such as a pre-fork server's worker), it first catches
+    up: once the operating system watch is armed, every watched module whose
+    file no longer holds its current version is swapped. So a save made
+    while the module was importing, or while the parent had not swapped it
+    yet when the child was forked, is never missed. ``watch()`` returns once
+    that is done.
     """
 
     def __init__(
@@ -66,8 +102,9 @@ class Watcher:
         with whole_in_children():  # a child forked meanwhile watches too
             self._start()
             restart_in_children(self)
-        # The first (empty) batch arrives once the OS watch is armed: from
-        # then on no save is missed.
+            _WATCHERS.add(self)
+        # Set once the OS watch is armed (from then on no save is missed) and
+        # what was saved before has been swapped.
         self._ready.wait(timeout=5.0)
 
     def _start(self) -> None:
@@ -126,16 +163,25 @@ class Watcher:
     def _run(self) -> None:
         try:
             for changes in self._changes:
-                self._ready.set()
-                changed = {os.path.abspath(path) for _, path in changes}
-                if not changed:
+                if not self._ready.is_set():
+                    # The first batch arrives once the OS watch is armed. A
+                    # swap of a file that did not change is a no-op, so this
+                    # swaps exactly the modules saved before that moment.
+                    self._swap_files(lambda path: _inside(path, self.paths))
+                    self._ready.set()
                     continue
-                for module, path in self._reloader.source_files().items():
-                    if path in changed and os.path.exists(path):
-                        self._swap(module)
+                changed = {os.path.abspath(path) for _, path in changes}
+                if changed:
+                    self._swap_files(changed.__contains__)
         except Exception:
             # Nobody waits on this thread: its end must at least be heard.
             logger.exception("watching %s failed; the watcher stopped", ", ".join(self.paths))
+
+    def _swap_files(self, selected: Callable[[str], bool]) -> None:
+        """Swap every tracked module whose file exists and is ``selected``."""
+        for module, path in self._reloader.source_files().items():
+            if selected(path) and os.path.exists(path):
+                self._swap(module)
 
     def _swap(self, module: str) -> None:
         # The running version stays and the next save gets its own chance,
@@ -147,6 +193,11 @@ class Watcher:
             logger.warning("keeping the running version of %s: %s", module, error, exc_info=error)
         except Exception:  # a bug must not end the watcher either
             logger.exception("swapping %s after a save failed; keeping the running version", module)
+
+
+def _inside(path: str, roots: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies under one of them."""
+    return any(path == root or path.startswith(os.path.join(root, "")) for root in roots)
 
 
 def _path(path: object) -> str:

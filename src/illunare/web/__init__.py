@@ -1,0 +1,1 @@
+"""Hot web applications: serving apps whose code is swapped while they run."""
