@@ -131,12 +131,16 @@ class Server:
                 start_new_session=True,
             )
         self._pool = ThreadPoolExecutor(6)
+        # No connection is kept: each request is accepted by whichever worker is free.
+        self._client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=self.socket),
+            limits=httpx.Limits(max_keepalive_connections=0),
+            timeout=10,
+        )
 
     def get(self) -> tuple[int, int]:
         """One request on a new connection: (pid, version) of the worker that served it."""
-        transport = httpx.HTTPTransport(uds=self.socket)
-        with httpx.Client(transport=transport, timeout=10) as client:
-            response = client.get("http://shop/", headers={"Connection": "close"})
+        response = self._client.get("http://shop/", headers={"Connection": "close"})
         response.raise_for_status()
         answer = response.json()
         return answer["pid"], answer["version"]
@@ -181,6 +185,7 @@ class Server:
 
     def stop(self) -> None:
         self._pool.shutdown()
+        self._client.close()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
