@@ -87,6 +87,22 @@ class TestBackgroundFailures:
         record = _logged(caplog, CompileError)
         assert module.__name__ in record.getMessage()
 
+    def test_a_watcher_that_fails_says_so_with_its_cause(
+        self, package: Package, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A bug under the watcher's thread ends it with an ERROR whose exc_info is the bug."""
+
+        class Broken(HotReloader):
+            def source_files(self) -> dict[str, str]:
+                raise RuntimeError("bug")
+
+        with caplog.at_level(logging.WARNING, logger="illunare"):
+            watcher = Broken().watch(package.path)
+            record = _logged(caplog, RuntimeError)
+        assert record.levelno == logging.ERROR
+        assert "the watcher stopped" in record.getMessage()
+        assert eventually(lambda: not watcher.running)
+
     def test_a_broken_flag_file_is_logged_with_its_cause(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:

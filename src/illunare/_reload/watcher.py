@@ -47,13 +47,7 @@ def caught_up(timeout: float) -> list[Watcher]:
     most ``timeout`` seconds in all; a stopped watcher is not waited for.
     """
     deadline = time.monotonic() + timeout
-    late = []
-    for watcher in list(_WATCHERS):
-        while not watcher._stop.is_set() and not watcher._ready.wait(_STEP_MS / 1000):
-            if not watcher.running or time.monotonic() >= deadline:
-                late.append(watcher)
-                break
-    return late
+    return [watcher for watcher in list(_WATCHERS) if not watcher._caught_up(deadline)]
 
 
 class Watcher:
@@ -103,9 +97,17 @@ class Watcher:
             self._start()
             restart_in_children(self)
             _WATCHERS.add(self)
-        # Set once the OS watch is armed (from then on no save is missed) and
-        # what was saved before has been swapped.
-        self._ready.wait(timeout=5.0)
+        self._caught_up(time.monotonic() + 5.0)
+
+    def _caught_up(self, deadline: float) -> bool:
+        """Wait until ``deadline`` (monotonic) for the catch-up; whether it is done (or moot)."""
+        # _ready is set once the OS watch is armed (from then on no save is
+        # missed) and what was saved before has been swapped. A watcher whose
+        # thread ended never will be.
+        while not self._stop.is_set() and not self._ready.wait(_STEP_MS / 1000):
+            if not self.running or time.monotonic() >= deadline:
+                return False
+        return True
 
     def _start(self) -> None:
         self._ready = threading.Event()
@@ -164,9 +166,10 @@ class Watcher:
         try:
             for changes in self._changes:
                 if not self._ready.is_set():
-                    # The first batch arrives once the OS watch is armed. A
-                    # swap of a file that did not change is a no-op, so this
-                    # swaps exactly the modules saved before that moment.
+                    # The first batch arrives once the OS watch is armed:
+                    # catch up. Swapping a file that holds the running
+                    # version is a no-op, so this swaps exactly the modules
+                    # saved since this process loaded them.
                     self._swap_files(lambda path: _inside(path, self.paths))
                     self._ready.set()
                     continue
