@@ -7,6 +7,7 @@ which worker (pid) served it with which release of a tracked module.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -368,6 +369,22 @@ class TestCatchUp:
         """Catching up swaps only what changed: an unchanged module keeps version 1."""
         with reloader.watch(package.path):
             assert [version.number for version in reloader.history(pricing.__name__)] == [1]
+
+    def test_only_watched_files_are_caught_up(
+        self, pricing: types.ModuleType, reloader: HotReloader, package: Package
+    ) -> None:
+        """A changed module outside the watched paths, even one named like them, is left alone."""
+        sibling = package.path.with_name(package.path.name + "_sibling.py")
+        sibling.write_text("def version():\n    return 1\n")
+        importlib.invalidate_caches()
+        outside = reloader.track(importlib.import_module(sibling.stem))
+        try:
+            sibling.write_text("def version():\n    return 2\n")
+            package.write("pricing", "def version():\n    return 2\n")
+            with reloader.watch(package.path):
+                assert (pricing.version(), outside.version()) == (2, 1)
+        finally:
+            del sys.modules[sibling.stem]
 
     def test_a_child_forked_before_its_parent_swapped_catches_up(
         self, pricing: types.ModuleType, reloader: HotReloader, package: Package
