@@ -44,6 +44,10 @@ def post_worker_init(worker: object) -> None:
     up with the files. A worker with no watcher, or one that cannot catch up
     within 10 seconds, is logged to the ``illunare`` logger (WARNING): it
     serves, but a save may not reach it.
+
+    Args:
+        worker: the gunicorn worker (unused: the hook acts on its process).
+
     """
     if not running_watchers():
         logger.warning(
