@@ -153,8 +153,9 @@ class TestValidateAndCompileFirst:
         path.write_text(json.dumps({"deep": deep, "good": GOOD}))
         result = _run(
             """
-            import sys
+            import logging, sys
             from illunare import FeatureFlags, FileBackend
+            logging.basicConfig()  # the application's choice: the library only has a NullHandler
             flags = FeatureFlags(backend=FileBackend(sys.argv[1]))
             print(sorted(flags.flags()), flags.is_enabled("good", {"user_id": "u-1"}))
             """,
@@ -495,7 +496,9 @@ print(len(document["tests"]), wrong)
         result = _run(
             FALLBACK_ONLY
             + f"""
+import logging
 from illunare import FeatureFlags
+logging.basicConfig()  # the application's choice: the library only has a NullHandler
 flags = FeatureFlags()
 flags.load_unleash({{"features": [{{"name": "f", "enabled": True, "strategies": [
     {{"name": "default", "constraints": [{{"contextName": "name", "operator": "REGEX",

@@ -1,5 +1,6 @@
 """illunare: zero-downtime production updates inside a running Python process."""
 
+import logging as _logging
 from importlib.metadata import version as _version
 
 from illunare._flags.backends import FlagBackend, MemoryBackend
@@ -31,6 +32,10 @@ from illunare.exceptions import (
 )
 
 __version__ = _version("illunare")
+
+# What the library meets in the background is logged to "illunare"; where it
+# goes is the application's choice (a library adds nothing but this).
+_logging.getLogger("illunare").addHandler(_logging.NullHandler())
 
 __all__ = [
     "BackendUnavailableError",

@@ -115,7 +115,7 @@ class FanOut:
             # str, not repr: the repr of a decoding error holds every byte it got.
             problem = f"{problem}: {type(cause).__name__}: {cause}"
         self.error = problem
-        logger.warning("%r: %s", self, problem)
+        logger.warning("%r: %s", self, problem, exc_info=cause)
         if signals.backend_error.receivers:
             signals._send(signals.backend_error, self, error=problem, cause=cause)
 

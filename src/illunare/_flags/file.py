@@ -24,6 +24,8 @@ __all__ = ["FileBackend"]
 
 #: what tells one state of the file from another: mtime (ns), size, inode
 Stamp = tuple[int, int, int]
+#: what the backend reports: the problem, and the error behind it if there is one
+Problem = tuple[str, BaseException | None]
 
 
 class FileBackend(FanOut):
@@ -80,7 +82,7 @@ class FileBackend(FanOut):
             self._seen = self._write_file(configs)
             changes = self._record([(name, config, None)])
         if problem is not None:
-            self._report(problem)
+            self._report(*problem)
         self.error = None  # the file holds a good state again
         self._tell(edited)
         self._tell(changes, origin)
@@ -102,38 +104,39 @@ class FileBackend(FanOut):
                 with self._write_lock:
                     changes, problem = self._catch_up()
                 if problem is not None:
-                    self._report(problem)
+                    self._report(*problem)
                 self._tell(changes)
             # The poller outlives any surprise (and says so).
             except Exception as error:  # noqa: BLE001, PERF203
                 self._report(f"{self.path} could not be checked", error)
 
-    def _catch_up(self) -> tuple[list[Change], str | None]:
+    def _catch_up(self) -> tuple[list[Change], Problem | None]:
         """Take in the file as it is now, if it changed (lock held).
 
-        Returns the changes to tell, and a problem to report (once the lock
-        is released: receivers of the signal may write flags).
+        Returns the changes to tell, and a problem to report with its cause
+        (once the lock is released: receivers of the signal may write flags).
         """
         try:
             stamp: Stamp | str | None = _stamp(self.path)
         except OSError as error:
             stamp = f"{self.path} cannot be read ({error}): keeping the last good flags"
+            if stamp != self._seen:
+                self._seen = stamp
+                return [], (stamp, error)
         if stamp == self._seen:
             return [], None
-        if isinstance(stamp, str):
-            self._seen = stamp
-            return [], stamp
         try:
             stamp, configs = self._read()
         except FlagConfigError as error:
             self._seen = stamp
-            return [], f"{error}: keeping the last good flags"
+            return [], (f"{error}: keeping the last good flags", error)
         self._seen = stamp
         if stamp is None:
-            return [], (
+            gone = (
                 f"{self.path} is gone: keeping the last good flags; "
                 "the next update() writes them all back to it"
             )
+            return [], (gone, None)
         self.error = None
         changes: list[tuple[str, Config | None, None]] = [
             (name, config, None)

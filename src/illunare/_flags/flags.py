@@ -112,9 +112,13 @@ class FeatureFlags:
             return
         try:
             self._install(self._prepare(name, config), "illunare", revision)
-        except Exception as error:  # noqa: BLE001  # whatever the store holds, keep the last good
+        except Exception as error:  # whatever the store holds, keep the last good
             logger.warning(
-                "ignoring an invalid config for flag %r from %r: %s", name, self.backend, error
+                "ignoring an invalid config for flag %r from %r: %s",
+                name,
+                self.backend,
+                error,
+                exc_info=error,
             )
 
     def load_unleash(self, payload: Mapping[str, Any]) -> None:

@@ -6,6 +6,8 @@ import importlib
 import logging
 import os
 import threading
+import time
+import weakref
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -22,16 +24,36 @@ from illunare.exceptions import (
 if TYPE_CHECKING:
     from illunare._reload.reloader import HotReloader
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "caught_up", "running_watchers"]
 
 logger = logging.getLogger("illunare")
 
 # How long to wait, after a change, for more changes before swapping: long
 # enough to group an editor's write-then-rename, short enough to feel instant.
 _STEP_MS = 10
-# How often the watching thread wakes up with nothing to do, which also tells
-# the caller of watch() that the operating system watch is in place.
-_IDLE_MS = 200
+# How often the watching thread wakes up with nothing to do. Its first wake-up
+# tells that the operating system watch is in place, which a starting worker
+# waits for (post_worker_init): a few idle wake-ups a second cost nothing.
+_IDLE_MS = 50
+
+# Every watcher made in this process (or inherited through a fork), for caught_up().
+_WATCHERS: weakref.WeakSet[Watcher] = weakref.WeakSet()
+
+
+def running_watchers() -> list[Watcher]:
+    """The watchers of this process whose thread is alive."""
+    return [watcher for watcher in list(_WATCHERS) if watcher.running]
+
+
+def caught_up(timeout: float) -> list[Watcher]:
+    """Wait until every running watcher of this process has caught up; return those that did not.
+
+    A watcher has caught up once its operating system watch is armed and it
+    has swapped every module saved before that (see ``Watcher``). Waits at
+    most ``timeout`` seconds in all; a stopped watcher is not waited for.
+    """
+    deadline = time.monotonic() + timeout
+    return [watcher for watcher in list(_WATCHERS) if not watcher._caught_up(deadline)]
 
 
 class Watcher:
@@ -43,6 +65,14 @@ class Watcher:
     that fails keeps the running versions: the reloader sends
     ``swap_failed``, the watcher logs a warning and tries the refused
     modules again when a watched Python file changes next.
+
+    Whenever it starts watching (when made, and again in a child forked
+    from its process, such as a pre-fork server's worker), it first catches
+    up: once the operating system watch is armed, every watched module whose
+    file no longer holds its current version is swapped, as one release. So
+    a save made while the module was importing, or while the parent had not
+    swapped it yet when the child was forked, is never missed. ``watch()``
+    returns once that is done.
     """
 
     def __init__(
@@ -77,9 +107,18 @@ class Watcher:
         with whole_in_children():  # a child forked meanwhile watches too
             self._start()
             restart_in_children(self)
-        # The first (empty) batch arrives once the OS watch is armed: from
-        # then on no save is missed.
-        self._ready.wait(timeout=5.0)
+            _WATCHERS.add(self)
+        self._caught_up(time.monotonic() + 5.0)
+
+    def _caught_up(self, deadline: float) -> bool:
+        """Wait until ``deadline`` (monotonic) for the catch-up; whether it is done (or moot)."""
+        # _ready is set once the OS watch is armed (from then on no save is
+        # missed) and what was saved before has been swapped. A watcher whose
+        # thread ended never will be.
+        while not self._stop.is_set() and not self._ready.wait(_STEP_MS / 1000):
+            if not self.running or time.monotonic() >= deadline:
+                return False
+        return True
 
     def _start(self) -> None:
         self._ready = threading.Event()
@@ -137,13 +176,31 @@ class Watcher:
     def _run(self) -> None:
         try:
             for changes in self._changes:
-                self._ready.set()
+                if not self._ready.is_set():
+                    # The first batch arrives once the OS watch is armed:
+                    # catch up. A file that holds the running version makes
+                    # no new version, so this swaps exactly the modules
+                    # saved since this process loaded them.
+                    self._catch_up()
+                    self._ready.set()
+                    continue
                 changed = {os.path.abspath(path) for _, path in changes}
                 if changed:
                     self._release(changed)
         except Exception:
             # Nobody waits on this thread: its end must at least be heard.
             logger.exception("watching %s failed; the watcher stopped", ", ".join(self.paths))
+
+    def _catch_up(self) -> None:
+        """Swap, as one release, every watched module whose file changed since it loaded."""
+        importlib.invalidate_caches()
+        modules = [
+            module
+            for module, path in self._reloader.source_files().items()
+            if _inside(path, self.paths) and os.path.exists(path)
+        ]
+        if modules:
+            self._refused = self._swap(modules) or []
 
     def _release(self, changed: set[str]) -> None:
         """Swap the tracked modules whose files changed, as one release.
@@ -198,6 +255,11 @@ class Watcher:
             )
             return []
         return None
+
+
+def _inside(path: str, roots: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies under one of them."""
+    return any(path == root or path.startswith(os.path.join(root, "")) for root in roots)
 
 
 def _path(path: object) -> str:
