@@ -192,7 +192,8 @@ def prepare(
         # The live mapped classes stand in for their statements, which do not run.
         code = without_classes(text.text, filename, mapped)
     namespace: dict[str, Any] = {}
-    with recording(name, namespace, base.registrations) as registrations:
+    inherited = {id(value) for value in base.namespace.values()}
+    with recording(name, namespace, base.registrations, inherited) as registrations:
         hot_names = _execute(name, base.namespace, code, mapped, namespace)
         preserve = preserved_names(namespace, name)
         refuse_unpreserved(name, mapped, preserve)

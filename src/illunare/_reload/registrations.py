@@ -39,7 +39,7 @@ import reprlib
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -228,30 +228,93 @@ def is_snapshot(obj: object) -> bool:
 
 
 class Snapshot:
-    """The objects alive before a version's code ran: which ones it created is the rest."""
+    """What was alive before a version's code ran: which objects it created is the rest.
 
-    __slots__ = ("_ids", "_objects")
+    Cheap whatever the size of the heap: garbage collection is paused while
+    the code runs (``_Pause``), so every object it creates stays in the
+    youngest generation, and only that generation is listed, before and
+    after. A collection that runs anyway (the code calls ``gc.collect()``)
+    moves objects out of it: then which ones the code made is a guess, as
+    for version 1 (``intact`` is false).
+    """
+
+    __slots__ = ("_before", "_collections", "_new", "_paused")
 
     def __init__(self) -> None:
-        # Kept alive until the scan, so that no new object takes an old address.
-        # Made while no scan runs: a scan must never see it before it ends
-        # with the mark that tells it is a snapshot (``is_snapshot``).
+        # Made while no scan runs: a scan must never see the list before it
+        # ends with the mark that tells it is a snapshot (``is_snapshot``).
         with SCANNING:
-            self._objects: list[object] | None = gc.get_objects()
-            self._objects.append(_SNAPSHOT_END)
-        self._ids: set[int] | None = None
+            _PAUSE.enter()
+            self._paused = True
+            # Kept alive until the scan, so that no new object takes an old address.
+            self._before: list[object] | None = gc.get_objects(generation=0)
+            self._before.append(_SNAPSHOT_END)
+            self._collections = _collections()
+        self._new: set[int] | None = None
+
+    @property
+    def intact(self) -> bool:
+        """Whether no collection ran since the snapshot (``created`` is exact)."""
+        return _collections() == self._collections
 
     def release(self) -> None:
-        """Let go of the objects (the scan is over)."""
-        self._objects = None
+        """Let go of the objects and resume garbage collection (the scan is over)."""
+        self._before = None
+        if self._paused:
+            self._paused = False
+            _PAUSE.leave()
 
     def created(self, obj: object) -> bool:
-        """Whether ``obj`` was made after the snapshot (an untracked dict counts as made)."""
-        ids = self._ids
-        if ids is None:
-            ids = self._ids = set(map(id, self._objects or ()))
-            self.release()
-        return id(obj) not in ids
+        """Whether ``obj`` was made after the snapshot (an untracked object counts as made)."""
+        new = self._new
+        if new is None:
+            before = set(map(id, self._before or ()))
+            new = self._new = {id(o) for o in gc.get_objects(generation=0)} - before
+            self._before = None
+        return id(obj) in new or not gc.is_tracked(obj)
+
+
+def _collections() -> int:
+    return sum(generation["collections"] for generation in gc.get_stats())
+
+
+class _Pause:
+    """Garbage collection paused while any version's code runs under a snapshot.
+
+    Counted, so that preparations in several threads resume it only when
+    the last ends, and only if it was enabled when the first began.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._resume = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if not self._count:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
+            if not self._count and self._resume:
+                gc.enable()
+
+    def rearm(self) -> None:
+        """In a forked child: no preparation of the parent runs there."""
+        self._lock = threading.Lock()
+        if self._count and self._resume:
+            gc.enable()
+        self._count = 0
+
+
+_PAUSE = _Pause()
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_PAUSE.rearm)
 
 
 def _first_version_created(
@@ -354,30 +417,30 @@ def record(
     namespace: dict[str, Any],
     module: str,
     snapshot: Snapshot | None,
+    inherited: Collection[int] = (),
 ) -> tuple[tuple[Registration, ...], tuple[tuple[object, list[object]], ...]]:
     """The registrations the code run in ``namespace`` made, and the ones it cannot withdraw.
 
     ``snapshot`` was taken before that code ran; ``None`` for version 1,
-    whose code ran before tracking. Returns the withdrawable registrations
+    whose code ran before tracking. ``inherited``: the ids of the running
+    version's values, which the new namespace may hold too (a preserved
+    class): not the new code's own. Returns the withdrawable registrations
     and, for each holder that is not a container, the holder and what of the
     version it holds.
     """
     with SCANNING:
-        return _record(namespace, module, snapshot)
+        return _record(namespace, module, snapshot, inherited)
 
 
 def _record(
     namespace: dict[str, Any],
     module: str,
     snapshot: Snapshot | None,
+    inherited: Collection[int],
 ) -> tuple[tuple[Registration, ...], tuple[tuple[object, list[object]], ...]]:
     # What the new code took over from the running version (a preserved
     # class, say) is not its own.
-    seeds = [
-        seed
-        for seed in own_objects(namespace, module)
-        if snapshot is None or snapshot.created(seed)
-    ]
+    seeds = [seed for seed in own_objects(namespace, module) if id(seed) not in inherited]
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
     if not frontier:
         return (), ()
@@ -387,13 +450,14 @@ def _record(
     skip = {id(namespace), id(owned), id(seeds), id(modules)}
     skip.update(map(id, internals(seeds)))
     created: Callable[[object], bool]
-    if snapshot is not None:
+    if snapshot is not None and snapshot.intact:
         created = snapshot.created
     else:
         created = _first_version_created(
             namespace, {id(v) for d in modules if d is not namespace for v in list(d.values())}
         )
-    scan = _Record(namespace, owned, skip, module_dicts, created, guessed=snapshot is None)
+    guessed = snapshot is None or not snapshot.intact
+    scan = _Record(namespace, owned, skip, module_dicts, created, guessed=guessed)
     pending: list[tuple[dict[str, Any], list[object]]] = []
     # (Dicts holding the version's objects wait in ``pending``: an instance's
     # __dict__ stands for the instance, found among the next level's
@@ -594,7 +658,10 @@ def _is_type_reference(holder: object, held: list[object]) -> bool:
 
 @contextlib.contextmanager
 def recording(
-    module: str, namespace: dict[str, Any], base: Iterable[Registration]
+    module: str,
+    namespace: dict[str, Any],
+    base: Iterable[Registration],
+    inherited: Collection[int] = (),
 ) -> Iterator[list[Registration]]:
     """Scope of a new version's code run in ``namespace``: the registrations it made.
 
@@ -603,6 +670,7 @@ def recording(
     be withdrawn (ValidationError naming it), they are all withdrawn and
     ``base``'s (the current version's, which the new code may have
     overwritten) restored: nothing of the refused version stays in effect.
+    ``inherited`` as for ``record``.
     """
     snapshot = Snapshot()
     made: list[Registration] = []
@@ -610,11 +678,11 @@ def recording(
         try:
             yield made
         except BaseException:
-            found, _ = record(namespace, module, snapshot)
+            found, _ = record(namespace, module, snapshot, inherited)
             with LOCK:
                 exchange(found, base)
             raise
-        found, problems = record(namespace, module, snapshot)
+        found, problems = record(namespace, module, snapshot, inherited)
     finally:
         snapshot.release()
     if problems:
