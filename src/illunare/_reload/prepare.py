@@ -308,21 +308,21 @@ def candidate_module(name: str, namespace: dict[str, Any]) -> types.ModuleType:
     return candidate
 
 
-def run_checks(candidate: types.ModuleType, checks: Sequence[Check]) -> None:
-    """Call each check with the new version's module; raising or ``False`` refuses it."""
-    module = candidate.__name__
+def run_checks(
+    subject: object, checks: Sequence[Callable[[Any], object]], *, what: str, module: str
+) -> None:
+    """Call each check with ``subject``; one that raises or returns ``False`` refuses it.
+
+    The ValidationError names the check and ``what`` (e.g. "the new version of m").
+    """
     for check in checks:
         label = getattr(check, "__qualname__", None) or repr(check)
         try:
-            result = check(candidate)
+            result = check(subject)
         except BaseException as error:
             raise ValidationError(
-                f"check {label} refused the new version of {module}: "
-                f"{type(error).__name__}: {error}",
+                f"check {label} refused {what}: {type(error).__name__}: {error}",
                 module=module,
             ) from error
         if result is False:
-            raise ValidationError(
-                f"check {label} refused the new version of {module} (returned False)",
-                module=module,
-            )
+            raise ValidationError(f"check {label} refused {what} (returned False)", module=module)

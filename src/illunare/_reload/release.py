@@ -461,7 +461,12 @@ def execute(
                 candidate = siblings.candidates.get(module.name) or candidate_module(
                     module.name, prepared.namespace
                 )
-                run_checks(candidate, checks)
+                run_checks(
+                    candidate,
+                    checks,
+                    what=f"the new version of {module.name}",
+                    module=module.name,
+                )
     return entries
 
 

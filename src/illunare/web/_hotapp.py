@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from illunare._reload.default import default_reloader
-from illunare._reload.prepare import validate_checks
+from illunare._reload.prepare import run_checks, validate_checks
 from illunare._reload.reloader import HotReloader
 from illunare.exceptions import InvalidArgumentError, ValidationError
 from illunare.web._inflight import Served, served_key
@@ -179,21 +179,7 @@ class HotApp:
         ]
 
     def _check(self, app: object) -> None:
-        for check in self._checks:
-            label = getattr(check, "__qualname__", None) or repr(check)
-            try:
-                result = check(app)
-            except BaseException as error:
-                raise ValidationError(
-                    f"check {label} refused the new app of {self._spec}: "
-                    f"{type(error).__name__}: {error}",
-                    module=self._spec.module,
-                ) from error
-            if result is False:
-                raise ValidationError(
-                    f"check {label} refused the new app of {self._spec} (returned False)",
-                    module=self._spec.module,
-                )
+        run_checks(app, self._checks, what=f"the new app of {self._spec}", module=self._spec.module)
 
     # What the server kind adds (ASGI: lifespans) ------------------------------------------
 
