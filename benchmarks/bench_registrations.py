@@ -36,7 +36,7 @@ def scans_stubbed() -> Iterator[None]:
 
     @contextlib.contextmanager
     def nothing(
-        module: str, namespace: object, base: object
+        module: str, namespace: object, base: object, inherited: object = ()
     ) -> Iterator[list[registrations.Registration]]:
         yield []
 
