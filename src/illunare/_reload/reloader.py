@@ -381,11 +381,7 @@ class HotReloader:
             raise InvalidArgumentError(
                 f"sources must be a mapping of module names to sources, got {sources!r}"
             )
-        if not sources:
-            raise InvalidArgumentError("sources is empty: a release needs at least one module")
-        names = [_module_name(module) for module in sources]
-        if len(set(names)) != len(names):
-            raise InvalidArgumentError(f"a module is named twice in one release: {names}")
+        names = _distinct_names(sources, "sources", "release")
         return self._release(
             dict(zip(names, sources.values(), strict=True)), checks, reason, started
         )
@@ -461,11 +457,7 @@ class HotReloader:
             raise InvalidArgumentError(
                 f"modules must be a sequence of module names, got {modules!r}"
             )
-        if not modules:
-            raise InvalidArgumentError("modules is empty: a rollback needs at least one module")
-        names = [_module_name(module) for module in modules]
-        if len(set(names)) != len(names):
-            raise InvalidArgumentError(f"a module is named twice in one rollback: {names}")
+        names = _distinct_names(modules, "modules", "rollback")
         return self._rollback_release(dict.fromkeys(names), started)
 
     def _rollback_release(
@@ -892,6 +884,16 @@ class HotReloader:
                 if other != name
             ]
         return frozenset(other for other, version in versions if name in imports_of(version))
+
+
+def _distinct_names(modules: Iterable[object], argument: str, kind: str) -> list[str]:
+    """The names of ``modules``, at least one and each once, or InvalidArgumentError."""
+    names = [_module_name(module) for module in modules]
+    if not names:
+        raise InvalidArgumentError(f"{argument} is empty: a {kind} needs at least one module")
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"a module is named twice in one {kind}: {names}")
+    return names
 
 
 def _module_name(module: object) -> str:
