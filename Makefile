@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # nothing about another.
 SUPPORTED := 3.10 3.11 3.12 3.13
 
-.PHONY: demo test test-all lint docs bench clean
+.PHONY: demo test test-all lint docs bench clean $(addprefix suite-,$(SUPPORTED))
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,28 +20,32 @@ demo: $(STAMP)
 
 test: lint docs test-all
 
-# One virtual environment per supported Python (.venv-3.X), made on first use.
+# How many Pythons run the suite at once (JOBS=1: one after another).
+JOBS ?= 2
+
+# The newest Python X.Y under pyenv or on PATH that runs, or nothing.
+python_for = $(shell for candidate in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(1).*/bin/python$(1) 2>/dev/null | sort -V -r) $$(command -v python$(1) 2>/dev/null); do \
+    if $$candidate -c 'import sys' >/dev/null 2>&1; then echo $$candidate; break; fi; done)
+
+# One virtual environment per supported Python (.venv-3.X), made on first use,
+# made one after another; then the suite runs on JOBS of them at once, each
+# one's output printed whole when it ends.
 test-all: $(STAMP)
-	@set -e; ran=""; \
-	for version in $(SUPPORTED); do \
-	    python=""; \
-	    for candidate in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$version.*/bin/python$$version 2>/dev/null | sort -V -r) \
-	                     $$(command -v python$$version 2>/dev/null); do \
-	        if $$candidate -c 'import sys' >/dev/null 2>&1; then python=$$candidate; break; fi; \
-	    done; \
-	    if [ -z "$$python" ]; then echo "== Python $$version: not on this machine, not tested"; continue; fi; \
-	    venv=.venv-$$version; \
-	    if [ ! -f $$venv/.installed-stamp ] || [ pyproject.toml -nt $$venv/.installed-stamp ]; then \
-	        $$python -m venv $$venv; \
-	        $$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,watch]'; \
-	        touch $$venv/.installed-stamp; \
-	    fi; \
-	    echo "== Python $$version ($$python)"; \
-	    $$venv/bin/python -m pytest; \
-	    ran="$$ran $$version"; \
-	done; \
-	if [ -z "$$ran" ]; then echo "no supported Python found"; exit 1; fi; \
-	echo "== the suite passed on Python$$ran"
+	@$(eval FOUND := $(foreach version,$(SUPPORTED),$(if $(call python_for,$(version)),$(version))))
+	@for version in $(filter-out $(FOUND),$(SUPPORTED)); do echo "== Python $$version: not on this machine, not tested"; done
+	@if [ -z "$(FOUND)" ]; then echo "no supported Python found"; exit 1; fi
+	@$(MAKE) --no-print-directory $(foreach version,$(FOUND),.venv-$(version)/.installed-stamp)
+	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target $(addprefix suite-,$(FOUND))
+	@echo "== the suite passed on Python $(FOUND)"
+
+.venv-%/.installed-stamp: pyproject.toml
+	$(call python_for,$*) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,watch]'
+	touch $@
+
+$(addprefix suite-,$(SUPPORTED)): suite-%:
+	@echo "== Python $* ($$(.venv-$*/bin/python --version))"
+	.venv-$*/bin/python -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
