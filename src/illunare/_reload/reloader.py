@@ -607,6 +607,9 @@ class HotReloader:
 
     def _track(self, module: types.ModuleType) -> TrackedModule:
         """Version ``module`` (as ``_resolve`` returns it) from its running code on."""
+        tracked = self._modules.get(module.__name__)
+        if tracked is not None and tracked.module is module:
+            return tracked  # versioned here already: nothing to read or scan
         text = _original_source(module)  # may read a file: not under the lock
         name = module.__name__
         class_data = data_attributes(text, module.__dict__)
