@@ -8,6 +8,9 @@ from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
 from illunare._flags.redis import RedisBackend
 from illunare._flags.values import Evaluation, Flag, Reason, Variant
+from illunare._monitor.health import Health, Thresholds
+from illunare._monitor.monitor import PerformanceMonitor
+from illunare._monitor.summary import MetricSummary
 from illunare._reload.default import default_reloader, hot
 from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
@@ -50,17 +53,21 @@ __all__ = [
     "FlagError",
     "FlagNotFoundError",
     "FunctionRemovedError",
+    "Health",
     "HotReloader",
     "IllunareError",
     "InvalidArgumentError",
     "LoadError",
     "MemoryBackend",
+    "MetricSummary",
     "MissingExtraError",
+    "PerformanceMonitor",
     "Reason",
     "RedisBackend",
     "RollbackError",
     "StaleReferenceWarning",
     "SwapError",
+    "Thresholds",
     "UnknownModuleError",
     "UnsupportedInterpreterError",
     "ValidationError",
