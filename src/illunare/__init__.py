@@ -3,6 +3,7 @@
 import logging as _logging
 from importlib.metadata import version as _version
 
+from illunare._deploy.hotconfig import HotConfig
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
@@ -18,6 +19,7 @@ from illunare._reload.watcher import Watcher
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
+    ConfigError,
     FlagConfigError,
     FlagError,
     FlagNotFoundError,
@@ -44,6 +46,7 @@ __all__ = [
     "BackendUnavailableError",
     "CodeVersion",
     "CompileError",
+    "ConfigError",
     "Evaluation",
     "FeatureFlags",
     "FileBackend",
@@ -54,6 +57,7 @@ __all__ = [
     "FlagNotFoundError",
     "FunctionRemovedError",
     "Health",
+    "HotConfig",
     "HotReloader",
     "IllunareError",
     "InvalidArgumentError",
