@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -192,6 +194,14 @@ class TestUpdate:
             assert config.update({"a": 2}) == 2
         assert config["a"] == 2
         assert [record.args[0] for record in caplog.records] == ["config_updated"]  # type: ignore[index]
+
+    def test_it_can_be_weakly_referenced(self) -> None:
+        """A HotConfig can be weakly referenced, so blinker drops what was connected for it."""
+        config = HotConfig({"a": 1})
+        reference = weakref.ref(config)
+        del config
+        gc.collect()
+        assert reference() is None
 
     def test_a_receiver_sees_the_new_version(self) -> None:
         """Receivers run once readers see the new version."""

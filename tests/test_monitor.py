@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import gc
 import logging
 import math
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -374,6 +376,14 @@ class TestAlerts:
         with signals.performance_alert.connected_to(receiver):
             monitor.record("api", "latency", 0.2)
         assert seen == [(0.2,)]
+
+    def test_it_can_be_weakly_referenced(self) -> None:
+        """A monitor can be weakly referenced, so blinker drops what was connected for it."""
+        monitor = PerformanceMonitor()
+        reference = weakref.ref(monitor)
+        del monitor
+        gc.collect()
+        assert reference() is None
 
     def test_a_failing_receiver_is_logged_and_the_call_goes_on(
         self, caplog: pytest.LogCaptureFixture

@@ -55,7 +55,17 @@ class HotConfig:
 
     """
 
-    __slots__ = ("_current", "_keep", "_lock", "_next", "_validator", "_values", "_versions")
+    # __weakref__: receivers connected for one config (connect_via) leave with it.
+    __slots__ = (
+        "__weakref__",
+        "_current",
+        "_keep",
+        "_lock",
+        "_next",
+        "_validator",
+        "_values",
+        "_versions",
+    )
 
     def __init__(
         self,
