@@ -34,8 +34,8 @@ class HotConfig:
     are numbered 1, 2, 3 ... (version 1 is ``initial``); a number is never
     reused, and ``rollback()`` returns to an earlier version instantly.
 
-    Values are kept as given (not copied): treat them as read-only, or use
-    immutable ones (str, numbers, tuples, frozensets).
+    The mappings given are copied, the values in them are not: treat them
+    as read-only, or use immutable ones (str, numbers, tuples, frozensets).
 
     Updates and rollbacks of one HotConfig run one at a time: the validator
     and the ``config_updated`` receivers run in the updating thread, in
