@@ -3,11 +3,15 @@
 import logging as _logging
 from importlib.metadata import version as _version
 
+from illunare._deploy.hotconfig import HotConfig
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
 from illunare._flags.redis import RedisBackend
 from illunare._flags.values import Evaluation, Flag, Reason, Variant
+from illunare._monitor.health import Health, Thresholds
+from illunare._monitor.monitor import PerformanceMonitor
+from illunare._monitor.summary import MetricSummary
 from illunare._reload.default import default_reloader, hot
 from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
@@ -15,6 +19,7 @@ from illunare._reload.watcher import Watcher
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
+    ConfigError,
     FlagConfigError,
     FlagError,
     FlagNotFoundError,
@@ -41,6 +46,7 @@ __all__ = [
     "BackendUnavailableError",
     "CodeVersion",
     "CompileError",
+    "ConfigError",
     "Evaluation",
     "FeatureFlags",
     "FileBackend",
@@ -50,17 +56,22 @@ __all__ = [
     "FlagError",
     "FlagNotFoundError",
     "FunctionRemovedError",
+    "Health",
+    "HotConfig",
     "HotReloader",
     "IllunareError",
     "InvalidArgumentError",
     "LoadError",
     "MemoryBackend",
+    "MetricSummary",
     "MissingExtraError",
+    "PerformanceMonitor",
     "Reason",
     "RedisBackend",
     "RollbackError",
     "StaleReferenceWarning",
     "SwapError",
+    "Thresholds",
     "UnknownModuleError",
     "UnsupportedInterpreterError",
     "ValidationError",

@@ -15,9 +15,10 @@ the precise illunare error or the builtin they already handle::
     │   ├── UnknownModuleError(LookupError)           the module is not tracked
     │   └── FunctionRemovedError(NameError)           the called function left the current version
     ├── FlagError                                     feature flags
-        ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
-        ├── FlagNotFoundError(LookupError)            no flag of that name
+    │   ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
+    │   ├── FlagNotFoundError(LookupError)            no flag of that name
     │   └── BackendUnavailableError(ConnectionError)  the flag store cannot be reached
+    ├── ConfigError(ValueError)                       a HotConfig refused an update or a rollback
     └── StaleReferenceWarning(UserWarning)            a swap left a reference to the old code
 
 Errors carry their context as attributes (``module``, ``filename``,
@@ -30,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "CompileError",
+    "ConfigError",
     "FlagConfigError",
     "FlagError",
     "FlagNotFoundError",
@@ -145,6 +147,14 @@ class FlagNotFoundError(FlagError, LookupError):
 
 class BackendUnavailableError(FlagError, ConnectionError):
     """The flag backend (e.g. Redis) cannot be reached; the change was not made."""
+
+
+class ConfigError(IllunareError, ValueError):
+    """A HotConfig refused a change: the validator refused the values, or no version to return to.
+
+    Nothing changed: the version served before is still served. When the
+    validator refused, its exception is the ``__cause__``.
+    """
 
 
 class StaleReferenceWarning(IllunareError, UserWarning):  # noqa: N818  # a warning, named so

@@ -1,0 +1,1 @@
+"""Deployments: what ships together, undone together; hot configuration."""
