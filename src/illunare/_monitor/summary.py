@@ -47,9 +47,11 @@ def summarize(count: int, values: tuple[float, ...]) -> MetricSummary:
     """The summary of a non-empty window ``values``, ``count`` values having been recorded."""
     ordered = sorted(values)
     size = len(values)
-    # Dividing first keeps the sum of huge values from overflowing; rounding
-    # may still put the mean a hair outside the values it averages.
-    mean = math.fsum(value / size for value in values)
+    try:
+        mean = math.fsum(values) / size
+    except OverflowError:  # huge values: divided first, their sum stays finite
+        mean = math.fsum(value / size for value in values)
+    # Rounding may put the mean a hair outside the values it averages.
     return MetricSummary(
         count=count,
         last=values[-1],
