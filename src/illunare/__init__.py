@@ -3,6 +3,11 @@
 import logging as _logging
 from importlib.metadata import version as _version
 
+from illunare._deploy.deployment import Deployment
+from illunare._deploy.gate import HealthGate
+from illunare._deploy.plan import DeploymentPlan
+from illunare._deploy.results import DeploymentResult, StepResult
+from illunare._deploy.steps import ConfigUpdate, FlagUpdate, HotSwap, Migration
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
@@ -15,6 +20,8 @@ from illunare._reload.watcher import Watcher
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
+    DeploymentError,
+    DeploymentInProgressError,
     FlagConfigError,
     FlagError,
     FlagNotFoundError,
@@ -23,6 +30,7 @@ from illunare.exceptions import (
     InvalidArgumentError,
     LoadError,
     MissingExtraError,
+    PackageError,
     RollbackError,
     StaleReferenceWarning,
     SwapError,
@@ -41,6 +49,12 @@ __all__ = [
     "BackendUnavailableError",
     "CodeVersion",
     "CompileError",
+    "ConfigUpdate",
+    "Deployment",
+    "DeploymentError",
+    "DeploymentInProgressError",
+    "DeploymentPlan",
+    "DeploymentResult",
     "Evaluation",
     "FeatureFlags",
     "FileBackend",
@@ -49,17 +63,23 @@ __all__ = [
     "FlagConfigError",
     "FlagError",
     "FlagNotFoundError",
+    "FlagUpdate",
     "FunctionRemovedError",
+    "HealthGate",
     "HotReloader",
+    "HotSwap",
     "IllunareError",
     "InvalidArgumentError",
     "LoadError",
     "MemoryBackend",
+    "Migration",
     "MissingExtraError",
+    "PackageError",
     "Reason",
     "RedisBackend",
     "RollbackError",
     "StaleReferenceWarning",
+    "StepResult",
     "SwapError",
     "UnknownModuleError",
     "UnsupportedInterpreterError",
