@@ -13,6 +13,9 @@ from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
 from illunare._flags.redis import RedisBackend
 from illunare._flags.values import Evaluation, Flag, Reason, Variant
+from illunare._monitor.health import Health, Thresholds
+from illunare._monitor.monitor import PerformanceMonitor
+from illunare._monitor.summary import MetricSummary
 from illunare._reload.default import default_reloader, hot
 from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
@@ -65,6 +68,7 @@ __all__ = [
     "FlagNotFoundError",
     "FlagUpdate",
     "FunctionRemovedError",
+    "Health",
     "HealthGate",
     "HotReloader",
     "HotSwap",
@@ -72,15 +76,18 @@ __all__ = [
     "InvalidArgumentError",
     "LoadError",
     "MemoryBackend",
+    "MetricSummary",
     "Migration",
     "MissingExtraError",
     "PackageError",
+    "PerformanceMonitor",
     "Reason",
     "RedisBackend",
     "RollbackError",
     "StaleReferenceWarning",
     "StepResult",
     "SwapError",
+    "Thresholds",
     "UnknownModuleError",
     "UnsupportedInterpreterError",
     "ValidationError",

@@ -10,11 +10,11 @@ Connect a receiver to wire illunare into your own logging, metrics or alerting::
 
 Every receiver is called as ``receiver(sender, **kwargs)``; the keyword
 arguments of each signal are listed in its docstring. Receivers should accept
-``**extra`` so that new keywords do not break them. A receiver of a flag
-signal that raises is logged on the ``illunare`` logger; the other receivers
-still run. Each feature adds its signals here as it is built. A signal with no receivers
-costs almost nothing: illunare checks ``signal.receivers`` before sending on
-hot paths.
+``**extra`` so that new keywords do not break them. A receiver of a flag,
+config or alert signal that raises is logged on the ``illunare`` logger; the
+other receivers still run. Each feature adds its signals here as it is built.
+A signal with no receivers costs almost nothing: illunare checks
+``signal.receivers`` before sending on hot paths.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ __all__ = [
     "module_rolled_back",
     "module_swapped",
     "module_tracked",
+    "performance_alert",
+    "rollback_alert",
     "step_failed",
     "step_succeeded",
     "swap_failed",
@@ -178,12 +180,43 @@ deployment_failed = _signals.signal(
 )
 
 
+# Performance monitoring (PerformanceMonitor) -------------------------------------
+
+performance_alert = _signals.signal(
+    "performance_alert",
+    doc="""A recorded latency is above the monitor's ``max_latency``.
+
+    Sent once per breaching value, by the thread that recorded it, once the
+    value is in the window. sender: the PerformanceMonitor. kwargs:
+    ``deployment_id`` (str), ``metric`` (``"latency"``), ``value`` (float,
+    seconds), ``threshold`` (float, the ``max_latency`` breached). A
+    receiver that raises is logged; the others still run, and the recording
+    call does not fail.
+    """,
+)
+
+rollback_alert = _signals.signal(
+    "rollback_alert",
+    doc="""A recorded error rate is above the monitor's ``max_error_rate``.
+
+    Sent once per breaching value (each call ``measure()`` sees fail, when
+    ``max_error_rate`` is below 1), by the thread that recorded it, once the
+    value is in the window. sender: the PerformanceMonitor. kwargs:
+    ``deployment_id`` (str), ``metric`` (``"error_rate"``), ``value``
+    (float), ``threshold`` (float, the ``max_error_rate`` breached). A
+    receiver that raises is logged; the others still run, and the recording
+    call does not fail.
+    """,
+)
+
+
 def _send(signal: NamedSignal, sender: object, **kwargs: Any) -> None:
     """Call each receiver of ``signal`` on its own: one that raises is logged, the rest still run.
 
-    Used by illunare's modules, not part of the API. Flag signals are sent
-    from background threads and after a change is made; a faulty receiver
-    must neither kill the thread nor make the change look failed.
+    Used by illunare's modules, not part of the API. Flag and config signals
+    are sent after a change is made, alerts from the caller's request, flag
+    signals from background threads too: a faulty receiver must neither
+    kill the thread, fail the request nor make the change look failed.
     """
     for receiver in signal.receivers_for(sender):
         try:

@@ -1,1 +1,1 @@
-"""Deployments: packages of steps run in order and undone in reverse, and hot configuration."""
+"""Deployments: what ships together, undone together; hot configuration."""

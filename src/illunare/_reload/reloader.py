@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
+from illunare._monitor.monitor import PerformanceMonitor
 from illunare._reload.binding import absorb
 from illunare._reload.classes import data_attributes
 from illunare._reload.importer import HotFinder, ReloadFinder
@@ -161,14 +162,25 @@ class HotReloader:
     Args:
         keep: how many of the most recently created versions of each module
             are kept for rollback (the current one and its parent are always kept).
+        monitor: the PerformanceMonitor that deployments and rollouts through
+            this reloader report to (``monitor``); None for none.
+
+    Raises:
+        InvalidArgumentError: ``keep`` is not an int >= 1, or ``monitor`` not
+            a PerformanceMonitor or None.
 
     """
 
-    def __init__(self, *, keep: int = 10) -> None:
+    def __init__(self, *, keep: int = 10, monitor: PerformanceMonitor | None = None) -> None:
         require_supported_interpreter()
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise InvalidArgumentError(f"keep must be an int >= 1, got {keep!r}")
+        if monitor is not None and not isinstance(monitor, PerformanceMonitor):
+            raise InvalidArgumentError(
+                f"monitor must be a PerformanceMonitor or None, got {type(monitor).__name__}"
+            )
         self.keep = keep
+        self._monitor = monitor
         # Everything below is read and written under LOCK.
         self._modules: dict[str, TrackedModule] = {}
         # Modules whose @hot functions were seen while they were still importing
@@ -184,6 +196,11 @@ class HotReloader:
 
     def __repr__(self) -> str:
         return f"<HotReloader keep={self.keep} modules={list(self._modules)}>"
+
+    @property
+    def monitor(self) -> PerformanceMonitor | None:
+        """The PerformanceMonitor given at construction, or None."""
+        return self._monitor
 
     # Tracking --------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Performance monitoring: windows of recent values per deployment, their summaries and health."""
