@@ -588,3 +588,39 @@ class TestOneAtATime:
         assert running == []
         assert len(outcomes) == 160
         assert len(service.deployment.history()) == outcomes.count("ran")
+
+
+class TestHotWebApps:
+    def test_the_undo_rolls_back_the_app_rebuilt_with_the_modules(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A module of a hot app's package: the undo also rolls back the app module rebuilt."""
+        from illunare.web import HotASGI
+
+        package.write("pricing", "def price_of(item):\n    return 100\n")
+        package.write(
+            "main",
+            "from starlette.applications import Starlette\n\nfrom .pricing import price_of\n\n"
+            "PRICE = price_of('apple')\napp = Starlette()\n",
+        )
+        main, pricing = package.qualified("main"), package.qualified("pricing")
+        hot = HotASGI(f"{main}:app", reloader=reloader)
+        served = hot.app
+        before = {module: reloader.current(module).number for module in (main, pricing)}
+        service = Deployment("web", reloader=reloader)
+
+        def fail() -> None:
+            raise RuntimeError("the migration fails")
+
+        error = failed(
+            service,
+            {
+                "modules": [{"name": pricing, "code": "def price_of(item):\n    return 90\n"}],
+                "migrations": [Migration("x", fail)],
+            },
+        )
+        assert error.result is not None
+        assert error.result.status == "rolled_back"
+        assert hot.app is served
+        assert {module: reloader.current(module).number for module in (main, pricing)} == before
+        assert sys.modules[main].PRICE == 100

@@ -247,7 +247,7 @@ class TestAgainstTheModel:
         Machine.service = service
         run_state_machine_as_test(
             Machine,
-            settings=settings(max_examples=40, stateful_step_count=6, deadline=None),
+            settings=settings(max_examples=60, stateful_step_count=6, deadline=None),
         )
 
 

@@ -9,12 +9,14 @@ point of no return). An undo puts back what the step replaced; it refuses
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from illunare import signals
 from illunare._reload.source import compile_source
 from illunare.exceptions import (
     FlagConfigError,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from illunare._deploy.hotconfig import HotConfig
     from illunare._flags.flags import FeatureFlags
     from illunare._reload.reloader import HotReloader
+    from illunare._reload.versions import CodeVersion
 
 __all__ = [
     "ConfigUpdate",
@@ -270,16 +273,22 @@ class Release:
     swaps: tuple[HotSwap, ...]
 
     def apply(self, parts: Parts, reason: str) -> Undo:
-        """Swap every module in one flip; the undo rolls back, in one flip, those that changed."""
+        """Swap every module in one flip; the undo rolls back, in one flip, those that changed.
+
+        Those that changed include the modules the release executed anew
+        with them (a hot web app's, ``illunare.web``): they are told by
+        ``module_swapped``, which the release sends in this thread.
+        """
         reloader = parts.reloader()
-        names = [swap.module for swap in self.swaps]
-        before = {name: reloader.current(name).number for name in names}
-        after = reloader.swap_many({swap.module: swap.code for swap in self.swaps}, reason=reason)
-        made = {
-            version.module: version.number
-            for version in after
-            if version.number != before[version.module]
-        }
+        made: dict[str, int] = {}
+        thread = threading.get_ident()
+
+        def collect(sender: object, *, version: CodeVersion, **extra: object) -> None:
+            if threading.get_ident() == thread:
+                made[version.module] = version.number
+
+        with signals.module_swapped.connected_to(collect, sender=reloader):
+            reloader.swap_many({swap.module: swap.code for swap in self.swaps}, reason=reason)
 
         def undo() -> None:
             if not made:
