@@ -10,7 +10,7 @@ import contextlib
 from prometheus_client import CollectorRegistry, Histogram
 
 from _common import best_per_statement, report
-from illunare import PerformanceMonitor, Thresholds
+from illunare import HotConfig, PerformanceMonitor, Thresholds
 
 
 def record_against_histogram() -> None:
@@ -51,10 +51,21 @@ def summary_of_a_window() -> None:
     report("monitor.metrics() of a 100-value window", measured * 1e6, "us", "<= 50")
 
 
+def config_get_against_dict() -> None:
+    values = {f"key_{index}": index for index in range(50)}
+    config = HotConfig(values)
+    config.update({"key_1": -1})
+    names = {"config": config, "values": values}
+    baseline = best_per_statement('values.get("key_7")', names, number=1_000_000)
+    measured = best_per_statement('config.get("key_7")', names, number=1_000_000)
+    report("HotConfig.get / dict.get", measured / baseline, "x", "<= 3")
+
+
 def main() -> None:
     record_against_histogram()
     measure_overhead()
     summary_of_a_window()
+    config_get_against_dict()
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class TestPublicApi:
             "flag_updated", "backend_error", "deployment_started", "step_succeeded",
             "step_failed", "deployment_succeeded", "deployment_rolled_back", "deployment_failed",
             "performance_alert", "rollback_alert",
+            "config_updated",
         }  # fmt: skip
         assert set(signals.__all__) == expected
         for name in signals.__all__:

@@ -5,6 +5,7 @@ from importlib.metadata import version as _version
 
 from illunare._deploy.deployment import Deployment
 from illunare._deploy.gate import HealthGate
+from illunare._deploy.hotconfig import HotConfig
 from illunare._deploy.plan import DeploymentPlan
 from illunare._deploy.results import DeploymentResult, StepResult
 from illunare._deploy.steps import ConfigUpdate, FlagUpdate, HotSwap, Migration
@@ -23,6 +24,7 @@ from illunare._reload.watcher import Watcher
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
+    ConfigError,
     DeploymentError,
     DeploymentInProgressError,
     FlagConfigError,
@@ -52,6 +54,7 @@ __all__ = [
     "BackendUnavailableError",
     "CodeVersion",
     "CompileError",
+    "ConfigError",
     "ConfigUpdate",
     "Deployment",
     "DeploymentError",
@@ -70,6 +73,7 @@ __all__ = [
     "FunctionRemovedError",
     "Health",
     "HealthGate",
+    "HotConfig",
     "HotReloader",
     "HotSwap",
     "IllunareError",

@@ -18,6 +18,7 @@ the precise illunare error or the builtin they already handle::
     │   ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
     │   ├── FlagNotFoundError(LookupError)            no flag of that name
     │   └── BackendUnavailableError(ConnectionError)  the flag store cannot be reached
+    ├── ConfigError(ValueError)                       a HotConfig refused an update or a rollback
     ├── PackageError(ValueError)                      a deployment package is invalid; nothing ran
     ├── DeploymentError(RuntimeError)                 a deployment failed (``result`` says how)
     │   └── DeploymentInProgressError                 the service is already being deployed
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendUnavailableError",
     "CompileError",
+    "ConfigError",
     "DeploymentError",
     "DeploymentInProgressError",
     "FlagConfigError",
@@ -156,6 +158,14 @@ class FlagNotFoundError(FlagError, LookupError):
 
 class BackendUnavailableError(FlagError, ConnectionError):
     """The flag backend (e.g. Redis) cannot be reached; the change was not made."""
+
+
+class ConfigError(IllunareError, ValueError):
+    """A HotConfig refused a change: the validator refused the values, or no version to return to.
+
+    Nothing changed: the version served before is still served. When the
+    validator refused, its exception is the ``__cause__``.
+    """
 
 
 class PackageError(IllunareError, ValueError):

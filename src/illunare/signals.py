@@ -26,6 +26,7 @@ from blinker import NamedSignal, Namespace
 
 __all__ = [
     "backend_error",
+    "config_updated",
     "deployment_failed",
     "deployment_rolled_back",
     "deployment_started",
@@ -115,6 +116,25 @@ backend_error = _signals.signal(
     file, a lost connection, or a store that lost flags it held.
     sender: the FileBackend or RedisBackend. kwargs: ``error`` (str, the same
     text as ``backend.error``), ``cause`` (the exception, or None).
+    """,
+)
+
+
+# Hot configuration (HotConfig) --------------------------------------------------
+
+config_updated = _signals.signal(
+    "config_updated",
+    doc="""A HotConfig now serves another version (an update or a rollback).
+
+    sender: the HotConfig. kwargs: ``version`` (int, the version now
+    current), ``previous`` (int, the version it replaced), ``values`` (the
+    read-only mapping of the version now current), ``changed``
+    (``frozenset`` of the keys added, removed or given another value),
+    ``rollback`` (bool: True when a ``rollback()`` made the change).
+    Sent by the thread that made the change, after readers see it, and
+    before another change of the same HotConfig starts (so receivers see
+    the versions in order). A receiver that raises is logged; the others
+    still run, and the change stands.
     """,
 )
 

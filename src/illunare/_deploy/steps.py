@@ -19,6 +19,7 @@ import attrs
 from illunare import signals
 from illunare._reload.source import compile_source
 from illunare.exceptions import (
+    ConfigError,
     FlagConfigError,
     FlagError,
     InvalidArgumentError,
@@ -173,7 +174,7 @@ class ConfigUpdate:
             if after == before:
                 return
             if config.version != after:
-                raise RollbackError(
+                raise ConfigError(
                     f"the config changed since the step (now version {config.version}, "
                     f"the step made {after}); left as it is"
                 )

@@ -251,28 +251,6 @@ class PerformanceMonitor:
                     deployment.windows[name] = _Window(self._size, deployment.lock, limit, alert)
             return [deployment.windows[name] for name in names]
 
-    def _call_ended(self, deployment_id: str, seconds: float, error: float) -> None:
-        """Record one measured call: its latency and whether it failed, under one lock."""
-        try:
-            windows = self._deployments[deployment_id].windows
-            latency = windows["latency"]
-            errors = windows["error_rate"]
-        except KeyError:
-            latency, errors = self._windows(deployment_id, "latency", "error_rate")
-        lock = latency.lock  # errors' too: both are the deployment's
-        lock.acquire()
-        try:
-            latency.values.append(seconds)
-            latency.count += 1
-            errors.values.append(error)
-            errors.count += 1
-        finally:
-            lock.release()
-        if seconds > latency.limit:
-            self._alert(latency, deployment_id, "latency", seconds)
-        if error > errors.limit:
-            self._alert(errors, deployment_id, "error_rate", error)
-
     def _alert(self, window: _Window, deployment_id: str, metric: str, value: float) -> None:
         """Tell the alert's receivers about a breaching value; a failing receiver is logged."""
         alert = window.alert
@@ -307,14 +285,37 @@ class Measurement:
     def __exit__(
         self,
         kind: type[BaseException] | None,
-        error: BaseException | None,
+        exception: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
         seconds = perf_counter() - self._started
         if kind is None:
-            self._monitor._call_ended(self._deployment_id, seconds, 0.0)
+            error = 0.0
         elif issubclass(kind, Exception):
-            self._monitor._call_ended(self._deployment_id, seconds, 1.0)
+            error = 1.0
+        else:  # cancelled or interrupted: the body did not finish its work
+            return
+        monitor = self._monitor
+        deployment_id = self._deployment_id
+        try:
+            windows = monitor._deployments[deployment_id].windows
+            latency = windows["latency"]
+            errors = windows["error_rate"]
+        except KeyError:
+            latency, errors = monitor._windows(deployment_id, "latency", "error_rate")
+        lock = latency.lock  # errors' too: both are the deployment's
+        lock.acquire()
+        try:
+            latency.values.append(seconds)
+            latency.count += 1
+            errors.values.append(error)
+            errors.count += 1
+        finally:
+            lock.release()
+        if seconds > latency.limit:
+            monitor._alert(latency, deployment_id, "latency", seconds)
+        if error > errors.limit:
+            monitor._alert(errors, deployment_id, "error_rate", error)
 
     def __call__(self, function: F) -> F:
         """Measure every call of ``function`` (a plain or ``async`` function).
