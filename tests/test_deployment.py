@@ -29,7 +29,7 @@ from illunare import (
     signals,
 )
 
-from .conftest import Package
+from .conftest import Package, in_child
 from .service import BROKEN_CODE, Service, module_code
 
 DEPLOYMENT_SIGNALS = (
@@ -547,6 +547,31 @@ class TestOneAtATime:
         assert len(results) == 1
         assert twin.history() == ()
         assert service.deployment.run([service.migration("after")]).status == "succeeded"
+
+    def test_a_forked_child_can_deploy_what_a_parent_thread_was_deploying(
+        self, service: Service
+    ) -> None:
+        """A child forked during a deployment runs its own: the parent's thread is not in it."""
+        inside, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            inside.set()
+            release.wait(30)
+
+        runner = threading.Thread(target=lambda: service.deployment.run([Migration("hold", hold)]))
+        runner.start()
+        try:
+            assert inside.wait(30)
+
+            def child() -> bool:
+                result = service.deployment.run([service.migration("in the child")])
+                return result.status == "succeeded" and service.tables == {"in the child"}
+
+            assert in_child(child) == 0
+        finally:
+            release.set()
+            runner.join()
+        assert service.tables == set()
 
     def test_concurrent_runs_of_one_service_never_overlap(self, service: Service) -> None:
         """8 threads deploying one service: each run is alone from start to end, or refused."""

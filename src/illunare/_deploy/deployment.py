@@ -285,7 +285,9 @@ class Deployment:
             return None
         monitor = self._watched()
         deployment_id = self.health.deployment_id or self.service
-        thresholds = self.health.thresholds or monitor.thresholds
+        thresholds = self.health.thresholds
+        if thresholds is None:
+            thresholds = monitor.thresholds
         return watch(monitor, deployment_id, thresholds, self.health.bake)
 
     def _send(self, signal: NamedSignal, **kwargs: Any) -> None:
