@@ -115,10 +115,8 @@ class Deployment:
         _optional("flags", flags, FeatureFlags)
         _optional("monitor", monitor, PerformanceMonitor)
         _optional("health", health, HealthGate)
-        self.service = service
-        self.config = config
-        self.flags = flags
-        self.health = health
+        self._service = service
+        self._health = health
         self._reloader = reloader
         self._parts = Parts(self._reloader_in_use, config, flags)
         self._monitor = monitor
@@ -135,9 +133,29 @@ class Deployment:
         return f"<Deployment {self.service!r} deployments={len(self._history)}>"
 
     @property
+    def service(self) -> str:
+        """The service's name: one deployment of it runs at a time in the process."""
+        return self._service
+
+    @property
     def reloader(self) -> HotReloader:
         """The HotReloader that swaps the modules."""
         return self._reloader_in_use()
+
+    @property
+    def config(self) -> HotConfig | None:
+        """The HotConfig that ``ConfigUpdate`` steps update, if any."""
+        return self._parts.config
+
+    @property
+    def flags(self) -> FeatureFlags | None:
+        """The FeatureFlags that ``FlagUpdate`` steps update, if any."""
+        return self._parts.flags
+
+    @property
+    def health(self) -> HealthGate | None:
+        """The health gate watched after the last step, if any."""
+        return self._health
 
     def plan(self, package: object) -> DeploymentPlan:
         """Check the whole package and compile its code; run nothing.

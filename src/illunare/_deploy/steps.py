@@ -68,21 +68,11 @@ class Action(Protocol):
         """Make the change; return its undo (None: a point of no return)."""
 
 
-def _text(field: str) -> Callable[[object, attrs.Attribute[Any], object], None]:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, str) or not value:
-            raise InvalidArgumentError(
-                f"{type(instance).__name__}.{field} must be a non-empty str, got {value!r}"
-            )
-
-    return check
-
-
-def _mapping(value: object) -> Mapping[Any, Any]:
-    """A read-only copy of a mapping (a frozen step must not change under its owner's hands)."""
-    if not isinstance(value, Mapping):
-        raise InvalidArgumentError(f"expected a mapping, got {type(value).__name__}")
-    return types.MappingProxyType(dict(value))
+def _text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(
+            f"{type(instance).__name__}.{attribute.name} must be a non-empty str, got {value!r}"
+        )
 
 
 def _source(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -90,15 +80,21 @@ def _source(instance: object, attribute: attrs.Attribute[Any], value: object) ->
         raise InvalidArgumentError(f"HotSwap.code must be the new source (str), got {value!r}")
 
 
-def _callable(field: str, *, optional: bool = False) -> Callable[..., None]:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not callable(value) and not (optional and value is None):
-            wanted = "a callable or None" if optional else "a callable"
-            raise InvalidArgumentError(
-                f"{type(instance).__name__}.{field} must be {wanted}, got {value!r}"
-            )
+def _callable(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value) and not (attribute.name == "down" and value is None):
+        wanted = "a callable or None" if attribute.name == "down" else "a callable"
+        raise InvalidArgumentError(
+            f"{type(instance).__name__}.{attribute.name} must be {wanted}, got {value!r}"
+        )
 
-    return check
+
+def _read_only(value: object) -> Mapping[Any, Any]:
+    """A read-only copy of a mapping (a frozen step must not change under its owner's hands)."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            f"ConfigUpdate.values and FlagUpdate.config are mappings, got {type(value).__name__}"
+        )
+    return types.MappingProxyType(dict(value))
 
 
 def module_problems(parts: Parts, module: str, path: str) -> list[Problem]:
@@ -127,7 +123,7 @@ class HotSwap:
     (nothing, if the code was identical and no version was made).
     """
 
-    module: str = attrs.field(validator=_text("module"))
+    module: str = attrs.field(validator=_text)
     code: str = attrs.field(validator=_source, repr=False)
 
     @property
@@ -150,7 +146,7 @@ class HotSwap:
 class ConfigUpdate:
     """Merge ``values`` into the Deployment's HotConfig; undone by rolling the config back."""
 
-    values: Mapping[Any, Any] = attrs.field(converter=_mapping)
+    values: Mapping[Any, Any] = attrs.field(converter=_read_only)
 
     @property
     def target(self) -> str:
@@ -191,8 +187,8 @@ class FlagUpdate:
     step created it.
     """
 
-    name: str = attrs.field(validator=_text("name"))
-    config: Mapping[str, Any] = attrs.field(converter=_mapping)
+    name: str = attrs.field(validator=_text)
+    config: Mapping[str, Any] = attrs.field(converter=_read_only)
 
     @property
     def target(self) -> str:
@@ -243,11 +239,9 @@ class Migration:
     halts the deployment (status ``"halted"``) instead of undoing past it.
     """
 
-    name: str = attrs.field(validator=_text("name"))
-    up: Callable[[], object] = attrs.field(validator=_callable("up"))
-    down: Callable[[], object] | None = attrs.field(
-        default=None, validator=_callable("down", optional=True)
-    )
+    name: str = attrs.field(validator=_text)
+    up: Callable[[], object] = attrs.field(validator=_callable)
+    down: Callable[[], object] | None = attrs.field(default=None, validator=_callable)
 
     @property
     def target(self) -> str:
