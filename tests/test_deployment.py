@@ -426,6 +426,21 @@ class TestFaultInjection:
         if spoiled is not None:
             assert result.steps[spoiled].error is not None
 
+    def test_an_undo_whose_version_was_evicted_is_named(self, package: Package) -> None:
+        """A module swapped twice with keep=2: the version before the first left the history."""
+        service = Service(package, HotReloader(keep=2))
+        steps = [
+            HotSwap(service.alpha, module_code("alpha-2")),
+            HotSwap(service.alpha, module_code("alpha-3")),
+            service.migration("x", fails=True),
+        ]
+        error = failed(service.deployment, steps)
+        assert error.result is not None
+        assert error.result.status == "rollback_failed"
+        assert statuses(error) == ["undo_failed", "undone", "failed"]
+        assert "evicted" in (error.result.steps[0].error or "")
+        assert service.tag(service.alpha) == "alpha-2"
+
     def test_a_point_of_no_return_halts(self, service: Service) -> None:
         """A failure after an irreversible migration undoes only the steps after it: halted."""
         steps = six_steps(service, 5)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,13 +134,24 @@ def simulate(
 
 
 class DeploymentMachine(RuleBasedStateMachine):
-    """Random deployments, some failing at random points, against the model."""
+    """Random deployments, some failing at random points, against the model.
 
-    service: Service
+    Each run has a service of its own (new modules in a new package under
+    ``root``), so that no run depends on what another left behind.
+    """
+
+    root: Path
+    reloader: HotReloader
 
     def __init__(self) -> None:
         super().__init__()
+        self.package = Package(self.root)
+        self.service = Service(self.package, self.reloader)
         self.model = Model(self.service)
+
+    def teardown(self) -> None:
+        for name in [name for name in sys.modules if name.split(".")[0] == self.package.name]:
+            del sys.modules[name]
 
     def _step(self, spec: tuple[Any, ...]) -> Any:
         service = self.service
@@ -239,12 +252,12 @@ class TestAgainstTheModel:
         self, package: Package, reloader: HotReloader
     ) -> None:
         """Random packages with failures at random points leave the service as the model says."""
-        service = Service(package, reloader)
 
         class Machine(DeploymentMachine):
             pass
 
-        Machine.service = service
+        Machine.root = package.path.parent
+        Machine.reloader = reloader
         run_state_machine_as_test(
             Machine,
             settings=settings(max_examples=60, stateful_step_count=6, deadline=None),

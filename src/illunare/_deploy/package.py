@@ -114,40 +114,43 @@ def _modules(modules: object, parts: Parts, problems: list[Problem]) -> list[Ent
     entries: list[Entry] = []
     seen: dict[str, str] = {}
     for index, module in enumerate(modules):
-        path = f"modules[{index}]"
-        if not isinstance(module, Mapping):
-            problems.append((path, f"must be a mapping with name and code, not {module!r}"))
-            continue
-        problems += [
-            (f"{path}.{key}", "unknown key (a module has name and code)")
-            for key in module
-            if key not in ("name", "code")
-        ]
-        name, code = module.get("name"), module.get("code")
-        ok = True
-        if not isinstance(name, str) or not name:
-            problems.append((f"{path}.name", f"must be a module name (str), got {name!r}"))
-            ok = False
-        elif name in seen:
-            problems.append((f"{path}.name", f"{name} is already in {seen[name]}"))
-            ok = False
-        else:
-            seen[name] = path
-        if not isinstance(code, str):
-            problems.append(
-                (f"{path}.code", f"must be the module's new source (str), got {code!r}")
-            )
-            ok = False
-        if not ok:  # no step to check later: what can be checked is checked now
-            if isinstance(name, str) and name:
-                problems += module_problems(parts, name, f"{path}.name")
-            if isinstance(code, str):
-                problems += code_problems(str(name), code, f"{path}.code")
-        else:
-            assert isinstance(name, str)
-            assert isinstance(code, str)
-            entries.append(Entry(path, HotSwap(name, code), "name"))
+        entry = _module(f"modules[{index}]", module, seen, parts, problems)
+        if entry is not None:
+            entries.append(entry)
     return entries
+
+
+def _module(
+    path: str, module: object, seen: dict[str, str], parts: Parts, problems: list[Problem]
+) -> Entry | None:
+    """The HotSwap of one ``{name, code}`` entry, or None (its problems added to ``problems``)."""
+    if not isinstance(module, Mapping):
+        problems.append((path, f"must be a mapping with name and code, not {module!r}"))
+        return None
+    found: list[Problem] = [
+        (f"{path}.{key}", "unknown key (a module has name and code)")
+        for key in module
+        if key not in ("name", "code")
+    ]
+    given, code = module.get("name"), module.get("code")
+    name = given if isinstance(given, str) and given else None
+    if name is None:
+        found.append((f"{path}.name", f"must be a module name (str), got {given!r}"))
+    elif name in seen:
+        found.append((f"{path}.name", f"{name} is already in {seen[name]}"))
+    else:
+        seen[name] = path
+    if not isinstance(code, str):
+        found.append((f"{path}.code", f"must be the module's new source (str), got {code!r}"))
+    elif name is not None and not found:
+        return Entry(path, HotSwap(name, code), "name")
+    # No step to check later: what can be checked is checked now.
+    if name is not None:
+        found += module_problems(parts, name, f"{path}.name")
+    if isinstance(code, str):
+        found += code_problems(str(given), code, f"{path}.code")
+    problems += found
+    return None
 
 
 def _flags(flags: object, problems: list[Problem]) -> list[Entry]:
