@@ -27,14 +27,18 @@ def record_against_histogram() -> None:
 def measure_overhead() -> None:
     monitor = PerformanceMonitor(thresholds=Thresholds(max_latency=1.0, max_error_rate=0.01))
     names = {"monitor": monitor, "null": contextlib.nullcontext()}
-    baseline = best_per_statement("with null: pass", names)
-    measured = best_per_statement('with monitor.measure("checkout"): pass', names)
+    # Many short runs: the best of them is the one least disturbed by other processes.
+    baseline = best_per_statement("with null: pass", names, number=20_000, repeat=50)
+    measured = best_per_statement(
+        'with monitor.measure("checkout"): pass', names, number=20_000, repeat=50
+    )
     report(
         "with monitor.measure(id): empty body, added to an empty with",
         (measured - baseline) * 1e9,
         "ns",
         "<= 600",
     )
+    report("  (the empty with on contextlib.nullcontext() itself)", baseline * 1e9, "ns", "-")
 
 
 def summary_of_a_window() -> None:

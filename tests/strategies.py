@@ -477,3 +477,14 @@ def bad_packages(draw: st.DrawFn, tracked: list[str], migration: object) -> tupl
         package["modules"] = [{"name": tracked[0], "code": "def broken(:\n"}]
         problems.add("modules[0].code")
     return package, problems
+
+
+# Monitoring: values as record() takes them (finite reals), windows, and limits.
+METRIC_VALUES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**6), 10**6)
+)
+LATENCIES = st.floats(min_value=0.0, max_value=2.0, allow_nan=False)
+WINDOWS = st.integers(min_value=1, max_value=12)
+
+# Hot configuration: updates of a few keys; -1 is the value the tests' validator refuses.
+CONFIG_UPDATES = st.dictionaries(st.sampled_from("abcd"), st.integers(-1, 3), max_size=3)

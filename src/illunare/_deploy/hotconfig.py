@@ -34,8 +34,8 @@ class HotConfig:
     are numbered 1, 2, 3 ... (version 1 is ``initial``); a number is never
     reused, and ``rollback()`` returns to an earlier version instantly.
 
-    Values are kept as given (not copied): treat them as read-only, or use
-    immutable ones (str, numbers, tuples, frozensets).
+    The mappings given are copied, the values in them are not: treat them
+    as read-only, or use immutable ones (str, numbers, tuples, frozensets).
 
     Updates and rollbacks of one HotConfig run one at a time: the validator
     and the ``config_updated`` receivers run in the updating thread, in
@@ -55,7 +55,17 @@ class HotConfig:
 
     """
 
-    __slots__ = ("_current", "_keep", "_lock", "_next", "_validator", "_values", "_versions")
+    # __weakref__: receivers connected for one config (connect_via) leave with it.
+    __slots__ = (
+        "__weakref__",
+        "_current",
+        "_keep",
+        "_lock",
+        "_next",
+        "_validator",
+        "_values",
+        "_versions",
+    )
 
     def __init__(
         self,

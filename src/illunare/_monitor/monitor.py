@@ -75,7 +75,8 @@ class PerformanceMonitor:
 
     """
 
-    __slots__ = ("_deployments", "_judged", "_lock", "_size", "_thresholds")
+    # __weakref__: receivers connected for one monitor (connect_via) leave with it.
+    __slots__ = ("__weakref__", "_deployments", "_judged", "_lock", "_size", "_thresholds")
 
     def __init__(self, *, window: int = 100, thresholds: Thresholds | None = None) -> None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
