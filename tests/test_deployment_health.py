@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -207,3 +208,35 @@ class TestHealthGate:
         assert caught.value.result is not None
         assert caught.value.result.status == "halted"
         assert tables == {"a"}
+
+
+INTERRUPTED_BAKE = """
+import os, signal, threading
+from illunare import Deployment, HealthGate, HotReloader, Migration, PerformanceMonitor, Thresholds
+
+tables = set()
+deployment = Deployment(
+    "pay", reloader=HotReloader(), monitor=PerformanceMonitor(),
+    health=HealthGate(bake=30.0, thresholds=Thresholds(max_error_rate=0.05)),
+)
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    deployment.run([Migration("a", lambda: tables.add("a"), lambda: tables.discard("a"))])
+except KeyboardInterrupt:
+    result = deployment.history()[0]
+    print(result.status, sorted(tables), result.error)
+"""
+
+
+class TestInterruptedBake:
+    def test_an_interrupted_bake_undoes_the_deployment(self) -> None:
+        """Ctrl-C during the bake: every step is undone, then the interrupt goes on."""
+        done = subprocess.run(
+            [sys.executable, "-c", INTERRUPTED_BAKE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "rolled_back [] health gate failed: KeyboardInterrupt: \n"

@@ -186,8 +186,9 @@ class Deployment:
                 says what was undone (``rolled_back``), what could not be
                 (``rollback_failed``), or that a point of no return stopped the
                 undo (``halted``). The step's exception is the ``__cause__``.
-                A ``KeyboardInterrupt`` or ``SystemExit`` a step raised is
-                re-raised as it is, once the completed steps are undone.
+                A ``KeyboardInterrupt`` or ``SystemExit`` raised by a step, or
+                during the bake, is re-raised as it is, once the completed
+                steps are undone (the result is in ``history()``).
             DeploymentInProgressError: a deployment of this service is running.
             InvalidArgumentError: a plan made by another Deployment.
 
@@ -242,9 +243,14 @@ class Deployment:
             done.append((indices, undo))
             self._mark(deployment_id, steps, indices, began)
         else:
-            breach = self._bake()
-            if breach is not None:
-                error = f"health gate breached: {breach}"
+            try:
+                breach = self._bake()
+            except BaseException as raised:  # noqa: BLE001  # an interrupted bake is no pass
+                failure = raised
+                error = f"health gate failed: {_describe(raised)}"
+            else:
+                if breach is not None:
+                    error = f"health gate breached: {breach}"
         status = "succeeded" if error is None else _undo(done, steps)
         result = DeploymentResult(
             deployment_id, self.service, status, tuple(steps), started, time.time(), error
