@@ -9,7 +9,11 @@ a field: the app is rebuilt and the new route appears), tries a bad v3
 back (the v1 app serves again at once), then turns the ``new_payment_flow``
 flag on for premium users in BR/AR/MX. Where a redis-server is installed,
 the flags live in Redis and a second, real process watches the flag change
-arrive. It prints how every request went.
+arrive. Then three ``Deployment``s: v4 (two modules and a config change)
+succeeds and passes its health gate; v5's migration fails and it is rolled
+back; v6 passes every step, but its pricing fails one request in five: the
+health gate sees the error rate during its bake and rolls it back. It
+prints how every request went.
 """
 
 from __future__ import annotations
@@ -32,10 +36,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from illunare import (  # noqa: E402  # after the path is set
+    Deployment,
+    DeploymentError,
+    DeploymentResult,
     FeatureFlags,
+    HealthGate,
     MemoryBackend,
+    Migration,
     RedisBackend,
     SwapError,
+    Thresholds,
     default_reloader,
     signals,
 )
@@ -67,6 +77,9 @@ print("seen" if seen else "never", time.monotonic(), flush=True)
 
 CLIENTS = 4
 PHASE_SECONDS = 1.0
+BAKE_SECONDS = 1.0
+# What a client gets from release v6's pricing bug (an HTTP 500 saying so).
+V6_BUG = "pricing v6 fails one request in five"
 
 
 class Traffic:
@@ -77,6 +90,8 @@ class Traffic:
         self.by_release: collections.Counter[str] = collections.Counter()
         self.by_flow: collections.Counter[tuple[str, str]] = collections.Counter()
         self.failures: list[str] = []
+        #: when each request that met v6's bug started (time.monotonic())
+        self.bad_code: list[float] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
@@ -99,11 +114,16 @@ class Traffic:
         seen: collections.Counter[str] = collections.Counter()
         flows: collections.Counter[tuple[str, str]] = collections.Counter()
         failures = []
+        bad_code = []
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 connection.request("GET", "/price/apple", headers=headers)
                 response = connection.getresponse()
                 body = response.read()
+                if response.status == 500 and json.loads(body).get("error") == V6_BUG:
+                    bad_code.append(started)
+                    continue
                 if response.status != 200:
                     failures.append(f"HTTP {response.status}")
                     continue
@@ -121,6 +141,7 @@ class Traffic:
             self.by_release.update(seen)
             self.by_flow.update(flows)
             self.failures.extend(failures)
+            self.bad_code.extend(bad_code)
 
 
 def flag_backend(stack: ExitStack) -> tuple[RedisBackend | MemoryBackend, str | None]:
@@ -213,6 +234,79 @@ def flag_phase(flags: FeatureFlags, redis_url: str | None, timings: dict[str, fl
     return seen
 
 
+def routes_of(release: str) -> str:
+    """The shop's routes module, answering as ``release``."""
+    source = (HERE / "shop" / "routes.py").read_text()
+    return source.replace('RELEASE = "v1"', f'RELEASE = "{release}"')
+
+
+def add_loyalty_column() -> None:
+    """Release v5's migration, which the database refuses."""
+    raise RuntimeError("column loyalty_points already exists")
+
+
+def outcome(deployment: Deployment, package: object) -> DeploymentResult:
+    """The result of running ``package``, whether it succeeded or raised DeploymentError."""
+    try:
+        return deployment.run(package)
+    except DeploymentError as error:
+        if error.result is None:
+            raise
+        return error.result
+
+
+def deployment_phase(
+    port: int, results: dict[str, str], bake: list[float]
+) -> list[tuple[str, DeploymentResult]]:
+    """Three deployments under load: v4 succeeds, v5 and v6 are rolled back.
+
+    ``bake`` gets the start and end (time.monotonic()) of v6's deployment:
+    the only time a request may meet its bug.
+    """
+    from shop.ops import CONFIG, MONITOR
+
+    deployment = Deployment(
+        "shop",
+        config=CONFIG,
+        monitor=MONITOR,
+        health=HealthGate(bake=BAKE_SECONDS, thresholds=Thresholds(max_error_rate=0.05)),
+    )
+    pricing = (HERE / "releases" / "pricing_{}.py").as_posix()
+    packages = [
+        ("v4: 2 modules + config", {
+            "modules": [
+                {"name": "shop.pricing", "code": Path(pricing.format("v4")).read_text()},
+                {"name": "shop.routes", "code": routes_of("v4")},
+            ],
+            "config": {"markup_percent": 10},
+        }),
+        ("v5: failing migration", {
+            "modules": [{"name": "shop.routes", "code": routes_of("v5")}],
+            "config": {"markup_percent": 50},
+            "migrations": [Migration("add loyalty_points column", add_loyalty_column)],
+        }),
+        ("v6: bad code, gated", {
+            "modules": [
+                {"name": "shop.pricing", "code": Path(pricing.format("v6")).read_text()},
+                {"name": "shop.routes", "code": routes_of("v6")},
+            ],
+        }),
+    ]  # fmt: skip
+    outcomes = []
+    for name, package in packages:
+        started = time.monotonic()
+        result = outcome(deployment, package)
+        bake[:] = [started, time.monotonic()]
+        outcomes.append((name, result))
+        _, quote = probe(port, "/price/apple")
+        results[f"after {name[:2]}"] = f"release {quote['release']}, apple {quote['cents']} cents"
+        print(
+            f"deployment {name}: {result.status}" + (f" ({result.error})" if result.error else "")
+        )
+        time.sleep(PHASE_SECONDS)
+    return outcomes
+
+
 def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
     """uvicorn serving ``app`` on a free loopback port, in a thread."""
     server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="warning", access_log=False))
@@ -244,10 +338,14 @@ def main() -> int:
         results: dict[str, str] = {}
         release_phase(hot, port, timings, results)
         seen = flag_phase(flags, redis_url, timings)
+        bake: list[float] = []
+        deployed = {}
+        deployments = deployment_phase(port, deployed, bake)
         traffic.stop()
         server.should_exit = True
         thread.join(10)
-    return report(traffic, timings, results, refused, seen=seen)
+    failed = report(traffic, timings, results, refused, seen=seen)
+    return failed or report_deployments(traffic, deployments, deployed, bake)
 
 
 def report(
@@ -278,12 +376,49 @@ def report(
     problems = []
     if traffic.failures:
         problems.append(f"failed requests: {traffic.failures[:5]}")
-    if set(traffic.by_release) != {"v1", "v2"} or len(refused) != 1 or results != planned:
+    served = set(traffic.by_release)
+    if not {"v1", "v2", "v4"} <= served <= {"v1", "v2", "v4", "v5", "v6"}:
+        problems.append(f"unexpected releases served: {sorted(served)}")
+    if len(refused) != 1 or results != planned:
         problems.append("the releases did not go as planned")
     if not traffic.by_flow[("premium", "new")] or traffic.by_flow[("free", "new")]:
         problems.append("the flag did not reach exactly the premium customers")
     if not seen:
         problems.append("the second process never saw the flag")
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def report_deployments(
+    traffic: Traffic,
+    deployments: list[tuple[str, DeploymentResult]],
+    results: dict[str, str],
+    bake: list[float],
+) -> int:
+    """Print each deployment's result and the requests v6's bug met; 0 when all went to plan."""
+    for name, result in deployments:
+        steps = ", ".join(f"{step.kind} {step.target} {step.status}" for step in result.steps)
+        print(f"  deployment {name:<24} {result.status}: {steps}")
+        if result.error:
+            print(f"    {result.error}")
+    for phase, result in results.items():
+        print(f"  {phase:<20} {result}")
+    start, end = bake
+    during = [started for started in traffic.bad_code if start <= started <= end]
+    print(f"  requests failed because of a deployment  {len(traffic.failures)}")
+    print(f"  requests that met v6's bug during its bake  {len(during)}")
+    print(f"  requests that met v6's bug after it        {len(traffic.bad_code) - len(during)}")
+    statuses = [result.status for _, result in deployments]
+    problems = []
+    if statuses != ["succeeded", "rolled_back", "rolled_back"]:
+        problems.append(f"the deployments ended {statuses}")
+    if not deployments[2][1].error or "health gate" not in deployments[2][1].error:
+        problems.append("v6 was not rolled back by its health gate")
+    if set(results.values()) != {"release v4, apple 132 cents"}:
+        problems.append("v4 is not what serves after each deployment")
+    if traffic.failures or len(during) != len(traffic.bad_code):
+        problems.append("a request failed because of a deployment")
     for problem in problems:
         print(f"FAILED: {problem}")
     return 1 if problems else 0

@@ -372,6 +372,113 @@ APP_NAMES = st.builds(
     st.booleans(),
 )
 
+
+# Deployment packages --------------------------------------------------------------
+
+#: (value, the problem's path under the module entry's path, or None when valid)
+_MODULE_NAMES = [("no_such_module_anywhere", ".name"), (3, ".name"), ("", ".name")]
+_MODULE_CODES = [
+    ("def broken(:\n", ".code"),
+    ("x = (\n", ".code"),
+    (b"X = 1", ".code"),
+    (None, ".code"),
+]
+_FLAG_CONFIGS = [
+    ({"enabled": True}, None),
+    ({"enabled": "yes"}, ".enabled"),
+    ({"conditions": [{"type": "percentage", "value": 300}]}, ".conditions[0].value"),
+    ({"conditons": []}, ".conditons"),
+    ("on", ""),
+]
+
+
+@st.composite
+def _module_entry(draw: st.DrawFn, index: int, tracked: list[str]) -> tuple[object, set[str]]:
+    path = f"modules[{index}]"
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from([3, "app.users", None])), {path}
+    problems: set[str] = set()
+    entry: dict[str, object] = {}
+    if draw(st.booleans()):
+        name, where = draw(st.sampled_from(_MODULE_NAMES))
+        problems.add(path + where)
+    else:
+        name = draw(st.sampled_from(tracked))
+    entry["name"] = name
+    if draw(st.booleans()):
+        code, where = draw(st.sampled_from(_MODULE_CODES))
+        problems.add(path + where)
+    else:
+        code = f"X = {draw(st.integers(0, 9))}\n"
+    entry["code"] = code
+    if draw(st.integers(0, 4)) == 0:
+        entry["version"] = 2
+        problems.add(f"{path}.version")
+    return entry, problems
+
+
+@st.composite
+def bad_packages(draw: st.DrawFn, tracked: list[str], migration: object) -> tuple[object, set[str]]:
+    """A package in the mapping form with at least one problem, and the paths of all of them.
+
+    ``tracked`` are module names the reloader tracks, ``migration`` a valid
+    Migration. A module named twice is a problem of the second entry.
+    """
+    package: dict[str, object] = {}
+    problems: set[str] = set()
+    if draw(st.booleans()):
+        if draw(st.integers(0, 5)) == 0:
+            package["modules"] = draw(st.sampled_from(["app.users", 7, {"name": "x"}]))
+            problems.add("modules")
+        else:
+            entries = []
+            seen: set[str] = set()
+            for index in range(draw(st.integers(0, 3))):
+                entry, found = draw(_module_entry(index, tracked))
+                name = entry.get("name") if isinstance(entry, dict) else None
+                if isinstance(name, str) and name:
+                    if name in seen:
+                        found.add(f"modules[{index}].name")
+                    seen.add(name)
+                entries.append(entry)
+                problems |= found
+            package["modules"] = entries
+    if draw(st.booleans()):
+        valid = draw(st.booleans())
+        package["config"] = {"pool": 7} if valid else draw(st.sampled_from([["pool"], 7, "x"]))
+        if not valid:
+            problems.add("config")
+    if draw(st.booleans()):
+        if draw(st.integers(0, 5)) == 0:
+            package["flags"] = ["new_flow"]
+            problems.add("flags")
+        else:
+            flags = {}
+            for name in draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True)):
+                config, where = draw(st.sampled_from(_FLAG_CONFIGS))
+                flags[name] = config
+                if where is not None:
+                    problems.add(f"flags.{name}{where}")
+            package["flags"] = flags
+    if draw(st.booleans()):
+        if draw(st.integers(0, 5)) == 0:
+            package["migrations"] = "create orders"
+            problems.add("migrations")
+        else:
+            items = draw(st.lists(st.sampled_from([migration, "create", {"up": None}]), max_size=3))
+            package["migrations"] = items
+            problems |= {
+                f"migrations[{n}]" for n, item in enumerate(items) if item is not migration
+            }
+    for key in draw(st.lists(st.sampled_from(["extra", "module", "flag"]), unique=True)):
+        package[key] = {}
+        problems.add(key)
+    if not problems:
+        package["modules"] = [{"name": tracked[0], "code": "def broken(:\n"}]
+        problems.add("modules[0].code")
+    return package, problems
+
+
 # Monitoring: values as record() takes them (finite reals), windows, and limits.
 METRIC_VALUES = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**6), 10**6)

@@ -49,8 +49,10 @@ class TestPublicApi:
         """signals.__all__ holds blinker signals whose docstrings name the sender and kwargs."""
         expected = {
             "module_tracked", "module_swapped", "swap_failed", "module_rolled_back",
-            "flag_updated", "backend_error", "config_updated", "performance_alert",
-            "rollback_alert",
+            "flag_updated", "backend_error", "deployment_started", "step_succeeded",
+            "step_failed", "deployment_succeeded", "deployment_rolled_back", "deployment_failed",
+            "performance_alert", "rollback_alert",
+            "config_updated",
         }  # fmt: skip
         assert set(signals.__all__) == expected
         for name in signals.__all__:

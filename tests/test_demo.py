@@ -1,4 +1,4 @@
-"""make demo: the FastAPI shop, released, refused, rolled back and flagged under load."""
+"""make demo: the FastAPI shop, released, refused, rolled back, flagged and deployed under load."""
 
 from __future__ import annotations
 
@@ -7,20 +7,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 
 
+@pytest.fixture(scope="module")
+def report() -> str:
+    """What the demo printed; it ran once, to its end, and exited 0."""
+    done = subprocess.run(
+        [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 class TestDemo:
-    def test_demo_serves_every_request_through_release_refusal_and_rollback(self) -> None:
+    def test_demo_serves_every_request_through_release_refusal_and_rollback(
+        self, report: str
+    ) -> None:
         """The demo exits 0; both releases served, the new route and field came and went."""
-        done = subprocess.run(
-            [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=120, check=False
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        report = done.stdout
         assert re.search(r"requests failed\s+0\n", report)
         served = {m[0]: int(m[1]) for m in re.findall(r"served by (v\d)\s+(\d+)", report)}
-        assert set(served) == {"v1", "v2"}
+        assert {"v1", "v2", "v4"} <= set(served) <= {"v1", "v2", "v4", "v5", "v6"}
         assert all(count > 0 for count in served.values())
         assert "v3 refused" in report
         assert re.search(r"after v2\s+release v2, currency EUR, /stock 200\n", report)
@@ -31,3 +40,23 @@ class TestDemo:
         }
         assert flows[("premium", "new")] > 0
         assert ("free", "new") not in flows
+
+    def test_demo_deployments_succeed_or_undo_themselves_without_failing_a_request(
+        self, report: str
+    ) -> None:
+        """v4 succeeds; v5 (migration) and v6 (health gate) roll back; v6's bug met in its bake."""
+        assert re.search(r"deployment v4: 2 modules \+ config\s+succeeded: .*ConfigUpdate", report)
+        assert re.search(
+            r"deployment v5: failing migration\s+rolled_back: HotSwap shop.routes undone, "
+            r"ConfigUpdate markup_percent undone, Migration add loyalty_points column failed\n",
+            report,
+        )
+        assert re.search(r"deployment v6: bad code, gated\s+rolled_back: .*undone\n", report)
+        assert "health gate breached: error_rate" in report
+        for after in ("v4", "v5", "v6"):
+            assert re.search(rf"after {after}\s+release v4, apple 132 cents\n", report)
+        assert re.search(r"requests failed because of a deployment\s+0\n", report)
+        assert re.search(r"requests that met v6's bug after it\s+0\n", report)
+        during = re.search(r"requests that met v6's bug during its bake\s+(\d+)\n", report)
+        assert during is not None
+        assert int(during[1]) > 0

@@ -202,15 +202,17 @@ class TestInitSubclass:
 
 
 class TestUnwithdrawable:
+    # The holder's module name, short or long: the message names the holder's class either way.
+    @pytest.mark.parametrize("holder_name", ["holder", "holder_of_the_hooks_of_every_plugin"])
     def test_a_registration_in_a_tuple_attribute_refuses_the_swap(
-        self, package: Package, reloader: HotReloader
+        self, package: Package, reloader: HotReloader, holder_name: str
     ) -> None:
         """An object that existed before and now holds the new code cannot be undone: refused."""
         holder = package.module(
-            "holder", "class Hooks:\n    pass\n\nHOOKS = Hooks()\nHOOKS.chain = ()\n"
+            holder_name, "class Hooks:\n    pass\n\nHOOKS = Hooks()\nHOOKS.chain = ()\n"
         )
         source = (
-            f"from {package.name} import holder\n\n"
+            f"from {package.name} import {holder_name} as holder\n\n"
             "def hook():\n    return {n}\n\n"
             "holder.HOOKS.chain = (*holder.HOOKS.chain, hook)\n"
         )

@@ -3,7 +3,12 @@
 import logging as _logging
 from importlib.metadata import version as _version
 
+from illunare._deploy.deployment import Deployment
+from illunare._deploy.gate import HealthGate
 from illunare._deploy.hotconfig import HotConfig
+from illunare._deploy.plan import DeploymentPlan
+from illunare._deploy.results import DeploymentResult, StepResult
+from illunare._deploy.steps import ConfigUpdate, FlagUpdate, HotSwap, Migration
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
@@ -20,6 +25,8 @@ from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
     ConfigError,
+    DeploymentError,
+    DeploymentInProgressError,
     FlagConfigError,
     FlagError,
     FlagNotFoundError,
@@ -28,6 +35,7 @@ from illunare.exceptions import (
     InvalidArgumentError,
     LoadError,
     MissingExtraError,
+    PackageError,
     RollbackError,
     StaleReferenceWarning,
     SwapError,
@@ -47,6 +55,12 @@ __all__ = [
     "CodeVersion",
     "CompileError",
     "ConfigError",
+    "ConfigUpdate",
+    "Deployment",
+    "DeploymentError",
+    "DeploymentInProgressError",
+    "DeploymentPlan",
+    "DeploymentResult",
     "Evaluation",
     "FeatureFlags",
     "FileBackend",
@@ -55,21 +69,27 @@ __all__ = [
     "FlagConfigError",
     "FlagError",
     "FlagNotFoundError",
+    "FlagUpdate",
     "FunctionRemovedError",
     "Health",
+    "HealthGate",
     "HotConfig",
     "HotReloader",
+    "HotSwap",
     "IllunareError",
     "InvalidArgumentError",
     "LoadError",
     "MemoryBackend",
     "MetricSummary",
+    "Migration",
     "MissingExtraError",
+    "PackageError",
     "PerformanceMonitor",
     "Reason",
     "RedisBackend",
     "RollbackError",
     "StaleReferenceWarning",
+    "StepResult",
     "SwapError",
     "Thresholds",
     "UnknownModuleError",

@@ -19,6 +19,9 @@ the precise illunare error or the builtin they already handle::
     │   ├── FlagNotFoundError(LookupError)            no flag of that name
     │   └── BackendUnavailableError(ConnectionError)  the flag store cannot be reached
     ├── ConfigError(ValueError)                       a HotConfig refused an update or a rollback
+    ├── PackageError(ValueError)                      a deployment package is invalid; nothing ran
+    ├── DeploymentError(RuntimeError)                 a deployment failed (``result`` says how)
+    │   └── DeploymentInProgressError                 the service is already being deployed
     └── StaleReferenceWarning(UserWarning)            a swap left a reference to the old code
 
 Errors carry their context as attributes (``module``, ``filename``,
@@ -28,10 +31,17 @@ Errors carry their context as attributes (``module``, ``filename``,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from illunare._deploy.results import DeploymentResult
+
 __all__ = [
     "BackendUnavailableError",
     "CompileError",
     "ConfigError",
+    "DeploymentError",
+    "DeploymentInProgressError",
     "FlagConfigError",
     "FlagError",
     "FlagNotFoundError",
@@ -40,6 +50,7 @@ __all__ = [
     "InvalidArgumentError",
     "LoadError",
     "MissingExtraError",
+    "PackageError",
     "RollbackError",
     "StaleReferenceWarning",
     "SwapError",
@@ -155,6 +166,38 @@ class ConfigError(IllunareError, ValueError):
     Nothing changed: the version served before is still served. When the
     validator refused, its exception is the ``__cause__``.
     """
+
+
+class PackageError(IllunareError, ValueError):
+    """A deployment package is invalid; nothing ran, no history entry, no signal.
+
+    ``problems`` lists every problem as ``(path, message)``, e.g.
+    ``("modules[1].code", "invalid syntax (line 3)")``.
+    """
+
+    def __init__(self, problems: tuple[tuple[str, str], ...]) -> None:
+        listed = "; ".join(f"{path}: {message}" for path, message in problems)
+        super().__init__(f"invalid deployment package: {listed}")
+        self.problems = problems
+
+
+class DeploymentError(IllunareError, RuntimeError):
+    """A deployment failed; ``result`` (a ``DeploymentResult``) says what ran and what was undone.
+
+    The step's exception, where there is one, is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, result: DeploymentResult | None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class DeploymentInProgressError(DeploymentError):
+    """Another deployment of the same service is running in this process; ``result`` is None."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"a deployment of {service!r} is already running", None)
+        self.service = service
 
 
 class StaleReferenceWarning(IllunareError, UserWarning):  # noqa: N818  # a warning, named so

@@ -27,12 +27,18 @@ from blinker import NamedSignal, Namespace
 __all__ = [
     "backend_error",
     "config_updated",
+    "deployment_failed",
+    "deployment_rolled_back",
+    "deployment_started",
+    "deployment_succeeded",
     "flag_updated",
     "module_rolled_back",
     "module_swapped",
     "module_tracked",
     "performance_alert",
     "rollback_alert",
+    "step_failed",
+    "step_succeeded",
     "swap_failed",
 ]
 
@@ -131,6 +137,68 @@ config_updated = _signals.signal(
     still run, and the change stands.
     """,
 )
+
+
+# Deployments --------------------------------------------------------------------
+# Sent from the thread that called ``Deployment.run()``; a receiver that raises
+# is logged, and the deployment (its undos included) goes on.
+
+deployment_started = _signals.signal(
+    "deployment_started",
+    doc="""A deployment's package passed its checks and its first step is about to run.
+
+    sender: the Deployment. kwargs: ``id`` (str, the DeploymentResult's id to
+    come), ``service`` (str), ``plan`` (the DeploymentPlan).
+    """,
+)
+
+step_succeeded = _signals.signal(
+    "step_succeeded",
+    doc="""A step of a deployment was applied.
+
+    sender: the Deployment. kwargs: ``id`` (str), ``service`` (str), ``step``
+    (its StepResult). The modules of a package's release are switched together
+    and each sends it.
+    """,
+)
+
+step_failed = _signals.signal(
+    "step_failed",
+    doc="""A step of a deployment failed; the completed steps are about to be undone.
+
+    sender: the Deployment. kwargs: ``id`` (str), ``service`` (str), ``step``
+    (its StepResult), ``error`` (the exception the step raised).
+    """,
+)
+
+deployment_succeeded = _signals.signal(
+    "deployment_succeeded",
+    doc="""Every step of a deployment was applied (and its health gate passed).
+
+    sender: the Deployment. kwargs: ``result`` (the DeploymentResult).
+    """,
+)
+
+deployment_rolled_back = _signals.signal(
+    "deployment_rolled_back",
+    doc="""A deployment failed (a step, or its health gate) and every completed step was undone.
+
+    sender: the Deployment. kwargs: ``result`` (the DeploymentResult, status
+    ``"rolled_back"``).
+    """,
+)
+
+deployment_failed = _signals.signal(
+    "deployment_failed",
+    doc="""A deployment failed and could not be undone completely: the service needs attention.
+
+    sender: the Deployment. kwargs: ``result`` (the DeploymentResult, status
+    ``"rollback_failed"``: the steps whose status is ``"undo_failed"`` stay
+    applied; or ``"halted"``: a point of no return and the steps before it
+    stay applied).
+    """,
+)
+
 
 # Performance monitoring (PerformanceMonitor) -------------------------------------
 

@@ -109,7 +109,14 @@ _repr.maxstring = _repr.maxother = 60
 
 
 def describe(obj: object) -> str:
-    """A short description of ``obj`` for messages: its repr, bounded."""
+    """A short description of ``obj`` for messages: its repr, bounded.
+
+    An object with the default repr keeps it whole: it is bounded by its
+    class's qualified name, which is what identifies the holder (cut, a
+    long module name would leave ``<pkg.mod...oks object at 0x...>``).
+    """
+    if type(obj).__repr__ is object.__repr__:
+        return object.__repr__(obj)
     try:
         return _repr.repr(obj)
     except Exception:  # noqa: BLE001  # a broken __repr__ must not hide the report

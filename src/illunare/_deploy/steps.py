@@ -1,0 +1,303 @@
+"""The steps of a deployment: what each changes, how it is checked, and how it is undone.
+
+A step is checked at ``Deployment.plan()`` (``problems``: every problem with
+its path, running nothing) and applied at ``run()`` (``apply``: it changes
+the service and returns its undo, or ``None`` when it cannot be undone: a
+point of no return). An undo puts back what the step replaced; it refuses
+(raises) rather than overwrite a change someone else made since the step.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from illunare import signals
+from illunare._reload.source import compile_source
+from illunare.exceptions import (
+    ConfigError,
+    FlagConfigError,
+    FlagError,
+    InvalidArgumentError,
+    RollbackError,
+    SwapError,
+)
+
+if TYPE_CHECKING:
+    from illunare._deploy.hotconfig import HotConfig
+    from illunare._flags.flags import FeatureFlags
+    from illunare._reload.reloader import HotReloader
+    from illunare._reload.versions import CodeVersion
+
+__all__ = [
+    "ConfigUpdate",
+    "FlagUpdate",
+    "HotSwap",
+    "Migration",
+    "Parts",
+    "Release",
+    "Step",
+    "Undo",
+    "code_problems",
+    "module_problems",
+]
+
+#: Puts back what a step changed; raises if it cannot.
+Undo = Callable[[], object]
+#: (path, message)
+Problem = tuple[str, str]
+
+
+@attrs.frozen
+class Parts:
+    """What a Deployment was given for its steps to act on (None: not given)."""
+
+    reloader: Callable[[], HotReloader]
+    config: HotConfig | None
+    flags: FeatureFlags | None
+
+
+class Action(Protocol):
+    """Something ``run()`` applies: one step, or a release of several modules."""
+
+    def apply(self, parts: Parts, reason: str) -> Undo | None:
+        """Make the change; return its undo (None: a point of no return)."""
+
+
+def _text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(
+            f"{type(instance).__name__}.{attribute.name} must be a non-empty str, got {value!r}"
+        )
+
+
+def _source(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"HotSwap.code must be the new source (str), got {value!r}")
+
+
+def _callable(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value) and not (attribute.name == "down" and value is None):
+        wanted = "a callable or None" if attribute.name == "down" else "a callable"
+        raise InvalidArgumentError(
+            f"{type(instance).__name__}.{attribute.name} must be {wanted}, got {value!r}"
+        )
+
+
+def _read_only(value: object) -> Mapping[Any, Any]:
+    """A read-only copy of a mapping (a frozen step must not change under its owner's hands)."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            f"ConfigUpdate.values and FlagUpdate.config are mappings, got {type(value).__name__}"
+        )
+    return types.MappingProxyType(dict(value))
+
+
+def module_problems(parts: Parts, module: str, path: str) -> list[Problem]:
+    """The reloader must track ``module``: its refusal, if any, at ``path``."""
+    try:
+        parts.reloader().current(module)
+    except SwapError as error:
+        return [(path, str(error))]
+    return []
+
+
+def code_problems(module: str, code: str, path: str) -> list[Problem]:
+    """Compile a module's new code: its syntax error, if any, at ``path``."""
+    try:
+        compile_source(code, f"<deployment of {module}>", module)
+    except SwapError as error:
+        return [(path, str(error))]
+    return []
+
+
+@attrs.frozen
+class HotSwap:
+    """Swap tracked module ``module`` to ``code``; undone by rolling it back.
+
+    The undo returns the module to the version current before the step
+    (nothing, if the code was identical and no version was made).
+    """
+
+    module: str = attrs.field(validator=_text)
+    code: str = attrs.field(validator=_source, repr=False)
+
+    @property
+    def target(self) -> str:
+        """The module swapped."""
+        return self.module
+
+    def problems(self, parts: Parts, path: str, module_key: str = "module") -> list[Problem]:
+        """The module must be tracked and the code must compile.
+
+        ``module_key`` names the module's field in the package (``"name"``
+        in the mapping form).
+        """
+        return module_problems(parts, self.module, f"{path}.{module_key}") + code_problems(
+            self.module, self.code, f"{path}.code"
+        )
+
+
+@attrs.frozen
+class ConfigUpdate:
+    """Merge ``values`` into the Deployment's HotConfig; undone by rolling the config back."""
+
+    values: Mapping[Any, Any] = attrs.field(converter=_read_only)
+
+    @property
+    def target(self) -> str:
+        """The keys updated, comma separated."""
+        return ", ".join(sorted(map(str, self.values)))
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """The Deployment needs a config to update."""
+        if parts.config is None:
+            return [(path, "a config update needs a Deployment given config= (a HotConfig)")]
+        return []
+
+    def apply(self, parts: Parts, reason: str) -> Undo:
+        """Update the config; the undo rolls it back to the version before."""
+        config = parts.config
+        assert config is not None  # checked by plan()
+        before = config.version
+        after = config.update(self.values)
+
+        def undo() -> None:
+            if after == before:
+                return
+            if config.version != after:
+                raise ConfigError(
+                    f"the config changed since the step (now version {config.version}, "
+                    f"the step made {after}); left as it is"
+                )
+            config.rollback(to=before)
+
+        return undo
+
+
+@attrs.frozen
+class FlagUpdate:
+    """Set flag ``name`` to ``config`` in the Deployment's FeatureFlags (through its backend).
+
+    The undo restores the flag's previous config, or deletes the flag if the
+    step created it.
+    """
+
+    name: str = attrs.field(validator=_text)
+    config: Mapping[str, Any] = attrs.field(converter=_read_only)
+
+    @property
+    def target(self) -> str:
+        """The flag updated."""
+        return self.name
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """The Deployment needs flags; the config must be a valid flag config."""
+        if parts.flags is None:
+            return [(path, "a flag update needs a Deployment given flags= (a FeatureFlags)")]
+        try:
+            parts.flags._prepare(self.name, self.config)
+        except FlagConfigError as error:
+            return [
+                (f"{path}.{inner}" if inner else path, message) for inner, message in error.problems
+            ]
+        return []
+
+    def apply(self, parts: Parts, reason: str) -> Undo:
+        """Update the flag; the undo restores (or deletes) it."""
+        flags = parts.flags
+        assert flags is not None  # checked by plan()
+        previous = flags.flags().get(self.name)
+        served = flags.update(self.name, self.config).config
+        replaced = None if previous is None else previous.config
+
+        def undo() -> None:
+            if served == replaced:
+                return  # the same config: the step changed nothing
+            now = flags.flags().get(self.name)
+            # Compared by config, not version: undoing a later update of the
+            # same flag serves this step's config again, as a new version.
+            if now is None or now.config != served:
+                raise FlagError(f"flag {self.name!r} changed since the step; left as it is")
+            if replaced is None:
+                flags.delete(self.name)
+            else:
+                flags.update(self.name, replaced)
+
+        return undo
+
+
+@attrs.frozen
+class Migration:
+    """Run ``up()``; the undo runs ``down()``.
+
+    Without ``down`` the migration is a point of no return: a later failure
+    halts the deployment (status ``"halted"``) instead of undoing past it.
+    """
+
+    name: str = attrs.field(validator=_text)
+    up: Callable[[], object] = attrs.field(validator=_callable)
+    down: Callable[[], object] | None = attrs.field(default=None, validator=_callable)
+
+    @property
+    def target(self) -> str:
+        """The migration's name."""
+        return self.name
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """Nothing to check beyond construction."""
+        return []
+
+    def apply(self, parts: Parts, reason: str) -> Undo | None:
+        """Run ``up``; the undo is ``down`` (None without one)."""
+        self.up()
+        return self.down
+
+
+Step = HotSwap | ConfigUpdate | FlagUpdate | Migration
+
+
+@attrs.frozen
+class Release:
+    """Modules swapped as one release (``swap_many``: one flip), each its own step."""
+
+    swaps: tuple[HotSwap, ...]
+
+    def apply(self, parts: Parts, reason: str) -> Undo:
+        """Swap every module in one flip; the undo rolls back, in one flip, those that changed.
+
+        Those that changed include the modules the release executed anew
+        with them (a hot web app's, ``illunare.web``): they are told by
+        ``module_swapped``, which the release sends in this thread.
+        """
+        reloader = parts.reloader()
+        made: dict[str, int] = {}
+        thread = threading.get_ident()
+
+        def collect(sender: object, *, version: CodeVersion, **extra: object) -> None:
+            if threading.get_ident() == thread:
+                made[version.module] = version.number
+
+        with signals.module_swapped.connected_to(collect, sender=reloader):
+            reloader.swap_many({swap.module: swap.code for swap in self.swaps}, reason=reason)
+
+        def undo() -> None:
+            if not made:
+                return
+            moved = [
+                f"{name} (now v{reloader.current(name).number}, the deployment made v{number})"
+                for name, number in made.items()
+                if reloader.current(name).number != number
+            ]
+            if moved:
+                raise RollbackError(
+                    f"swapped again since the deployment, left as they are: {', '.join(moved)}",
+                    module=next(iter(made)),
+                )
+            reloader.rollback_many(list(made))
+
+        return undo
