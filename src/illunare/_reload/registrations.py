@@ -39,7 +39,7 @@ import reprlib
 import sys
 import threading
 import types
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -268,10 +268,20 @@ class Snapshot:
         """Whether ``obj`` was made after the snapshot (an untracked object counts as made)."""
         new = self._new
         if new is None:
-            before = set(map(id, self._before or ()))
-            new = self._new = {id(o) for o in gc.get_objects(generation=0)} - before
-            self._before = None
+            new = self._made_ids(gc.get_objects(generation=0))
         return id(obj) in new or not gc.is_tracked(obj)
+
+    def made(self) -> list[object]:
+        """The objects made after the snapshot that the garbage collector tracks."""
+        young = gc.get_objects(generation=0)
+        new = self._new if self._new is not None else self._made_ids(young)
+        return [obj for obj in young if id(obj) in new]
+
+    def _made_ids(self, young: list[object]) -> set[int]:
+        before = set(map(id, self._before or ()))
+        self._new = {id(o) for o in young} - before
+        self._before = None
+        return self._new
 
 
 def _collections() -> int:
@@ -444,10 +454,13 @@ def _record(
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
     if not frontier:
         return (), ()
+    referrers_of, bookkeeping = _referrers(
+        snapshot, [namespace, *internals(seeds), seeds, frontier]
+    )
     modules = [vars(m) for m in list(sys.modules.values()) if is_module(m)]
     module_dicts = {id(d) for d in modules}
     owned: dict[int, object] = {id(seed): seed for seed in seeds}
-    skip = {id(namespace), id(owned), id(seeds), id(modules)}
+    skip = {id(namespace), id(owned), id(seeds), id(modules), *bookkeeping}
     skip.update(map(id, internals(seeds)))
     created: Callable[[object], bool]
     if snapshot is not None and snapshot.intact:
@@ -468,7 +481,7 @@ def _record(
         # Every list, tuple and dict made here refers to what it is about: each
         # is skipped by id, so that the scan never finds its own bookkeeping.
         args = (*frontier, *(d for d, _ in pending))
-        referrers = gc.get_referrers(*args)
+        referrers = referrers_of(args)
         skip.update((id(args), id(referrers), id(frontier), id(seeds)))
         owners = dict_owners((d for d, _ in pending), referrers)
         climbed: list[object] = []
@@ -499,6 +512,79 @@ def _record(
                 scan.reach(referrer, referrer, held, climbed)
         frontier = climbed
     return tuple(scan.registrations.values()), tuple(scan.problems.values())
+
+
+def _referrers(
+    snapshot: Snapshot | None, known: list[object]
+) -> tuple[Callable[[tuple[object, ...]], list[Any]], tuple[int, ...]]:
+    """How the climb finds what refers to the objects of a level, and the ids of its bookkeeping.
+
+    From the objects the version made (``_Region``) when the snapshot tells
+    them exactly; otherwise by a walk of the heap at each level.
+    """
+    if snapshot is not None and snapshot.intact:
+        region = _Region(snapshot.made(), known)
+        return region.referrers, region.bookkeeping()
+    return _heap_referrers, ()
+
+
+def _heap_referrers(objects: tuple[object, ...]) -> list[Any]:
+    return gc.get_referrers(*objects)
+
+
+class _Region:
+    """The objects a version's code made, and what refers to them, read once for the whole climb.
+
+    ``gc.get_referrers`` walks the whole heap at each call, holding the GIL
+    all along: once per level of the climb, that is most of a swap's time,
+    and a pause of the threads serving requests. Instead, the references
+    among the objects the code made are read from the objects themselves
+    (``gc.get_referents``), and each object's reference count tells whether
+    anything else refers to it (``unexplained``): only for those does a
+    level of the climb walk the heap. ``made``: the objects the code made
+    (exact: the snapshot is intact), held by that list alone; ``known``:
+    other objects whose references the climb skips (the namespace, the
+    version's internals) and the caller's lists of the version's objects.
+    """
+
+    __slots__ = ("_ids", "_made", "_objects", "_outside", "_reverse")
+
+    def __init__(self, made: list[object], known: list[object]) -> None:
+        self._ids = ids = {id(obj) for obj in made}
+        others = list({id(obj): obj for obj in known if id(obj) not in ids}.values())
+        self._outside = set(map(id, unexplained(made, others, among=True)))
+        del others
+        # Kept until the scan ends, so that no id of the record is taken by a new object.
+        self._made = made
+        #: id of a made object -> the ids of the made objects that refer to it
+        self._reverse: dict[int, list[int]] = {}
+        #: the made objects that refer to another, by id
+        self._objects: dict[int, object] = {}
+        for obj in made:
+            for referent in gc.get_referents(obj):
+                if id(referent) in ids:
+                    self._reverse.setdefault(id(referent), []).append(id(obj))
+                    self._objects[id(obj)] = obj
+
+    def bookkeeping(self) -> tuple[int, ...]:
+        """The ids of the containers of this record, which refer to the objects it is about."""
+        return (id(self), id(self._made), id(self._objects))
+
+    def referrers(self, objects: tuple[object, ...]) -> list[Any]:
+        """What refers to ``objects``, as ``gc.get_referrers(*objects)`` would tell."""
+        elsewhere = tuple(
+            obj for obj in objects if id(obj) not in self._ids or id(obj) in self._outside
+        )
+        found: dict[int, object] = {}
+        if elsewhere:
+            found.update(
+                (id(referrer), referrer)
+                for referrer in gc.get_referrers(*elsewhere)
+                if referrer is not elsewhere
+            )
+        for obj in objects:
+            found.update((key, self._objects[key]) for key in self._reverse.get(id(obj), ()))
+        return list(found.values())
 
 
 class _Record:
@@ -596,8 +682,16 @@ def internals(seeds: list[object]) -> Iterator[object]:
             yield seed.__dict__  # functools.wraps puts __wrapped__ there
 
 
-def unexplained(objects: list[object], known: list[object]) -> list[object]:
-    """Those of ``objects`` that something besides ``known`` refers to.
+def unexplained(
+    objects: list[object],
+    known: list[object],
+    *,
+    among: bool = False,
+    held: Mapping[int, int] | None = None,
+) -> list[object]:
+    """Those of ``objects`` that something besides ``known`` (and, if ``among``, them) refers to.
+
+    ``held``: id -> references to that object counted elsewhere, known too.
 
     An object's reference count, less the references that ``known`` holds
     (counted from their referents) and this call's own, tells whether
@@ -605,9 +699,13 @@ def unexplained(objects: list[object], known: list[object]) -> list[object]:
     ``gc.get_referrers`` makes at a cost that grows with the number of
     objects it is asked about: a module whose functions nobody else holds
     needs none. ``objects`` must hold each object once, and the caller no
-    other reference to them than that list.
+    other reference to them than that list (``known`` none of them).
     """
     counts = collections.Counter(map(id, gc.get_referents(*known)))
+    if among:
+        counts.update(map(id, gc.get_referents(*objects)))
+    if held:
+        counts.update(held)
     # Referenced by this local, the list below, the loop and the call: as
     # each object is by ``objects``, the list below, the loop and the call.
     probe = object()
