@@ -279,3 +279,57 @@ class TestFirstVersion:
         package.write("plugin", plugin(package, 5))
         importlib.reload(module)
         assert handlers(registry) == [5]
+
+
+class Box:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class TestMadeObjects:
+    def test_the_made_objects_tell_what_refers_to_them_as_the_heap_does(self) -> None:
+        """What refers to objects made after a snapshot is read from them, as a heap walk finds."""
+        import gc
+
+        from illunare._reload.registrations import Snapshot, _Region
+
+        before: list[object] = []
+        table: dict[str, object] = {}  # empty: untracked, so it looks made
+        snapshot = Snapshot()
+        try:
+
+            def handler() -> None:
+                pass
+
+            inner = [handler]
+            outer = (inner, handler)
+            box = Box(outer)
+            before.append(box)
+            table["handler"] = handler
+            region = _Region(snapshot.made(), [])
+            for obj in (handler, inner, outer, box):
+                args = (obj,)
+                heap = {id(r) for r in gc.get_referrers(*args)} - {id(args)}
+                read = {id(r) for r in region.referrers(args)} - {id(args)}
+                assert read - set(region.bookkeeping()) == heap - set(region.bookkeeping())
+        finally:
+            snapshot.release()
+
+    def test_a_made_object_registered_in_another_modules_list_is_withdrawn(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A box holding the handler, appended to a list of the registry: one box, the current."""
+        source = (
+            f"from {package.name} import registry\n\n"
+            "class Box:\n    def __init__(self, value):\n        self.value = value\n\n"
+            "def handler():\n    return {n}\n\nregistry.HANDLERS.append(Box(handler))\n"
+        )
+        module = package.module("boxes", source.replace("{n}", "1"))
+        reloader.track(module)
+        for n in (2, 3):
+            reloader.swap(module.__name__, source.replace("{n}", str(n)))
+            [box] = registry.HANDLERS
+            assert box.value() == n
+        reloader.rollback(module.__name__)
+        [box] = registry.HANDLERS
+        assert box.value() == 2

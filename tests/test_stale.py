@@ -194,3 +194,50 @@ class TestNotReported:
         assert stale_warnings(caught) == []
         assert sent["stale"] == ()
         assert module.app.routes[0].handler() == 2
+
+
+HOT_APP = """
+def handler():
+    return {n}
+
+
+class App:
+    def __init__(self):
+        self.handler = handler
+
+    async def __call__(self, scope, receive, send):
+        pass
+
+
+app = App()
+"""
+
+
+class TestKeptAndLive:
+    def test_what_only_a_kept_app_holds_is_not_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The previous app, kept for a rollback, holds the old handler: nothing is reported."""
+        from illunare.web import HotASGI
+
+        main = package.module("main", HOT_APP.format(n=1))
+        hot = HotASGI(f"{main.__name__}:app", reloader=reloader)
+        caught, sent = swapped_with_warnings(reloader, main.__name__, HOT_APP.format(n=2))
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+        assert hot.app.handler() == 2
+
+    def test_a_live_list_holding_what_a_kept_app_holds_too_is_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The old handler in a list of another module is reported, though a kept app holds it."""
+        from illunare.web import HotASGI
+
+        outside = package.module("outside", "HELD = []\n")
+        main = package.module("main", HOT_APP.format(n=1))
+        hot = HotASGI(f"{main.__name__}:app", reloader=reloader)
+        outside.HELD.append(hot.app.handler)
+        caught, sent = swapped_with_warnings(reloader, main.__name__, HOT_APP.format(n=2))
+        [message] = stale_warnings(caught)
+        assert "handler" in message
+        assert len(sent["stale"]) == 1

@@ -31,22 +31,28 @@ class _Courtesy:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count = 0
-        self._restore = 0.0
+        #: the interval to restore, if this lowered it
+        self._restore: float | None = None
 
     def enter(self) -> None:
         with self._lock:
             if not self._count:
-                self._restore = sys.getswitchinterval()
-                if self._restore > INTERVAL:
+                before = sys.getswitchinterval()
+                self._restore = before if before > INTERVAL else None
+                if self._restore is not None:
                     sys.setswitchinterval(INTERVAL)
             self._count += 1
 
     def leave(self) -> None:
         with self._lock:
             self._count -= 1
-            # Left alone if someone set another interval meanwhile.
-            if not self._count and abs(sys.getswitchinterval() - min(INTERVAL, self._restore)) < 1e-6:
+            if self._count or self._restore is None:
+                return
+            # Left alone if someone set another interval meanwhile (it
+            # round-trips through microseconds).
+            if abs(sys.getswitchinterval() - INTERVAL) < 1e-6:
                 sys.setswitchinterval(self._restore)
+            self._restore = None
 
     def rearm(self) -> None:
         """In a forked child: no release of the parent prepares there."""
