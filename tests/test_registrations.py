@@ -333,3 +333,43 @@ class TestMadeObjects:
         reloader.rollback(module.__name__)
         [box] = registry.HANDLERS
         assert box.value() == 2
+
+
+class TestMemos:
+    MEMO = (
+        "import functools\n\nclass Identity:\n    def __init__(self, call):\n"
+        "        self.call = call\n\n@functools.lru_cache(maxsize=16)\n"
+        "def analysed(identity):\n    return identity.call()\n\nHELD = []\n"
+    )
+
+    def test_a_memos_entries_are_no_registrations(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Code calling a memo with its handler swaps; the memo keeps every entry."""
+        memo = package.module("memo", self.MEMO)
+        source = (
+            f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+            "RESULT = memo.analysed(memo.Identity(handler))\n"
+        )
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        for n in (2, 3):
+            reloader.swap(module.__name__, source.format(n=n))
+            assert n == module.RESULT
+        assert memo.analysed.cache_info().currsize == 3
+
+    def test_a_made_object_a_memo_and_a_list_hold_is_a_registration(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The key object also appended to another module's list: withdrawn by the next swap."""
+        memo = package.module("memo", self.MEMO)
+        source = (
+            f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+            "KEY = memo.Identity(handler)\nmemo.analysed(KEY)\nmemo.HELD.append(KEY)\n"
+        )
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        for n in (2, 3):
+            reloader.swap(module.__name__, source.format(n=n))
+            [key] = memo.HELD
+            assert key.call() == n

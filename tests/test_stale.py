@@ -241,3 +241,62 @@ class TestKeptAndLive:
         [message] = stale_warnings(caught)
         assert "handler" in message
         assert len(sent["stale"]) == 1
+
+
+MEMOIZED = """
+import functools
+
+
+class Identity:
+    def __init__(self, call):
+        self.call = call
+
+
+@functools.lru_cache(maxsize=16)
+def analysed(identity):
+    return identity.call.__name__
+"""
+
+
+class TestMemos:
+    def test_what_only_a_memo_holds_is_not_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """An old handler held through a memo's key (FastAPI's analysis cache) is not reported."""
+        memo = package.module("memo", MEMOIZED)
+        source = f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+        source += "memo.analysed(memo.Identity(handler))\n"
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        caught, sent = swapped_with_warnings(reloader, module.__name__, source.format(n=2))
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+        assert memo.analysed.cache_info().currsize == 2
+
+    def test_what_a_memo_and_a_live_list_hold_is_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The same key object also in another module's list: the old handler is reported."""
+        memo = package.module("memo", MEMOIZED + "\nHELD = []\n")
+        source = f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+        source += "memo.analysed(memo.Identity(handler))\n"
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        [key] = [args[0] for args in _memo_keys(memo.analysed)]
+        memo.HELD.append(key)
+        caught, sent = swapped_with_warnings(reloader, module.__name__, source.format(n=2))
+        [message] = stale_warnings(caught)
+        assert "handler" in message
+        assert len(sent["stale"]) == 1
+
+
+def _memo_keys(memo: Any) -> list[tuple[Any, ...]]:
+    """The argument tuples a memo keeps (its cache dict's keys)."""
+    import gc
+
+    return [
+        key
+        for storage in gc.get_referents(memo)
+        if type(storage) is dict and "__wrapped__" not in storage
+        for key in storage
+    ]

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import gc
 import os
 import reprlib
 import sys
 import threading
 import types
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -47,6 +46,13 @@ import attrs
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
+from illunare._reload.references import (
+    MEMO,
+    excess,
+    learn_memos,
+    memo_references,
+    unexplained,
+)
 from illunare.exceptions import ValidationError
 
 __all__ = [
@@ -63,7 +69,6 @@ __all__ = [
     "own_objects",
     "record",
     "recording",
-    "unexplained",
 ]
 
 _CONTAINERS = (list, dict, set, collections.deque)
@@ -102,7 +107,7 @@ _ABSENT = object()
 NOT_HOLDERS: tuple[type, ...] = (
     types.FrameType,
     HotFunction,
-    type(functools.lru_cache(maxsize=1)(len)),
+    MEMO,
 )
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
@@ -547,13 +552,18 @@ class _Region:
     version's internals) and the caller's lists of the version's objects.
     """
 
-    __slots__ = ("_ids", "_made", "_objects", "_outside", "_reverse")
+    __slots__ = ("_ids", "_known", "_made", "_memos", "_objects", "_outside", "_reverse")
 
     def __init__(self, made: list[object], known: list[object]) -> None:
         self._ids = ids = {id(obj) for obj in made}
         others = list({id(obj): obj for obj in known if id(obj) not in ids}.values())
-        self._outside = set(map(id, unexplained(made, others, among=True)))
+        learn_memos(made)
+        #: id -> how many references something else holds to that made object
+        self._outside = excess(made, others, among=True)
+        self._known = set(map(id, others))
         del others
+        #: what memos hold, counted when first needed (``memo_references``)
+        self._memos: collections.Counter[int] | None = None
         # Kept until the scan ends, so that no id of the record is taken by a new object.
         self._made = made
         #: id of a made object -> the ids of the made objects that refer to it
@@ -572,9 +582,7 @@ class _Region:
 
     def referrers(self, objects: tuple[object, ...]) -> list[Any]:
         """What refers to ``objects``, as ``gc.get_referrers(*objects)`` would tell."""
-        elsewhere = tuple(
-            obj for obj in objects if id(obj) not in self._ids or id(obj) in self._outside
-        )
+        elsewhere = tuple(obj for obj in objects if self._elsewhere(obj))
         found: dict[int, object] = {}
         if elsewhere:
             found.update(
@@ -585,6 +593,21 @@ class _Region:
         for obj in objects:
             found.update((key, self._objects[key]) for key in self._reverse.get(id(obj), ()))
         return list(found.values())
+
+    def _elsewhere(self, obj: object) -> bool:
+        """Whether what refers to ``obj`` must be looked for in the heap.
+
+        So it must for an object that was not made, or that something else
+        refers to, unless only memos do (no holders: the climb would stop there).
+        """
+        if id(obj) not in self._ids:
+            return True
+        others = self._outside.get(id(obj))
+        if others is None:
+            return False
+        if self._memos is None:
+            self._memos = memo_references(self._ids | self._known)
+        return self._memos[id(obj)] != others
 
 
 class _Record:
@@ -680,45 +703,6 @@ def internals(seeds: list[object]) -> Iterator[object]:
             yield seed.__defaults__
             yield seed.__kwdefaults__
             yield seed.__dict__  # functools.wraps puts __wrapped__ there
-
-
-def unexplained(
-    objects: list[object],
-    known: list[object],
-    *,
-    among: bool = False,
-    held: Mapping[int, int] | None = None,
-) -> list[object]:
-    """Those of ``objects`` that something besides ``known`` (and, if ``among``, them) refers to.
-
-    ``held``: id -> references to that object counted elsewhere, known too.
-
-    An object's reference count, less the references that ``known`` holds
-    (counted from their referents) and this call's own, tells whether
-    anything else refers to it. Only those need a scan of the heap, which
-    ``gc.get_referrers`` makes at a cost that grows with the number of
-    objects it is asked about: a module whose functions nobody else holds
-    needs none. ``objects`` must hold each object once, and the caller no
-    other reference to them than that list (``known`` none of them).
-    """
-    counts = collections.Counter(map(id, gc.get_referents(*known)))
-    if among:
-        counts.update(map(id, gc.get_referents(*objects)))
-    if held:
-        counts.update(held)
-    # Referenced by this local, the list below, the loop and the call: as
-    # each object is by ``objects``, the list below, the loop and the call.
-    probe = object()
-    candidates = [probe, *objects]
-    found: list[object] = []
-    base = 0
-    for obj in candidates:
-        count = sys.getrefcount(obj) - counts[id(obj)]
-        if obj is probe:
-            base = count
-        elif count > base:
-            found.append(obj)
-    return found
 
 
 def _made_by_version(holder: object, referrer: object, created: Callable[[object], bool]) -> bool:

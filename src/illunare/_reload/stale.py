@@ -30,6 +30,7 @@ from typing import Any
 from illunare._reload.courtesy import courteous
 from illunare._reload.inflight import VersionContents
 from illunare._reload.namespace import is_module
+from illunare._reload.references import memo_references, unexplained
 from illunare._reload.registrations import (
     DESCRIPTORS,
     NOT_HOLDERS,
@@ -39,7 +40,6 @@ from illunare._reload.registrations import (
     dict_owners,
     internals,
     is_snapshot,
-    unexplained,
 )
 from illunare._reload.versions import ModuleVersion, TrackedModule
 from illunare.exceptions import StaleReferenceWarning
@@ -106,26 +106,28 @@ def _graph(
     An app kept for a rollback holds the routes, dependencies and contexts
     that the framework built around the older code: all of it is the app's.
     Also returns how many references to each of ``olds`` those objects hold
-    (counted only if the whole graph was followed).
+    (counted only if the whole graph was followed). Followed a level at a
+    time, each level's referents read in one call.
     """
     seen: set[int] = set()
     held: collections.Counter[int] = collections.Counter()
-    # Above the roots not yet taken, each entry of ``pending`` is a reference
-    # that an object followed holds.
-    roots = len(objects)
-    pending = list(objects)
-    while pending and len(seen) < _GRAPH_LIMIT:
-        obj = pending.pop()
-        if len(pending) < roots:
-            roots = len(pending)
-        elif id(obj) in olds:
-            held[id(obj)] += 1
-        if id(obj) in seen or id(obj) in live:
-            continue
-        seen.add(id(obj))
-        if not isinstance(obj, _BOUNDARIES) and not (type(obj) is dict and "__name__" in obj):
-            pending.extend(gc.get_referents(obj))
-    return seen, held if not pending else collections.Counter()
+    level = {id(obj): obj for obj in objects}
+    while level and len(seen) < _GRAPH_LIMIT:
+        fresh = level.keys() - seen - live
+        seen |= fresh
+        follow = [
+            obj
+            for obj in map(level.__getitem__, fresh)
+            if not isinstance(obj, _BOUNDARIES) and not (type(obj) is dict and "__name__" in obj)
+        ]
+        referents = gc.get_referents(*follow)
+        del follow
+        held.update(map(id, referents))
+        level = {id(obj): obj for obj in referents}
+        del referents
+    if level:
+        return seen, collections.Counter()
+    return seen, collections.Counter({key: held[key] for key in olds if key in held})
 
 
 def stale_references(
@@ -159,6 +161,9 @@ def _stale_references(
     # Those that only the version's records and what is kept on purpose refer
     # to need no walk of the heap: nothing else can hold them.
     kept, held = _kept_objects(modules, extra, {id(obj) for obj in old}, known)
+    if unexplained(old, known, held=held):
+        # Nor those that what only memos hold refers to besides.
+        held.update(memo_references(kept.union(map(id, known))))
     frontier = unexplained(old, known, held=held)
     del known
     if not frontier:
