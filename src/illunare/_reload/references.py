@@ -66,8 +66,7 @@ def excess(
     counts = collections.Counter(map(id, gc.get_referents(*known)))
     if among:
         counts.update(map(id, gc.get_referents(*objects)))
-    if held:
-        counts.update(held)
+    others: Mapping[int, int] = held or {}
     # Referenced by this local, the list below, the loop and the call: as
     # each object is by ``objects``, the list below, the loop and the call.
     probe = object()
@@ -75,7 +74,7 @@ def excess(
     found: dict[int, int] = {}
     base = 0
     for obj in candidates:
-        count = sys.getrefcount(obj) - counts[id(obj)]
+        count = sys.getrefcount(obj) - counts[id(obj)] - others.get(id(obj), 0)
         if obj is probe:
             base = count
         elif count > base:
