@@ -7,7 +7,9 @@ schedule (RATE requests per second in all), whatever the answers: a request
 answered late does not delay the schedule, and its latency is counted from
 the moment it was due, not from when it was sent (a stalled server shows in
 full). Runs until a line arrives on stdin, then prints one JSON object:
-requests, failed (non-2xx answers and connection errors) and every latency (s).
+failed (non-2xx answers and connection errors) and, for every request, when
+it was due (``time.monotonic()``, the clock every process shares) and its
+latency (s).
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from urllib.parse import urlsplit
 
 async def connection(
     host: str, port: int, path: str, period: float, offset: float, stop: asyncio.Event
-) -> tuple[list[float], int]:
+) -> tuple[list[tuple[float, float]], int]:
     """Send GET ``path`` every ``period`` seconds until ``stop``; the latencies and failures."""
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []
     failed = 0
     reader, writer = await asyncio.open_connection(host, port)
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    due = time.perf_counter() + offset
+    due = time.monotonic() + offset
     while not stop.is_set():
-        delay = due - time.perf_counter()
+        delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         try:
@@ -45,7 +47,7 @@ async def connection(
         except (OSError, asyncio.IncompleteReadError):
             failed += 1
             reader, writer = await asyncio.open_connection(host, port)
-        latencies.append(time.perf_counter() - due)
+        latencies.append((due, time.monotonic() - due))
         due += period
     writer.close()
     return latencies, failed
@@ -70,11 +72,9 @@ async def main(url: str, rate: float, connections: int) -> dict[str, object]:
             for index in range(connections)
         )
     )
-    latencies = [latency for found, _ in results for latency in found]
     return {
-        "requests": len(latencies),
         "failed": sum(failed for _, failed in results),
-        "latencies": latencies,
+        "latencies": sorted(latency for found, _ in results for latency in found),
     }
 
 

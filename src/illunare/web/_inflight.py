@@ -81,10 +81,11 @@ class Served:
             app: ASGIApp = self.app
             await app(scope, receive, send)
         finally:
-            del requests[key]
             # A connection may keep its last scope: what the framework put
             # there of this app's code must not keep an old version alive.
+            # (Before the request leaves the record: until then it is kept.)
             for name in _APP_KEYS:
                 scope.pop(name, None)
+            del requests[key]
             if self.retired and not requests and self.on_drained is not None:
                 self.on_drained(self)
