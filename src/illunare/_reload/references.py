@@ -105,14 +105,15 @@ def memo_references(exclude: Collection[int]) -> collections.Counter[int]:
     objects whose ids are in ``exclude`` (counted by the caller) are left out.
     """
     global _memos  # noqa: PLW0603  # found once for the process
+    excluded = set(exclude)
     if _memos is None:
         _memos = weakref.WeakSet(obj for obj in gc.get_objects() if type(obj) is MEMO)
-    layer: list[object] = [memo for memo in list(_memos) if id(memo) not in exclude]
+    layer: list[object] = [memo for memo in list(_memos) if id(memo) not in excluded]
     layer += [
         storage
         for memo in list(layer)
         for storage in gc.get_referents(memo)
-        if type(storage) is dict and id(storage) not in exclude
+        if type(storage) is dict and id(storage) not in excluded
     ]
     seen = set(map(id, layer))
     counts: collections.Counter[int] = collections.Counter()
@@ -121,14 +122,14 @@ def memo_references(exclude: Collection[int]) -> collections.Counter[int]:
         counts.update(map(id, referents))
         if depth == _DEPTH:
             break
-        candidates = list(
-            {
-                id(obj): obj
-                for obj in referents
-                if id(obj) not in seen and id(obj) not in exclude and gc.is_tracked(obj)
-            }.values()
-        )
+        unique = dict(zip(map(id, referents), referents, strict=True))
         del referents
+        candidates = [
+            obj
+            for obj in map(unique.__getitem__, unique.keys() - seen - excluded)
+            if gc.is_tracked(obj)
+        ]
+        del unique
         shared = set(map(id, unexplained(candidates, [], held=counts)))
         layer = [obj for obj in candidates if id(obj) not in shared]
         del candidates

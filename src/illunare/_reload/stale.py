@@ -111,7 +111,8 @@ def _graph(
     """
     seen: set[int] = set()
     held: collections.Counter[int] = collections.Counter()
-    level = {id(obj): obj for obj in objects}
+    wanted = set(olds)
+    level = dict(zip(map(id, objects), objects, strict=True))
     while level and len(seen) < _GRAPH_LIMIT:
         fresh = level.keys() - seen - live
         seen |= fresh
@@ -122,12 +123,12 @@ def _graph(
         ]
         referents = gc.get_referents(*follow)
         del follow
-        held.update(map(id, referents))
-        level = {id(obj): obj for obj in referents}
+        held.update(filter(wanted.__contains__, map(id, referents)))
+        level = dict(zip(map(id, referents), referents, strict=True))
         del referents
     if level:
         return seen, collections.Counter()
-    return seen, collections.Counter({key: held[key] for key in olds if key in held})
+    return seen, held
 
 
 def stale_references(
