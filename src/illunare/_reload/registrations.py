@@ -6,9 +6,10 @@ module's dict or set, a subclass recorded by a base class's
 appended to a framework's route list: each belongs to the version that made
 it, and is in effect only while that version is current.
 
-They are found from the referrers (``gc.get_referrers``) of the version's
-own functions and classes, climbing through the objects the version's code
-created (a route, a closure's cell, a new list put in a foreign dict) up to
+They are found from the referrers of the version's own functions and
+classes (read from the objects the code made, ``_Region``, or else from a
+walk of the heap, ``gc.get_referrers``), climbing through the objects the
+version's code created (a route, a closure's cell, a new list put in a foreign dict) up to
 the first object that existed before: that object is the holder. Which
 objects existed before is known from ``gc.get_objects()`` taken just before
 the new code ran (kept alive meanwhile, so that no address is reused). A

@@ -9,7 +9,10 @@ silently left.
 
 The scan looks only at the referrers (``gc.get_referrers``) of the replaced
 version's own functions and classes, an instance dict standing for its
-owner. A referrer is not stale when it belongs to the library (proxies,
+owner; and only at those of them that something besides the version's
+records, what is kept on purpose and what only memos hold refers to (their
+reference counts tell, ``references``), so that a release usually walks no
+heap at all. A referrer is not stale when it belongs to the library (proxies,
 versions, registrations), to a call in flight (a frame), or to a kept
 version that is not current: the replaced version's own closures and
 classes, an old app object living in the old namespace of its module. To
