@@ -7,7 +7,7 @@ load without them, a request through HotASGI against the bare app, and a
 rebuild of the 20-route app against a cold import of it in a fresh process.
 
 The load for the latency figures is a fixed request rate (``_load.py``, in a
-process of its own), as a production service sees: 30% of what the server
+process of its own), as a production service sees: 15% of what the server
 answers at most (measured by wrk just before), on 16 keep-alive
 connections, each request's latency counted from when it was due. A closed
 loop that saturates the one uvicorn process (wrk with as many connections as
@@ -16,7 +16,7 @@ up as latency, however it is spent. The load runs throughout; the 100
 rebuilds and 100 rollbacks come in 10 rounds of 10 each, 20 ms apart as a
 team's releases would, with 3 s without releases before each round. p99
 during rebuilds is that of the requests due while a round ran; the baseline,
-that of the requests due in the quiet seconds (from 0.5 s after a round):
+that of the requests due in the quiet seconds (from 1 s after a round):
 the same load in the same run, interleaved with the releases so that the
 drift of a shared machine weighs on both alike.
 
@@ -55,14 +55,14 @@ ROUTES = 20
 RELEASES = 100
 WRK = shutil.which("wrk")
 # The fixed-rate load: this share of the server's capacity, on this many connections.
-SHARE = 0.3
+SHARE = 0.15
 CONNECTIONS = 16
 # Rounds of releases, seconds without releases before each (the first SETTLE
 # of them not counted in the baseline), and pairs of wrk runs for the
 # request through HotASGI.
 ROUNDS = 10
 QUIET = 3.0
-SETTLE = 0.5
+SETTLE = 1.0
 PAIRS = 15
 
 MAIN = """
