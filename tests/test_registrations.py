@@ -281,3 +281,97 @@ class TestFirstVersion:
         package.write("plugin", plugin(package, 5))
         importlib.reload(module)
         assert handlers(registry) == [5]
+
+
+class Box:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class TestMadeObjects:
+    def test_the_made_objects_tell_what_refers_to_them_as_the_heap_does(self) -> None:
+        """What refers to objects made after a snapshot is read from them, as a heap walk finds."""
+        import gc
+
+        from illunare._reload.registrations import Snapshot, _Region
+
+        before: list[object] = []
+        table: dict[str, object] = {}  # empty: untracked, so it looks made
+        snapshot = Snapshot()
+        try:
+
+            def handler() -> None:
+                pass
+
+            inner = [handler]
+            outer = (inner, handler)
+            box = Box(outer)
+            before.append(box)
+            table["handler"] = handler
+            region = _Region(snapshot.made(), [])
+            for obj in (handler, inner, outer, box):
+                args = (obj,)
+                heap = {id(r) for r in gc.get_referrers(*args)} - {id(args)}
+                read = {id(r) for r in region.referrers(args)} - {id(args)}
+                assert read - set(region.bookkeeping()) == heap - set(region.bookkeeping())
+        finally:
+            snapshot.release()
+
+    def test_a_made_object_registered_in_another_modules_list_is_withdrawn(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A box holding the handler, appended to a list of the registry: one box, the current."""
+        source = (
+            f"from {package.name} import registry\n\n"
+            "class Box:\n    def __init__(self, value):\n        self.value = value\n\n"
+            "def handler():\n    return {n}\n\nregistry.HANDLERS.append(Box(handler))\n"
+        )
+        module = package.module("boxes", source.replace("{n}", "1"))
+        reloader.track(module)
+        for n in (2, 3):
+            reloader.swap(module.__name__, source.replace("{n}", str(n)))
+            [box] = registry.HANDLERS
+            assert box.value() == n
+        reloader.rollback(module.__name__)
+        [box] = registry.HANDLERS
+        assert box.value() == 2
+
+
+class TestMemos:
+    MEMO = (
+        "import functools\n\nclass Identity:\n    def __init__(self, call):\n"
+        "        self.call = call\n\n@functools.lru_cache(maxsize=16)\n"
+        "def analysed(identity):\n    return identity.call()\n\nHELD = []\n"
+    )
+
+    def test_a_memos_entries_are_no_registrations(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Code calling a memo with its handler swaps; the memo keeps every entry."""
+        memo = package.module("memo", self.MEMO)
+        source = (
+            f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+            "RESULT = memo.analysed(memo.Identity(handler))\n"
+        )
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        for n in (2, 3):
+            reloader.swap(module.__name__, source.format(n=n))
+            assert n == module.RESULT
+        assert memo.analysed.cache_info().currsize == 3
+
+    def test_a_made_object_a_memo_and_a_list_hold_is_a_registration(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The key object also appended to another module's list: withdrawn by the next swap."""
+        memo = package.module("memo", self.MEMO)
+        source = (
+            f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+            "KEY = memo.Identity(handler)\nmemo.analysed(KEY)\nmemo.HELD.append(KEY)\n"
+        )
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        for n in (2, 3):
+            reloader.swap(module.__name__, source.format(n=n))
+            [key] = memo.HELD
+            assert key.call() == n

@@ -194,3 +194,109 @@ class TestNotReported:
         assert stale_warnings(caught) == []
         assert sent["stale"] == ()
         assert module.app.routes[0].handler() == 2
+
+
+HOT_APP = """
+def handler():
+    return {n}
+
+
+class App:
+    def __init__(self):
+        self.handler = handler
+
+    async def __call__(self, scope, receive, send):
+        pass
+
+
+app = App()
+"""
+
+
+class TestKeptAndLive:
+    def test_what_only_a_kept_app_holds_is_not_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The previous app, kept for a rollback, holds the old handler: nothing is reported."""
+        from illunare.web import HotASGI
+
+        main = package.module("main", HOT_APP.format(n=1))
+        hot = HotASGI(f"{main.__name__}:app", reloader=reloader)
+        caught, sent = swapped_with_warnings(reloader, main.__name__, HOT_APP.format(n=2))
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+        assert hot.app.handler() == 2
+
+    def test_a_live_list_holding_what_a_kept_app_holds_too_is_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The old handler in a list of another module is reported, though a kept app holds it."""
+        from illunare.web import HotASGI
+
+        outside = package.module("outside", "HELD = []\n")
+        main = package.module("main", HOT_APP.format(n=1))
+        hot = HotASGI(f"{main.__name__}:app", reloader=reloader)
+        outside.HELD.append(hot.app.handler)
+        caught, sent = swapped_with_warnings(reloader, main.__name__, HOT_APP.format(n=2))
+        [message] = stale_warnings(caught)
+        assert "handler" in message
+        assert len(sent["stale"]) == 1
+
+
+MEMOIZED = """
+import functools
+
+
+class Identity:
+    def __init__(self, call):
+        self.call = call
+
+
+@functools.lru_cache(maxsize=16)
+def analysed(identity):
+    return identity.call.__name__
+"""
+
+
+class TestMemos:
+    def test_what_only_a_memo_holds_is_not_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """An old handler held through a memo's key (FastAPI's analysis cache) is not reported."""
+        memo = package.module("memo", MEMOIZED)
+        source = f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+        source += "memo.analysed(memo.Identity(handler))\n"
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        caught, sent = swapped_with_warnings(reloader, module.__name__, source.format(n=2))
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+        assert memo.analysed.cache_info().currsize == 2
+
+    def test_what_a_memo_and_a_live_list_hold_is_stale(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The same key object also in another module's list: the old handler is reported."""
+        memo = package.module("memo", MEMOIZED + "\nHELD = []\n")
+        source = f"from {package.name} import memo\n\ndef handler():\n    return {{n}}\n\n"
+        source += "memo.analysed(memo.Identity(handler))\n"
+        module = package.module("service", source.format(n=1))
+        reloader.track(module)
+        [key] = [args[0] for args in _memo_keys(memo.analysed)]
+        memo.HELD.append(key)
+        caught, sent = swapped_with_warnings(reloader, module.__name__, source.format(n=2))
+        [message] = stale_warnings(caught)
+        assert "handler" in message
+        assert len(sent["stale"]) == 1
+
+
+def _memo_keys(memo: Any) -> list[tuple[Any, ...]]:
+    """The argument tuples a memo keeps (its cache dict's keys)."""
+    import gc
+
+    return [
+        key
+        for storage in gc.get_referents(memo)
+        if type(storage) is dict and "__wrapped__" not in storage
+        for key in storage
+    ]

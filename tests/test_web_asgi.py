@@ -10,6 +10,7 @@ import threading
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -460,6 +461,48 @@ class TestInFlight:
         shop.events.slow_release.set()
         thread.join(30)
         assert eventually(lambda: shop.events_of(old) == ["startup", "slow done", "shutdown"])
+
+    def test_a_release_returns_once_the_loop_has_run_after_the_switch(self, shop: Shop) -> None:
+        """Settling waits for the server's loop: a request that took the old app is recorded."""
+        order: list[str] = []
+        unblock = threading.Event()
+        loop = shop.hot._loop
+        assert loop is not None
+
+        def blocker() -> None:
+            unblock.wait(30)
+            order.append("loop ran")
+
+        def settle() -> None:
+            shop.hot._settle()
+            order.append("settled")
+
+        loop.call_soon_threadsafe(blocker)
+        thread = threading.Thread(target=settle)
+        thread.start()
+        eventually(lambda: bool(order), timeout=1.0)  # only if settling did not wait
+        unblock.set()
+        thread.join(30)
+        assert order == ["loop ran", "settled"]
+
+    def test_a_request_is_recorded_until_its_scope_is_cleared(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The framework's keys leave the scope while the request is still in flight (kept)."""
+        package.module("plain", "async def app(scope, receive, send):\n    scope['app'] = 1\n")
+        hot = HotASGI(f"{package.name}.plain:app", reloader=reloader)
+        served = hot._served()
+        recorded: list[bool] = []
+
+        class Scope(dict[str, Any]):
+            def pop(self, key: str, default: object = None) -> object:
+                recorded.append(id(self) in served.requests)
+                return super().pop(key, default)
+
+        asyncio.run(hot(Scope(type="http"), None, None))  # type: ignore[arg-type]
+        assert recorded
+        assert all(recorded)
+        assert served.requests == {}
 
 
 class TestTwoApps:

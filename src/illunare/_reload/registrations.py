@@ -6,9 +6,10 @@ module's dict or set, a subclass recorded by a base class's
 appended to a framework's route list: each belongs to the version that made
 it, and is in effect only while that version is current.
 
-They are found from the referrers (``gc.get_referrers``) of the version's
-own functions and classes, climbing through the objects the version's code
-created (a route, a closure's cell, a new list put in a foreign dict) up to
+They are found from the referrers of the version's own functions and
+classes (read from the objects the code made, ``_Region``, or else from a
+walk of the heap, ``gc.get_referrers``), climbing through the objects the
+version's code created (a route, a closure's cell, a new list put in a foreign dict) up to
 the first object that existed before: that object is the holder. Which
 objects existed before is known from ``gc.get_objects()`` taken just before
 the new code ran (kept alive meanwhile, so that no address is reused). A
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import gc
 import os
 import reprlib
@@ -47,6 +47,13 @@ import attrs
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
+from illunare._reload.references import (
+    MEMO,
+    excess,
+    learn_memos,
+    memo_references,
+    unexplained,
+)
 from illunare.exceptions import ValidationError
 
 __all__ = [
@@ -63,7 +70,6 @@ __all__ = [
     "own_objects",
     "record",
     "recording",
-    "unexplained",
 ]
 
 _CONTAINERS = (list, dict, set, collections.deque)
@@ -102,7 +108,7 @@ _ABSENT = object()
 NOT_HOLDERS: tuple[type, ...] = (
     types.FrameType,
     HotFunction,
-    type(functools.lru_cache(maxsize=1)(len)),
+    MEMO,
 )
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
@@ -275,10 +281,20 @@ class Snapshot:
         """Whether ``obj`` was made after the snapshot (an untracked object counts as made)."""
         new = self._new
         if new is None:
-            before = set(map(id, self._before or ()))
-            new = self._new = {id(o) for o in gc.get_objects(generation=0)} - before
-            self._before = None
+            new = self._made_ids(gc.get_objects(generation=0))
         return id(obj) in new or not gc.is_tracked(obj)
+
+    def made(self) -> list[object]:
+        """The objects made after the snapshot that the garbage collector tracks."""
+        young = gc.get_objects(generation=0)
+        new = self._new if self._new is not None else self._made_ids(young)
+        return [obj for obj in young if id(obj) in new]
+
+    def _made_ids(self, young: list[object]) -> set[int]:
+        before = set(map(id, self._before or ()))
+        self._new = {id(o) for o in young} - before
+        self._before = None
+        return self._new
 
 
 def _collections() -> int:
@@ -451,10 +467,13 @@ def _record(
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
     if not frontier:
         return (), ()
+    referrers_of, bookkeeping = _referrers(
+        snapshot, [namespace, *internals(seeds), seeds, frontier]
+    )
     modules = [vars(m) for m in list(sys.modules.values()) if is_module(m)]
     module_dicts = {id(d) for d in modules}
     owned: dict[int, object] = {id(seed): seed for seed in seeds}
-    skip = {id(namespace), id(owned), id(seeds), id(modules)}
+    skip = {id(namespace), id(owned), id(seeds), id(modules), *bookkeeping}
     skip.update(map(id, internals(seeds)))
     created: Callable[[object], bool]
     if snapshot is not None and snapshot.intact:
@@ -475,7 +494,7 @@ def _record(
         # Every list, tuple and dict made here refers to what it is about: each
         # is skipped by id, so that the scan never finds its own bookkeeping.
         args = (*frontier, *(d for d, _ in pending))
-        referrers = gc.get_referrers(*args)
+        referrers = referrers_of(args)
         skip.update((id(args), id(referrers), id(frontier), id(seeds)))
         owners = dict_owners((d for d, _ in pending), referrers)
         climbed: list[object] = []
@@ -506,6 +525,97 @@ def _record(
                 scan.reach(referrer, referrer, held, climbed)
         frontier = climbed
     return tuple(scan.registrations.values()), tuple(scan.problems.values())
+
+
+def _referrers(
+    snapshot: Snapshot | None, known: list[object]
+) -> tuple[Callable[[tuple[object, ...]], list[Any]], tuple[int, ...]]:
+    """How the climb finds what refers to the objects of a level, and the ids of its bookkeeping.
+
+    From the objects the version made (``_Region``) when the snapshot tells
+    them exactly; otherwise by a walk of the heap at each level.
+    """
+    if snapshot is not None and snapshot.intact:
+        region = _Region(snapshot.made(), known)
+        return region.referrers, region.bookkeeping()
+    return _heap_referrers, ()
+
+
+def _heap_referrers(objects: tuple[object, ...]) -> list[Any]:
+    return gc.get_referrers(*objects)
+
+
+class _Region:
+    """The objects a version's code made, and what refers to them, read once for the whole climb.
+
+    ``gc.get_referrers`` walks the whole heap at each call, holding the GIL
+    all along: once per level of the climb, that is most of a swap's time,
+    and a pause of the threads serving requests. Instead, the references
+    among the objects the code made are read from the objects themselves
+    (``gc.get_referents``), and each object's reference count tells whether
+    anything else refers to it (``unexplained``): only for those does a
+    level of the climb walk the heap. ``made``: the objects the code made
+    (exact: the snapshot is intact), held by that list alone; ``known``:
+    other objects whose references the climb skips (the namespace, the
+    version's internals) and the caller's lists of the version's objects.
+    """
+
+    __slots__ = ("_ids", "_known", "_made", "_memos", "_objects", "_outside", "_reverse")
+
+    def __init__(self, made: list[object], known: list[object]) -> None:
+        self._ids = ids = {id(obj) for obj in made}
+        others = list({id(obj): obj for obj in known if id(obj) not in ids}.values())
+        learn_memos(made)
+        #: id -> how many references something else holds to that made object
+        self._outside = excess(made, others, among=True)
+        self._known = set(map(id, others))
+        del others
+        #: what memos hold, counted when first needed (``memo_references``)
+        self._memos: collections.Counter[int] | None = None
+        # Kept until the scan ends, so that no id of the record is taken by a new object.
+        self._made = made
+        #: id of a made object -> the ids of the made objects that refer to it
+        self._reverse: dict[int, list[int]] = {}
+        #: the made objects that refer to another, by id
+        self._objects: dict[int, object] = {}
+        for obj in made:
+            for referent in gc.get_referents(obj):
+                if id(referent) in ids:
+                    self._reverse.setdefault(id(referent), []).append(id(obj))
+                    self._objects[id(obj)] = obj
+
+    def bookkeeping(self) -> tuple[int, ...]:
+        """The ids of the containers of this record, which refer to the objects it is about."""
+        return (id(self), id(self._made), id(self._objects))
+
+    def referrers(self, objects: tuple[object, ...]) -> list[Any]:
+        """What refers to ``objects``, as ``gc.get_referrers(*objects)`` would tell."""
+        elsewhere = tuple(obj for obj in objects if self._elsewhere(obj))
+        found: dict[int, object] = {}
+        if elsewhere:
+            found.update(
+                (id(referrer), referrer)
+                for referrer in gc.get_referrers(*elsewhere)
+                if referrer is not elsewhere
+            )
+        for obj in objects:
+            found.update((key, self._objects[key]) for key in self._reverse.get(id(obj), ()))
+        return list(found.values())
+
+    def _elsewhere(self, obj: object) -> bool:
+        """Whether what refers to ``obj`` must be looked for in the heap.
+
+        So it must for an object that was not made, or that something else
+        refers to, unless only memos do (no holders: the climb would stop there).
+        """
+        if id(obj) not in self._ids:
+            return True
+        others = self._outside.get(id(obj))
+        if others is None:
+            return False
+        if self._memos is None:
+            self._memos = memo_references(self._ids | self._known)
+        return self._memos[id(obj)] != others
 
 
 class _Record:
@@ -601,33 +711,6 @@ def internals(seeds: list[object]) -> Iterator[object]:
             yield seed.__defaults__
             yield seed.__kwdefaults__
             yield seed.__dict__  # functools.wraps puts __wrapped__ there
-
-
-def unexplained(objects: list[object], known: list[object]) -> list[object]:
-    """Those of ``objects`` that something besides ``known`` refers to.
-
-    An object's reference count, less the references that ``known`` holds
-    (counted from their referents) and this call's own, tells whether
-    anything else refers to it. Only those need a scan of the heap, which
-    ``gc.get_referrers`` makes at a cost that grows with the number of
-    objects it is asked about: a module whose functions nobody else holds
-    needs none. ``objects`` must hold each object once, and the caller no
-    other reference to them than that list.
-    """
-    counts = collections.Counter(map(id, gc.get_referents(*known)))
-    # Referenced by this local, the list below, the loop and the call: as
-    # each object is by ``objects``, the list below, the loop and the call.
-    probe = object()
-    candidates = [probe, *objects]
-    found: list[object] = []
-    base = 0
-    for obj in candidates:
-        count = sys.getrefcount(obj) - counts[id(obj)]
-        if obj is probe:
-            base = count
-        elif count > base:
-            found.append(obj)
-    return found
 
 
 def _made_by_version(holder: object, referrer: object, created: Callable[[object], bool]) -> bool:

@@ -1,7 +1,8 @@
 """Releases: several modules prepared together and switched in one flip.
 
 A release executes the new source of each of its modules in a fresh
-namespace, as a swap of one module does. While it prepares, an import
+namespace, as a swap of one module does (``courteous``ly: threads serving
+requests meanwhile wait little for the GIL). While it prepares, an import
 statement that the new code runs (``from pkg.b import x``, ``from . import
 b``, ``import pkg.b as b``) finds the *new* version of a module of the same
 release instead of the running one: ``builtins.__import__`` is wrapped while
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 import attrs
 
 from illunare._reload.binding import absorb, flip_many, stable_classes
+from illunare._reload.courtesy import courteous
 from illunare._reload.enums import stable_member
 from illunare._reload.locking import LOCK
 from illunare._reload.prepare import (
@@ -433,7 +435,10 @@ def execute(
         else list(work)
     )
     entries: list[Entry] = []
-    with release_imports(siblings) if several else contextlib.nullcontext():
+    with (
+        courteous(),
+        release_imports(siblings) if several else contextlib.nullcontext(),
+    ):
         for name in order:
             text, reason = work[name]
             with LOCK:

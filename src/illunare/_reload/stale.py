@@ -9,7 +9,10 @@ silently left.
 
 The scan looks only at the referrers (``gc.get_referrers``) of the replaced
 version's own functions and classes, an instance dict standing for its
-owner. A referrer is not stale when it belongs to the library (proxies,
+owner; and only at those of them that something besides the version's
+records, what is kept on purpose and what only memos hold refers to (their
+reference counts tell, ``references``), so that a release usually walks no
+heap at all. A referrer is not stale when it belongs to the library (proxies,
 versions, registrations), to a call in flight (a frame), or to a kept
 version that is not current: the replaced version's own closures and
 classes, an old app object living in the old namespace of its module. To
@@ -24,11 +27,13 @@ import gc
 import sys
 import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
+from illunare._reload.courtesy import courteous
 from illunare._reload.inflight import VersionContents
 from illunare._reload.namespace import is_module
+from illunare._reload.references import memo_references, unexplained
 from illunare._reload.registrations import (
     DESCRIPTORS,
     NOT_HOLDERS,
@@ -38,7 +43,6 @@ from illunare._reload.registrations import (
     dict_owners,
     internals,
     is_snapshot,
-    unexplained,
 )
 from illunare._reload.versions import ModuleVersion, TrackedModule
 from illunare.exceptions import StaleReferenceWarning
@@ -67,22 +71,27 @@ def _library_objects(modules: Iterable[TrackedModule]) -> set[int]:
     return ids
 
 
-def _kept_objects(modules: list[TrackedModule], extra: list[object]) -> set[int]:
+def _kept_objects(
+    modules: list[TrackedModule], extra: list[object], olds: Collection[int], known: list[object]
+) -> tuple[set[int], collections.Counter[int]]:
     """The ids of the namespaces of kept versions that are not current, and of ``extra``.
 
     ``extra`` (what participants keep: an old app, kept for a rollback, and
     the requests in flight on it) counts with everything it holds
-    (``_graph``).
+    (``_graph``), except the ``known`` records of the leaving version. Also
+    returns how many references to each of ``olds`` the objects followed
+    hold (those of ``known`` are counted apart).
     """
     live = {id(value) for module in modules for value in module.current.namespace.values()}
-    kept = _graph(extra, live)
+    live.update(map(id, known))
+    kept, held = _graph(extra, live, olds)
     kept.update(
         id(version.namespace)
         for module in modules
         for version in module.history.versions.values()
         if version is not module.current
     )
-    return kept
+    return kept, held
 
 
 # Not walked into when following what a participant keeps: code and the live
@@ -92,22 +101,37 @@ _BOUNDARIES = (types.FunctionType, types.ModuleType, type, *_IN_FLIGHT)
 _GRAPH_LIMIT = 500_000
 
 
-def _graph(objects: list[object], live: set[int]) -> set[int]:
+def _graph(
+    objects: list[object], live: set[int], olds: Collection[int]
+) -> tuple[set[int], collections.Counter[int]]:
     """The ids of ``objects`` and of what they hold, down to code and the live program.
 
     An app kept for a rollback holds the routes, dependencies and contexts
     that the framework built around the older code: all of it is the app's.
+    Also returns how many references to each of ``olds`` those objects hold
+    (counted only if the whole graph was followed). Followed a level at a
+    time, each level's referents read in one call.
     """
     seen: set[int] = set()
-    pending = list(objects)
-    while pending and len(seen) < _GRAPH_LIMIT:
-        obj = pending.pop()
-        if id(obj) in seen or id(obj) in live:
-            continue
-        seen.add(id(obj))
-        if not isinstance(obj, _BOUNDARIES) and not (type(obj) is dict and "__name__" in obj):
-            pending.extend(gc.get_referents(obj))
-    return seen
+    held: collections.Counter[int] = collections.Counter()
+    wanted = set(olds)
+    level = dict(zip(map(id, objects), objects, strict=True))
+    while level and len(seen) < _GRAPH_LIMIT:
+        fresh = level.keys() - seen - live
+        seen |= fresh
+        follow = [
+            obj
+            for obj in map(level.__getitem__, fresh)
+            if not isinstance(obj, _BOUNDARIES) and not (type(obj) is dict and "__name__" in obj)
+        ]
+        referents = gc.get_referents(*follow)
+        del follow
+        held.update(filter(wanted.__contains__, map(id, referents)))
+        level = dict(zip(map(id, referents), referents, strict=True))
+        del referents
+    if level:
+        return seen, collections.Counter()
+    return seen, held
 
 
 def stale_references(
@@ -124,7 +148,7 @@ def stale_references(
     versions on purpose (``Participant.kept``). Call without LOCK (the scan
     walks the heap).
     """
-    with SCANNING:
+    with SCANNING, courteous():
         return _stale_references(tracked, leaving, list(modules), list(kept))
 
 
@@ -135,10 +159,19 @@ def _stale_references(
     extra: list[object],
 ) -> tuple[str, ...]:
     old = _replaced(tracked, leaving)
-    frontier = unexplained(old, _version_records(leaving, old))
+    known = _version_records(leaving, old)
+    if not unexplained(old, known):
+        return ()
+    # Those that only the version's records and what is kept on purpose refer
+    # to need no walk of the heap: nothing else can hold them.
+    kept, held = _kept_objects(modules, extra, {id(obj) for obj in old}, known)
+    if unexplained(old, known, held=held):
+        # Nor those that what only memos hold refers to besides.
+        held.update(memo_references(kept.union(map(id, known))))
+    frontier = unexplained(old, known, held=held)
+    del known
     if not frontier:
         return ()
-    kept = _kept_objects(modules, extra)
     olds = {id(obj): obj for obj in old}
     scan = _Scan(kept, olds, _library_objects(modules) | {id(olds), id(old), id(frontier)})
     scan.module = tracked.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -142,9 +143,21 @@ class HotASGI(HotApp):
         self._on_loop(self._started_app(served))
 
     def _settle(self) -> None:
+        # Waits for the loop to run it: a request that took the old app just
+        # before the switch has recorded itself in it by then (its lookup and
+        # record happen in one step of the loop), so that the stale-reference
+        # scan that follows counts it among what is kept.
         loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(self._retire_others)
+        if loop is None or not loop.is_running():
+            return
+        if _running_loop() is loop:
+            self._retire_others()
+            return
+        with contextlib.suppress(ValidationError):  # the server stopped: nothing to retire
+            self._on_loop(self._retired())
+
+    async def _retired(self) -> None:
+        self._retire_others()
 
     def _on_loop(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` on the server's loop and wait for it; nothing to do without one."""
@@ -152,11 +165,7 @@ class HotASGI(HotApp):
         if loop is None or not loop.is_running():
             coroutine.close()  # the server runs no lifespan: apps need no start
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if _running_loop() is loop:
             coroutine.close()
             raise ValidationError(
                 f"the new app of {self._spec} must start on the server's event loop, which "
@@ -174,3 +183,10 @@ class HotASGI(HotApp):
                     module=self._spec.module,
                 )
         future.result()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

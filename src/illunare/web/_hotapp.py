@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from illunare._reload.courtesy import courteous
 from illunare._reload.default import default_reloader
 from illunare._reload.prepare import run_checks, validate_checks
 from illunare._reload.reloader import HotReloader
@@ -141,7 +142,8 @@ class HotApp:
         if isinstance(served, Served):
             self._start(served)
             return
-        served = Served(self._spec.build(namespace))
+        with courteous():  # building the app runs the new code, as the release's did
+            served = Served(self._spec.build(namespace))
         self._built.add(served)
         try:
             self._start(served)

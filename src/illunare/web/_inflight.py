@@ -37,15 +37,15 @@ def served_key() -> str:
 class Served:
     """An application built from one version of the app's module.
 
-    ``inflight`` and ``retired`` are read and written on the server's event
-    loop only (a request's lookup and count happen in one step of the loop,
-    so a retirement decided in another step never misses a request).
+    Under ASGI, ``requests`` and ``retired`` are read and written on the
+    server's event loop only (a request's lookup and record happen in one
+    step of the loop, so a retirement decided in another step never misses
+    a request).
     """
 
     app: Any
     #: 1, 2, 3 ... in the order the apps were built; 0 until ready
     number: int = 0
-    inflight: int = 0
     #: the app's running lifespan, None when not started
     lifespan: Lifespan | None = None
     #: neither current nor previous: shut down after the last request
@@ -58,15 +58,21 @@ class Served:
     #: they hold this app's endpoints on purpose (``HotApp.kept``)
     requests: dict[int, object] = attrs.Factory(dict)
 
+    @property
+    def inflight(self) -> int:
+        """How many requests this app serves now."""
+        return len(self.requests)
+
     async def handle(
         self,
         scope: dict[str, Any],
         receive: Callable[[], Awaitable[Message]],
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
-        """Serve one request (or websocket) with this app, counting it while it runs."""
-        self.inflight += 1
-        self.requests[id(scope)] = scope
+        """Serve one request (or websocket) with this app, recorded while it runs."""
+        requests = self.requests
+        key = id(scope)
+        requests[key] = scope
         try:
             lifespan = self.lifespan
             if lifespan is not None and lifespan.state is not None:
@@ -75,11 +81,11 @@ class Served:
             app: ASGIApp = self.app
             await app(scope, receive, send)
         finally:
-            del self.requests[id(scope)]
             # A connection may keep its last scope: what the framework put
             # there of this app's code must not keep an old version alive.
-            for key in _APP_KEYS:
-                scope.pop(key, None)
-            self.inflight -= 1
-            if self.retired and not self.inflight and self.on_drained is not None:
+            # (Before the request leaves the record: until then it is kept.)
+            for name in _APP_KEYS:
+                scope.pop(name, None)
+            del requests[key]
+            if self.retired and not requests and self.on_drained is not None:
                 self.on_drained(self)

@@ -1,0 +1,137 @@
+"""Who refers to an object, told by reference counts rather than by a walk of the heap.
+
+``gc.get_referrers`` walks every object of the process, holding the GIL all
+along (tens of milliseconds in a web service), at a cost that also grows
+with the number of objects asked about. An object's reference count, less
+the references counted from the objects known to hold it, tells whether
+anything else does: only then is the walk needed (``unexplained``).
+
+Memos (``functools.lru_cache``, as FastAPI and ``typing`` use) keep what
+they were called with: a memo is no holder (it changes no behaviour), and
+neither is what only memos hold. ``memo_references`` counts the references
+they hold, so that an object that only memos hold besides the known ones
+needs no walk either (a few levels down: what a memo holds deeper, or an
+object held by a memo made later without the library seeing it, is looked
+for in the heap as before).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import gc
+import sys
+import weakref
+from collections.abc import Collection, Iterable, Mapping
+
+__all__ = ["MEMO", "excess", "learn_memos", "memo_references", "unexplained"]
+
+#: The type of a memo (``functools.lru_cache``, ``functools.cache``).
+MEMO = type(functools.lru_cache(maxsize=1)(len))
+# How many levels below a memo's storage what only memos hold is followed.
+_DEPTH = 2
+
+
+def unexplained(
+    objects: list[object],
+    known: list[object],
+    *,
+    among: bool = False,
+    held: Mapping[int, int] | None = None,
+) -> list[object]:
+    """Those of ``objects`` that something besides ``known`` (and, if ``among``, them) refers to.
+
+    As ``excess`` tells, with the same arguments.
+    """
+    found = excess(objects, known, among=among, held=held)
+    return [obj for obj in objects if id(obj) in found]
+
+
+def excess(
+    objects: list[object],
+    known: list[object],
+    *,
+    among: bool = False,
+    held: Mapping[int, int] | None = None,
+) -> dict[int, int]:
+    """For each of ``objects`` that something else refers to, by id: how many references.
+
+    An object's reference count, less the references that ``known`` holds
+    (counted from their referents; if ``among``, those ``objects`` hold
+    too), the references ``held`` counts (id -> number, counted elsewhere)
+    and this call's own, tells how many references something else holds.
+    ``objects`` must hold each object once, and the caller no other
+    reference to them than that list (``known`` none of them).
+    """
+    counts = collections.Counter(map(id, gc.get_referents(*known)))
+    if among:
+        counts.update(map(id, gc.get_referents(*objects)))
+    others: Mapping[int, int] = held or {}
+    # Referenced by this local, the list below, the loop and the call: as
+    # each object is by ``objects``, the list below, the loop and the call.
+    probe = object()
+    candidates = [probe, *objects]
+    found: dict[int, int] = {}
+    base = 0
+    for obj in candidates:
+        count = sys.getrefcount(obj) - counts[id(obj)] - others.get(id(obj), 0)
+        if obj is probe:
+            base = count
+        elif count > base:
+            found[id(obj)] = count - base
+    return found
+
+
+# The memos of the process: all of them the first time they are needed (one
+# listing of every object), then those that versions' code makes
+# (``learn_memos``). One made otherwise later is not known: an object it
+# holds is then looked for in the heap, as without this.
+_memos: weakref.WeakSet[object] | None = None
+
+
+def learn_memos(objects: Iterable[object]) -> None:
+    """Know the memos among ``objects`` (made by a version's code)."""
+    if _memos is not None:
+        _memos.update(obj for obj in objects if type(obj) is MEMO)
+
+
+def memo_references(exclude: Collection[int]) -> collections.Counter[int]:
+    """The references that memos hold, and what only memos hold, by the id of what they refer to.
+
+    A memo's storage is the memo and its dicts (its cache, and its
+    ``__dict__`` with ``__wrapped__``); below it, an object whose every
+    reference comes from that storage (or from such objects, a few levels
+    down: a cache key's tuple, an argument in it) is only a memo's. The
+    objects whose ids are in ``exclude`` (counted by the caller) are left out.
+    """
+    global _memos  # noqa: PLW0603  # found once for the process
+    excluded = set(exclude)
+    if _memos is None:
+        _memos = weakref.WeakSet(obj for obj in gc.get_objects() if type(obj) is MEMO)
+    layer: list[object] = [memo for memo in list(_memos) if id(memo) not in excluded]
+    layer += [
+        storage
+        for memo in list(layer)
+        for storage in gc.get_referents(memo)
+        if type(storage) is dict and id(storage) not in excluded
+    ]
+    seen = set(map(id, layer))
+    counts: collections.Counter[int] = collections.Counter()
+    for depth in range(_DEPTH + 1):
+        referents = gc.get_referents(*layer)
+        counts.update(map(id, referents))
+        if depth == _DEPTH:
+            break
+        unique = dict(zip(map(id, referents), referents, strict=True))
+        del referents
+        candidates = [
+            obj
+            for obj in map(unique.__getitem__, unique.keys() - seen - excluded)
+            if gc.is_tracked(obj)
+        ]
+        del unique
+        shared = set(map(id, unexplained(candidates, [], held=counts)))
+        layer = [obj for obj in candidates if id(obj) not in shared]
+        del candidates
+        seen.update(map(id, layer))
+    return counts

@@ -1,0 +1,121 @@
+"""Courtesy: while a release prepares, threads serving requests wait little for the GIL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import types
+from collections.abc import Iterator
+
+import pytest
+
+from illunare import HotReloader
+from illunare._reload.courtesy import INTERVAL, courteous
+
+from .conftest import Package
+
+
+@pytest.fixture(autouse=True)
+def _interval() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
+def close(a: float, b: float) -> bool:
+    """The interval round-trips through microseconds."""
+    return abs(a - b) < 1e-6
+
+
+@pytest.fixture
+def helpers(package: Package, reloader: HotReloader) -> types.ModuleType:
+    module = package.module("helpers", "def f():\n    return 1\n")
+    reloader.track(module)
+    return module
+
+
+class TestDuringASwap:
+    def test_the_interval_is_lowered_while_the_new_code_is_checked_and_restored_after(
+        self, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A check runs with the short interval; the default one is back after the swap."""
+        sys.setswitchinterval(0.005)
+        seen: list[float] = []
+        reloader.swap(
+            helpers.__name__,
+            "def f():\n    return 2\n",
+            checks=[lambda module: seen.append(sys.getswitchinterval()) or True],
+        )
+        assert close(seen[0], INTERVAL)
+        assert close(sys.getswitchinterval(), 0.005)
+
+    def test_it_is_restored_after_a_refused_swap(
+        self, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A swap whose new code raises leaves the interval as it found it."""
+        sys.setswitchinterval(0.005)
+        with pytest.raises(Exception, match="boom"):
+            reloader.swap(helpers.__name__, "raise RuntimeError('boom')\n")
+        assert close(sys.getswitchinterval(), 0.005)
+
+    def test_an_interval_the_program_sets_meanwhile_is_kept(
+        self, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """Code that sets its own interval during a release keeps it afterwards."""
+        sys.setswitchinterval(0.005)
+        reloader.swap(
+            helpers.__name__,
+            "def f():\n    return 2\n",
+            checks=[lambda module: sys.setswitchinterval(0.01) or True],
+        )
+        assert close(sys.getswitchinterval(), 0.01)
+
+    def test_a_shorter_interval_is_left_alone(
+        self, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """An interval already below the courteous one is never raised to it."""
+        sys.setswitchinterval(INTERVAL / 2)
+        seen: list[float] = []
+        reloader.swap(
+            helpers.__name__,
+            "def f():\n    return 2\n",
+            checks=[lambda module: seen.append(sys.getswitchinterval()) or True],
+        )
+        assert close(seen[0], INTERVAL / 2)
+        assert close(sys.getswitchinterval(), INTERVAL / 2)
+
+
+class TestSeveralThreads:
+    def test_the_interval_comes_back_when_the_last_release_ends(self) -> None:
+        """Two overlapping releases in two threads: restored only once both are done."""
+        sys.setswitchinterval(0.005)
+        entered, leave = threading.Event(), threading.Event()
+
+        def other() -> None:
+            with courteous():
+                entered.set()
+                leave.wait(10)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert entered.wait(10)
+        with courteous():
+            pass
+        assert close(sys.getswitchinterval(), INTERVAL)
+        leave.set()
+        thread.join(10)
+        assert close(sys.getswitchinterval(), 0.005)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+class TestFork:
+    def test_a_child_forked_during_a_release_gets_the_interval_back(self) -> None:
+        """The child of a fork made while a release prepares does not keep the short interval."""
+        sys.setswitchinterval(0.005)
+        with courteous():
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                os._exit(0 if close(sys.getswitchinterval(), 0.005) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
