@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import illunare._reload.reloader as reloader_module
+import illunare._reload.release as release_module
 from _common import callers, import_module, module_source, percentiles, report, write_module
 from illunare import HotReloader
 from illunare._reload.binding import flip_many
@@ -77,7 +77,7 @@ def flip_under_load(reloader: HotReloader, kind: str) -> None:
 
     with (
         callers(lambda: module.f7(1)),
-        replaced(reloader_module, "flip_many", timed_flip),
+        replaced(release_module, "flip_many", timed_flip),
         replaced(Switch, "run", timed_run),
     ):
         for source in sources:

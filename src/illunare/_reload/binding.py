@@ -39,7 +39,7 @@ from illunare._reload.registrations import exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["absorb", "class_problems", "flip", "flip_many", "stable_classes"]
+__all__ = ["Absorbed", "absorb", "class_problems", "flip", "flip_many", "stable_classes"]
 
 _NOTHING: Mapping[type, type] = types.MappingProxyType({})
 
@@ -77,13 +77,20 @@ def kept_class(tracked: TrackedModule, value: object, key: str) -> type | None:
     return stable if keeps_identity(value, stable) else None
 
 
-def absorb(
-    tracked: TrackedModule, namespace: dict[str, Any], hot_names: set[str]
-) -> tuple[dict[str, Callable[..., Any]], dict[str, ClassState]]:
+#: What ``absorb`` finds of a version: its functions by qualified name, its
+#: class states, and (weakly) the class objects whose contents it moved.
+Absorbed = tuple[
+    dict[str, Callable[..., Any]], dict[str, ClassState], tuple[weakref.ref[type], ...]
+]
+
+
+def absorb(tracked: TrackedModule, namespace: dict[str, Any], hot_names: set[str]) -> Absorbed:
     """Bind ``namespace`` to the stable proxies and classes of ``tracked``.
 
     Returns the version's functions by qualified name and its class states,
-    which the namespace also keeps for its calls in flight (``inflight.py``).
+    which the namespace also keeps for its calls in flight (``inflight.py``),
+    and the class objects its class statements made whose contents moved
+    into the stable classes (``ModuleVersion.husks``).
     """
     name = tracked.name
     targets: dict[str, Callable[..., Any]] = {}
@@ -124,7 +131,8 @@ def absorb(
                 value.__class__ = replacement
     _settle_classes(stable_of)
     namespace[VERSION_KEY] = VersionContents(name, targets, classes)
-    return targets, classes
+    husks = tuple(weakref.ref(new) for new, stable in stable_of.items() if new is not stable)
+    return targets, classes, husks
 
 
 def _absorb_class(

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from illunare._reload.binding import absorb, flip_many, stable_classes
+from illunare._reload.binding import Absorbed, absorb, flip_many, stable_classes
 from illunare._reload.enums import stable_member
 from illunare._reload.locking import LOCK
 from illunare._reload.prepare import (
@@ -496,9 +496,7 @@ def ensure_current(entries: Iterable[Entry]) -> None:
             )
 
 
-def bind(
-    entries: Sequence[Entry], siblings: Siblings
-) -> list[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]:
+def bind(entries: Sequence[Entry], siblings: Siblings) -> list[Absorbed]:
     """Bind each prepared namespace to its module's stable objects, and to each other's. Under LOCK.
 
     A name bound to a raw new function or class of another module of the
@@ -523,12 +521,14 @@ def bind(
 
 
 def commit(
-    entries: Sequence[Entry], bound: Sequence[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]
+    entries: Sequence[Entry], bound: Sequence[Absorbed]
 ) -> list[tuple[CodeVersion, CodeVersion]]:
     """Record the release's versions and make them live in one flip. Under LOCK."""
     changes = []
     swapped = []
-    for (tracked, base, prepared, reason), (targets, classes) in zip(entries, bound, strict=True):
+    for (tracked, base, prepared, reason), (targets, classes, husks) in zip(
+        entries, bound, strict=True
+    ):
         info = CodeVersion(
             module=tracked.name,
             number=tracked.history.next_number,
@@ -548,6 +548,7 @@ def commit(
             class_data=prepared.class_data,
             lines_key=prepared.lines_key,
             source=prepared.source,
+            husks=husks,
             # A new member of a kept enum that the code registered is, like
             # every other, the stable member now (``binding._adopt_members``).
             registrations=tuple(

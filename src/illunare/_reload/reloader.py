@@ -43,7 +43,7 @@ from illunare._reload.release import (
     release_imports,
 )
 from illunare._reload.source import Source, SourceText, digest, read_source
-from illunare._reload.stale import stale_references, warn
+from illunare._reload.stale import nothing_stale, stale_references, warn
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
     InvalidArgumentError,
@@ -640,7 +640,7 @@ class HotReloader:
                 registrations=registrations,
             )
             tracked = TrackedModule(name, module, placeholder, history)
-            placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
+            placeholder.targets, placeholder.classes, _ = absorb(tracked, namespace, set())
             history.add(placeholder)
             self._modules[name] = tracked
             self._pending.pop(name, None)
@@ -708,10 +708,13 @@ class HotReloader:
         with LOCK:
             tracked = self._modules.get(name)
             leaving = tracked.history.get(left.number) if tracked is not None else None
-            modules = list(self._modules.values())
-            participants = tuple(self._participants)
         if tracked is None or leaving is None or leaving is tracked.current:
             return ()
+        if nothing_stale(tracked, leaving):
+            return ()  # told without a scan, or gathering what one needs
+        with LOCK:
+            modules = list(self._modules.values())
+            participants = tuple(self._participants)
         kept = [obj for participant in participants for obj in participant.kept()]
         stale = stale_references(tracked, leaving, modules, kept)
         warn(stale, stacklevel=4)

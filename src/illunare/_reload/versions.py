@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import sys
 import types
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +19,19 @@ from illunare._reload.registrations import Registration
 from illunare._reload.source import SourceText, forget_lines
 
 __all__ = ["CodeVersion", "History", "ModuleVersion", "TrackedModule"]
+
+# Held by one tuple only, as a version's functions are by ``ModuleVersion.functions``.
+_PROBE = (object(),)
+
+
+def _base() -> int:
+    """The reference count ``map(sys.getrefcount, ...)`` sees of an object held by one tuple."""
+    return next(map(sys.getrefcount, _PROBE))
+
+
+def _alive(ref: weakref.ref[type]) -> type | None:
+    return ref()
+
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -84,6 +100,78 @@ class ModuleVersion:
     #: what the version's top-level code registered outside its namespace,
     #: in effect while it is current (``registrations.py``)
     registrations: tuple[Registration, ...] = ()
+    #: the class objects its class statements made, whose contents moved into
+    #: the stable classes (weakly: they go with the next garbage collection,
+    #: referring to the version's functions until then)
+    husks: tuple[weakref.ref[type], ...] = ()
+    # Computed once (``functions``, ``own_classes``, ``sole_holder``).
+    _functions: tuple[object, ...] | None = attrs.field(default=None, init=False, repr=False)
+    _classes: tuple[type, ...] | None = attrs.field(default=None, init=False, repr=False)
+    _references: tuple[int | None, int] | None = attrs.field(default=None, init=False, repr=False)
+
+    def functions(self) -> tuple[object, ...]:
+        """The version's own functions: its ``targets`` that its code defined, each once."""
+        functions = self._functions
+        if functions is None:
+            namespace = self.namespace
+            functions = self._functions = tuple(
+                {
+                    id(function): function
+                    for function in self.targets.values()
+                    if getattr(function, "__globals__", namespace) is namespace
+                }.values()
+            )
+        return functions
+
+    def own_classes(self, tracked: TrackedModule) -> tuple[type, ...]:
+        """The classes its code defined that keep their own object (not moved into a stable one).
+
+        Those its namespace holds under their own name when first asked (once
+        it has left: what it defined does not change).
+        """
+        classes = self._classes
+        if classes is None:
+            stable = {id(cls) for cls in tracked.classes.values()}
+            classes = self._classes = tuple(
+                value
+                for key, value in self.namespace.items()
+                if issubclass(type(value), type)  # not isinstance: a proxy lies about its class
+                and value.__module__ == tracked.name
+                and value.__qualname__ == key
+                and id(value) not in stable
+            )
+        return classes
+
+    def sole_holder(self) -> bool:
+        """Whether nothing but the version's own records refers to any of its functions.
+
+        Its records are its ``targets``, class contents, registrations and
+        bindings, and the class objects it moved into the stable classes while
+        they live. The first four never change once the version exists (the
+        bindings are counted again when they are replaced), so the references
+        they hold to the functions are counted once; each function has at
+        least its share, so a total beyond theirs means that something else
+        holds one (a stale reference, a call in flight, another version
+        sharing it): then ``False``, and only a scan of the heap can tell.
+        """
+        functions = self.functions()
+        generation, bindings = (None, ()) if self.bindings is None else self.bindings[::2]
+        cached = self._references
+        if cached is None or cached[0] != generation:
+            records = [self.targets, *self.classes.values(), *self.registrations, bindings]
+            ids = set(map(id, functions))
+            held = sum(map(ids.__contains__, map(id, gc.get_referents(*records))))
+            # Each function is also referred to by ``functions`` and, while it
+            # is counted, by ``map``: as the probe is.
+            cached = self._references = (generation, held + len(functions) * _base())
+        expected = cached[1]
+        husks = [cls for cls in map(_alive, self.husks) if cls is not None]
+        if husks:
+            ids = set(map(id, functions))
+            # Their attribute dicts: the referents of their mapping proxies.
+            dicts = gc.get_referents(*map(vars, husks))
+            expected += sum(map(ids.__contains__, map(id, gc.get_referents(*dicts))))
+        return sum(map(sys.getrefcount, functions)) <= expected
 
 
 @attrs.define(eq=False)
