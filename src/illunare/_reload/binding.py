@@ -27,8 +27,8 @@ from illunare._reload.classes import (
     enum_state,
     incompatibility,
     keeps_identity,
+    kept_names,
     rebind_class_cells,
-    stale_names,
 )
 from illunare._reload.enums import new_members, replace_members
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
@@ -155,8 +155,11 @@ def _absorb_class(
     )
     placeholders = _placeholders.setdefault(tracked, {}).setdefault(key, {})
     for attribute in state:
-        if not (attribute.startswith("__") and attribute.endswith("__")):
-            placeholders.setdefault(attribute, Removed(attribute))
+        if attribute not in placeholders and not (
+            attribute.startswith("__") and attribute.endswith("__")
+        ):
+            placeholders[attribute] = Removed(attribute)
+            tracked.generation += 1  # every version's class plans lack it
     for attribute, member in state.items():
         qualname = f"{key}.{attribute}"
         if isinstance(member, HotFunction):
@@ -280,16 +283,18 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
             switch.namespace(tracked.module, new)
             switch.carry(old, new, carry)
             if target.classes:
-                placeholders = _placeholders.get(tracked, {})
-                for name, state in target.classes.items():
-                    stable = tracked.classes[name]
-                    contents = _with_placeholders(state, placeholders.get(name))
-                    delete = stale_names(stable, contents)
-                    kept = _kept_data(leaving, target, name, stable)
-                    if kept:
-                        contents = {
-                            key: value for key, value in contents.items() if key not in kept
-                        }
+                data = leaving is not target and leaving.class_data and target.class_data
+                for name, stable, kept, planned in _class_plans(tracked, target):
+                    # Beyond those kept, the class has what the leaving version's
+                    # special names (which get no placeholders) or a hand set.
+                    names = stable.__dict__.keys()
+                    delete = () if names <= kept else list(names - kept)
+                    live = _kept_data(leaving, target, name, stable) if data else ()
+                    contents = (
+                        {key: value for key, value in planned.items() if key not in live}
+                        if live
+                        else planned
+                    )
                     switch.class_contents(stable, delete, contents)
             switch.retarget(proxies, functions)
             switch.attribute(tracked, "current", target)
@@ -298,10 +303,32 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
         # dict key's __eq__). Meanwhile another thread may see the new code
         # with the leaving version's registrations still in place.
         for withdrawn, restored in registrations:
-            exchange(withdrawn, restored)
+            if withdrawn or restored:  # most versions register nothing
+                exchange(withdrawn, restored)
     finally:
         if collecting:
             gc.enable()
+
+
+def _class_plans(
+    tracked: TrackedModule, version: ModuleVersion
+) -> tuple[tuple[str, type, frozenset[str], ClassState], ...]:
+    """For each class of ``version``: its name, stable class, the names a switch keeps, contents.
+
+    Computed once per version (until the module gets a new proxy or class
+    attribute name: ``TrackedModule.generation``), so that a flip to a
+    version it has been at before plans nothing per attribute.
+    """
+    cached = version.class_plans
+    if cached is None or cached[0] != tracked.generation:
+        placeholders = _placeholders.get(tracked, {})
+        plans = []
+        for name, state in version.classes.items():
+            stable = tracked.classes[name]
+            contents = _with_placeholders(state, placeholders.get(name))
+            plans.append((name, stable, kept_names(stable, contents), contents))
+        cached = version.class_plans = (tracked.generation, tuple(plans))
+    return cached[1]
 
 
 def _kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type) -> list[str]:
@@ -311,7 +338,7 @@ def _kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable:
     whichever way it goes (a swap or a rollback).
     """
     before, after = leaving.class_data.get(name), target.class_data.get(name)
-    if not before or not after or leaving is target:
+    if not before or not after:
         return []
     present = stable.__dict__
     return [

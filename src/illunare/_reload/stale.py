@@ -62,6 +62,7 @@ def _library_objects(modules: Iterable[TrackedModule]) -> set[int]:
         for version in tracked.history.versions.values():
             ids.update((id(version.targets), id(version.classes), id(version.registrations)))
             ids.add(id(version.functions()))
+            ids.update(map(id, version.planned_contents()))
             ids.update(map(id, version.classes.values()))
             if version.bindings is not None:
                 ids.update(map(id, version.bindings))
@@ -119,7 +120,10 @@ def nothing_stale(tracked: TrackedModule, leaving: ModuleVersion) -> bool:
     that the current version lacks. ``False`` does not mean that something
     is stale: only that a scan must tell.
     """
-    return not _replaced_classes(tracked, leaving) and leaving.sole_holder()
+    return (
+        not (leaving.own_classes(tracked) and _replaced_classes(tracked, leaving))
+        and leaving.sole_holder()
+    )
 
 
 def stale_references(
@@ -168,6 +172,7 @@ def _version_records(leaving: ModuleVersion, old: list[object]) -> list[object]:
     """What refers to ``leaving``'s functions and classes as part of the version or its records."""
     known: list[object] = [leaving.targets, leaving.namespace, leaving.functions(), *internals(old)]
     known.extend(leaving.registrations)
+    known.extend(leaving.planned_contents())
     # The attribute dicts of the class objects whose contents it moved into the
     # stable classes, while they live (the referents of their mapping proxies).
     husks = [cls for cls in (ref() for ref in leaving.husks) if cls is not None]

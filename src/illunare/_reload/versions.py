@@ -100,6 +100,10 @@ class ModuleVersion:
     #: what the version's top-level code registered outside its namespace,
     #: in effect while it is current (``registrations.py``)
     registrations: tuple[Registration, ...] = ()
+    #: (the module's generation, for each class: its name, its stable class,
+    #: the names a switch to this version keeps, the contents it sets): what
+    #: a flip to this version does to the classes, computed once (``binding.flip_many``)
+    class_plans: tuple[int, tuple[tuple[str, type, frozenset[str], ClassState], ...]] | None = None
     #: the class objects its class statements made, whose contents moved into
     #: the stable classes (weakly: they go with the next garbage collection,
     #: referring to the version's functions until then)
@@ -107,7 +111,9 @@ class ModuleVersion:
     # Computed once (``functions``, ``own_classes``, ``sole_holder``).
     _functions: tuple[object, ...] | None = attrs.field(default=None, init=False, repr=False)
     _classes: tuple[type, ...] | None = attrs.field(default=None, init=False, repr=False)
-    _references: tuple[int | None, int] | None = attrs.field(default=None, init=False, repr=False)
+    _references: tuple[tuple[int | None, int | None, int], int] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
 
     def functions(self) -> tuple[object, ...]:
         """The version's own functions: its ``targets`` that its code defined, each once."""
@@ -142,36 +148,49 @@ class ModuleVersion:
             )
         return classes
 
+    def planned_contents(self) -> list[ClassState]:
+        """The class contents its class plans made (its own, with placeholders added)."""
+        if self.class_plans is None:
+            return []
+        states = self.classes
+        return [
+            contents
+            for name, _, _, contents in self.class_plans[1]
+            if contents is not states.get(name)
+        ]
+
     def sole_holder(self) -> bool:
         """Whether nothing but the version's own records refers to any of its functions.
 
-        Its records are its ``targets``, class contents, registrations and
-        bindings, and the class objects it moved into the stable classes while
-        they live. The first four never change once the version exists (the
-        bindings are counted again when they are replaced), so the references
-        they hold to the functions are counted once; each function has at
-        least its share, so a total beyond theirs means that something else
-        holds one (a stale reference, a call in flight, another version
-        sharing it): then ``False``, and only a scan of the heap can tell.
+        Its records are its ``targets``, class contents (and those its class
+        plans made), registrations and bindings, and the class objects it moved
+        into the stable classes while they live. None of them changes once the
+        version exists (bindings and plans are counted again when they are
+        replaced, the class objects when one goes),
+        so the references they hold to the functions are counted once; each
+        function has at least its share, so a total beyond theirs means that
+        something else holds one (a stale reference, a call in flight, another
+        version sharing it): then ``False``, and only a scan of the heap can tell.
         """
         functions = self.functions()
         generation, bindings = (None, ()) if self.bindings is None else self.bindings[::2]
+        planned = None if self.class_plans is None else self.class_plans[0]
         cached = self._references
-        if cached is None or cached[0] != generation:
-            records = [self.targets, *self.classes.values(), *self.registrations, bindings]
+        husks = [cls for cls in map(_alive, self.husks) if cls is not None] if self.husks else ()
+        if cached is None or cached[0] != (generation, planned, len(husks)):
             ids = set(map(id, functions))
+            records = [self.targets, *self.classes.values(), *self.registrations, bindings]
+            records += self.planned_contents()
+            # The husks' attribute dicts: the referents of their mapping proxies.
+            records += gc.get_referents(*map(vars, husks))
             held = sum(map(ids.__contains__, map(id, gc.get_referents(*records))))
             # Each function is also referred to by ``functions`` and, while it
             # is counted, by ``map``: as the probe is.
-            cached = self._references = (generation, held + len(functions) * _base())
-        expected = cached[1]
-        husks = [cls for cls in map(_alive, self.husks) if cls is not None]
-        if husks:
-            ids = set(map(id, functions))
-            # Their attribute dicts: the referents of their mapping proxies.
-            dicts = gc.get_referents(*map(vars, husks))
-            expected += sum(map(ids.__contains__, map(id, gc.get_referents(*dicts))))
-        return sum(map(sys.getrefcount, functions)) <= expected
+            cached = self._references = (
+                (generation, planned, len(husks)),
+                held + len(ids) * _base(),
+            )
+        return sum(map(sys.getrefcount, functions)) <= cached[1]
 
 
 @attrs.define(eq=False)
@@ -186,7 +205,8 @@ class TrackedModule:
     proxies: dict[str, HotFunction] = attrs.Factory(dict)
     #: class name -> the class object the program sees, whatever the version
     classes: dict[str, type] = attrs.Factory(dict)
-    #: grows whenever a proxy is added, invalidating every version's bindings
+    #: grows whenever a proxy or a class attribute name is added, invalidating
+    #: every version's bindings and class plans
     generation: int = 0
 
     def proxy(self, qualname: str, target: Callable[..., Any]) -> HotFunction:
