@@ -39,7 +39,7 @@ from illunare._reload.registrations import exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["Absorbed", "absorb", "class_problems", "flip", "flip_many", "stable_classes"]
+__all__ = ["Absorbed", "absorb", "class_problems", "flip", "flip_many", "plan", "stable_classes"]
 
 _NOTHING: Mapping[type, type] = types.MappingProxyType({})
 
@@ -308,6 +308,17 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
     finally:
         if collecting:
             gc.enable()
+
+
+def plan(tracked: TrackedModule, version: ModuleVersion) -> None:
+    """Work out now what a flip to ``version`` needs, so that the flip itself is short.
+
+    Its bindings (proxies and their targets) and class plans: made once,
+    reused by every flip to it until the module gets a new proxy or class
+    attribute name. Under LOCK.
+    """
+    tracked.bindings(version)
+    _class_plans(tracked, version)
 
 
 def _class_plans(

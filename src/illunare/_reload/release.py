@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from illunare._reload.binding import Absorbed, absorb, flip_many, stable_classes
+from illunare._reload.binding import Absorbed, absorb, flip_many, plan, stable_classes
 from illunare._reload.enums import stable_member
 from illunare._reload.locking import LOCK
 from illunare._reload.prepare import (
@@ -557,6 +557,7 @@ def commit(
             ),
         )
         tracked.history.add(version)
+        plan(tracked, version)
         # A preserved value that __hot_migrate__ left alone takes the latest
         # live value at the switch, not the one copied during preparation.
         carry = [key for key, value in prepared.carried.items() if namespace.get(key) is value]
