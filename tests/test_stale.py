@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import types
 import warnings
 from typing import Any
@@ -300,3 +301,72 @@ def _memo_keys(memo: Any) -> list[tuple[Any, ...]]:
         if type(storage) is dict and "__wrapped__" not in storage
         for key in storage
     ]
+
+
+class TestToldWithoutAScan:
+    def test_a_holder_taken_after_an_earlier_flip_is_reported(
+        self, package: Package, helpers: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """Once a version left with nothing to report, what takes its code later is still named."""
+        reloader.track(helpers)
+        reloader.swap(helpers.__name__, HELPERS.format(n=2))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reloader.rollback(helpers.__name__, to=1)
+            reloader.rollback(helpers.__name__, to=2)
+        assert stale_warnings(caught) == []
+        reloader.rollback(helpers.__name__, to=1)
+        package.module(
+            "user", f"import functools\nfrom {package.name} import helpers\n"
+                    "P = functools.partial(helpers.raw.__wrapped__, 1)\n",
+        )  # fmt: skip
+        with pytest.warns(StaleReferenceWarning, match="partial"):
+            reloader.rollback(helpers.__name__, to=2)
+
+    def test_a_class_object_collected_since_no_longer_counts_for_its_version(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """v2's own class object held its method; once collected, a holder taking it is named."""
+        source = "class Handler:\n    def method(self):\n        return {n}\n"
+        module = package.module("handlers", source.format(n=1))
+        reloader.track(module)
+        reloader.swap(module.__name__, source.format(n=2))
+        version = reloader._modules[module.__name__].history.get(2)
+        assert version is not None
+        [husk] = version.husks
+        alive = husk()  # until the references are counted
+        assert alive is not None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reloader.rollback(module.__name__, to=1)  # counts v2's references, its class alive
+            reloader.rollback(module.__name__, to=2)
+        assert stale_warnings(caught) == []
+        del alive
+        gc.collect()
+        assert husk() is None
+        package.module(
+            "user", f"from {package.name} import handlers\nMETHODS = [handlers.Handler.method]\n"
+        )
+        with pytest.warns(StaleReferenceWarning, match="Handler.method"):
+            reloader.rollback(module.__name__, to=1)
+
+    def test_a_method_of_a_version_whose_class_lacks_a_name_is_reported(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """v1 lacks v2's helper (a placeholder in its contents): a holder of its method is named."""
+        v1 = "class Handler:\n    def method(self):\n        return 1\n"
+        v2 = v1 + "    def helper(self):\n        return 2\n"
+        module = package.module("lacking", v1)
+        reloader.track(module)
+        reloader.swap(module.__name__, v2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reloader.rollback(module.__name__, to=1)  # v1's contents, with a placeholder
+            reloader.rollback(module.__name__, to=2)
+            reloader.rollback(module.__name__, to=1)
+        assert stale_warnings(caught) == []
+        package.module(
+            "user", f"from {package.name} import lacking\nMETHODS = [lacking.Handler.method]\n"
+        )
+        with pytest.warns(StaleReferenceWarning, match="Handler.method"):
+            reloader.rollback(module.__name__, to=2)

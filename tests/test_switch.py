@@ -286,6 +286,37 @@ class TestAtomicSwitch:
         assert compute() == (2, 2)
 
 
+class TestClassPlans:
+    def test_a_special_method_is_deleted_by_every_flip_to_a_version_without_it(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """__len__ of v2 is gone on v1 each time v1 comes back (its plan made once)."""
+        source = "class Box:\n    version = {n}\n{extra}"
+        extra = "    def __len__(self):\n        return 2\n"
+        module = package.module("special", source.format(n=1, extra=""))
+        reloader.track(module)
+        box = module.Box()
+        reloader.swap(module.__name__, source.format(n=2, extra=extra))
+        for number in (1, 2, 1, 2, 1):
+            reloader.rollback(module.__name__, to=number)
+            assert module.Box.version == number
+            assert hasattr(box, "__len__") is (number == 2)
+
+    def test_an_attribute_set_by_hand_goes_with_every_flip(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A flip leaves a class exactly its version's contents, whatever was set since."""
+        source = "class Box:\n    def size(self):\n        return {n}\n"
+        module = package.module("handset", source.format(n=1))
+        reloader.track(module)
+        reloader.swap(module.__name__, source.format(n=2))
+        for number in (1, 2, 1):
+            module.Box.added = number
+            reloader.rollback(module.__name__, to=number)
+            assert not hasattr(module.Box, "added")
+            assert module.Box().size() == number
+
+
 class TestCallsInFlight:
     def test_a_running_method_finds_the_method_its_version_added(
         self, package: Package, reloader: HotReloader
@@ -310,6 +341,31 @@ class TestCallsInFlight:
         with pytest.raises(AttributeError, match="helper"):
             handler.helper()  # removed in the current version
         assert handler.handle() == 1
+
+    def test_a_version_flipped_to_before_the_method_existed_still_finds_it_for_calls(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """v1 is planned before v3 adds helper(): back on v1, a running v3 call still finds it."""
+        extra = "\n"
+        module = package.module("inflightlate", WAITING.format(n=1, extra=extra, call="TAG"))
+        reloader.track(module)
+        reloader.swap(module.__name__, WAITING.format(n=2, extra=extra, call="TAG"))
+        reloader.rollback(module.__name__, to=1)  # plans v1 while no version has helper()
+        v3 = WAITING.format(
+            n=3, extra=extra, call="(TAG, self.helper())\n    def helper(self):\n        return TAG"
+        )
+        reloader.swap(module.__name__, v3)
+        handler = module.Handler()
+        result: list[object] = []
+        thread = threading.Thread(target=lambda: result.append(handler.handle()))
+        thread.start()
+        assert module.entered.wait(5)
+        reloader.rollback(module.__name__, to=1)
+        module.release.set()
+        thread.join(5)
+        assert result == [(3, 3)]
+        with pytest.raises(AttributeError, match="helper"):
+            handler.helper()
 
     def test_a_running_function_finds_the_function_its_version_added(
         self, package: Package, reloader: HotReloader

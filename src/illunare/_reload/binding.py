@@ -27,8 +27,8 @@ from illunare._reload.classes import (
     enum_state,
     incompatibility,
     keeps_identity,
+    kept_names,
     rebind_class_cells,
-    stale_names,
 )
 from illunare._reload.enums import new_members, replace_members
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
@@ -39,7 +39,7 @@ from illunare._reload.registrations import exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["absorb", "class_problems", "flip", "flip_many", "stable_classes"]
+__all__ = ["Absorbed", "absorb", "class_problems", "flip", "flip_many", "plan", "stable_classes"]
 
 _NOTHING: Mapping[type, type] = types.MappingProxyType({})
 
@@ -77,13 +77,20 @@ def kept_class(tracked: TrackedModule, value: object, key: str) -> type | None:
     return stable if keeps_identity(value, stable) else None
 
 
-def absorb(
-    tracked: TrackedModule, namespace: dict[str, Any], hot_names: set[str]
-) -> tuple[dict[str, Callable[..., Any]], dict[str, ClassState]]:
+#: What ``absorb`` finds of a version: its functions by qualified name, its
+#: class states, and (weakly) the class objects whose contents it moved.
+Absorbed = tuple[
+    dict[str, Callable[..., Any]], dict[str, ClassState], tuple[weakref.ref[type], ...]
+]
+
+
+def absorb(tracked: TrackedModule, namespace: dict[str, Any], hot_names: set[str]) -> Absorbed:
     """Bind ``namespace`` to the stable proxies and classes of ``tracked``.
 
     Returns the version's functions by qualified name and its class states,
-    which the namespace also keeps for its calls in flight (``inflight.py``).
+    which the namespace also keeps for its calls in flight (``inflight.py``),
+    and the class objects its class statements made whose contents moved
+    into the stable classes (``ModuleVersion.husks``).
     """
     name = tracked.name
     targets: dict[str, Callable[..., Any]] = {}
@@ -124,7 +131,8 @@ def absorb(
                 value.__class__ = replacement
     _settle_classes(stable_of)
     namespace[VERSION_KEY] = VersionContents(name, targets, classes)
-    return targets, classes
+    husks = tuple(weakref.ref(new) for new, stable in stable_of.items() if new is not stable)
+    return targets, classes, husks
 
 
 def _absorb_class(
@@ -147,8 +155,11 @@ def _absorb_class(
     )
     placeholders = _placeholders.setdefault(tracked, {}).setdefault(key, {})
     for attribute in state:
-        if not (attribute.startswith("__") and attribute.endswith("__")):
-            placeholders.setdefault(attribute, Removed(attribute))
+        if attribute not in placeholders and not (
+            attribute.startswith("__") and attribute.endswith("__")
+        ):
+            placeholders[attribute] = Removed(attribute)
+            tracked.generation += 1  # every version's class plans lack it
     for attribute, member in state.items():
         qualname = f"{key}.{attribute}"
         if isinstance(member, HotFunction):
@@ -272,16 +283,18 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
             switch.namespace(tracked.module, new)
             switch.carry(old, new, carry)
             if target.classes:
-                placeholders = _placeholders.get(tracked, {})
-                for name, state in target.classes.items():
-                    stable = tracked.classes[name]
-                    contents = _with_placeholders(state, placeholders.get(name))
-                    delete = stale_names(stable, contents)
-                    kept = _kept_data(leaving, target, name, stable)
-                    if kept:
-                        contents = {
-                            key: value for key, value in contents.items() if key not in kept
-                        }
+                data = leaving is not target and leaving.class_data and target.class_data
+                for name, stable, kept, planned in _class_plans(tracked, target):
+                    # Beyond those kept, the class has what the leaving version's
+                    # special names (which get no placeholders) or a hand set.
+                    names = stable.__dict__.keys()
+                    delete = () if names <= kept else list(names - kept)
+                    live = _kept_data(leaving, target, name, stable) if data else ()
+                    contents = (
+                        {key: value for key, value in planned.items() if key not in live}
+                        if live
+                        else planned
+                    )
                     switch.class_contents(stable, delete, contents)
             switch.retarget(proxies, functions)
             switch.attribute(tracked, "current", target)
@@ -290,10 +303,43 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
         # dict key's __eq__). Meanwhile another thread may see the new code
         # with the leaving version's registrations still in place.
         for withdrawn, restored in registrations:
-            exchange(withdrawn, restored)
+            if withdrawn or restored:  # most versions register nothing
+                exchange(withdrawn, restored)
     finally:
         if collecting:
             gc.enable()
+
+
+def plan(tracked: TrackedModule, version: ModuleVersion) -> None:
+    """Work out now what a flip to ``version`` needs, so that the flip itself is short.
+
+    Its bindings (proxies and their targets) and class plans: made once,
+    reused by every flip to it until the module gets a new proxy or class
+    attribute name. Under LOCK.
+    """
+    tracked.bindings(version)
+    _class_plans(tracked, version)
+
+
+def _class_plans(
+    tracked: TrackedModule, version: ModuleVersion
+) -> tuple[tuple[str, type, frozenset[str], ClassState], ...]:
+    """For each class of ``version``: its name, stable class, the names a switch keeps, contents.
+
+    Computed once per version (until the module gets a new proxy or class
+    attribute name: ``TrackedModule.generation``), so that a flip to a
+    version it has been at before plans nothing per attribute.
+    """
+    cached = version.class_plans
+    if cached is None or cached[0] != tracked.generation:
+        placeholders = _placeholders.get(tracked, {})
+        plans = []
+        for name, state in version.classes.items():
+            stable = tracked.classes[name]
+            contents = _with_placeholders(state, placeholders.get(name))
+            plans.append((name, stable, kept_names(stable, contents), contents))
+        cached = version.class_plans = (tracked.generation, tuple(plans))
+    return cached[1]
 
 
 def _kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type) -> list[str]:
@@ -303,7 +349,7 @@ def _kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable:
     whichever way it goes (a swap or a rollback).
     """
     before, after = leaving.class_data.get(name), target.class_data.get(name)
-    if not before or not after or leaving is target:
+    if not before or not after:
         return []
     present = stable.__dict__
     return [

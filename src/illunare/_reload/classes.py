@@ -27,9 +27,9 @@ __all__ = [
     "enum_state",
     "incompatibility",
     "keeps_identity",
+    "kept_names",
     "rebind_class_cells",
     "rewritable",
-    "stale_names",
 ]
 
 #: The attribute values that make up one version of a class.
@@ -75,12 +75,12 @@ def enum_state(new: type, stable: type, state: dict[str, object]) -> dict[str, o
     return state
 
 
-def stale_names(cls: type, state: ClassState) -> list[str]:
-    """The attributes of ``cls`` that ``state`` does not define: what a switch to it deletes."""
-    stale = cls.__dict__.keys() - state.keys()
-    if stale:
-        stale -= _LAYOUT | _slots(cls)
-    return list(stale)
+def kept_names(cls: type, state: ClassState) -> frozenset[str]:
+    """The attributes of ``cls`` that a switch to ``state`` keeps: the state's and the layout's.
+
+    A switch deletes every other attribute the class has at that moment.
+    """
+    return _LAYOUT.union(_slots(cls), state)
 
 
 def rewritable(cls: type) -> bool:

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from illunare._reload.binding import absorb, flip_many, stable_classes
+from illunare._reload.binding import Absorbed, absorb, flip_many, plan, stable_classes
 from illunare._reload.courtesy import courteous
 from illunare._reload.enums import stable_member
 from illunare._reload.locking import LOCK
@@ -501,9 +501,7 @@ def ensure_current(entries: Iterable[Entry]) -> None:
             )
 
 
-def bind(
-    entries: Sequence[Entry], siblings: Siblings
-) -> list[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]:
+def bind(entries: Sequence[Entry], siblings: Siblings) -> list[Absorbed]:
     """Bind each prepared namespace to its module's stable objects, and to each other's. Under LOCK.
 
     A name bound to a raw new function or class of another module of the
@@ -528,12 +526,14 @@ def bind(
 
 
 def commit(
-    entries: Sequence[Entry], bound: Sequence[tuple[dict[str, Callable[..., Any]], dict[str, Any]]]
+    entries: Sequence[Entry], bound: Sequence[Absorbed]
 ) -> list[tuple[CodeVersion, CodeVersion]]:
     """Record the release's versions and make them live in one flip. Under LOCK."""
     changes = []
     swapped = []
-    for (tracked, base, prepared, reason), (targets, classes) in zip(entries, bound, strict=True):
+    for (tracked, base, prepared, reason), (targets, classes, husks) in zip(
+        entries, bound, strict=True
+    ):
         info = CodeVersion(
             module=tracked.name,
             number=tracked.history.next_number,
@@ -553,6 +553,7 @@ def commit(
             class_data=prepared.class_data,
             lines_key=prepared.lines_key,
             source=prepared.source,
+            husks=husks,
             # A new member of a kept enum that the code registered is, like
             # every other, the stable member now (``binding._adopt_members``).
             registrations=tuple(
@@ -561,6 +562,7 @@ def commit(
             ),
         )
         tracked.history.add(version)
+        plan(tracked, version)
         # A preserved value that __hot_migrate__ left alone takes the latest
         # live value at the switch, not the one copied during preparation.
         carry = [key for key, value in prepared.carried.items() if namespace.get(key) is value]

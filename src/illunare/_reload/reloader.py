@@ -44,7 +44,7 @@ from illunare._reload.release import (
     release_imports,
 )
 from illunare._reload.source import Source, SourceText, digest, read_source
-from illunare._reload.stale import stale_references, warn
+from illunare._reload.stale import nothing_stale, stale_references, warn
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
 from illunare.exceptions import (
     InvalidArgumentError,
@@ -420,7 +420,10 @@ class HotReloader:
         if swapped:
             duration = time.perf_counter() - started
             for previous, version in swapped:
-                stale = self._stale(version.module, previous)
+                with LOCK:
+                    tracked = self._modules.get(version.module)
+                    leaving = tracked.history.get(previous.number) if tracked is not None else None
+                stale = self._stale(tracked, leaving)
                 if signals.module_swapped.receivers:
                     signals.module_swapped.send(
                         self,
@@ -508,7 +511,7 @@ class HotReloader:
             notify_committed(participants, namespaces, previous)
         duration = time.perf_counter() - started
         for tracked, leaving, target in changes:
-            stale = self._stale(tracked.name, leaving.info)
+            stale = self._stale(tracked, leaving)
             if signals.module_rolled_back.receivers:
                 signals.module_rolled_back.send(
                     self,
@@ -518,7 +521,7 @@ class HotReloader:
                     duration=duration,
                     stale=stale,
                 )
-        return tuple(target.info for _, _, target in changes)
+        return tuple([target.info for _, _, target in changes])
 
     def _rollback_target(
         self, name: str, to: int | None
@@ -660,7 +663,7 @@ class HotReloader:
                 registrations=registrations,
             )
             tracked = TrackedModule(name, module, placeholder, history)
-            placeholder.targets, placeholder.classes = absorb(tracked, namespace, set())
+            placeholder.targets, placeholder.classes, _ = absorb(tracked, namespace, set())
             history.add(placeholder)
             self._modules[name] = tracked
             self._pending.pop(name, None)
@@ -719,19 +722,22 @@ class HotReloader:
         for module in ready:
             self._track(module)
 
-    def _stale(self, name: str, left: CodeVersion) -> tuple[str, ...]:
-        """Report the references to version ``left`` of ``name`` that still run its code.
+    def _stale(
+        self, tracked: TrackedModule | None, leaving: ModuleVersion | None
+    ) -> tuple[str, ...]:
+        """Report the references to version ``leaving`` of ``tracked`` that still run its code.
 
         Called right after the switch, without the lock, two calls below the
         public method the user called (the warnings point at that call).
+        Nothing to report for a version evicted meanwhile (``None``).
         """
-        with LOCK:
-            tracked = self._modules.get(name)
-            leaving = tracked.history.get(left.number) if tracked is not None else None
-            modules = list(self._modules.values())
-            participants = tuple(self._participants)
         if tracked is None or leaving is None or leaving is tracked.current:
             return ()
+        if nothing_stale(tracked, leaving):
+            return ()  # told without a scan, or gathering what one needs
+        with LOCK:
+            modules = list(self._modules.values())
+            participants = tuple(self._participants)
         kept = [obj for participant in participants for obj in participant.kept()]
         stale = stale_references(tracked, leaving, modules, kept)
         warn(stale, stacklevel=4)

@@ -47,7 +47,7 @@ from illunare._reload.registrations import (
 from illunare._reload.versions import ModuleVersion, TrackedModule
 from illunare.exceptions import StaleReferenceWarning
 
-__all__ = ["stale_references", "warn"]
+__all__ = ["nothing_stale", "stale_references", "warn"]
 
 # How many levels of referrers the scan climbs to find a kept version.
 _DEPTH = 8
@@ -65,6 +65,8 @@ def _library_objects(modules: Iterable[TrackedModule]) -> set[int]:
         ids.update((id(tracked.proxies), id(tracked.classes)))
         for version in tracked.history.versions.values():
             ids.update((id(version.targets), id(version.classes), id(version.registrations)))
+            ids.add(id(version.functions()))
+            ids.update(map(id, version.planned_contents()))
             ids.update(map(id, version.classes.values()))
             if version.bindings is not None:
                 ids.update(map(id, version.bindings))
@@ -134,6 +136,20 @@ def _graph(
     return seen, held
 
 
+def nothing_stale(tracked: TrackedModule, leaving: ModuleVersion) -> bool:
+    """Whether ``stale_references`` would find nothing, told without a scan.
+
+    So when nothing but ``leaving``'s own records refers to its functions
+    (``ModuleVersion.sole_holder``) and it has no class object of its own
+    that the current version lacks. ``False`` does not mean that something
+    is stale: only that a scan must tell.
+    """
+    return (
+        not (leaving.own_classes(tracked) and _replaced_classes(tracked, leaving))
+        and leaving.sole_holder()
+    )
+
+
 def stale_references(
     tracked: TrackedModule,
     leaving: ModuleVersion,
@@ -187,8 +203,13 @@ def _stale_references(
 
 def _version_records(leaving: ModuleVersion, old: list[object]) -> list[object]:
     """What refers to ``leaving``'s functions and classes as part of the version or its records."""
-    known: list[object] = [leaving.targets, leaving.namespace, *internals(old)]
+    known: list[object] = [leaving.targets, leaving.namespace, leaving.functions(), *internals(old)]
     known.extend(leaving.registrations)
+    known.extend(leaving.planned_contents())
+    # The attribute dicts of the class objects whose contents it moved into the
+    # stable classes, while they live (the referents of their mapping proxies).
+    husks = [cls for cls in (ref() for ref in leaving.husks) if cls is not None]
+    known.extend(gc.get_referents(*map(vars, husks)))
     if leaving.bindings is not None:
         known.append(leaving.bindings[2])
     for state in leaving.classes.values():
@@ -203,28 +224,20 @@ def _version_records(leaving: ModuleVersion, old: list[object]) -> list[object]:
 
 def _replaced(tracked: TrackedModule, leaving: ModuleVersion) -> list[object]:
     """``leaving``'s functions and per-version classes that the current version does not share."""
-    current = tracked.current
-    stable = {id(cls) for cls in tracked.classes.values()}
-    still_used = {id(function) for function in current.targets.values()}
+    still_used = {id(function) for function in tracked.current.targets.values()}
     # A class's function defined elsewhere (``Enum.__new__`` in an enum's
-    # dict) is not the version's code.
+    # dict) is not the version's code (``ModuleVersion.functions``).
     old: list[object] = [
-        function
-        for function in leaving.targets.values()
-        if id(function) not in still_used
-        and getattr(function, "__globals__", leaving.namespace) is leaving.namespace
+        function for function in leaving.functions() if id(function) not in still_used
     ]
-    # Classes that keep one object per version (the others are stable).
-    old.extend(
-        value
-        for key, value in leaving.namespace.items()
-        if isinstance(value, type)
-        and value.__module__ == tracked.name
-        and value.__qualname__ == key
-        and id(value) not in stable
-        and current.namespace.get(key) is not value
-    )
+    old.extend(_replaced_classes(tracked, leaving))
     return old
+
+
+def _replaced_classes(tracked: TrackedModule, leaving: ModuleVersion) -> list[type]:
+    """``leaving``'s own class objects (not moved into a stable class) the current version lacks."""
+    current = tracked.current.namespace
+    return [cls for cls in leaving.own_classes(tracked) if current.get(cls.__qualname__) is not cls]
 
 
 # A node of the climb: the id of its label (None while it is a replaced

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import sys
 import types
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +19,19 @@ from illunare._reload.registrations import Registration
 from illunare._reload.source import SourceText, forget_lines
 
 __all__ = ["CodeVersion", "History", "ModuleVersion", "TrackedModule"]
+
+# Held by one tuple only, as a version's functions are by ``ModuleVersion.functions``.
+_PROBE = (object(),)
+
+
+def _base() -> int:
+    """The reference count ``map(sys.getrefcount, ...)`` sees of an object held by one tuple."""
+    return next(map(sys.getrefcount, _PROBE))
+
+
+def _alive(ref: weakref.ref[type]) -> type | None:
+    return ref()
+
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -84,6 +100,97 @@ class ModuleVersion:
     #: what the version's top-level code registered outside its namespace,
     #: in effect while it is current (``registrations.py``)
     registrations: tuple[Registration, ...] = ()
+    #: (the module's generation, for each class: its name, its stable class,
+    #: the names a switch to this version keeps, the contents it sets): what
+    #: a flip to this version does to the classes, computed once (``binding.flip_many``)
+    class_plans: tuple[int, tuple[tuple[str, type, frozenset[str], ClassState], ...]] | None = None
+    #: the class objects its class statements made, whose contents moved into
+    #: the stable classes (weakly: they go with the next garbage collection,
+    #: referring to the version's functions until then)
+    husks: tuple[weakref.ref[type], ...] = ()
+    # Computed once (``functions``, ``own_classes``, ``sole_holder``).
+    _functions: tuple[object, ...] | None = attrs.field(default=None, init=False, repr=False)
+    _classes: tuple[type, ...] | None = attrs.field(default=None, init=False, repr=False)
+    _references: tuple[tuple[int | None, int | None, int], int] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
+
+    def functions(self) -> tuple[object, ...]:
+        """The version's own functions: its ``targets`` that its code defined, each once."""
+        functions = self._functions
+        if functions is None:
+            namespace = self.namespace
+            functions = self._functions = tuple(
+                {
+                    id(function): function
+                    for function in self.targets.values()
+                    if getattr(function, "__globals__", namespace) is namespace
+                }.values()
+            )
+        return functions
+
+    def own_classes(self, tracked: TrackedModule) -> tuple[type, ...]:
+        """The classes its code defined that keep their own object (not moved into a stable one).
+
+        Those its namespace holds under their own name when first asked (once
+        it has left: what it defined does not change).
+        """
+        classes = self._classes
+        if classes is None:
+            stable = {id(cls) for cls in tracked.classes.values()}
+            classes = self._classes = tuple(
+                value
+                for key, value in self.namespace.items()
+                if issubclass(type(value), type)  # not isinstance: a proxy lies about its class
+                and value.__module__ == tracked.name
+                and value.__qualname__ == key
+                and id(value) not in stable
+            )
+        return classes
+
+    def planned_contents(self) -> list[ClassState]:
+        """The class contents its class plans made (its own, with placeholders added)."""
+        if self.class_plans is None:
+            return []
+        states = self.classes
+        return [
+            contents
+            for name, _, _, contents in self.class_plans[1]
+            if contents is not states.get(name)
+        ]
+
+    def sole_holder(self) -> bool:
+        """Whether nothing but the version's own records refers to any of its functions.
+
+        Its records are its ``targets``, class contents (and those its class
+        plans made), registrations and bindings, and the class objects it moved
+        into the stable classes while they live. None of them changes once the
+        version exists (bindings and plans are counted again when they are
+        replaced, the class objects when one goes),
+        so the references they hold to the functions are counted once; each
+        function has at least its share, so a total beyond theirs means that
+        something else holds one (a stale reference, a call in flight, another
+        version sharing it): then ``False``, and only a scan of the heap can tell.
+        """
+        functions = self.functions()
+        generation, bindings = (None, ()) if self.bindings is None else self.bindings[::2]
+        planned = None if self.class_plans is None else self.class_plans[0]
+        cached = self._references
+        husks = [cls for cls in map(_alive, self.husks) if cls is not None] if self.husks else ()
+        if cached is None or cached[0] != (generation, planned, len(husks)):
+            ids = set(map(id, functions))
+            records = [self.targets, *self.classes.values(), *self.registrations, bindings]
+            records += self.planned_contents()
+            # The husks' attribute dicts: the referents of their mapping proxies.
+            records += gc.get_referents(*map(vars, husks))
+            held = sum(map(ids.__contains__, map(id, gc.get_referents(*records))))
+            # Each function is also referred to by ``functions`` and, while it
+            # is counted, by ``map``: as the probe is.
+            cached = self._references = (
+                (generation, planned, len(husks)),
+                held + len(ids) * _base(),
+            )
+        return sum(map(sys.getrefcount, functions)) <= cached[1]
 
 
 @attrs.define(eq=False)
@@ -98,7 +205,8 @@ class TrackedModule:
     proxies: dict[str, HotFunction] = attrs.Factory(dict)
     #: class name -> the class object the program sees, whatever the version
     classes: dict[str, type] = attrs.Factory(dict)
-    #: grows whenever a proxy is added, invalidating every version's bindings
+    #: grows whenever a proxy or a class attribute name is added, invalidating
+    #: every version's bindings and class plans
     generation: int = 0
 
     def proxy(self, qualname: str, target: Callable[..., Any]) -> HotFunction:
