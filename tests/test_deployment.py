@@ -528,6 +528,28 @@ class TestSignals:
         assert error.result.status == "rolled_back"
         assert service.state() == before
 
+    @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+    @pytest.mark.parametrize("signal", [signals.step_succeeded, signals.step_failed])
+    def test_an_interrupt_from_a_step_receiver_undoes_the_deployment(
+        self, service: Service, interrupt: type[BaseException], signal: Any
+    ) -> None:
+        """Ctrl-C while a step signal's receiver runs: undone, in history, then re-raised."""
+        before = service.state()
+
+        def interrupted(sender: object, **kwargs: Any) -> None:
+            raise interrupt
+
+        package = {
+            "modules": [{"name": service.alpha, "code": module_code("alpha-2")}],
+            "config": {"pool": 9},
+            "migrations": [service.migration("x", fails=signal is signals.step_failed)],
+        }
+        with signal.connected_to(interrupted), pytest.raises(interrupt):
+            service.deployment.run(package)
+        (result,) = service.deployment.history()
+        assert result.status == "rolled_back"
+        assert service.state() == before
+
 
 class TestOneAtATime:
     def test_a_second_deployment_of_the_service_is_refused(

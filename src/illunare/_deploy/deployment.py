@@ -186,9 +186,10 @@ class Deployment:
                 says what was undone (``rolled_back``), what could not be
                 (``rollback_failed``), or that a point of no return stopped the
                 undo (``halted``). The step's exception is the ``__cause__``.
-                A ``KeyboardInterrupt`` or ``SystemExit`` raised by a step, or
-                during the bake, is re-raised as it is, once the completed
-                steps are undone (the result is in ``history()``).
+                A ``KeyboardInterrupt`` or ``SystemExit`` raised by a step, by a
+                receiver of a step signal, or during the bake, is re-raised as
+                it is, once the completed steps are undone (the result is in
+                ``history()``).
             DeploymentInProgressError: a deployment of this service is running.
             InvalidArgumentError: a plan made by another Deployment.
 
@@ -231,26 +232,31 @@ class Deployment:
         done: list[tuple[range, Undo | None]] = []
         failure: BaseException | None = None
         error: str | None = None
-        for indices, action in plan.stages():
-            began = time.time()
-            try:
-                undo = action.apply(self._parts, reason)
-            except BaseException as raised:  # noqa: BLE001  # whatever a step raises, the rest is undone
-                failure = raised
-                error = f"{_name(steps, indices)} failed: {_describe(raised)}"
-                self._mark(deployment_id, steps, indices, began, raised)
-                break
-            done.append((indices, undo))
-            self._mark(deployment_id, steps, indices, began)
-        else:
-            try:
-                breach = self._bake()
-            except BaseException as raised:  # noqa: BLE001  # an interrupted bake is no pass
-                failure = raised
-                error = f"health gate failed: {_describe(raised)}"
+        try:
+            for indices, action in plan.stages():
+                began = time.time()
+                try:
+                    undo = action.apply(self._parts, reason)
+                except BaseException as raised:  # noqa: BLE001  # whatever a step raises, the rest is undone
+                    failure = raised
+                    error = f"{_name(steps, indices)} failed: {_describe(raised)}"
+                    self._mark(deployment_id, steps, indices, began, raised)
+                    break
+                done.append((indices, undo))
+                self._mark(deployment_id, steps, indices, began)
             else:
-                if breach is not None:
-                    error = f"health gate breached: {breach}"
+                try:
+                    breach = self._bake()
+                except BaseException as raised:  # noqa: BLE001  # an interrupted bake is no pass
+                    failure = raised
+                    error = f"health gate failed: {_describe(raised)}"
+                else:
+                    if breach is not None:
+                        error = f"health gate breached: {breach}"
+        except BaseException as raised:  # noqa: BLE001  # a step signal's receiver interrupted it
+            failure = raised
+            if error is None:
+                error = f"deployment interrupted: {_describe(raised)}"
         status = "succeeded" if error is None else _undo(done, steps)
         result = DeploymentResult(
             deployment_id, self.service, status, tuple(steps), started, time.time(), error
