@@ -529,11 +529,13 @@ class TestSignals:
         assert service.state() == before
 
     @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
-    @pytest.mark.parametrize("signal", [signals.step_succeeded, signals.step_failed])
+    @pytest.mark.parametrize(
+        "signal", [signals.deployment_started, signals.step_succeeded, signals.step_failed]
+    )
     def test_an_interrupt_from_a_step_receiver_undoes_the_deployment(
         self, service: Service, interrupt: type[BaseException], signal: Any
     ) -> None:
-        """Ctrl-C while a step signal's receiver runs: undone, in history, then re-raised."""
+        """Ctrl-C while a receiver runs: undone, in history, terminal signal sent, re-raised."""
         before = service.state()
 
         def interrupted(sender: object, **kwargs: Any) -> None:
@@ -544,10 +546,16 @@ class TestSignals:
             "config": {"pool": 9},
             "migrations": [service.migration("x", fails=signal is signals.step_failed)],
         }
-        with signal.connected_to(interrupted), pytest.raises(interrupt):
+        ended = []
+        with (
+            signal.connected_to(interrupted),
+            signals.deployment_rolled_back.connected_to(lambda sender, **kw: ended.append(kw)),
+            pytest.raises(interrupt),
+        ):
             service.deployment.run(package)
         (result,) = service.deployment.history()
         assert result.status == "rolled_back"
+        assert ended == [{"result": result}]
         assert service.state() == before
 
 

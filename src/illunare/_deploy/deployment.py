@@ -187,9 +187,9 @@ class Deployment:
                 (``rollback_failed``), or that a point of no return stopped the
                 undo (``halted``). The step's exception is the ``__cause__``.
                 A ``KeyboardInterrupt`` or ``SystemExit`` raised by a step, by a
-                receiver of a step signal, or during the bake, is re-raised as
-                it is, once the completed steps are undone (the result is in
-                ``history()``).
+                receiver of ``deployment_started`` or of a step signal, or
+                during the bake, is re-raised as it is, once the completed
+                steps are undone (the result is in ``history()``).
             DeploymentInProgressError: a deployment of this service is running.
             InvalidArgumentError: a plan made by another Deployment.
 
@@ -228,11 +228,13 @@ class Deployment:
         reason = f"deployment {deployment_id} of {self.service}"
         started = time.time()
         steps = [StepResult(type(step).__name__, step.target, "not_run") for step in plan.steps]
-        self._send(signals.deployment_started, id=deployment_id, service=self.service, plan=plan)
         done: list[tuple[range, Undo | None]] = []
         failure: BaseException | None = None
         error: str | None = None
         try:
+            self._send(
+                signals.deployment_started, id=deployment_id, service=self.service, plan=plan
+            )
             for indices, action in plan.stages():
                 began = time.time()
                 try:
@@ -253,7 +255,7 @@ class Deployment:
                 else:
                     if breach is not None:
                         error = f"health gate breached: {breach}"
-        except BaseException as raised:  # noqa: BLE001  # a step signal's receiver interrupted it
+        except BaseException as raised:  # noqa: BLE001  # a receiver of a signal interrupted it
             failure = raised
             if error is None:
                 error = f"deployment interrupted: {_describe(raised)}"
