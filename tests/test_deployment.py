@@ -338,6 +338,40 @@ class TestRun:
         assert service.state() == before
         assert service.deployment.history()[0].status == "rolled_back"
 
+    @pytest.mark.parametrize("where", ["step", "undo"])
+    def test_an_exception_whose_str_fails_is_still_recorded_and_undone(
+        self, service: Service, where: str
+    ) -> None:
+        """An exception whose __str__ fails (a step or undo): named by its kind, the rest undone."""
+
+        class Unprintable(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no text")
+
+        def fail() -> None:
+            raise Unprintable
+
+        before = service.state()
+        first = ConfigUpdate({"pool": 9})
+        if where == "step":
+            steps: list[Any] = [first, Migration("odd", fail)]
+        else:
+            steps = [
+                first,
+                Migration("odd", lambda: None, fail),
+                service.migration("x", fails=True),
+            ]
+        error = failed(service.deployment, steps)
+        assert error.result is not None
+        assert "Unprintable: <str() failed>" in [step.error for step in error.result.steps]
+        if where == "step":
+            assert statuses(error) == ["undone", "failed"]
+            assert service.state() == before
+        else:
+            assert statuses(error) == ["undone", "undo_failed", "failed"]
+            assert error.result.status == "rollback_failed"
+            assert service.config["pool"] == 5
+
 
 # The 6-step deployment of the fault injection: every kind of step, twice a
 # swap and twice a flag (one created, one changed).

@@ -64,7 +64,12 @@ def _exclusive(service: str) -> Iterator[None]:
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    """``Kind: message`` for a result; never raises: an odd exception must not stop the undo."""
+    try:
+        message = str(error)
+    except Exception:  # noqa: BLE001  # an exception whose __str__ fails is named by its kind
+        message = "<str() failed>"
+    return f"{type(error).__name__}: {message}"
 
 
 def _optional(name: str, value: object, kind: type) -> None:
