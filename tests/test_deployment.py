@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -371,6 +372,18 @@ class TestRun:
             assert statuses(error) == ["undone", "undo_failed", "failed"]
             assert error.result.status == "rollback_failed"
             assert service.config["pool"] == 5
+
+    def test_its_errors_pickle_with_what_they_carry(self, service: Service) -> None:
+        """The deployment errors pickle with problems, result, service (for process pools)."""
+        with pytest.raises(PackageError) as bad:
+            service.deployment.run({"modules": "nope"})
+        error = failed(service.deployment, [service.migration("x", fails=True)])
+        busy = DeploymentInProgressError(service.deployment.service)
+        for raised in (bad.value, error, busy):
+            clone = pickle.loads(pickle.dumps(raised))  # our own data
+            assert type(clone) is type(raised)
+            assert str(clone) == str(raised)
+            assert vars(clone) == vars(raised)
 
 
 # The 6-step deployment of the fault injection: every kind of step, twice a
