@@ -605,6 +605,23 @@ class TestSignals:
         assert ended == [{"result": result}]
         assert service.state() == before
 
+    @pytest.mark.parametrize("signal", [signals.config_updated, signals.flag_updated])
+    def test_an_interrupt_from_a_change_receiver_leaves_nothing_changed(
+        self, service: Service, signal: Any
+    ) -> None:
+        """Ctrl-C in a config_updated/flag_updated receiver: the step's change is taken back too."""
+        before = service.state()
+
+        def interrupted(sender: object, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+        package = {"config": {"pool": 9}, "flags": {"existing": {"enabled": True}}}
+        with signal.connected_to(interrupted), pytest.raises(KeyboardInterrupt):
+            service.deployment.run(package)
+        (result,) = service.deployment.history()
+        assert result.status == "rolled_back"
+        assert service.state() == before
+
 
 class TestOneAtATime:
     def test_a_second_deployment_of_the_service_is_refused(
