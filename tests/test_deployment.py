@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -226,6 +227,28 @@ class TestPlan:
             Deployment("s", reloader=reloader, monitor=PerformanceMonitor(), health=HealthGate())
 
 
+INTERRUPTED_UNDO = """
+import os, signal, threading, time
+from illunare import Deployment, HotReloader, Migration
+
+tables = set()
+def fail():
+    raise RuntimeError("c cannot run")
+deployment = Deployment("orders", reloader=HotReloader())
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    deployment.run([
+        Migration("a", lambda: tables.add("a"), lambda: tables.discard("a")),
+        Migration("b", lambda: tables.add("b"), lambda: time.sleep(30)),
+        Migration("c", fail),
+    ])
+except KeyboardInterrupt:
+    (result,) = deployment.history()
+    print(result.status, [step.status for step in result.steps], sorted(tables),
+          result.steps[1].error)
+"""
+
+
 class TestRun:
     def test_a_package_applies_everything_in_order(
         self, service: Service, events: list[tuple[str, dict[str, Any]]]
@@ -384,6 +407,20 @@ class TestRun:
             assert type(clone) is type(raised)
             assert str(clone) == str(raised)
             assert vars(clone) == vars(raised)
+
+    def test_an_interrupted_undo_lets_the_others_run_then_goes_on(self) -> None:
+        """Ctrl-C in a hanging undo: undo_failed, the other undos run, the interrupt goes on."""
+        done = subprocess.run(
+            [sys.executable, "-c", INTERRUPTED_UNDO],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (
+            "rollback_failed ['undone', 'undo_failed', 'failed'] ['b'] KeyboardInterrupt: \n"
+        )
 
 
 # The 6-step deployment of the fault injection: every kind of step, twice a

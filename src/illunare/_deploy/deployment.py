@@ -194,7 +194,8 @@ class Deployment:
                 A ``KeyboardInterrupt`` or ``SystemExit`` raised by a step, by a
                 receiver of ``deployment_started`` or of a step signal, or
                 during the bake, is re-raised as it is, once the completed
-                steps are undone (the result is in ``history()``).
+                steps are undone (the result is in ``history()``); so is one
+                raised by an undo, once the other undos ran.
             DeploymentInProgressError: a deployment of this service is running.
             InvalidArgumentError: a plan made by another Deployment.
 
@@ -264,7 +265,7 @@ class Deployment:
             failure = raised
             if error is None:
                 error = f"deployment interrupted: {_describe(raised)}"
-        status = "succeeded" if error is None else _undo(done, steps)
+        status, interrupt = ("succeeded", None) if error is None else _undo(done, steps)
         result = DeploymentResult(
             deployment_id, self.service, status, tuple(steps), started, time.time(), error
         )
@@ -279,6 +280,8 @@ class Deployment:
             return result
         if failure is not None and not isinstance(failure, Exception):
             raise failure
+        if interrupt is not None:  # an undo was interrupted: the interrupt goes on
+            raise interrupt
         raise DeploymentError(
             f"deployment {deployment_id} of {self.service} {status.replace('_', ' ')}: {error}",
             result,
@@ -337,19 +340,26 @@ def _name(steps: list[StepResult], indices: range) -> str:
     return f"{steps[indices[0]].kind} " + ", ".join(steps[index].target for index in indices)
 
 
-def _undo(done: list[tuple[range, Undo | None]], steps: list[StepResult]) -> str:
-    """Undo the completed stages in reverse, up to a point of no return; the final status.
+def _undo(
+    done: list[tuple[range, Undo | None]], steps: list[StepResult]
+) -> tuple[str, BaseException | None]:
+    """Undo the completed stages in reverse, up to a point of no return.
 
-    An undo that fails does not stop the others.
+    The final status, and the first interrupt (``KeyboardInterrupt``,
+    ``SystemExit``) an undo raised, to re-raise once the result is recorded:
+    an undo that fails, even so, does not stop the others.
     """
     failed = False
+    interrupt: BaseException | None = None
     for indices, undo in reversed(done):
         if undo is None:  # a point of no return: it and what came before stay applied
-            return "rollback_failed" if failed else "halted"
+            return ("rollback_failed" if failed else "halted"), interrupt
         try:
             undo()
         except BaseException as error:  # noqa: BLE001  # recorded; the other undos go on
             failed = True
+            if interrupt is None and not isinstance(error, Exception):
+                interrupt = error
             for index in indices:
                 steps[index] = attrs.evolve(
                     steps[index], status="undo_failed", error=_describe(error)
@@ -357,4 +367,4 @@ def _undo(done: list[tuple[range, Undo | None]], steps: list[StepResult]) -> str
         else:
             for index in indices:
                 steps[index] = attrs.evolve(steps[index], status="undone")
-    return "rollback_failed" if failed else "rolled_back"
+    return ("rollback_failed" if failed else "rolled_back"), interrupt
