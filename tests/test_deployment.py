@@ -207,6 +207,8 @@ class TestPlan:
             lambda: Deployment("s", health=3),  # type: ignore[arg-type]
             lambda: HealthGate(bake=-1),
             lambda: HealthGate(bake=float("inf")),
+            lambda: HealthGate(bake=float("nan")),
+            lambda: HealthGate(bake=10**400),  # no float can hold its deadline
             lambda: HealthGate(deployment_id=""),
             lambda: HealthGate(thresholds={"max_latency": 1}),  # type: ignore[arg-type]
             lambda: HotSwap("", "X = 1"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import sys
 import time
 from typing import Any
 
@@ -25,7 +25,12 @@ def _deployment_id(instance: object, attribute: attrs.Attribute[Any], value: obj
 
 
 def _bake(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+    # An int too large for a float is as infinite: the bake's deadline is a float.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value <= sys.float_info.max
+    ):
         raise InvalidArgumentError(f"bake must be a finite number of seconds >= 0, got {value!r}")
 
 
