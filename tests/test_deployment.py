@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -205,6 +207,8 @@ class TestPlan:
             lambda: Deployment("s", health=3),  # type: ignore[arg-type]
             lambda: HealthGate(bake=-1),
             lambda: HealthGate(bake=float("inf")),
+            lambda: HealthGate(bake=float("nan")),
+            lambda: HealthGate(bake=10**400),  # no float can hold its deadline
             lambda: HealthGate(deployment_id=""),
             lambda: HealthGate(thresholds={"max_latency": 1}),  # type: ignore[arg-type]
             lambda: HotSwap("", "X = 1"),
@@ -223,6 +227,28 @@ class TestPlan:
             Deployment("s", reloader=reloader, health=HealthGate(bake=1))
         with pytest.raises(InvalidArgumentError, match="thresholds"):
             Deployment("s", reloader=reloader, monitor=PerformanceMonitor(), health=HealthGate())
+
+
+INTERRUPTED_UNDO = """
+import os, signal, threading, time
+from illunare import Deployment, HotReloader, Migration
+
+tables = set()
+def fail():
+    raise RuntimeError("c cannot run")
+deployment = Deployment("orders", reloader=HotReloader())
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    deployment.run([
+        Migration("a", lambda: tables.add("a"), lambda: tables.discard("a")),
+        Migration("b", lambda: tables.add("b"), lambda: time.sleep(30)),
+        Migration("c", fail),
+    ])
+except KeyboardInterrupt:
+    (result,) = deployment.history()
+    print(result.status, [step.status for step in result.steps], sorted(tables),
+          result.steps[1].error)
+"""
 
 
 class TestRun:
@@ -337,6 +363,66 @@ class TestRun:
             service.deployment.run([ConfigUpdate({"pool": 9}), Migration("interrupted", interrupt)])
         assert service.state() == before
         assert service.deployment.history()[0].status == "rolled_back"
+
+    @pytest.mark.parametrize("where", ["step", "undo"])
+    def test_an_exception_whose_str_fails_is_still_recorded_and_undone(
+        self, service: Service, where: str
+    ) -> None:
+        """An exception whose __str__ fails (a step or undo): named by its kind, the rest undone."""
+
+        class Unprintable(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no text")
+
+        def fail() -> None:
+            raise Unprintable
+
+        before = service.state()
+        first = ConfigUpdate({"pool": 9})
+        if where == "step":
+            steps: list[Any] = [first, Migration("odd", fail)]
+        else:
+            steps = [
+                first,
+                Migration("odd", lambda: None, fail),
+                service.migration("x", fails=True),
+            ]
+        error = failed(service.deployment, steps)
+        assert error.result is not None
+        assert "Unprintable: <str() failed>" in [step.error for step in error.result.steps]
+        if where == "step":
+            assert statuses(error) == ["undone", "failed"]
+            assert service.state() == before
+        else:
+            assert statuses(error) == ["undone", "undo_failed", "failed"]
+            assert error.result.status == "rollback_failed"
+            assert service.config["pool"] == 5
+
+    def test_its_errors_pickle_with_what_they_carry(self, service: Service) -> None:
+        """The deployment errors pickle with problems, result, service (for process pools)."""
+        with pytest.raises(PackageError) as bad:
+            service.deployment.run({"modules": "nope"})
+        error = failed(service.deployment, [service.migration("x", fails=True)])
+        busy = DeploymentInProgressError(service.deployment.service)
+        for raised in (bad.value, error, busy):
+            clone = pickle.loads(pickle.dumps(raised))  # our own data
+            assert type(clone) is type(raised)
+            assert str(clone) == str(raised)
+            assert vars(clone) == vars(raised)
+
+    def test_an_interrupted_undo_lets_the_others_run_then_goes_on(self) -> None:
+        """Ctrl-C in a hanging undo: undo_failed, the other undos run, the interrupt goes on."""
+        done = subprocess.run(
+            [sys.executable, "-c", INTERRUPTED_UNDO],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (
+            "rollback_failed ['undone', 'undo_failed', 'failed'] ['b'] KeyboardInterrupt: \n"
+        )
 
 
 # The 6-step deployment of the fault injection: every kind of step, twice a
@@ -526,6 +612,53 @@ class TestSignals:
             )
         assert error.result is not None
         assert error.result.status == "rolled_back"
+        assert service.state() == before
+
+    @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+    @pytest.mark.parametrize(
+        "signal", [signals.deployment_started, signals.step_succeeded, signals.step_failed]
+    )
+    def test_an_interrupt_from_a_step_receiver_undoes_the_deployment(
+        self, service: Service, interrupt: type[BaseException], signal: Any
+    ) -> None:
+        """Ctrl-C while a receiver runs: undone, in history, terminal signal sent, re-raised."""
+        before = service.state()
+
+        def interrupted(sender: object, **kwargs: Any) -> None:
+            raise interrupt
+
+        package = {
+            "modules": [{"name": service.alpha, "code": module_code("alpha-2")}],
+            "config": {"pool": 9},
+            "migrations": [service.migration("x", fails=signal is signals.step_failed)],
+        }
+        ended = []
+        with (
+            signal.connected_to(interrupted),
+            signals.deployment_rolled_back.connected_to(lambda sender, **kw: ended.append(kw)),
+            pytest.raises(interrupt),
+        ):
+            service.deployment.run(package)
+        (result,) = service.deployment.history()
+        assert result.status == "rolled_back"
+        assert ended == [{"result": result}]
+        assert service.state() == before
+
+    @pytest.mark.parametrize("signal", [signals.config_updated, signals.flag_updated])
+    def test_an_interrupt_from_a_change_receiver_leaves_nothing_changed(
+        self, service: Service, signal: Any
+    ) -> None:
+        """Ctrl-C in a config_updated/flag_updated receiver: the step's change is taken back too."""
+        before = service.state()
+
+        def interrupted(sender: object, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+        package = {"config": {"pool": 9}, "flags": {"existing": {"enabled": True}}}
+        with signal.connected_to(interrupted), pytest.raises(KeyboardInterrupt):
+            service.deployment.run(package)
+        (result,) = service.deployment.history()
+        assert result.status == "rolled_back"
         assert service.state() == before
 
 

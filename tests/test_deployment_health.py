@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,7 @@ from illunare import (
     Migration,
     PerformanceMonitor,
     Thresholds,
+    signals,
 )
 
 from .conftest import Package
@@ -138,6 +140,34 @@ class TestHealthGate:
         result = deployment.run([Migration("orders", lambda: tables.append("orders"))])
         assert result.status == "succeeded"
         assert not monitor.health("checkout").healthy  # the monitor's own verdict: the window
+
+    def test_values_after_the_id_is_stopped_and_restarted_are_judged(
+        self, reloader: HotReloader
+    ) -> None:
+        """A stop() during the bake restarts the counts: the errors after it still breach."""
+        monitor = PerformanceMonitor()
+        for _ in range(50):
+            monitor.record("pay", "error_rate", 0.0)
+        deployment = Deployment(
+            "pay", reloader=reloader, monitor=monitor,
+            health=HealthGate(bake=20.0, thresholds=STRICT),
+        )  # fmt: skip
+        baking = threading.Event()
+
+        def restart_and_fail() -> None:
+            baking.wait()
+            time.sleep(0.5)  # the bake has taken its mark by now
+            monitor.stop("pay")
+            for _ in range(10):
+                monitor.record("pay", "error_rate", 1.0)
+
+        worker = threading.Thread(target=restart_and_fail)
+        worker.start()
+        with signals.step_succeeded.connected_to(lambda sender, **kwargs: baking.set()):
+            result = outcome(deployment, [Migration("noop", lambda: None, lambda: None)])
+        worker.join()
+        assert result.status == "rolled_back"
+        assert "error_rate" in (result.error or "")
 
     def test_the_reloaders_monitor_and_thresholds_are_the_default(self) -> None:
         """No monitor= and no gate thresholds: the reloader's monitor judges with its own."""

@@ -180,6 +180,10 @@ class PackageError(IllunareError, ValueError):
         super().__init__(f"invalid deployment package: {listed}")
         self.problems = problems
 
+    def __reduce__(self) -> tuple[type[PackageError], tuple[tuple[tuple[str, str], ...]]]:
+        # Pickled with its own arguments (a process pool sends it back to the caller).
+        return type(self), (self.problems,)
+
 
 class DeploymentError(IllunareError, RuntimeError):
     """A deployment failed; ``result`` (a ``DeploymentResult``) says what ran and what was undone.
@@ -191,6 +195,10 @@ class DeploymentError(IllunareError, RuntimeError):
         super().__init__(message)
         self.result = result
 
+    def __reduce__(self) -> tuple[type[DeploymentError], tuple[str, DeploymentResult | None]]:
+        # Pickled with its own arguments (a process pool sends it back to the caller).
+        return type(self), (self.args[0], self.result)
+
 
 class DeploymentInProgressError(DeploymentError):
     """Another deployment of the same service is running in this process; ``result`` is None."""
@@ -198,6 +206,9 @@ class DeploymentInProgressError(DeploymentError):
     def __init__(self, service: str) -> None:
         super().__init__(f"a deployment of {service!r} is already running", None)
         self.service = service
+
+    def __reduce__(self) -> tuple[type[DeploymentInProgressError], tuple[str]]:  # type: ignore[override]
+        return type(self), (self.service,)
 
 
 class StaleReferenceWarning(IllunareError, UserWarning):  # noqa: N818  # a warning, named so

@@ -64,7 +64,12 @@ def _exclusive(service: str) -> Iterator[None]:
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    """``Kind: message`` for a result; never raises: an odd exception must not stop the undo."""
+    try:
+        message = str(error)
+    except Exception:  # noqa: BLE001  # an exception whose __str__ fails is named by its kind
+        message = "<str() failed>"
+    return f"{type(error).__name__}: {message}"
 
 
 def _optional(name: str, value: object, kind: type) -> None:
@@ -186,9 +191,11 @@ class Deployment:
                 says what was undone (``rolled_back``), what could not be
                 (``rollback_failed``), or that a point of no return stopped the
                 undo (``halted``). The step's exception is the ``__cause__``.
-                A ``KeyboardInterrupt`` or ``SystemExit`` raised by a step, or
+                A ``KeyboardInterrupt`` or ``SystemExit`` raised by a step, by a
+                receiver of ``deployment_started`` or of a step signal, or
                 during the bake, is re-raised as it is, once the completed
-                steps are undone (the result is in ``history()``).
+                steps are undone (the result is in ``history()``); so is one
+                raised by an undo, once the other undos ran.
             DeploymentInProgressError: a deployment of this service is running.
             InvalidArgumentError: a plan made by another Deployment.
 
@@ -227,31 +234,38 @@ class Deployment:
         reason = f"deployment {deployment_id} of {self.service}"
         started = time.time()
         steps = [StepResult(type(step).__name__, step.target, "not_run") for step in plan.steps]
-        self._send(signals.deployment_started, id=deployment_id, service=self.service, plan=plan)
         done: list[tuple[range, Undo | None]] = []
         failure: BaseException | None = None
         error: str | None = None
-        for indices, action in plan.stages():
-            began = time.time()
-            try:
-                undo = action.apply(self._parts, reason)
-            except BaseException as raised:  # noqa: BLE001  # whatever a step raises, the rest is undone
-                failure = raised
-                error = f"{_name(steps, indices)} failed: {_describe(raised)}"
-                self._mark(deployment_id, steps, indices, began, raised)
-                break
-            done.append((indices, undo))
-            self._mark(deployment_id, steps, indices, began)
-        else:
-            try:
-                breach = self._bake()
-            except BaseException as raised:  # noqa: BLE001  # an interrupted bake is no pass
-                failure = raised
-                error = f"health gate failed: {_describe(raised)}"
+        try:
+            self._send(
+                signals.deployment_started, id=deployment_id, service=self.service, plan=plan
+            )
+            for indices, action in plan.stages():
+                began = time.time()
+                try:
+                    undo = action.apply(self._parts, reason)
+                except BaseException as raised:  # noqa: BLE001  # whatever a step raises, the rest is undone
+                    failure = raised
+                    error = f"{_name(steps, indices)} failed: {_describe(raised)}"
+                    self._mark(deployment_id, steps, indices, began, raised)
+                    break
+                done.append((indices, undo))
+                self._mark(deployment_id, steps, indices, began)
             else:
-                if breach is not None:
-                    error = f"health gate breached: {breach}"
-        status = "succeeded" if error is None else _undo(done, steps)
+                try:
+                    breach = self._bake()
+                except BaseException as raised:  # noqa: BLE001  # an interrupted bake is no pass
+                    failure = raised
+                    error = f"health gate failed: {_describe(raised)}"
+                else:
+                    if breach is not None:
+                        error = f"health gate breached: {breach}"
+        except BaseException as raised:  # noqa: BLE001  # a receiver of a signal interrupted it
+            failure = raised
+            if error is None:
+                error = f"deployment interrupted: {_describe(raised)}"
+        status, interrupt = ("succeeded", None) if error is None else _undo(done, steps)
         result = DeploymentResult(
             deployment_id, self.service, status, tuple(steps), started, time.time(), error
         )
@@ -266,6 +280,8 @@ class Deployment:
             return result
         if failure is not None and not isinstance(failure, Exception):
             raise failure
+        if interrupt is not None:  # an undo was interrupted: the interrupt goes on
+            raise interrupt
         raise DeploymentError(
             f"deployment {deployment_id} of {self.service} {status.replace('_', ' ')}: {error}",
             result,
@@ -324,19 +340,26 @@ def _name(steps: list[StepResult], indices: range) -> str:
     return f"{steps[indices[0]].kind} " + ", ".join(steps[index].target for index in indices)
 
 
-def _undo(done: list[tuple[range, Undo | None]], steps: list[StepResult]) -> str:
-    """Undo the completed stages in reverse, up to a point of no return; the final status.
+def _undo(
+    done: list[tuple[range, Undo | None]], steps: list[StepResult]
+) -> tuple[str, BaseException | None]:
+    """Undo the completed stages in reverse, up to a point of no return.
 
-    An undo that fails does not stop the others.
+    The final status, and the first interrupt (``KeyboardInterrupt``,
+    ``SystemExit``) an undo raised, to re-raise once the result is recorded:
+    an undo that fails, even so, does not stop the others.
     """
     failed = False
+    interrupt: BaseException | None = None
     for indices, undo in reversed(done):
         if undo is None:  # a point of no return: it and what came before stay applied
-            return "rollback_failed" if failed else "halted"
+            return ("rollback_failed" if failed else "halted"), interrupt
         try:
             undo()
         except BaseException as error:  # noqa: BLE001  # recorded; the other undos go on
             failed = True
+            if interrupt is None and not isinstance(error, Exception):
+                interrupt = error
             for index in indices:
                 steps[index] = attrs.evolve(
                     steps[index], status="undo_failed", error=_describe(error)
@@ -344,4 +367,4 @@ def _undo(done: list[tuple[range, Undo | None]], steps: list[StepResult]) -> str
         else:
             for index in indices:
                 steps[index] = attrs.evolve(steps[index], status="undone")
-    return "rollback_failed" if failed else "rolled_back"
+    return ("rollback_failed" if failed else "rolled_back"), interrupt

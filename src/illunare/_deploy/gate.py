@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import sys
 import time
 from typing import Any
 
@@ -25,7 +25,12 @@ def _deployment_id(instance: object, attribute: attrs.Attribute[Any], value: obj
 
 
 def _bake(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+    # An int too large for a float is as infinite: the bake's deadline is a float.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value <= sys.float_info.max
+    ):
         raise InvalidArgumentError(f"bake must be a finite number of seconds >= 0, got {value!r}")
 
 
@@ -56,17 +61,26 @@ class HealthGate:
     thresholds: Thresholds | None = attrs.field(default=None, validator=_thresholds)
 
 
-def _counts(monitor: PerformanceMonitor, deployment_id: str) -> dict[str, int]:
-    return {metric: summary.count for metric, summary in monitor.metrics(deployment_id).items()}
+#: a start of a monitor's id (``PerformanceMonitor._started``) and the count of each metric then
+_Mark = tuple[object | None, dict[str, int]]
+
+
+def _mark(monitor: PerformanceMonitor, deployment_id: str) -> _Mark:
+    start = monitor._started(deployment_id)
+    counts = {metric: summary.count for metric, summary in monitor.metrics(deployment_id).items()}
+    return start, counts
 
 
 def _during(
-    monitor: PerformanceMonitor, deployment_id: str, before: dict[str, int]
+    monitor: PerformanceMonitor, deployment_id: str, before: _Mark
 ) -> dict[str, MetricSummary]:
-    """The summaries of the values recorded since the counts ``before`` (those in the window)."""
+    """The summaries of the values recorded since the mark ``before`` (those in the window)."""
+    start, counts = before
+    if monitor._started(deployment_id) is not start:  # stopped and started again: all new
+        counts = {}
     recent = {}
     for metric, summary in monitor.metrics(deployment_id).items():
-        new = summary.count - before.get(metric, 0)
+        new = summary.count - counts.get(metric, 0)
         if new > 0:
             values = summary.values[-new:]
             recent[metric] = summarize(new, values)
@@ -77,7 +91,7 @@ def watch(
     monitor: PerformanceMonitor, deployment_id: str, thresholds: Thresholds | None, bake: float
 ) -> str | None:
     """Judge the values recorded for ``bake`` seconds from now; the first breach, or None."""
-    before = _counts(monitor, deployment_id)
+    before = _mark(monitor, deployment_id)
     deadline = time.monotonic() + bake
     while True:
         health = judge(thresholds, _during(monitor, deployment_id, before))

@@ -163,8 +163,16 @@ class ConfigUpdate:
         """Update the config; the undo rolls it back to the version before."""
         config = parts.config
         assert config is not None  # checked by plan()
-        before = config.version
-        after = config.update(self.values)
+        with config._lock:  # re-entrant: no other change between the update and the check
+            before = config.version
+            try:
+                after = config.update(self.values)
+            except BaseException:
+                # update() changes nothing when it raises, but for an interrupt
+                # from a config_updated receiver, sent once the version is served.
+                if config.version != before:
+                    config.rollback(to=before)
+                raise
 
         def undo() -> None:
             if after == before:
@@ -212,8 +220,22 @@ class FlagUpdate:
         flags = parts.flags
         assert flags is not None  # checked by plan()
         previous = flags.flags().get(self.name)
-        served = flags.update(self.name, self.config).config
         replaced = None if previous is None else previous.config
+
+        def restore() -> None:
+            if replaced is None:
+                flags.delete(self.name)
+            else:
+                flags.update(self.name, replaced)
+
+        try:
+            served = flags.update(self.name, self.config).config
+        except BaseException as error:
+            # update() changes nothing when it raises an Exception; an interrupt
+            # from a flag_updated receiver or listener comes after the change.
+            if not isinstance(error, Exception) and flags.flags().get(self.name) != previous:
+                restore()
+            raise
 
         def undo() -> None:
             if served == replaced:
@@ -223,10 +245,7 @@ class FlagUpdate:
             # same flag serves this step's config again, as a new version.
             if now is None or now.config != served:
                 raise FlagError(f"flag {self.name!r} changed since the step; left as it is")
-            if replaced is None:
-                flags.delete(self.name)
-            else:
-                flags.update(self.name, replaced)
+            restore()
 
         return undo
 

@@ -237,6 +237,14 @@ class PerformanceMonitor:
                 deployment = self._deployments[name] = _Deployment()
             return deployment
 
+    def _started(self, deployment_id: str) -> object | None:
+        """The current start of ``deployment_id``, None if not started.
+
+        A stop() and a restart make another one; ``count`` tells values apart
+        only within one start.
+        """
+        return self._deployments.get(deployment_id)
+
     def _windows(self, deployment_id: object, *metrics: object) -> list[_Window]:
         """The windows of ``metrics`` of ``deployment_id``, made now if need be.
 
