@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import itertools
+import threading
 import types
 import warnings
 
@@ -375,3 +376,47 @@ class TestMemos:
             reloader.swap(module.__name__, source.format(n=n))
             [key] = memo.HELD
             assert key.call() == n
+
+
+class TestOtherThreads:
+    def test_tuples_built_in_other_threads_during_swaps_never_fail(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A thread building tuples while 150 swaps record their registrations never fails."""
+        module = package.module("building", "def f():\n    return 0\n")
+        reloader.track(module)
+        failures: list[BaseException] = []
+        built = [0]
+        done = threading.Event()
+
+        def build() -> None:
+            try:
+                while not done.is_set():
+                    tuple(x for x in range(100))
+                    built[0] += 1
+            except BaseException as error:  # a SystemError: the tuple could not grow
+                failures.append(error)
+
+        thread = threading.Thread(target=build)
+        thread.start()
+        try:
+            for number in range(1, 151):
+                reloader.swap(module.__name__, f"def f():\n    return {number}\n")
+        finally:
+            done.set()
+            thread.join()
+        assert failures == []
+        assert built[0] > 0
+        assert module.f() == 150
+
+    def test_the_collectors_lists_are_read_without_tuples(self) -> None:
+        """young_objects and tracked_objects list what the collector tracks, tuples left out."""
+        from illunare._reload.heap import tracked_objects, young_objects
+
+        fresh, pair = [object()], (object(), [])
+        young, tracked = young_objects(), tracked_objects()
+        assert any(obj is fresh for obj in young)
+        assert any(obj is fresh for obj in tracked)
+        assert any(obj is HotReloader for obj in tracked)
+        assert not any(type(obj) is tuple for obj in young + tracked)
+        assert not any(obj is pair for obj in young + tracked)

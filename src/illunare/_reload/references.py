@@ -24,6 +24,8 @@ import sys
 import weakref
 from collections.abc import Collection, Iterable, Mapping
 
+from illunare._reload.heap import tracked_objects
+
 __all__ = ["MEMO", "excess", "learn_memos", "memo_references", "unexplained"]
 
 #: The type of a memo (``functools.lru_cache``, ``functools.cache``).
@@ -107,7 +109,7 @@ def memo_references(exclude: Collection[int]) -> collections.Counter[int]:
     global _memos  # noqa: PLW0603  # found once for the process
     excluded = set(exclude)
     if _memos is None:
-        _memos = weakref.WeakSet(obj for obj in gc.get_objects() if type(obj) is MEMO)
+        _memos = weakref.WeakSet(obj for obj in tracked_objects() if type(obj) is MEMO)
     layer: list[object] = [memo for memo in list(_memos) if id(memo) not in excluded]
     layer += [
         storage

@@ -11,8 +11,9 @@ classes (read from the objects the code made, ``_Region``, or else from a
 walk of the heap, ``gc.get_referrers``), climbing through the objects the
 version's code created (a route, a closure's cell, a new list put in a foreign dict) up to
 the first object that existed before: that object is the holder. Which
-objects existed before is known from ``gc.get_objects()`` taken just before
-the new code ran (kept alive meanwhile, so that no address is reused). A
+objects existed before is known from the youngest generation read just before
+the new code ran (kept alive meanwhile, so that no address is reused; tuples
+left out, ``heap.py``). A
 plain ``dict`` is always a holder, never climbed: an empty dict is not
 tracked by the garbage collector, so a registry ``REGISTRY = {}`` would look
 created by the version. Version 1 ran before tracking: its registrations
@@ -44,6 +45,7 @@ from typing import Any
 
 import attrs
 
+from illunare._reload.heap import young_objects
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
@@ -260,7 +262,7 @@ class Snapshot:
             _PAUSE.enter()
             self._paused = True
             # Kept alive until the scan, so that no new object takes an old address.
-            self._before: list[object] | None = gc.get_objects(generation=0)
+            self._before: list[object] | None = young_objects()
             self._before.append(_SNAPSHOT_END)
             self._collections = _collections()
         self._new: set[int] | None = None
@@ -281,12 +283,12 @@ class Snapshot:
         """Whether ``obj`` was made after the snapshot (an untracked object counts as made)."""
         new = self._new
         if new is None:
-            new = self._made_ids(gc.get_objects(generation=0))
+            new = self._made_ids(young_objects())
         return id(obj) in new or not gc.is_tracked(obj)
 
     def made(self) -> list[object]:
         """The objects made after the snapshot that the garbage collector tracks."""
-        young = gc.get_objects(generation=0)
+        young = young_objects()
         new = self._new if self._new is not None else self._made_ids(young)
         return [obj for obj in young if id(obj) in new]
 
