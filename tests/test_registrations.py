@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import itertools
 import threading
@@ -420,3 +421,34 @@ class TestOtherThreads:
         assert any(obj is HotReloader for obj in tracked)
         assert not any(type(obj) is tuple for obj in young + tracked)
         assert not any(obj is pair for obj in young + tracked)
+
+    def test_young_garbage_is_collected_unless_a_snapshot_is_open(self) -> None:
+        """collect_young collects cyclic garbage, and leaves it while a snapshot is open."""
+        import weakref
+
+        from illunare._reload.registrations import Snapshot, collect_young
+
+        class Node:
+            pass
+
+        def garbage() -> weakref.ref[Node]:
+            node = Node()
+            node.cycle = node  # type: ignore[attr-defined]
+            return weakref.ref(node)
+
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            snapshot = Snapshot()
+            try:
+                kept = garbage()
+                assert collect_young() is False
+                assert kept() is not None
+            finally:
+                snapshot.release()
+            collected = garbage()
+            assert collect_young() is True
+            assert collected() is None
+        finally:
+            if enabled:
+                gc.enable()

@@ -11,6 +11,7 @@ import pytest
 
 import illunare
 from illunare import HotReloader, IllunareError, StaleReferenceWarning, exceptions, signals
+from illunare._reload.registrations import Snapshot
 
 from .conftest import Package
 
@@ -330,11 +331,17 @@ class TestToldWithoutAScan:
         source = "class Handler:\n    def method(self):\n        return {n}\n"
         module = package.module("handlers", source.format(n=1))
         reloader.track(module)
-        reloader.swap(module.__name__, source.format(n=2))
-        version = reloader._modules[module.__name__].history.get(2)
-        assert version is not None
-        [husk] = version.husks
-        alive = husk()  # until the references are counted
+        # An open snapshot keeps the swap from collecting the garbage it left
+        # (collect_young), so that v2's class object is alive until held here.
+        snapshot = Snapshot()
+        try:
+            reloader.swap(module.__name__, source.format(n=2))
+            version = reloader._modules[module.__name__].history.get(2)
+            assert version is not None
+            [husk] = version.husks
+            alive = husk()  # until the references are counted
+        finally:
+            snapshot.release()
         assert alive is not None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

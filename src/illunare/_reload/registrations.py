@@ -64,6 +64,7 @@ __all__ = [
     "SCANNING",
     "Registration",
     "Snapshot",
+    "collect_young",
     "describe",
     "dict_owners",
     "exchange",
@@ -299,6 +300,20 @@ class Snapshot:
         return self._new
 
 
+def collect_young() -> bool:
+    """Collect the youngest generation, unless a snapshot is open; whether it did.
+
+    A release leaves garbage in cycles (its preparation ran with collection
+    paused), which may still refer to the version it replaced: collected,
+    it no longer looks like a holder. Not while another thread's snapshot is
+    open: a collection would make its registrations a guess.
+    """
+    if _PAUSE.paused:
+        return False
+    gc.collect(0)
+    return True
+
+
 def _collections() -> int:
     return sum(generation["collections"] for generation in gc.get_stats())
 
@@ -334,6 +349,11 @@ class _Pause:
         if self._count and self._resume:
             gc.enable()
         self._count = 0
+
+    @property
+    def paused(self) -> bool:
+        """Whether a version's code runs under a snapshot now (in any thread)."""
+        return bool(self._count)
 
 
 _PAUSE = _Pause()

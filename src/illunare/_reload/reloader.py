@@ -29,7 +29,7 @@ from illunare._reload.prepare import (
     validate_checks,
 )
 from illunare._reload.proxy import HotFunction, preparing
-from illunare._reload.registrations import record
+from illunare._reload.registrations import collect_young, record
 from illunare._reload.release import (
     Participant,
     Siblings,
@@ -733,8 +733,8 @@ class HotReloader:
         """
         if tracked is None or leaving is None or leaving is tracked.current:
             return ()
-        if nothing_stale(tracked, leaving):
-            return ()  # told without a scan, or gathering what one needs
+        if nothing_stale(tracked, leaving) or (collect_young() and nothing_stale(tracked, leaving)):
+            return ()  # told without a scan (once the release's garbage is collected)
         with LOCK:
             modules = list(self._modules.values())
             participants = tuple(self._participants)
