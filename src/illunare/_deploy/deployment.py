@@ -14,6 +14,7 @@ import attrs
 from blinker import NamedSignal
 
 from illunare import signals
+from illunare._arguments import optional
 from illunare._deploy.gate import HealthGate, watch
 from illunare._deploy.hotconfig import HotConfig
 from illunare._deploy.plan import DeploymentPlan, make_plan
@@ -72,11 +73,6 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
-def _optional(name: str, value: object, kind: type) -> None:
-    if value is not None and not isinstance(value, kind):
-        raise InvalidArgumentError(f"{name} must be a {kind.__name__} or None, got {value!r}")
-
-
 class Deployment:
     """Ships updates to one service: modules, configuration, flags and migrations, all or nothing.
 
@@ -115,11 +111,11 @@ class Deployment:
     ) -> None:
         if not isinstance(service, str) or not service:
             raise InvalidArgumentError(f"service must be a non-empty str, got {service!r}")
-        _optional("reloader", reloader, HotReloader)
-        _optional("config", config, HotConfig)
-        _optional("flags", flags, FeatureFlags)
-        _optional("monitor", monitor, PerformanceMonitor)
-        _optional("health", health, HealthGate)
+        optional("reloader", reloader, HotReloader)
+        optional("config", config, HotConfig)
+        optional("flags", flags, FeatureFlags)
+        optional("monitor", monitor, PerformanceMonitor)
+        optional("health", health, HealthGate)
         self._service = service
         self._health = health
         self._reloader = reloader

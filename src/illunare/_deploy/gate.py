@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from illunare._arguments import optional
 from illunare._monitor.health import Thresholds, judge
 from illunare._monitor.monitor import PerformanceMonitor
 from illunare._monitor.summary import MetricSummary, summarize
@@ -35,8 +36,7 @@ def _bake(instance: object, attribute: attrs.Attribute[Any], value: object) -> N
 
 
 def _thresholds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, Thresholds):
-        raise InvalidArgumentError(f"thresholds must be a Thresholds or None, got {value!r}")
+    optional("thresholds", value, Thresholds)
 
 
 @attrs.frozen

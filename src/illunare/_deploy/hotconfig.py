@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from illunare import signals
+from illunare._arguments import positive_int
 from illunare.exceptions import ConfigError, InvalidArgumentError
 
 __all__ = ["HotConfig"]
@@ -76,8 +77,7 @@ class HotConfig:
     ) -> None:
         if validator is not None and not callable(validator):
             raise InvalidArgumentError(f"validator must be callable or None, got {validator!r}")
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise InvalidArgumentError(f"keep must be an int >= 1, got {keep!r}")
+        positive_int("keep", keep)
         try:
             values = dict(initial)
         except (TypeError, ValueError) as error:

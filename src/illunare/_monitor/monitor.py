@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 from blinker import NamedSignal
 
 from illunare import signals
+from illunare._arguments import optional, positive_int
 from illunare._monitor.health import Health, Thresholds, judge
 from illunare._monitor.summary import MetricSummary, summarize
 from illunare.exceptions import InvalidArgumentError
@@ -79,13 +80,8 @@ class PerformanceMonitor:
     __slots__ = ("__weakref__", "_deployments", "_judged", "_lock", "_size", "_thresholds")
 
     def __init__(self, *, window: int = 100, thresholds: Thresholds | None = None) -> None:
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise InvalidArgumentError(f"window must be an int >= 1, got {window!r}")
-        if thresholds is not None and not isinstance(thresholds, Thresholds):
-            raise InvalidArgumentError(
-                f"thresholds must be a Thresholds or None, got {type(thresholds).__name__}"
-            )
-        self._size = window
+        self._size = positive_int("window", window)
+        optional("thresholds", thresholds, Thresholds)
         self._thresholds = thresholds
         # Decided once: the limit and signal of each judged metric.
         self._judged: dict[str, tuple[float, NamedSignal]] = {}

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from illunare import signals
+from illunare._arguments import optional, positive_int
 from illunare._monitor.monitor import PerformanceMonitor
 from illunare._reload.binding import absorb
 from illunare._reload.classes import data_attributes
@@ -173,13 +174,8 @@ class HotReloader:
 
     def __init__(self, *, keep: int = 10, monitor: PerformanceMonitor | None = None) -> None:
         require_supported_interpreter()
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise InvalidArgumentError(f"keep must be an int >= 1, got {keep!r}")
-        if monitor is not None and not isinstance(monitor, PerformanceMonitor):
-            raise InvalidArgumentError(
-                f"monitor must be a PerformanceMonitor or None, got {type(monitor).__name__}"
-            )
-        self.keep = keep
+        self.keep = positive_int("keep", keep)
+        optional("monitor", monitor, PerformanceMonitor)
         self._monitor = monitor
         # Everything below is read and written under LOCK.
         self._modules: dict[str, TrackedModule] = {}
