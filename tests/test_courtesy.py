@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from illunare import HotReloader
-from illunare._reload.courtesy import INTERVAL, courteous
+from illunare._reload.courtesy import INTERVAL, TURN, courteous, take_turn
 
 from .conftest import Package
 
@@ -106,6 +107,85 @@ class TestSeveralThreads:
         leave.set()
         thread.join(10)
         assert close(sys.getswitchinterval(), 0.005)
+
+
+@contextlib.contextmanager
+def busy_thread() -> Iterator[None]:
+    """Another thread wanting the GIL all along the block."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+class TestTakeTurn:
+    def test_the_interval_is_as_before_after_a_turn(self) -> None:
+        """A turn taken while another thread runs leaves the interval as it found it."""
+        sys.setswitchinterval(0.005)
+        with busy_thread():
+            take_turn()
+            assert close(sys.getswitchinterval(), 0.005)
+
+    def test_a_turn_within_a_release_leaves_the_courteous_interval(self) -> None:
+        """A turn taken while a release prepares gives the short interval back, not the old one."""
+        sys.setswitchinterval(0.005)
+        with busy_thread(), courteous():
+            take_turn()
+            assert close(sys.getswitchinterval(), INTERVAL)
+        assert close(sys.getswitchinterval(), 0.005)
+
+    def test_the_turn_s_interval_is_in_effect_while_waiting(self) -> None:
+        """Threads running during the turn see ``TURN``, never a longer interval."""
+        sys.setswitchinterval(0.005)
+        seen: list[float] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                seen.append(sys.getswitchinterval())
+
+        thread = threading.Thread(target=watch)
+        thread.start()
+        try:
+            for _ in range(50):
+                take_turn()
+        finally:
+            stop.set()
+            thread.join(10)
+        assert {round(value, 6) for value in seen} <= {0.005, TURN}
+
+    def test_a_shorter_interval_is_left_alone(self) -> None:
+        """An interval already below ``TURN`` is never raised to it."""
+        sys.setswitchinterval(TURN / 4)
+        with busy_thread():
+            take_turn()
+        assert close(sys.getswitchinterval(), TURN / 4)
+
+    def test_a_swap_takes_its_turn_before_binding(
+        self, helpers: types.ModuleType, reloader: HotReloader, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A swap in a process of several threads starts a turn between preparing and flipping."""
+        import illunare._reload.reloader as reloader_module
+
+        order: list[str] = []
+        monkeypatch.setattr(reloader_module, "take_turn", lambda: order.append("turn"))
+        with busy_thread():
+            reloader.swap(
+                helpers.__name__,
+                "def f():\n    return 2\n",
+                checks=[lambda module: order.append("check") or True],
+            )
+        assert order == ["check", "turn"]
+        assert helpers.f() == 2
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")

@@ -18,6 +18,7 @@ from illunare._arguments import optional, positive_int
 from illunare._monitor.monitor import PerformanceMonitor
 from illunare._reload.binding import absorb
 from illunare._reload.classes import data_attributes
+from illunare._reload.courtesy import take_turn
 from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.interpreter import require_supported_interpreter
 from illunare._reload.locking import LOCK
@@ -844,6 +845,7 @@ class HotReloader:
                     # the imports in function bodies and the functions it calls.
                     with release_imports(siblings):
                         self._prepare_participants(participants, namespaces)
+                take_turn()  # so that binding and flipping run whole
                 with LOCK:
                     try:
                         ensure_current(entries)
