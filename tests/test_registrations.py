@@ -422,6 +422,30 @@ class TestOtherThreads:
         assert not any(type(obj) is tuple for obj in young + tracked)
         assert not any(obj is pair for obj in young + tracked)
 
+    def test_the_collectors_lists_do_not_hold_themselves(self) -> None:
+        """Neither list is in itself: dropped, it frees what it lists, with no collection."""
+        import weakref
+
+        from illunare._reload.heap import tracked_objects, young_objects
+
+        class Made:
+            pass
+
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for read in (young_objects, tracked_objects):
+                made = Made()
+                gone = weakref.ref(made)
+                objects = read()
+                assert not any(obj is objects for obj in objects)
+                assert any(obj is made for obj in objects)
+                del made, objects
+                assert gone() is None, read.__name__
+        finally:
+            if enabled:
+                gc.enable()
+
     def test_young_garbage_is_collected_unless_a_snapshot_is_open(self) -> None:
         """collect_young collects cyclic garbage, and leaves it while a snapshot is open."""
         import weakref

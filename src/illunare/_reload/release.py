@@ -416,24 +416,7 @@ def execute(
 ) -> list[Entry]:
     """Execute each module of the release (each after those it imports), then check them."""
     several = len(work) > 1
-    # Otherwise, and within a cycle (an app module importing its views at
-    # the bottom, the views importing its app), in the order the program
-    # first started importing them, as a cold start would run them: the
-    # reverse of ``sys.modules``' order, where an import puts a module back
-    # at the end when it has finished executing.
-    first = {name: -position for position, name in enumerate(list(sys.modules))}
-    order = (
-        preparation_order(
-            {
-                name: top_level_imports(
-                    work[name][0].text, name, "__path__" in bases[name].namespace
-                )
-                for name in sorted(work, key=lambda name: first.get(name, 1))
-            }
-        )
-        if several
-        else list(work)
-    )
+    order = _execution_order(work, bases) if several else list(work)
     entries: list[Entry] = []
     with (
         courteous(),
@@ -473,6 +456,26 @@ def execute(
                     module=module.name,
                 )
     return entries
+
+
+def _execution_order(
+    work: Mapping[str, tuple[SourceText, str]], bases: Mapping[str, ModuleVersion]
+) -> list[str]:
+    """The modules of a release of several, each after those it imports.
+
+    Otherwise, and within a cycle (an app module importing its views at the
+    bottom, the views importing its app), in the order the program first
+    started importing them, as a cold start would run them: the reverse of
+    ``sys.modules``' order, where an import puts a module back at the end
+    when it has finished executing.
+    """
+    first = {name: -position for position, name in enumerate(list(sys.modules))}
+    return preparation_order(
+        {
+            name: top_level_imports(work[name][0].text, name, "__path__" in bases[name].namespace)
+            for name in sorted(work, key=lambda name: first.get(name, 1))
+        }
+    )
 
 
 def imports_of(version: ModuleVersion) -> frozenset[str]:
