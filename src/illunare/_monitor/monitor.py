@@ -26,6 +26,9 @@ __all__ = ["Measurement", "PerformanceMonitor"]
 
 _INF = math.inf
 
+#: how many measured blocks' pairs may wait beyond a window's worth (see ``_backlog``)
+_BATCH = 256
+
 # The two values of a measured block's (latency, error_rate) pair.
 _latency = itemgetter(0)
 _error = itemgetter(1)
@@ -86,6 +89,7 @@ class PerformanceMonitor:
     # __weakref__: receivers connected for one monitor (connect_via) leave with it.
     __slots__ = (
         "__weakref__",
+        "_backlog",
         "_deployments",
         "_judged",
         "_lock",
@@ -97,6 +101,11 @@ class PerformanceMonitor:
 
     def __init__(self, *, window: int = 100, thresholds: Thresholds | None = None) -> None:
         self._size = positive_int("window", window)
+        # Measured blocks' pairs wait until a reader or record() settles them,
+        # or until this many wait: then the block that fills the backlog
+        # settles them. Only the last window's worth is moved (the others
+        # would leave the windows anyway), so each block pays a small share.
+        self._backlog = self._size + _BATCH
         optional("thresholds", thresholds, Thresholds)
         self._thresholds = thresholds
         # Decided once: the limit and signal of each judged metric, and the two
@@ -297,9 +306,10 @@ class PerformanceMonitor:
         arrivals = deployment.arrivals
         pairs = arrivals[:]
         del arrivals[: len(pairs)]
+        recent = pairs[-self._size :]  # older ones would leave the windows anyway
         for window, values in (
-            (self._made(deployment, "latency"), map(_latency, pairs)),
-            (self._made(deployment, "error_rate"), map(_error, pairs)),
+            (self._made(deployment, "latency"), map(_latency, recent)),
+            (self._made(deployment, "error_rate"), map(_error, recent)),
         ):
             window.values.extend(values)
             window.count += len(pairs)
@@ -358,7 +368,7 @@ class Measurement:
         # No lock on the request path: readers settle the pair first.
         arrivals = deployment.arrivals
         arrivals.append((seconds, error))
-        if len(arrivals) >= monitor._size:  # bounded: at most a window's worth waits
+        if len(arrivals) >= monitor._backlog:
             with deployment.lock:
                 monitor._settle(deployment)
         if seconds > monitor._max_latency:
