@@ -192,21 +192,23 @@ class HotConfig:
 
         As ``update()`` would, changing nothing: None for each update accepted
         (or changing nothing), else its ConfigError. A refused update is left
-        out of the mapping the next ones are merged into.
+        out of the mapping the next ones are merged into. Under the lock, so
+        the validator still runs for one change or check at a time.
         """
-        values = self._current.values
         refusals: list[ConfigError | None] = []
-        for update in updates:
-            merged = {**values, **update}
-            refusal = None
-            if merged != values:
-                try:
-                    self._validate(merged)
-                except ConfigError as error:
-                    refusal = error
-                else:
-                    values = merged
-            refusals.append(refusal)
+        with self._lock:
+            values = self._current.values
+            for update in updates:
+                merged = {**values, **update}
+                refusal = None
+                if merged != values:
+                    try:
+                        self._validate(merged)
+                    except ConfigError as error:
+                        refusal = error
+                    else:
+                        values = merged
+                refusals.append(refusal)
         return refusals
 
     def _validate(self, values: dict[Any, Any]) -> None:
