@@ -45,12 +45,6 @@ class FragileBackend(MemoryBackend):
         return super().write(name, config, origin=origin)
 
 
-def pool_at_most_100(values: Mapping[str, Any]) -> None:
-    """The config's validator: a pool of more than 100 connections is refused."""
-    if values.get("pool", 0) > 100:
-        raise ValueError(f"pool {values['pool']} is more than 100")
-
-
 class Service:
     """Two tracked modules, a HotConfig, FeatureFlags on a FragileBackend, a set of tables."""
 
@@ -62,7 +56,9 @@ class Service:
             self.modules.append(package.qualified(short))
             reloader.track(package.qualified(short))
         self.alpha, self.beta = self.modules
-        self.config = HotConfig({"pool": 5}, validator=pool_at_most_100)
+        #: the database's connection limit, which the config's pool must not exceed
+        self.max_pool = 100
+        self.config = HotConfig({"pool": 5}, validator=self.pool_fits)
         self.backend = FragileBackend()
         self.flags = FeatureFlags(backend=self.backend)
         self.flags.update("existing", {"enabled": False})
@@ -74,6 +70,11 @@ class Service:
             flags=self.flags,
             **options,
         )
+
+    def pool_fits(self, values: Mapping[str, Any]) -> None:
+        """The config's validator: a pool above the database's connection limit is refused."""
+        if values.get("pool", 0) > self.max_pool:
+            raise ValueError(f"pool {values['pool']} is more than {self.max_pool}")
 
     def tag(self, module: str) -> str:
         """What the module's ``tag()`` answers now, called through the module."""

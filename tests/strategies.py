@@ -445,7 +445,9 @@ def bad_packages(draw: st.DrawFn, tracked: list[str], migration: object) -> tupl
             package["modules"] = entries
     if draw(st.booleans()):
         valid = draw(st.booleans())
-        package["config"] = {"pool": 7} if valid else draw(st.sampled_from([["pool"], 7, "x"]))
+        # {"pool": 1000}: a config the tests' service's validator refuses (its pool limit is 100)
+        bad = st.sampled_from([["pool"], 7, "x", {"pool": 1000}])
+        package["config"] = {"pool": 7} if valid else draw(bad)
         if not valid:
             problems.add("config")
     if draw(st.booleans()):

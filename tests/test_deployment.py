@@ -7,13 +7,14 @@ import pickle
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import pytest
 
 from illunare import (
+    ConfigError,
     ConfigUpdate,
     Deployment,
     DeploymentError,
@@ -21,6 +22,7 @@ from illunare import (
     DeploymentPlan,
     FlagUpdate,
     HealthGate,
+    HotConfig,
     HotReloader,
     HotSwap,
     IllunareError,
@@ -158,6 +160,51 @@ class TestPlan:
                 ]
             )
         assert [path for path, _ in caught.value.problems] == ["[2]", "[1].code", "[3].enabled"]
+
+    def test_a_config_the_validator_refuses_is_a_problem(
+        self, service: Service, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """A config update the HotConfig's validator refuses is named at plan(); nothing ran."""
+        before = service.state()
+        with pytest.raises(PackageError) as caught:
+            service.deployment.run(
+                {
+                    "modules": [{"name": service.alpha, "code": module_code("alpha-2")}],
+                    "config": {"pool": 1000},
+                    "migrations": [service.migration("orders")],
+                }
+            )
+        refusal = "the validator refused the config: ValueError('pool 1000 is more than 100')"
+        assert caught.value.problems == (("config", refusal),)
+        assert service.state() == before
+        assert (service.deployment.history(), events) == ((), [])
+
+    def test_config_updates_are_validated_in_turn(self, reloader: HotReloader) -> None:
+        """Each config step is judged merged into what the steps before it make, as run() will."""
+
+        def pool_within_limit(values: Mapping[str, int]) -> None:
+            if values["pool"] > values["limit"]:
+                raise ValueError("pool above limit")
+
+        config = HotConfig({"pool": 5, "limit": 10}, validator=pool_within_limit)
+        deployment = Deployment("validated-in-turn", reloader=reloader, config=config)
+        raise_limit, grow_pool = ConfigUpdate({"limit": 50}), ConfigUpdate({"pool": 40})
+        assert deployment.plan([raise_limit, grow_pool]).paths == ("[0]", "[1]")
+        with pytest.raises(PackageError) as caught:
+            deployment.plan([grow_pool, raise_limit, ConfigUpdate({"pool": 60})])
+        # A refused step is left out of what the next ones are judged on.
+        assert [path for path, _ in caught.value.problems] == ["[0]", "[2]"]
+        assert (config.version, dict(config.snapshot())) == (1, {"pool": 5, "limit": 10})
+
+    def test_a_plan_is_validated_again_when_it_runs(self, service: Service) -> None:
+        """A config accepted at plan() but refused when its step runs fails that step: undone."""
+        plan = service.deployment.plan([service.migration("orders"), ConfigUpdate({"pool": 50})])
+        before = service.state()
+        service.max_pool = 20  # the database allows fewer connections by now
+        error = failed(service.deployment, plan)
+        assert statuses(error) == ["undone", "failed"]
+        assert isinstance(error.__cause__, ConfigError)
+        assert service.state() == before
 
     def test_a_step_needing_a_part_not_given_is_refused(
         self, package: Package, reloader: HotReloader
@@ -426,7 +473,9 @@ class TestRun:
 
 
 # The 6-step deployment of the fault injection: every kind of step, twice a
-# swap and twice a flag (one created, one changed).
+# swap and twice a flag (one created, one changed). The config step fails
+# when run, once plan() accepted it, by the database lowering its connection
+# limit meanwhile (``interfere``).
 def six_steps(service: Service, failing: int | None) -> list[Any]:
     steps: list[Any] = [
         HotSwap(service.alpha, module_code("alpha-2")),
@@ -438,8 +487,6 @@ def six_steps(service: Service, failing: int | None) -> list[Any]:
     ]
     if failing == 0:
         steps[0] = HotSwap(service.alpha, BROKEN_CODE)
-    elif failing == 1:
-        steps[1] = ConfigUpdate({"pool": 1000})
     elif failing == 2:
         service.backend.refused.add("new_flow")
     elif failing == 3:
@@ -451,15 +498,21 @@ def six_steps(service: Service, failing: int | None) -> list[Any]:
     return steps
 
 
-def spoil_undo(service: Service, position: int) -> Callable[..., None]:
-    """A step_succeeded receiver making the undo of the step at ``position`` fail.
+def interfere(service: Service, failing: int | None, spoiled: int | None) -> Callable[..., None]:
+    """A step_succeeded receiver: what others change while the deployment runs.
 
-    Someone else swaps the module or updates the config meanwhile (the undo
-    will not overwrite their change), or the flag store starts refusing the
-    flag. (A migration's undo fails by its down raising.)
+    With ``failing`` 1, the database lowers its connection limit once the
+    first step succeeded: the validator refuses the config step's pool,
+    which it accepted at plan(). Once the step at ``spoiled`` succeeded,
+    someone else swaps the module or updates the config (the undo will not
+    overwrite their change), or the flag store starts refusing the flag, so
+    that its undo fails. (A migration's undo fails by its down raising.)
     """
+    position = -1 if spoiled is None else spoiled
 
     def receiver(sender: object, *, step: Any, **extra: Any) -> None:
+        if step.target == service.alpha and failing == 1:
+            service.max_pool = 10
         if step.target == service.alpha and position == 0:
             service.reloader.swap(service.alpha, module_code("alpha-by-someone-else"))
         elif step.kind == "ConfigUpdate" and position == 1:
@@ -491,8 +544,7 @@ class TestFaultInjection:
         steps = six_steps(service, failing)
         if spoiled == 3:
             steps[3] = service.migration("orders", down_fails=True)
-        receiver = spoil_undo(service, -1 if spoiled is None else spoiled)
-        with signals.step_succeeded.connected_to(receiver):
+        with signals.step_succeeded.connected_to(interfere(service, failing, spoiled)):
             error = failed(service.deployment, steps)
         result = error.result
         assert result is not None
@@ -558,7 +610,7 @@ class TestFaultInjection:
         """Halted with an undo that failed: rollback_failed, naming it."""
         steps = six_steps(service, 5)
         steps[3] = service.migration("orders", reversible=False)
-        with signals.step_succeeded.connected_to(spoil_undo(service, 4)):
+        with signals.step_succeeded.connected_to(interfere(service, 5, 4)):
             error = failed(service.deployment, steps)
         assert error.result is not None
         assert error.result.status == "rollback_failed"
@@ -570,7 +622,9 @@ class TestSignals:
         self, service: Service, events: list[tuple[str, dict[str, Any]]]
     ) -> None:
         """started, each step, step_failed with the exception, then deployment_rolled_back."""
-        error = failed(service.deployment, [ConfigUpdate({"pool": 9}), ConfigUpdate({"pool": 999})])
+        error = failed(
+            service.deployment, [ConfigUpdate({"pool": 9}), service.migration("x", fails=True)]
+        )
         names = [name for name, _ in events]
         assert names == [
             "deployment_started", "step_succeeded", "step_failed", "deployment_rolled_back",
@@ -580,7 +634,7 @@ class TestSignals:
         assert started["id"] == error.result.id
         assert started["service"] == service.deployment.service
         assert isinstance(started["plan"], DeploymentPlan)
-        assert isinstance(events[2][1]["error"], ValueError)
+        assert isinstance(events[2][1]["error"], RuntimeError)
         assert events[2][1]["step"] == error.result.steps[1]
         assert events[3][1] == {"result": error.result}
 

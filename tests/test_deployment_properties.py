@@ -55,7 +55,7 @@ Undo = Callable[[], None] | None
 
 
 def _apply(
-    model: Model, spec: tuple[Any, ...], modules: list[str], refused: frozenset[str]
+    model: Model, spec: tuple[Any, ...], modules: list[str], refused: frozenset[str], max_pool: int
 ) -> Undo:
     """Apply one step to the model; its undo (None: irreversible). Raises if the step fails."""
     kind = spec[0]
@@ -67,7 +67,7 @@ def _apply(
             model.tags[modules[index]] = f"{modules[index]}-{tag}"
         return lambda: model.tags.update(before)
     if kind == "config":
-        if spec[1] > 100:
+        if spec[1] > max_pool:
             raise RuntimeError("refused by the validator")
         config = dict(model.config)
         model.config["pool"] = spec[1]
@@ -102,7 +102,11 @@ def _apply(
 
 
 def simulate(
-    model: Model, units: list[tuple[Any, ...]], modules: list[str], refused: frozenset[str]
+    model: Model,
+    units: list[tuple[Any, ...]],
+    modules: list[str],
+    refused: frozenset[str],
+    max_pool: int,
 ) -> tuple[str, list[str]]:
     """Run ``units`` on the model as a Deployment runs them: the status and each unit's status."""
     statuses = ["not_run"] * len(units)
@@ -110,7 +114,7 @@ def simulate(
     failed = False
     for number, unit in enumerate(units):
         try:
-            undo = _apply(model, unit, modules, refused)
+            undo = _apply(model, unit, modules, refused, max_pool)
         except RuntimeError:
             statuses[number] = "failed"
             failed = True
@@ -172,28 +176,48 @@ class DeploymentMachine(RuleBasedStateMachine):
         units: list[tuple[Any, ...]],
         sizes: list[int],
         refused: frozenset[str] = frozenset(),
+        max_pool: int = 100,
     ) -> None:
-        """Run ``package`` (the store refusing the flags ``refused``) and the model alike."""
-        self.service.backend.refused |= refused
+        """Plan ``package`` and run it and the model alike.
+
+        A pool above the validator's limit (100) is a PackageError: nothing
+        runs. Between plan() and run() the flag store starts refusing the
+        flags ``refused`` and the database's limit becomes ``max_pool``: a
+        config step above it fails when it runs.
+        """
+        service = self.service
+        if any(unit[0] == "config" and unit[1] > service.max_pool for unit in units):
+            with pytest.raises(PackageError, match="the validator refused"):
+                service.deployment.plan(package)
+            return
+        plan = service.deployment.plan(package)
+        service.backend.refused |= refused
+        service.max_pool = max_pool
         try:
-            status, unit_statuses = simulate(self.model, units, self.service.modules, refused)
-            result = outcome(self.service.deployment, package)
+            status, unit_statuses = simulate(self.model, units, service.modules, refused, max_pool)
+            result = outcome(service.deployment, plan)
         finally:
-            self.service.backend.refused.clear()
+            service.backend.refused.clear()
+            service.max_pool = 100
         expected = [s for s, size in zip(unit_statuses, sizes, strict=True) for _ in range(size)]
         assert result.status == status
         assert [step.status for step in result.steps] == expected
 
     @rule(
-        steps=st.lists(specs, min_size=1, max_size=6), refused=st.frozensets(st.sampled_from(FLAGS))
+        steps=st.lists(specs, min_size=1, max_size=6),
+        refused=st.frozensets(st.sampled_from(FLAGS)),
+        max_pool=st.sampled_from([100, 60]),
     )
-    def deploy_steps(self, steps: list[tuple[Any, ...]], refused: frozenset[str]) -> None:
+    def deploy_steps(
+        self, steps: list[tuple[Any, ...]], refused: frozenset[str], max_pool: int
+    ) -> None:
         """A list of steps, each its own unit (a swap is a release of one module)."""
         units = [
             ("release", [(spec[1], spec[2], spec[3])]) if spec[0] == "swap" else spec
             for spec in steps
         ]
-        self._deploy([self._step(spec) for spec in steps], units, [1] * len(units), refused)
+        package = [self._step(spec) for spec in steps]
+        self._deploy(package, units, [1] * len(units), refused, max_pool)
 
     @rule(
         modules=st.lists(st.tuples(st.integers(0, 1), st.sampled_from("abc"), st.booleans()),
@@ -201,6 +225,7 @@ class DeploymentMachine(RuleBasedStateMachine):
         pool=st.none() | st.integers(0, 150),
         flags=st.dictionaries(st.sampled_from(FLAGS), st.booleans(), max_size=2),
         tables=st.lists(migrations, max_size=2),
+        max_pool=st.sampled_from([100, 60]),
     )  # fmt: skip
     def deploy_package(
         self,
@@ -208,6 +233,7 @@ class DeploymentMachine(RuleBasedStateMachine):
         pool: int | None,
         flags: dict[str, bool],
         tables: list[tuple[Any, ...]],
+        max_pool: int,
     ) -> None:
         """A package mapping: its modules are one release, then config, flags, migrations."""
         service = self.service
@@ -235,7 +261,7 @@ class DeploymentMachine(RuleBasedStateMachine):
         sizes += [1] * (len(flags) + len(tables))
         if not units:
             return
-        self._deploy(package, units, sizes)
+        self._deploy(package, units, sizes, max_pool=max_pool)
 
     @invariant()
     def the_service_is_the_model(self) -> None:

@@ -11,6 +11,7 @@ import math
 import sys
 import threading
 import time
+import tracemalloc
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -571,6 +572,122 @@ class TestMeasure:
         assert [alert["metric"] for alert in alerts.performance] == ["latency"]
 
 
+#: what a test does next to a monitor: a measured block ("ok", or "fail": its body raises),
+#: a read ("read": metrics()), or a value recorded for a metric ((metric, value))
+MONITOR_OPS = st.lists(
+    st.one_of(
+        st.sampled_from(["ok", "fail", "read"]),
+        st.tuples(st.just("latency"), st.floats(10.0, 20.0)),
+        st.tuples(st.just("error_rate"), st.floats(0.0, 1.0)),
+    ),
+    max_size=60,
+)
+
+
+class TestMeasuredBlocksInOrder:
+    @staticmethod
+    def assert_windows(monitor: PerformanceMonitor, model: dict[str, list[float | None]]) -> None:
+        """Each window is the model's last values; None stands for a block's duration (< 10 s)."""
+        metrics = monitor.metrics("api")
+        for metric, values in model.items():
+            if not values:
+                assert metric not in metrics
+                continue
+            summary = metrics[metric]
+            expected = values[-monitor.window :]
+            assert summary.count == len(values)
+            assert len(summary.values) == len(expected)
+            for got, want in zip(summary.values, expected, strict=True):
+                assert got < 10.0 if want is None else got == want
+
+    @settings(max_examples=150, deadline=None)
+    @given(window=WINDOWS, ops=MONITOR_OPS)
+    def test_blocks_and_recorded_values_keep_their_order(
+        self, window: int, ops: list[str | tuple[str, float]]
+    ) -> None:
+        """Blocks, record() and reads in any order: each window holds the values as they came."""
+        monitor = PerformanceMonitor(window=window)
+        model: dict[str, list[float | None]] = {"latency": [], "error_rate": []}
+        for op in ops:
+            if op == "read":
+                self.assert_windows(monitor, model)
+            elif isinstance(op, tuple):
+                monitor.record("api", *op)
+                model[op[0]].append(op[1])
+            else:
+                with contextlib.suppress(ValueError), monitor.measure("api"):
+                    if op == "fail":
+                        raise ValueError
+                model["latency"].append(None)
+                model["error_rate"].append(1.0 if op == "fail" else 0.0)
+        self.assert_windows(monitor, model)
+
+    def test_many_blocks_unread_are_all_counted(self) -> None:
+        """Thousands of blocks nobody reads: every one counted, the window holds the last ones."""
+        monitor = PerformanceMonitor(window=3)
+        outcomes = [step % 7 == 0 for step in range(5_000)]
+        for failed in outcomes:
+            with contextlib.suppress(ValueError), monitor.measure("api"):
+                if failed:
+                    raise ValueError
+        metrics = monitor.metrics("api")
+        assert (metrics["latency"].count, metrics["error_rate"].count) == (5_000, 5_000)
+        assert metrics["error_rate"].values == tuple(float(f) for f in outcomes[-3:])
+        assert len(metrics["latency"].values) == 3
+
+    def test_blocks_nobody_reads_take_bounded_memory(self) -> None:
+        """50,000 blocks of a never-read id leave a few kilobytes behind, not one pair each."""
+        monitor = PerformanceMonitor(window=1)
+        with monitor.measure("api"):
+            pass
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(50_000):
+                with monitor.measure("api"):
+                    pass
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 200_000  # one (latency, error_rate) pair each would be ~4 MB
+
+    def test_stop_discards_blocks_not_yet_read(self) -> None:
+        """stop() drops the blocks measured before it; the id restarts from zero."""
+        monitor = PerformanceMonitor()
+        for _ in range(5):
+            with monitor.measure("api"):
+                pass
+        monitor.stop("api")
+        assert monitor.metrics("api") == {}
+        with monitor.measure("api"):
+            pass
+        assert monitor.metrics("api")["error_rate"].count == 1
+
+    def test_a_receiver_of_a_measured_breach_sees_it_in_the_window(self) -> None:
+        """A block's alerts are sent once its latency and error_rate are in the windows."""
+        monitor = PerformanceMonitor(thresholds=Thresholds(max_latency=0.0, max_error_rate=0.5))
+        seen: list[tuple[str, float, float]] = []
+
+        def receiver(sender: PerformanceMonitor, **kwargs: Any) -> None:
+            metrics = sender.metrics(kwargs["deployment_id"])
+            seen.append((kwargs["metric"], metrics["latency"].last, metrics["error_rate"].last))
+
+        def slow_failure() -> None:
+            with monitor.measure("api"):
+                time.sleep(0.001)
+                raise ValueError
+
+        with (
+            signals.performance_alert.connected_to(receiver),
+            signals.rollback_alert.connected_to(receiver),
+            pytest.raises(ValueError),
+        ):
+            slow_failure()
+        latency = monitor.metrics("api")["latency"].last
+        assert latency >= 0.001
+        assert seen == [("latency", latency, 1.0), ("error_rate", latency, 1.0)]
+
+
 class TestThreads:
     WRITERS = 8
     PER_WRITER = 2_000
@@ -633,6 +750,44 @@ class TestThreads:
         calls = self.WRITERS * self.PER_WRITER // 4
         assert (calls, calls) == (metrics["latency"].count, metrics["error_rate"].count)
         assert metrics["error_rate"].mean == pytest.approx(0.25, abs=0.15)
+
+    def test_readers_see_measured_pairs_whole_while_writers_measure(self) -> None:
+        """metrics() during 8 measuring threads: latency and error_rate always count alike."""
+        monitor = PerformanceMonitor(window=20)
+        done = threading.Event()
+        problems: list[str] = []
+
+        def read() -> None:
+            last = 0
+            while not done.is_set():
+                metrics = monitor.metrics("api")
+                if not metrics:
+                    continue
+                latency, errors = metrics["latency"], metrics["error_rate"]
+                if not (
+                    latency.count == errors.count >= last
+                    and len(latency.values) == len(errors.values) == min(latency.count, 20)
+                ):
+                    problems.append(f"{latency!r} {errors!r}")
+                last = latency.count
+
+        def work(index: int) -> None:
+            for step in range(self.PER_WRITER):
+                with contextlib.suppress(ValueError), monitor.measure("api"):
+                    if step % 8 == index:
+                        raise ValueError
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            self.run_writers(work)
+        finally:
+            done.set()
+            reader.join()
+        assert problems == []
+        metrics = monitor.metrics("api")
+        calls = self.WRITERS * self.PER_WRITER
+        assert (metrics["latency"].count, metrics["error_rate"].count) == (calls, calls)
 
     def test_readers_see_consistent_summaries_while_writers_write(self) -> None:
         """metrics() and health() during 8 writers: each summary is self-consistent."""

@@ -168,7 +168,9 @@ class Deployment:
         Raises:
             PackageError: listing every problem with its path (code that does
                 not compile, a module not tracked, an invalid flag config, a
-                config or flag update without ``config=`` or ``flags=`` ...).
+                config update the config's validator refuses, merged in turn
+                as ``run()`` will merge it, a config or flag update without
+                ``config=`` or ``flags=`` ...).
                 Nothing ran; no history entry, no signal.
 
         """

@@ -187,6 +187,30 @@ class HotConfig:
                 self._switch(current, target, rollback=True)
             return number
 
+    def _refusals(self, updates: Iterable[Mapping[Any, Any]]) -> list[ConfigError | None]:
+        """What the validator says of ``updates`` merged in turn into the current version.
+
+        As ``update()`` would, changing nothing: None for each update accepted
+        (or changing nothing), else its ConfigError. A refused update is left
+        out of the mapping the next ones are merged into. Under the lock, so
+        the validator still runs for one change or check at a time.
+        """
+        refusals: list[ConfigError | None] = []
+        with self._lock:
+            values = self._current.values
+            for update in updates:
+                merged = {**values, **update}
+                refusal = None
+                if merged != values:
+                    try:
+                        self._validate(merged)
+                    except ConfigError as error:
+                        refusal = error
+                    else:
+                        values = merged
+                refusals.append(refusal)
+        return refusals
+
     def _validate(self, values: dict[Any, Any]) -> None:
         """Have the validator check ``values``; ConfigError if it raises."""
         if self._validator is None:

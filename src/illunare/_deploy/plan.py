@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import attrs
 
-from illunare._deploy.package import read_package
-from illunare._deploy.steps import Action, HotSwap, Parts, Problem, Release, Step
+from illunare._deploy.package import Entry, read_package
+from illunare._deploy.steps import Action, ConfigUpdate, HotSwap, Parts, Problem, Release, Step
 from illunare.exceptions import PackageError
 
 __all__ = ["DeploymentPlan", "make_plan"]
@@ -47,12 +47,15 @@ def make_plan(service: str, package: object, parts: Parts, owner: object) -> Dep
     """Check every step of ``package`` against ``parts``; PackageError lists every problem."""
     read = read_package(package, parts)
     problems: list[Problem] = list(read.problems)
+    refused = _refused_configs(read.entries, parts)
     for entry in read.entries:
         step = entry.step
         if isinstance(step, HotSwap):
             problems += step.problems(parts, entry.path, entry.module_key)
         else:
             problems += step.problems(parts, entry.path)
+        if entry.path in refused:
+            problems.append((entry.path, refused[entry.path]))
     if problems:
         raise PackageError(tuple(problems))
     return DeploymentPlan(
@@ -62,3 +65,16 @@ def make_plan(service: str, package: object, parts: Parts, owner: object) -> Dep
         read.release,
         owner,
     )
+
+
+def _refused_configs(entries: Sequence[Entry], parts: Parts) -> dict[str, str]:
+    """The config updates the validator refuses, by path (each merged in turn, as at run)."""
+    if parts.config is None:
+        return {}
+    updates = [(e.path, e.step) for e in entries if isinstance(e.step, ConfigUpdate)]
+    refusals = parts.config._refusals(step.values for _, step in updates)
+    return {
+        path: str(refusal)
+        for (path, _), refusal in zip(updates, refusals, strict=True)
+        if refusal is not None
+    }

@@ -9,6 +9,7 @@ import numbers
 import threading
 from collections import deque
 from collections.abc import Callable
+from operator import itemgetter
 from time import perf_counter
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -25,34 +26,41 @@ __all__ = ["Measurement", "PerformanceMonitor"]
 
 _INF = math.inf
 
+#: how many measured blocks' pairs may wait beyond a window's worth (see ``_backlog``)
+_BATCH = 256
+
+# The two values of a measured block's (latency, error_rate) pair.
+_latency = itemgetter(0)
+_error = itemgetter(1)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Window:
     """The last values of one metric of one deployment, guarded by the deployment's lock."""
 
-    __slots__ = ("alert", "count", "limit", "lock", "values")
+    __slots__ = ("count", "limit", "values")
 
-    def __init__(
-        self, size: int, lock: threading.Lock, limit: float, alert: NamedSignal | None
-    ) -> None:
+    def __init__(self, size: int, limit: float) -> None:
         self.values: deque[float] = deque(maxlen=size)
         #: values recorded since the start, the window's and older ones
         self.count = 0
-        self.lock = lock
         #: a value above this is a breach (infinite for a metric nobody judges)
         self.limit = limit
-        self.alert = alert
 
 
 class _Deployment:
     """The windows of one deployment id; one lock for all, so its metrics read consistently."""
 
-    __slots__ = ("lock", "windows")
+    __slots__ = ("arrivals", "lock", "windows")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.windows: dict[str, _Window] = {}
+        #: the (latency, error_rate) pairs of measured blocks not yet in the windows, oldest
+        #: first: a block appends its pair without the lock (list.append is atomic), and
+        #: whoever holds the lock moves them in (``_settle``) before reading or adding values
+        self.arrivals: list[tuple[float, float]] = []
 
 
 class PerformanceMonitor:
@@ -62,7 +70,9 @@ class PerformanceMonitor:
     per call) are the ones ``measure()`` records and ``thresholds`` judge;
     ``throughput``, ``memory_usage`` or any other name are kept and summed up
     alike. Thread-safe, and cheap enough to sit on every request: a value
-    costs a dict lookup, a lock and a deque append.
+    costs a dict lookup, a lock and a deque append; a measured block, a dict
+    lookup and a list append (its values join the windows in batches, before
+    anything reads them).
 
     Args:
         window: how many of the most recent values of each metric are kept
@@ -77,18 +87,36 @@ class PerformanceMonitor:
     """
 
     # __weakref__: receivers connected for one monitor (connect_via) leave with it.
-    __slots__ = ("__weakref__", "_deployments", "_judged", "_lock", "_size", "_thresholds")
+    __slots__ = (
+        "__weakref__",
+        "_backlog",
+        "_deployments",
+        "_judged",
+        "_lock",
+        "_max_error_rate",
+        "_max_latency",
+        "_size",
+        "_thresholds",
+    )
 
     def __init__(self, *, window: int = 100, thresholds: Thresholds | None = None) -> None:
         self._size = positive_int("window", window)
+        # Measured blocks' pairs wait until a reader or record() settles them,
+        # or until this many wait: then the block that fills the backlog
+        # settles them. Only the last window's worth is moved (the others
+        # would leave the windows anyway), so each block pays a small share.
+        self._backlog = self._size + _BATCH
         optional("thresholds", thresholds, Thresholds)
         self._thresholds = thresholds
-        # Decided once: the limit and signal of each judged metric.
+        # Decided once: the limit and signal of each judged metric, and the two
+        # limits a measured block is judged by (infinite: not judged).
         self._judged: dict[str, tuple[float, NamedSignal]] = {}
         if thresholds is not None and thresholds.max_latency is not None:
             self._judged["latency"] = (thresholds.max_latency, signals.performance_alert)
         if thresholds is not None and thresholds.max_error_rate is not None:
             self._judged["error_rate"] = (thresholds.max_error_rate, signals.rollback_alert)
+        self._max_latency = self._judged.get("latency", (_INF,))[0]
+        self._max_error_rate = self._judged.get("error_rate", (_INF,))[0]
         # Guards the dict itself (ids started and stopped); each deployment
         # guards its own windows.
         self._lock = threading.Lock()
@@ -152,19 +180,22 @@ class PerformanceMonitor:
         if value.__class__ is not float or not -_INF < value < _INF:
             value = _finite(value)
         try:
-            window = self._deployments[deployment_id].windows[metric]
+            deployment = self._deployments[deployment_id]
+            window = deployment.windows[metric]
         except (KeyError, TypeError):  # a new id or metric, or a wrong type to report
-            (window,) = self._windows(deployment_id, metric)
+            deployment, window = self._window(deployment_id, metric)
         # acquire/release cost half of what "with" does on the lock.
-        lock = window.lock
+        lock = deployment.lock
         lock.acquire()
         try:
+            if deployment.arrivals:  # blocks measured before this value come first
+                self._settle(deployment)
             window.values.append(value)
             window.count += 1
         finally:
             lock.release()
         if value > window.limit:
-            self._alert(window, deployment_id, metric, value)
+            self._alert(deployment_id, metric, value)
 
     def measure(self, deployment_id: str) -> Measurement:
         """Time a block or each call of a function: records ``latency`` and ``error_rate``.
@@ -187,7 +218,11 @@ class PerformanceMonitor:
         """
         if deployment_id.__class__ is not str or not deployment_id:
             _name("deployment_id", deployment_id)
-        return Measurement(self, deployment_id)
+        # Slots set here rather than by an __init__: one Python call less per block.
+        measurement = Measurement()
+        measurement._monitor = self
+        measurement._deployment_id = deployment_id
+        return measurement
 
     def metrics(self, deployment_id: str) -> dict[str, MetricSummary]:
         """The summary of each metric recorded for ``deployment_id``, by metric name.
@@ -205,6 +240,8 @@ class PerformanceMonitor:
         if deployment is None:
             return {}
         with deployment.lock:
+            if deployment.arrivals:
+                self._settle(deployment)
             taken = [
                 (metric, window.count, tuple(window.values))
                 for metric, window in deployment.windows.items()
@@ -241,44 +278,67 @@ class PerformanceMonitor:
         """
         return self._deployments.get(deployment_id)
 
-    def _windows(self, deployment_id: object, *metrics: object) -> list[_Window]:
-        """The windows of ``metrics`` of ``deployment_id``, made now if need be.
+    def _window(self, deployment_id: object, metric: object) -> tuple[_Deployment, _Window]:
+        """The deployment of ``deployment_id`` and its window of ``metric``, made now if need be.
 
-        All from one deployment (so under one lock), and nothing is started
-        unless every name is valid.
+        Nothing is started unless both names are valid.
         """
-        names = [_name("metric", metric) for metric in metrics]
+        name = _name("metric", metric)
         deployment = self._deployment(deployment_id)
         with deployment.lock:
-            for name in names:
-                if name not in deployment.windows:
-                    limit, alert = self._judged.get(name, (_INF, None))
-                    deployment.windows[name] = _Window(self._size, deployment.lock, limit, alert)
-            return [deployment.windows[name] for name in names]
+            return deployment, self._made(deployment, name)
 
-    def _alert(self, window: _Window, deployment_id: str, metric: str, value: float) -> None:
+    def _made(self, deployment: _Deployment, metric: str) -> _Window:
+        """The window of ``metric`` of ``deployment``, made now if need be (its lock held)."""
+        window = deployment.windows.get(metric)
+        if window is None:
+            limit = self._judged.get(metric, (_INF,))[0]
+            window = deployment.windows[metric] = _Window(self._size, limit)
+        return window
+
+    def _settle(self, deployment: _Deployment) -> None:
+        """Move the pairs of measured blocks waiting in ``deployment`` into its windows.
+
+        The caller holds the deployment's lock. Blocks keep appending while
+        this runs: only the pairs taken are removed (blocks only append, and
+        only a holder of the lock removes).
+        """
+        arrivals = deployment.arrivals
+        pairs = arrivals[:]
+        del arrivals[: len(pairs)]
+        recent = pairs[-self._size :]  # older ones would leave the windows anyway
+        for window, values in (
+            (self._made(deployment, "latency"), map(_latency, recent)),
+            (self._made(deployment, "error_rate"), map(_error, recent)),
+        ):
+            window.values.extend(values)
+            window.count += len(pairs)
+
+    def _alert(self, deployment_id: str, metric: str, value: float) -> None:
         """Tell the alert's receivers about a breaching value; a failing receiver is logged."""
-        alert = window.alert
-        if alert is not None and alert.receivers:
+        limit, alert = self._judged[metric]
+        if alert.receivers:
             signals._send(  # the library's own send, each receiver isolated
                 alert,
                 self,
                 deployment_id=deployment_id,
                 metric=metric,
                 value=value,
-                threshold=window.limit,
+                threshold=limit,
             )
 
 
 class Measurement:
-    """What ``PerformanceMonitor.measure()`` returns: a context manager and a decorator."""
+    """What ``PerformanceMonitor.measure()`` returns: a context manager and a decorator.
+
+    Only ``measure()`` makes them (it sets the slots itself).
+    """
 
     __slots__ = ("_deployment_id", "_monitor", "_started")
 
-    def __init__(self, monitor: PerformanceMonitor, deployment_id: str) -> None:
-        self._monitor = monitor
-        self._deployment_id = deployment_id
-        self._started = 0.0
+    _monitor: PerformanceMonitor
+    _deployment_id: str
+    _started: float
 
     def __repr__(self) -> str:
         return f"<Measurement of {self._deployment_id!r}>"
@@ -301,26 +361,20 @@ class Measurement:
         else:  # cancelled or interrupted: the body did not finish its work
             return
         monitor = self._monitor
-        deployment_id = self._deployment_id
         try:
-            windows = monitor._deployments[deployment_id].windows
-            latency = windows["latency"]
-            errors = windows["error_rate"]
+            deployment = monitor._deployments[self._deployment_id]
         except KeyError:
-            latency, errors = monitor._windows(deployment_id, "latency", "error_rate")
-        lock = latency.lock  # errors' too: both are the deployment's
-        lock.acquire()
-        try:
-            latency.values.append(seconds)
-            latency.count += 1
-            errors.values.append(error)
-            errors.count += 1
-        finally:
-            lock.release()
-        if seconds > latency.limit:
-            monitor._alert(latency, deployment_id, "latency", seconds)
-        if error > errors.limit:
-            monitor._alert(errors, deployment_id, "error_rate", error)
+            deployment = monitor._deployment(self._deployment_id)
+        # No lock on the request path: readers settle the pair first.
+        arrivals = deployment.arrivals
+        arrivals.append((seconds, error))
+        if len(arrivals) >= monitor._backlog:
+            with deployment.lock:
+                monitor._settle(deployment)
+        if seconds > monitor._max_latency:
+            monitor._alert(self._deployment_id, "latency", seconds)
+        if error > monitor._max_error_rate:
+            monitor._alert(self._deployment_id, "error_rate", error)
 
     def __call__(self, function: F) -> F:
         """Measure every call of ``function`` (a plain or ``async`` function).
@@ -344,14 +398,14 @@ class Measurement:
 
             @functools.wraps(function)
             async def measured_coroutine(*args: Any, **kwargs: Any) -> Any:
-                with Measurement(monitor, deployment_id):
+                with monitor.measure(deployment_id):
                     return await function(*args, **kwargs)
 
             return cast("F", measured_coroutine)
 
         @functools.wraps(function)
         def measured(*args: Any, **kwargs: Any) -> Any:
-            with Measurement(monitor, deployment_id):
+            with monitor.measure(deployment_id):
                 return function(*args, **kwargs)
 
         return cast("F", measured)
