@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import types
@@ -87,14 +88,39 @@ class TestHeldByCalls:
     def test_what_is_no_function_is_ignored(self) -> None:
         assert held_by_calls([len, object(), "f"], stacks()) == {}
 
-    def test_stacks_hold_every_thread_s_frames(self) -> None:
-        frames = stacks()
-        if HOLDS_FUNCTIONS:
-            here = sys._getframe()
-            assert here in frames
-            assert here.f_back in frames
-        else:
-            assert frames == []
+    def test_stacks_hold_the_other_threads_frames_not_this_one_s(self, package: Package) -> None:
+        """The frames of the other threads' calls are listed; the calling thread's are not."""
+        sync = package.module("sync", SYNC)
+        module = package.module("slow", SLOW.format(n=1))
+        with running(module.slow, 1, sync):
+            frames = stacks()
+            codes = {frame.f_code for frame in frames}
+            assert (module.slow.__code__ in codes) == HOLDS_FUNCTIONS
+            assert sys._getframe() not in frames
+            del frames
+
+    def test_a_snapshot_of_the_stacks_leaves_nothing_holding_the_functions(
+        self, package: Package
+    ) -> None:
+        """Dropped after the calls end, a snapshot leaves no garbage holding their functions."""
+        sync = package.module("sync", SYNC)
+        module = package.module("slow", SLOW.format(n=1))
+        function = module.slow
+        before = sys.getrefcount(function)
+
+        def count() -> int:
+            frames = stacks()
+            return held_by_calls([function], frames)[id(function)]
+
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with running(function, 2, sync):
+                assert count() == (2 if HOLDS_FUNCTIONS else 0)
+            assert sys.getrefcount(function) == before
+        finally:
+            if enabled:
+                gc.enable()
 
 
 def swap_and_collect_warnings(reloader: HotReloader, name: str, source: str) -> list[str]:

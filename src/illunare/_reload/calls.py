@@ -6,8 +6,9 @@ that is still running shows nothing it holds. A swap or rollback while other
 threads run the leaving version's functions (a busy service: every release)
 would find more references to them than the version's records explain and
 walk the heap to tell what holds them, only to find calls in flight, which
-are never stale. Counted here instead: each frame of each thread's stack
-that runs one of the functions holds one reference to it.
+are never stale. Counted here instead: each frame of another thread's stack
+that runs one of the functions holds one reference to it (the releasing
+thread's own calls are left to the walk).
 
 A frame is told to run a function by its code and globals: a version's
 functions share its namespace as their globals, and each has its own code
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import sys
+import threading
 import types
 from collections.abc import Iterable
 
@@ -36,11 +38,20 @@ _FRAMES_HOLD_FUNCTIONS = sys.version_info >= (3, 11)
 
 
 def stacks() -> list[types.FrameType]:
-    """Every frame on every thread's stack right now (none on 3.10: they hold no function)."""
+    """Every frame on the stacks of the other threads right now (none on 3.10).
+
+    Not the calling thread's: the list would hold the frame of the function
+    keeping it, and that frame the list once the function returns, a garbage
+    cycle holding every frame listed, and through them the functions they ran.
+    """
     if not _FRAMES_HOLD_FUNCTIONS:
         return []
     frames = []
-    for top in sys._current_frames().values():
+    tops = sys._current_frames()
+    # Dropped at once: a local still holding this very frame when it returns
+    # would make the frame keep its locals, this list among them.
+    del tops[threading.get_ident()]
+    for top in tops.values():
         frame: types.FrameType | None = top
         while frame is not None:
             frames.append(frame)
