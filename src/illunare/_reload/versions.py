@@ -12,7 +12,6 @@ from typing import Any
 
 import attrs
 
-from illunare._reload.calls import held_by_calls, stacks
 from illunare._reload.classes import ClassState
 from illunare._reload.inflight import VERSION_KEY
 from illunare._reload.proxy import HotFunction
@@ -169,11 +168,9 @@ class ModuleVersion:
         version exists (bindings and plans are counted again when they are
         replaced, the class objects when one goes),
         so the references they hold to the functions are counted once; each
-        function has at least its share, so a total beyond theirs and the
-        calls running the functions on some thread's stack (``calls.py``) means
-        that something else holds one (a stale reference, a suspended
-        coroutine, another version sharing it): then ``False``, and only a scan
-        of the heap can tell.
+        function has at least its share, so a total beyond theirs means that
+        something else holds one (a stale reference, a call in flight, another
+        version sharing it): then ``False``, and only a scan of the heap can tell.
         """
         functions = self.functions()
         generation, bindings = (None, ()) if self.bindings is None else self.bindings[::2]
@@ -193,13 +190,7 @@ class ModuleVersion:
                 (generation, planned, len(husks)),
                 held + len(ids) * _base(),
             )
-        if sum(map(sys.getrefcount, functions)) <= cached[1]:
-            return True
-        # Perhaps calls in flight hold them (``calls.py``): counted after the
-        # snapshot of the stacks, which is kept until then.
-        frames = stacks()
-        calls = held_by_calls(functions, frames).total()
-        return bool(calls) and sum(map(sys.getrefcount, functions)) <= cached[1] + calls
+        return sum(map(sys.getrefcount, functions)) <= cached[1]
 
 
 @attrs.define(eq=False)
