@@ -13,9 +13,11 @@ value it reads is a None.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Iterable
 from itertools import chain, groupby, starmap
+from operator import indexOf
 
 __all__ = ["tracked_objects", "young_objects"]
 
@@ -36,4 +38,7 @@ def tracked_objects() -> list[object]:
 def _read(generation: int | None) -> list[object]:
     read = chain(chain.from_iterable(map(gc.get_objects, (generation,))), (None,))
     runs: Iterable[Iterable[object]] = starmap(_DROPPED.get, groupby(read, type))
-    return list(chain.from_iterable(runs))
+    objects = list(chain.from_iterable(runs))
+    with contextlib.suppress(ValueError):  # not there if a collection moved it meanwhile
+        del objects[indexOf(map(id, objects), id(objects))]
+    return objects
