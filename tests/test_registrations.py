@@ -6,9 +6,12 @@ import contextlib
 import gc
 import importlib
 import itertools
+import subprocess
+import sys
 import threading
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -319,6 +322,32 @@ class TestMadeObjects:
         finally:
             snapshot.release()
 
+    def test_what_a_closure_the_code_made_holds_is_told_without_the_heap(self) -> None:
+        """A closure's tuple is found from its function: its cells take no walk of the heap."""
+        from illunare._reload.registrations import Snapshot, _Region
+
+        snapshot = Snapshot()
+        try:
+
+            def handler() -> None:
+                pass
+
+            def wrap(inner: object) -> object:
+                def wrapper() -> object:
+                    return inner
+
+                return wrapper
+
+            wrapper = wrap(handler)
+            region = _Region(snapshot.made(), [])
+            [cell] = wrapper.__closure__  # type: ignore[attr-defined]  # held by it alone until now
+            args = (cell,)
+            assert not region._elsewhere(cell)
+            read = {id(r) for r in region.referrers(args)} - set(region.bookkeeping())
+            assert read == {id(wrapper.__closure__)}  # type: ignore[attr-defined]
+        finally:
+            snapshot.release()
+
     def test_a_made_object_registered_in_another_modules_list_is_withdrawn(
         self, package: Package, registry: types.ModuleType, reloader: HotReloader
     ) -> None:
@@ -445,6 +474,34 @@ class TestOtherThreads:
         finally:
             if enabled:
                 gc.enable()
+
+    def test_the_first_listing_of_memos_is_never_taken_for_a_holder(self, tmp_path: Path) -> None:
+        """In a fresh process, a swap that lists the memos first registers only in the real list."""
+        (tmp_path / "memopkg").mkdir()
+        (tmp_path / "memopkg" / "__init__.py").write_text("")
+        (tmp_path / "memopkg" / "memo.py").write_text(TestMemos.MEMO)
+        source = (
+            "from memopkg import memo\n\ndef handler():\n    return {n}\n\n"
+            "KEY = memo.Identity(handler)\nmemo.analysed(KEY)\nmemo.HELD.append(KEY)\n"
+        )
+        (tmp_path / "memopkg" / "service.py").write_text(source.format(n=1))
+        script = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+from illunare import HotReloader
+from memopkg import memo
+
+reloader = HotReloader()
+reloader.track("memopkg.service")
+reloader.swap("memopkg.service", {source.format(n=2)!r})
+holders = {{id(r.holder) for r in reloader._modules["memopkg.service"].current.registrations}}
+print(holders == {{id(memo.HELD)}}, [key.call() for key in memo.HELD])
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["True", "[2]"]
 
     def test_young_garbage_is_collected_unless_a_snapshot_is_open(self) -> None:
         """collect_young collects cyclic garbage, and leaves it while a snapshot is open."""

@@ -11,19 +11,21 @@ is ever kept. The pass's own objects hold nothing once it ends: the last
 value it reads is a None.
 
 Nor does the list hold itself. It is made, tracked in the youngest
-generation, before the collector's list of that generation is read: as the
-newest object there, it is its last. Left in, it would make the list a
-garbage cycle holding every object it lists (all the process's, or all a
-release made) until the next collection, with the collector paused during
-releases: functions a swap replaced would look held, and reports of stale
-references would walk the heap for nothing.
+generation, before the collector's list is read, so it is listed; its entry
+is removed by identity (ids compared: no ``__eq__`` runs). Left in, it would
+make the list a garbage cycle holding every object it lists (all the
+process's, or all a release made) until the next collection, with the
+collector paused during releases: functions a swap replaced would look held,
+and reports of stale references would walk the heap for nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Iterable
 from itertools import chain, groupby, starmap
+from operator import indexOf
 
 __all__ = ["tracked_objects", "young_objects"]
 
@@ -38,15 +40,13 @@ def young_objects() -> list[object]:
 
 def tracked_objects() -> list[object]:
     """Every object the collector tracks that is not an exact tuple."""
-    # Each generation apart, the youngest first: the list read from an older
-    # one is not in it, nor in the others.
-    return _read(0) + _read(1) + _read(2)
+    return _read(None)
 
 
-def _read(generation: int) -> list[object]:
+def _read(generation: int | None) -> list[object]:
     read = chain(chain.from_iterable(map(gc.get_objects, (generation,))), (None,))
     runs: Iterable[Iterable[object]] = starmap(_DROPPED.get, groupby(read, type))
     objects = list(chain.from_iterable(runs))
-    if objects and objects[-1] is objects:
-        objects.pop()
+    with contextlib.suppress(ValueError):  # not there if a collection moved it meanwhile
+        del objects[indexOf(map(id, objects), id(objects))]
     return objects

@@ -580,12 +580,18 @@ class _Region:
     (exact: the snapshot is intact), held by that list alone; ``known``:
     other objects whose references the climb skips (the namespace, the
     version's internals) and the caller's lists of the version's objects.
+
+    The collector's lists are read without tuples (``heap.py``), so the
+    tuples the code made (a closure, a route's dependencies) are found from
+    the made objects that hold them (``_held_tuples``): otherwise every
+    object in a closure would look held from outside and take a walk.
     """
 
     __slots__ = ("_ids", "_known", "_made", "_memos", "_objects", "_outside", "_reverse")
 
     def __init__(self, made: list[object], known: list[object]) -> None:
         self._ids = ids = {id(obj) for obj in made}
+        made += _held_tuples(made, ids)
         others = list({id(obj): obj for obj in known if id(obj) not in ids}.values())
         learn_memos(made)
         #: id -> how many references something else holds to that made object
@@ -638,6 +644,26 @@ class _Region:
         if self._memos is None:
             self._memos = memo_references(self._ids | self._known)
         return self._memos[id(obj)] != others
+
+
+def _held_tuples(made: list[object], ids: set[int]) -> list[object]:
+    """The tuples that ``made`` objects hold and that hold made objects (their ids join ``ids``).
+
+    Such a tuple was made after what it holds (tuples are immutable): by the
+    version's code too. A tuple another thread is still filling is held by
+    nothing else, so none is found here.
+    """
+    found: list[object] = []
+    level = made
+    while level:
+        level = [
+            obj
+            for obj in {id(t): t for t in gc.get_referents(*level) if type(t) is tuple}.values()
+            if id(obj) not in ids and any(id(item) in ids for item in gc.get_referents(obj))
+        ]
+        ids.update(map(id, level))
+        found += level
+    return found
 
 
 class _Record:
