@@ -701,6 +701,16 @@ class TestThreads:
         finally:
             sys.setswitchinterval(interval)
 
+    def run_writers_beside(self, read: Any, done: threading.Event, work: Any) -> None:
+        """Run the writers while ``read()`` runs in its own thread; ``done`` tells it to end."""
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            self.run_writers(work)
+        finally:
+            done.set()
+            reader.join()
+
     def run_writers(self, work: Any) -> None:
         """Run ``work(index)`` in 8 real threads released together; re-raise the first failure."""
         barrier = threading.Barrier(self.WRITERS)
@@ -777,13 +787,7 @@ class TestThreads:
                     if step % 8 == index:
                         raise ValueError
 
-        reader = threading.Thread(target=read)
-        reader.start()
-        try:
-            self.run_writers(work)
-        finally:
-            done.set()
-            reader.join()
+        self.run_writers_beside(read, done, work)
         assert problems == []
         metrics = monitor.metrics("api")
         calls = self.WRITERS * self.PER_WRITER
@@ -816,13 +820,7 @@ class TestThreads:
                     monitor.stop("api")
                     monitor.start("api")
 
-        reader = threading.Thread(target=read)
-        reader.start()
-        try:
-            self.run_writers(work)
-        finally:
-            done.set()
-            reader.join()
+        self.run_writers_beside(read, done, work)
         assert problems == []
 
 
