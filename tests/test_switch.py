@@ -15,6 +15,7 @@ import threading
 import types
 import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wrapt
@@ -317,6 +318,23 @@ class TestClassPlans:
             assert module.Box().size() == number
 
 
+def handled_across_rollback(
+    reloader: HotReloader, module: types.ModuleType, handler: Any
+) -> object:
+    """What ``handler.handle()`` returns, started before a rollback to version 1, ended after."""
+    result: list[object] = []
+    # handle is looked up in the thread: bound beforehand, the method would be
+    # a stale reference to the version rolled back from.
+    thread = threading.Thread(target=lambda: result.append(handler.handle()))
+    thread.start()
+    assert module.entered.wait(5)
+    reloader.rollback(module.__name__, to=1)
+    module.release.set()
+    thread.join(5)
+    [value] = result
+    return value
+
+
 class TestCallsInFlight:
     def test_a_running_method_finds_the_method_its_version_added(
         self, package: Package, reloader: HotReloader
@@ -330,14 +348,7 @@ class TestCallsInFlight:
         )
         reloader.swap(module.__name__, v2)
         handler = module.Handler()
-        result: list[object] = []
-        thread = threading.Thread(target=lambda: result.append(handler.handle()))
-        thread.start()
-        assert module.entered.wait(5)
-        reloader.rollback(module.__name__, to=1)
-        module.release.set()
-        thread.join(5)
-        assert result == [(2, 2)]
+        assert handled_across_rollback(reloader, module, handler) == (2, 2)
         with pytest.raises(AttributeError, match="helper"):
             handler.helper()  # removed in the current version
         assert handler.handle() == 1
@@ -356,14 +367,7 @@ class TestCallsInFlight:
         )
         reloader.swap(module.__name__, v3)
         handler = module.Handler()
-        result: list[object] = []
-        thread = threading.Thread(target=lambda: result.append(handler.handle()))
-        thread.start()
-        assert module.entered.wait(5)
-        reloader.rollback(module.__name__, to=1)
-        module.release.set()
-        thread.join(5)
-        assert result == [(3, 3)]
+        assert handled_across_rollback(reloader, module, handler) == (3, 3)
         with pytest.raises(AttributeError, match="helper"):
             handler.helper()
 
@@ -376,14 +380,7 @@ class TestCallsInFlight:
         reloader.track(module)
         reloader.swap(module.__name__, WAITING.format(n=2, extra=extra, call="(TAG, extra())"))
         removed = module.extra
-        result: list[object] = []
-        thread = threading.Thread(target=lambda: result.append(module.Handler().handle()))
-        thread.start()
-        assert module.entered.wait(5)
-        reloader.rollback(module.__name__, to=1)
-        module.release.set()
-        thread.join(5)
-        assert result == [(2, 2)]
+        assert handled_across_rollback(reloader, module, module.Handler()) == (2, 2)
         with pytest.raises(FunctionRemovedError):
             removed()
 
