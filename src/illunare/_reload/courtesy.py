@@ -66,8 +66,7 @@ class _Courtesy:
             self._apply()
 
     def _apply(self) -> None:
-        wanted = min(self._asked, default=self._found)
-        wanted = min(wanted, self._found)
+        wanted = min([*self._asked, self._found])
         # Left alone if someone set another interval meanwhile (it
         # round-trips through microseconds): theirs stays.
         current = sys.getswitchinterval()
