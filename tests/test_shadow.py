@@ -68,7 +68,9 @@ class TestComparison:
 
 class TestShadowRun:
     def _run(self, compare: Callable[[object, object], object] = operator.eq) -> ShadowRun:
-        return ShadowRun("shop.pricing", compare, pin)
+        run = ShadowRun("shop.pricing", compare)
+        run.start(pin)
+        return run
 
     def test_mismatches_and_errors_are_counted(self) -> None:
         """Of four calls: one agrees, one differs, one raises in new, one raised in old only."""
@@ -176,6 +178,17 @@ class TestShadowRun:
         finally:
             release.set()
             run.stop()
+
+    def test_offers_before_start_wait_for_it(self) -> None:
+        """A call offered before the worker starts is run once it does."""
+        run = ShadowRun("shop.pricing", operator.eq)
+        try:
+            assert run.offer(lambda: 2, (), {}, (False, 1), 0.0)
+            run.start(pin)
+            runs, _, _ = _settle(run, 1)
+        finally:
+            run.stop()
+        assert (runs, run.figures()["mismatches"]) == (1, 1)
 
     def test_offers_after_stop_are_dropped(self) -> None:
         """A stopped run takes nothing more."""

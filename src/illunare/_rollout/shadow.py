@@ -50,6 +50,10 @@ def describe(value: object) -> str:
     return text if len(text) <= _LONGEST else text[: _LONGEST - 3] + "..."
 
 
+def _unpinned(side: int) -> AbstractContextManager[object]:
+    raise AssertionError("a shadow run is started with the split's pin")
+
+
 def matches(old: Outcome, new: object, compare: Callable[[object, object], object]) -> bool:
     """Whether the new version's result ``new`` agrees with the old version's ``old`` outcome.
 
@@ -63,23 +67,18 @@ def matches(old: Outcome, new: object, compare: Callable[[object, object], objec
 class ShadowRun:
     """The sink sampled calls are offered to, its worker, and what they found.
 
+    Calls offered before ``start()`` wait for it.
+
     Args:
         subject: the module whose rollout this is (names the worker thread).
         compare: ``compare(old_result, new_result)``, true when they agree.
-        pin: ``pin(side)``, a context manager keeping every call in it on
-            that side (the split's).
 
     """
 
-    def __init__(
-        self,
-        subject: str,
-        compare: Callable[[object, object], object],
-        pin: Callable[[int], AbstractContextManager[object]],
-    ) -> None:
+    def __init__(self, subject: str, compare: Callable[[object, object], object]) -> None:
         self._subject = subject
         self._compare = compare
-        self._pin = pin
+        self._pin: Callable[[int], AbstractContextManager[object]] = _unpinned
         self._queue: queue.SimpleQueue[
             tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Outcome, float] | None
         ] = queue.SimpleQueue()
@@ -100,6 +99,10 @@ class ShadowRun:
         self._thread = threading.Thread(
             target=self._work, name=f"illunare-shadow {subject}", daemon=True
         )
+
+    def start(self, pin: Callable[[int], AbstractContextManager[object]]) -> None:
+        """Start the worker; ``pin(side)`` keeps every call in its block on that side."""
+        self._pin = pin
         self._thread.start()
 
     def offer(
@@ -160,6 +163,11 @@ class ShadowRun:
         """
         self._stopped = True
         self._queue.put(None)
+
+    def forked(self) -> None:
+        """In a forked child: the worker does not exist there; take nothing more."""
+        self._lock = threading.Lock()
+        self._stopped = True
 
     def _count_dropped(self) -> None:
         with self._lock:
