@@ -21,6 +21,7 @@ from illunare import HotReloader, InvalidArgumentError, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
 from illunare._rollout.assign import PATTERN, Draw, bucket
+from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
 
 from .conftest import Package
@@ -393,6 +394,167 @@ class TestAffinity:
 
 async def _collect(agen: object) -> tuple[str, ...]:
     return tuple([x async for item in agen for x in item])  # type: ignore[attr-defined]
+
+
+CLASSES = """
+TAG = {tag!r}
+
+class Shop:
+    LIMIT = TAG
+    COUNT = 0
+
+    def __init__(self):
+        self.made = TAG
+
+    def price(self, item):
+        return (TAG, self.helper(), self.LIMIT, self.made, self.prop[0])
+
+    def helper(self):
+        return TAG
+
+    @staticmethod
+    def stat():
+        return (TAG, Shop.inner())
+
+    @staticmethod
+    def inner():
+        return TAG
+
+    @classmethod
+    def klass(cls):
+        return (TAG, cls.inner())
+
+    @property
+    def prop(self):
+        return (TAG, self.helper())
+
+    def __repr__(self):
+        return TAG
+{extra}
+def make():
+    return Shop().price(1)
+"""
+
+
+def classes(package: Package, tag: str, extra: str = "") -> str:
+    return CLASSES.format(tag=tag, extra=textwrap.indent(textwrap.dedent(extra), "    "))
+
+
+def _without_maker(result: tuple[str, ...]) -> tuple[str, ...]:
+    """A price's tags but the one of the version whose __init__ made the instance."""
+    return result[:3] + result[4:]
+
+
+class TestClasses:
+    @pytest.fixture
+    def shop(
+        self, package: Package, reloader: HotReloader
+    ) -> Iterator[tuple[types.ModuleType, Split]]:
+        """A module with a class, split 50/50."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old"))
+        made = split(reloader, module, classes(package, "new"))
+        yield module, made
+        made.revert()
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            pytest.param(lambda m, shop: m.make(), id="constructed-inside"),
+            pytest.param(lambda m, shop: _without_maker(shop.price(1)), id="method"),
+            pytest.param(lambda m, shop: m.Shop.stat(), id="staticmethod"),
+            pytest.param(lambda m, shop: m.Shop.klass(), id="classmethod"),
+            pytest.param(lambda m, shop: shop.prop, id="property"),
+            pytest.param(lambda m, shop: (repr(shop),), id="dunder"),
+        ],
+    )
+    def test_methods_are_routed_with_affinity(
+        self,
+        shop: tuple[types.ModuleType, Split],
+        call: Callable[[types.ModuleType, object], tuple[str, ...]],
+    ) -> None:
+        """Each kind of method serves both versions; self.x() and Cls.x() stay in the caller's."""
+        module, _ = shop
+        instance = module.Shop()
+        counts = sides([call(module, instance) for _ in range(400)])
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+
+    def test_data_that_differs_is_read_by_the_callers_version(
+        self, shop: tuple[types.ModuleType, Split]
+    ) -> None:
+        """LIMIT differs: a pin, else its reader's version, else old decides; COUNT stays live."""
+        module, made = shop
+        assert module.Shop.LIMIT == "old"
+        assert type(module.Shop.__dict__["LIMIT"]) is SplitAttribute
+        with made.pin(1):
+            assert module.Shop.LIMIT == "new"
+        assert {result[2] == result[0] for result in (module.make() for _ in range(50))} == {True}
+        assert type(module.Shop.__dict__["COUNT"]) is int
+
+    def test_ending_leaves_plain_contents(
+        self, package: Package, reloader: HotReloader, shop: tuple[types.ModuleType, Split]
+    ) -> None:
+        """After revert, and after a promotion, the class holds plain functions and values."""
+        module, made = shop
+        made.revert()
+        assert not [v for v in vars(module.Shop).values() if type(v) is SplitAttribute]
+        assert module.Shop.price.__code__.co_filename.endswith("shop.py")
+        assert sides([module.make() for _ in range(50)]) == {"old": 50}
+        again = split(reloader, module, classes(package, "newer"))
+        again.promote()
+        contents = vars(module.Shop)
+        assert not [v for v in contents.values() if type(v) is SplitAttribute]
+        assert contents["price"] in reloader._modules[module.__name__].current.targets.values()
+        assert sides([module.make() for _ in range(50)]) == {"newer": 50}
+
+    def test_a_method_one_version_lacks_raises_attribute_error_on_that_side(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A method added by the candidate: old-side calls raise AttributeError, new ones run."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old"))
+        extra = "def added(self):\n    return (TAG,)\n"
+        made = split(reloader, module, classes(package, "new", extra))
+        instance = module.Shop()
+        with made.pin(1):
+            assert instance.added() == ("new",)
+        with made.pin(0), pytest.raises(AttributeError, match="added"):
+            instance.added()
+        made.revert()
+        with pytest.raises(AttributeError):
+            instance.added()
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            pytest.param("__hash__ = None\n", id="hash-None"),
+            pytest.param(
+                "class Guard:\n    def __get__(self, i, o): return 1\n"
+                "    def __set__(self, i, v): pass\n"
+                "guarded = Guard()\n",
+                id="data-descriptor",
+            ),
+        ],
+    )
+    def test_unsplittable_attributes_refuse_the_rollout(
+        self, package: Package, reloader: HotReloader, extra: str
+    ) -> None:
+        """A differing data descriptor or __hash__ = None: ValidationError naming it; no change."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old", extra))
+        with pytest.raises(ValidationError, match=r"Shop\.(__hash__|guarded)"):
+            split(
+                reloader,
+                module,
+                classes(
+                    package,
+                    "new",
+                    extra.replace("None", "object.__hash__") if "hash" in extra else extra,
+                ),
+            )
+        assert [v.number for v in reloader.history(module.__name__)] == [1]
+        assert sides([module.make() for _ in range(20)]) == {"old": 20}
 
 
 class TestKinds:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from illunare._reload.binding import Absorbed, collection_paused, flip_many
+from illunare._reload.binding import Absorbed, collection_paused, flip_many, kept_data
 from illunare._reload.courtesy import take_turn
 from illunare._reload.locking import LOCK
 from illunare._reload.proxy import HotFunction
@@ -112,7 +112,7 @@ def begin(
             for tracked, version, _ in changes
         ]
         attributes = _participant_attributes(participants, namespaces, previous, split)
-        if not any(proxies for proxies, _ in routes) and not attributes:
+        if not any(proxies or classes for proxies, _, classes in routes) and not attributes:
             raise ValidationError(
                 f"nothing of {subject} can be split between two versions per call (no "
                 "function, method or request router): swap it without a rollout",
@@ -127,13 +127,14 @@ def begin(
             namespaces=namespaces,
             previous=previous,
         )
-        for _, routers in routes:
-            ends.routers.update(routers)
+        ends.routers.update(routing.made)
         split.ends = ends
         with collection_paused():
             switch = Switch()
-            for proxies, routers in routes:
+            for proxies, routers, classes in routes:
                 switch.retarget(proxies, routers)
+                for stable, contents in classes:
+                    switch.class_contents(stable, (), contents)
             for owner, name, value in attributes:
                 switch.attribute(owner, name, value)
             switch.run()
@@ -145,19 +146,40 @@ def begin(
     return split
 
 
+#: What a split sets for one module: its proxies and their routers, and, for
+#: each stable class, the contents that route where its versions differ.
+_Routes = tuple[list[HotFunction], list[Callable[..., Any]], list[tuple[type, dict[str, object]]]]
+
+
 def _routes(
     routing: Routing, tracked: TrackedModule, base: ModuleVersion, candidate: ModuleVersion
-) -> tuple[list[HotFunction], list[Callable[..., Any]]]:
-    """The module's proxies whose target differs between the versions, and a router for each."""
+) -> _Routes:
+    """The proxies whose target differs between the versions, a router for each, and classes."""
     proxies, olds = tracked.bindings(base)
     _, news = tracked.bindings(candidate)
     routed: list[HotFunction] = []
     routers: list[Callable[..., Any]] = []
+    old_globals, new_globals = base.namespace, candidate.namespace
     for proxy, old, new in zip(proxies, olds, news, strict=True):
         if old is not new:
             routed.append(proxy)
-            routers.append(routing.route(old, new, base.namespace, candidate.namespace))
-    return routed, routers
+            face = new if old is proxy.removed_stub() else old
+            routers.append(routing.route(old, new, old_globals, new_globals, face=face))
+    classes = []
+    # Classes of both versions only: one that a version lacks is reached by
+    # that version's code alone, or only by instances the other one made.
+    for name in base.classes.keys() & candidate.classes.keys():
+        stable = tracked.classes[name]
+        contents = routing.contents(
+            stable,
+            base.classes[name],
+            candidate.classes[name],
+            kept=kept_data(base, candidate, name, stable),
+            namespaces=(old_globals, new_globals),
+        )
+        if contents:
+            classes.append((stable, contents))
+    return routed, routers, classes
 
 
 def _participant_attributes(
