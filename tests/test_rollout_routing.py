@@ -12,6 +12,7 @@ import textwrap
 import threading
 import types
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from illunare import HotReloader, InvalidArgumentError, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
+from illunare._rollout import switching
 from illunare._rollout.assign import PATTERN, Draw, bucket
 from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
@@ -555,6 +557,98 @@ class TestClasses:
             )
         assert [v.number for v in reloader.history(module.__name__)] == [1]
         assert sides([module.make() for _ in range(20)]) == {"old": 20}
+
+
+class Recorder:
+    """A shadow sink that runs nothing: it records what the routers offer."""
+
+    def __init__(self) -> None:
+        self.offered: list[tuple[object, tuple[object, ...], dict[str, object], object]] = []
+
+    def offer(
+        self,
+        new: Callable[..., object],
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        outcome: tuple[bool, object],
+        seconds: float,
+    ) -> bool:
+        assert seconds >= 0
+        self.offered.append((new, args, kwargs, outcome))
+        return True
+
+
+def shadowed(
+    reloader: HotReloader, module: types.ModuleType, text: str, sink: Recorder, sample: float
+) -> Split:
+    """A shadow run of ``text`` for ``module`` offering ``sample`` of the calls to ``sink``."""
+    made: list[Split] = []
+
+    def begin(entries: Any, bound: Any, participants: Any) -> None:
+        made.append(
+            switching.begin(
+                reloader,
+                entries,
+                bound,
+                subject=module.__name__,
+                weight=0,
+                sticky=None,
+                mask_all=False,
+                participants=participants,
+                shadow=sink,
+                sample=sample,
+            )
+        )
+
+    reloader._swap_release({module.__name__: text}, (), "shadow", begin)
+    return made[0]
+
+
+class TestShadowRouting:
+    def test_old_serves_every_call_and_a_sample_is_offered(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """At sample 0.25, 1000 calls: all served by old, counted old, exactly 250 offered."""
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 0.25)
+        assert sides([module.top(x) for x in range(1000)]) == {"old": 1000}
+        assert len(sink.offered) == 250
+        new, args, kwargs, outcome = sink.offered[0]
+        assert new(*args, **kwargs) == ("new", "new")
+        assert outcome == (False, ("old", "old"))
+        assert made.take().calls == (1000, 0)
+        made.revert()
+
+    def test_the_old_versions_exception_is_offered_and_raised(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The caller gets old's exception; the sink gets it as the outcome."""
+        reloader.install(package.name)
+        module = package.module("m", source(package, "old", fails=True))
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 1.0)
+        with pytest.raises(ValueError, match="old"):
+            module.fails(1)
+        ((new, args, kwargs, (raised, error)),) = sink.offered
+        assert raised is True
+        assert isinstance(error, ValueError)
+        assert new(*args, **kwargs) == ("new",)
+        assert made.take().errors == (1, 0)
+        made.revert()
+
+    def test_coroutines_are_offered_and_generators_are_not(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A coroutine function's calls are offered after old's result; a generator's never."""
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 1.0)
+        assert asyncio.run(module.co(1)) == ("old", "old")
+        assert list(module.gen(2)) == [("old", "old")] * 2
+        ((new, args, _, outcome),) = sink.offered
+        assert inspect.iscoroutinefunction(new)
+        assert outcome == (False, ("old", "old"))
+        assert asyncio.run(new(*args)) == ("new", "new")
+        made.revert()
 
 
 class TestKinds:

@@ -64,9 +64,11 @@ _CELLS = (
     "sticky",
     "key_error",
     "pinned",
+    "offer",
+    "sampled",
 )
 _RESERVED = frozenset((*_CELLS, "side", "n", "live", "key", "caller", "start", "result"))
-_RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make"))
+_RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
 
 
 def kind_of(function: object) -> int:
@@ -183,6 +185,31 @@ else:
     n = counted[side]()
 """
 
+# A shadow run: old serves every top-level call, counted; a sampled one is
+# timed and offered, with its outcome, to run again on new off the caller's path.
+_SHADOW = """\
+n = counted[0]()
+side = 0
+if sampled()[1]:
+    start = clock()
+    try:
+        result = {await_}old({args})
+    except Exception as error:
+        seconds = clock() - start
+        errors[0]()
+        offer(new, {packed}, (True, error), seconds)
+        raise
+    seconds = clock() - start
+    record[0](seconds)
+    offer(new, {packed}, (False, result), seconds)
+    return result
+"""
+
+_UNSHADOWED = """\
+n = counted[0]()
+side = 0
+"""
+
 # A top-level call: one in ``mask + 1`` timed; errors counted.
 _TIMED = """\
 target = new if side else old
@@ -232,7 +259,8 @@ def _call(kind: int, target: str, args: str, level: int) -> str:
 class _Shape:
     kind: int
     parameters: tuple[str, ...] | None
-    sticky: bool
+    #: "weighted", "sticky" or "shadow"
+    mode: str
     pins: bool
     several: bool
 
@@ -243,8 +271,11 @@ def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
     kind = shape.kind
     if shape.parameters is None:
         params = args = "*args, **kwargs"
+        packed = "args, kwargs"
     else:
         params = args = ", ".join(shape.parameters)
+        packed = f"({args}{',' if len(shape.parameters) == 1 else ''}), {{}}"
+    await_ = "await " if kind == _COROUTINE else ""
     body = ""
     if shape.pins:
         body += _PIN.format(call_side=_call(kind, "(new if side else old)", args, 1))
@@ -253,13 +284,13 @@ def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
     )
     if shape.several:
         body += _AFFINE.format(call_side=_call(kind, "(new if side else old)", args, 1))
-    body += _STICKY.format(args=args) if shape.sticky else _WEIGHTED
-    if kind in (_PLAIN, _COROUTINE):
-        body += _TIMED.format(
-            call_target=_call(kind, "target", args, 2),
-            await_="await " if kind == _COROUTINE else "",
-            args=args,
-        )
+    timed = kind in (_PLAIN, _COROUTINE)
+    if shape.mode == "shadow":
+        body += _SHADOW.format(await_=await_, args=args, packed=packed) if timed else _UNSHADOWED
+    else:
+        body += _STICKY.format(args=args) if shape.mode == "sticky" else _WEIGHTED
+    if timed:
+        body += _TIMED.format(call_target=_call(kind, "target", args, 2), await_=await_, args=args)
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"
@@ -299,6 +330,10 @@ class Routing:
     key_error: Callable[[], None]
     #: the pin in effect in this context (0, 1 or None)
     pinned: Callable[[], int | None]
+    #: a shadow run's sink: ``offer(new, args, kwargs, outcome, seconds)`` (None: a rollout)
+    offer: Callable[..., object] | None = None
+    #: a shadow run's draw: ``sampled()[1]`` is 1 for the calls to offer
+    sampled: Callable[[], tuple[int, int]] | None = None
     #: id of a namespace of a version of a release of several modules -> its side
     namespaces: dict[int, int] = attrs.Factory(dict)
     #: whether routers check ``pinned``
@@ -325,7 +360,7 @@ class Routing:
         shape = _Shape(
             kind=kind,
             parameters=_shape(old, new),
-            sticky=self.sticky is not None,
+            mode="shadow" if self.offer else "sticky" if self.sticky else "weighted",
             pins=self.pins,
             several=len(self.namespaces) > 2,
         )
@@ -345,6 +380,8 @@ class Routing:
             self.sticky or _never,
             self.key_error,
             self.pinned,
+            self.offer,
+            self.sampled,
         )
         code = getattr(face, "__code__", None)
         if isinstance(code, types.CodeType):

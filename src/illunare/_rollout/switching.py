@@ -19,7 +19,7 @@ from __future__ import annotations
 import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -39,6 +39,7 @@ from illunare._reload.release import (
 )
 from illunare._reload.switch import Switch
 from illunare._reload.versions import CodeVersion, ModuleVersion, TrackedModule
+from illunare._rollout.assign import Draw
 from illunare._rollout.routers import Routing
 from illunare._rollout.split import Split
 from illunare.exceptions import ValidationError
@@ -46,7 +47,26 @@ from illunare.exceptions import ValidationError
 if TYPE_CHECKING:
     from illunare._reload.reloader import HotReloader
 
-__all__ = ["begin"]
+__all__ = ["ShadowSink", "begin"]
+
+
+class ShadowSink(Protocol):
+    """Where a shadow run's routers offer their sampled calls (``shadow.ShadowRun``)."""
+
+    def offer(
+        self,
+        new: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        outcome: tuple[bool, object],
+        seconds: float,
+    ) -> bool:
+        """Run ``new(*args, **kwargs)`` off the caller's path; False: dropped.
+
+        ``outcome``: (True, the exception) or (False, the result) of the old
+        version, which took ``seconds``.
+        """
+
 
 #: One timed call in ``TIMED_EVERY`` when no latency threshold is set.
 TIMED_EVERY = 64
@@ -62,7 +82,8 @@ def begin(
     sticky: Callable[..., object] | None,
     mask_all: bool,
     participants: Sequence[Participant],
-    shadow: object = None,
+    shadow: ShadowSink | None = None,
+    sample: float = 1.0,
 ) -> Split:
     """Record the release's candidates and split its calls between them and the old versions.
 
@@ -70,7 +91,10 @@ def begin(
     ``release.commit`` takes them); ``subject`` its module the rollout is
     named after; ``weight`` the first step's percent; ``sticky`` the key
     function; ``mask_all``: time every top-level call (a latency threshold
-    is judged), else one in ``TIMED_EVERY``. Takes ``LOCK``.
+    is judged), else one in ``TIMED_EVERY``. With ``shadow``, a shadow run:
+    the old version serves every call and ``sample`` (0..1) of the
+    top-level ones are offered to ``shadow`` to run again on the new one
+    (``weight`` is then 0). Takes ``LOCK``.
 
     Raises:
         ValidationError: nothing of the release can be split per call (no
@@ -78,7 +102,7 @@ def begin(
             ``split`` raised. Nothing changed.
 
     """
-    del reloader, shadow  # shadow runs are not routed here yet
+    del reloader  # the contract's: what a split needs of it comes in the entries
     with LOCK:
         changes = new_versions(entries, bound)
         bases = {tracked.name: base for tracked, base, _, _ in entries}
@@ -106,6 +130,8 @@ def begin(
             key_error=split.key_error,
             pinned=split.pinned,
             namespaces=sides,
+            offer=None if shadow is None else shadow.offer,
+            sampled=None if shadow is None else Draw.sampling(sample).next,
         )
         routes = [
             _routes(routing, tracked, bases[tracked.name], version)
