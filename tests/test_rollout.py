@@ -544,6 +544,48 @@ class TestReloaderDuringRollout:
         assert handle.previous.number == 1
 
 
+class TestReleaseOfSeveralModules:
+    def test_one_rollout_for_the_whole_release(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """_start_rollout of two modules: named after the first that changed; both held."""
+        other = package.module("other", source("o1"))
+        handle = reloader._start_rollout(
+            {module.__name__: source("old"), other.__name__: source("o2")},
+            checks=(),
+            reason="release",
+            rollout=FOREVER,
+            shadow=None,
+        )
+        assert handle.module == other.__name__
+        assert handle.version.number == 2
+        assert reloader.current(module.__name__).number == 1
+        with pytest.raises(RolloutError):
+            reloader.swap(other.__name__, source("o3"))
+        handle.promote()
+        assert other.f(1) == ("o2", 1)
+
+    def test_every_module_of_the_release_is_held(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Both modules changed: a swap of either is refused; abort reverts both."""
+        other = package.module("other", source("o1"))
+        handle = reloader._start_rollout(
+            {module.__name__: source("new"), other.__name__: source("o2")},
+            checks=(),
+            reason="release",
+            rollout=FOREVER,
+            shadow=None,
+        )
+        assert handle.module == module.__name__
+        for name in (module.__name__, other.__name__):
+            with pytest.raises(RolloutError):
+                reloader.swap(name, source("x"))
+        handle.abort()
+        assert (module.f(1), other.f(1)) == (("old", 1), ("o1", 1))
+        assert reloader.swap(other.__name__, source("o3")).number == 3
+
+
 class TestArguments:
     @pytest.mark.parametrize("rollout", ["steps", {"steps": (10,)}, 10])
     def test_rollout_must_be_a_rollout(
