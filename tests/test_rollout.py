@@ -500,6 +500,27 @@ class TestReloaderDuringRollout:
         handle.promote()
         assert reloader.swap(name, source("after")).number == 3
 
+    def test_a_watched_save_is_refused_until_the_rollout_ends(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A watcher's save during a rollout: swap_failed (RolloutError); saves after it land."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        refused = threading.Event()
+        errors: list[BaseException] = []
+
+        def on_failed(sender: object, *, error: BaseException, **extra: Any) -> None:
+            errors.append(error)
+            refused.set()
+
+        with signals.swap_failed.connected_to(on_failed), reloader.watch(package.path):
+            package.write("m", source("saved"))
+            assert refused.wait(30)
+            assert isinstance(errors[0], RolloutError)
+            assert handle.status == "running"
+            handle.abort()
+            package.write("m", source("saved again"))
+            assert eventually(lambda: module.f(1) == ("saved again", 1), timeout=30)
+
     def test_rollback_aborts_the_rollout(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
     ) -> None:
