@@ -32,7 +32,10 @@ def nested(x):
 #: 1000 distinct keys, called in turn (the sticky figure's key function is the argument)
 KEYS = list(range(1000))
 LOOP = "for key in keys: f(key)"
-ROUNDS = 7
+ROUNDS = 25
+#: runs of LOOP per round: short rounds, many of them, so that the best of
+#: each finds a quiet moment on a shared machine
+NUMBER = 40
 
 
 def interleaved(statement: str, *namespaces: dict[str, object], number: int) -> list[float]:
@@ -63,11 +66,11 @@ def measure(reloader: HotReloader, sticky: Callable[..., object] | None) -> dict
     assert isinstance(hot, HotFunction)
     ratios = {}
     direct, routed = interleaved(
-        LOOP, {"f": plain.f, "keys": KEYS}, {"f": hot, "keys": KEYS}, number=300
+        LOOP, {"f": plain.f, "keys": KEYS}, {"f": hot, "keys": KEYS}, number=NUMBER
     )
     ratios["during"] = routed / direct
     direct, routed = interleaved(
-        LOOP, {"f": plain.nested, "keys": KEYS}, {"f": promoted.nested, "keys": KEYS}, number=300
+        LOOP, {"f": plain.nested, "keys": KEYS}, {"f": promoted.nested, "keys": KEYS}, number=NUMBER
     )
     ratios["nested"] = routed / direct
     handles[0].promote()
@@ -79,7 +82,7 @@ def measure(reloader: HotReloader, sticky: Callable[..., object] | None) -> dict
         {"f": twin.f, "keys": KEYS},
         {"f": hot, "keys": KEYS},
         {"f": reverted.f, "keys": KEYS},
-        number=300,
+        number=NUMBER,
     )
     ratios["promoted"] = after / before
     ratios["reverted"] = back / before

@@ -32,14 +32,11 @@ import sys
 import time
 import types
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from illunare.exceptions import ValidationError
-
-if TYPE_CHECKING:
-    from illunare._rollout.split import Split
 
 __all__ = ["Routing", "SplitAttribute", "kind_of"]
 
