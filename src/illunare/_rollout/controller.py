@@ -227,7 +227,6 @@ class Controller:
             self.weight = 0
             self.reason = "forked"
             self._close_step("aborted")
-        self._stop_shadow()
         self._ended(self)
         self._done.set()
 
