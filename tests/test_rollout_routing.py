@@ -551,6 +551,44 @@ class TestClasses:
         with pytest.raises(AttributeError):
             instance.added()
 
+    def test_everyday_classes_are_split(self, package: Package, reloader: HotReloader) -> None:
+        """Dataclasses, attrs classes, enums, pydantic models, cached properties: both serve."""
+        text = """
+            import dataclasses, enum, functools
+            import attrs, pydantic
+            TAG = {tag!r}
+            @dataclasses.dataclass(frozen=True)
+            class Point:
+                x: int
+                def tag(self): return TAG
+            @attrs.define
+            class Item:
+                name: str
+                def tag(self): return TAG
+            class Color(enum.Enum):
+                RED = 1
+                def tag(self): return TAG
+            class Model(pydantic.BaseModel):
+                a: int
+                def tag(self): return TAG
+            class Cached:
+                @functools.cached_property
+                def value(self): return TAG
+            def run():
+                made = (Point(1), Item("a"), Color.RED, Model(a=1))
+                return (*(thing.tag() for thing in made), Cached().value)
+        """
+        reloader.install(package.name)
+        module = package.module("everyday", textwrap.dedent(text).format(tag="old"))
+        made = split(reloader, module, textwrap.dedent(text).format(tag="new"))
+        counts = sides([module.run() for _ in range(200)])
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+        assert module.Model(a=2).a == 2
+        assert hash(module.Point(1)) == hash(module.Point(1))
+        made.promote()
+        assert sides([module.run() for _ in range(10)]) == {"new": 10}
+
     @pytest.mark.parametrize(
         "extra",
         [
@@ -896,6 +934,44 @@ class TestEnds:
         assert sides([module.top(1) for _ in range(100)]) == {"new": 100}
         made.revert()  # a no-op now
         assert reloader.current(module.__name__) == made.new
+
+    def test_calls_before_the_end_are_in_the_next_period(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Calls made between the last take() and a revert are counted by the next take()."""
+        module, made = halves
+        for _ in range(1000):
+            module.top(1)
+        made.revert()
+        assert made.take().calls == (500, 500)
+
+    def test_promotions_from_two_threads_flip_once(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader
+    ) -> None:
+        """Both callers get the same (previous, new); a revert racing them changes nothing."""
+        module, made = halves
+        results: list[object] = []
+        barrier = threading.Barrier(3)
+
+        def end(action: Callable[[], object]) -> None:
+            barrier.wait()
+            try:
+                results.append(action())
+            except InvalidArgumentError:
+                results.append("refused")
+
+        threads = [threading.Thread(target=end, args=(made.promote,)) for _ in range(2)]
+        threads.append(threading.Thread(target=end, args=(made.revert,)))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if made.state == "promoted":
+            assert [r for r in results if r is not None] == [[(made.old, made.new)]] * 2
+            assert reloader.current(module.__name__) == made.new
+        else:  # the revert came first: both promotions were refused
+            assert sorted(map(str, results)) == ["None", "refused", "refused"]
+            assert reloader.current(module.__name__) == made.old
 
     def test_the_candidate_is_in_history_at_once_and_current_stays(
         self, halves: tuple[types.ModuleType, Split], reloader: HotReloader

@@ -417,7 +417,9 @@ class Routing:
         ``old``, ``new``: the two versions' contents of it; ``kept``: data
         attributes that stay live; ``namespaces``: the two versions'. A
         method (also inside a staticmethod, classmethod or property) gets a
-        router; other values that differ a ``SplitAttribute``.
+        router; other values that differ a ``SplitAttribute``, but for
+        special data attributes (a library's bookkeeping), which keep the
+        old version's.
 
         Raises:
             ValidationError: an attribute cannot be split per call (a data
@@ -430,7 +432,9 @@ class Routing:
             before, after = old.get(name, _MISSING), new.get(name, _MISSING)
             if before is after or name in _MACHINERY or name in kept:
                 continue
-            contents[name] = self._attribute(cls, name, before, after, namespaces)
+            value = self._attribute(cls, name, before, after, namespaces)
+            if value is not _KEEP:
+                contents[name] = value
         return contents
 
     def _attribute(
@@ -469,12 +473,18 @@ class Routing:
                 "be split per call; swap the module without a rollout",
                 module=cls.__module__,
             )
-        if name.startswith("__") and name.endswith("__") and (old is None or new is None):
-            raise ValidationError(
-                f"{what} is set to None in one version: the interpreter reads it from the "
-                "type, so it cannot be split per call; swap the module without a rollout",
-                module=cls.__module__,
-            )
+        if name.startswith("__") and name.endswith("__"):
+            if old is None or new is None:
+                raise ValidationError(
+                    f"{what} is set to None in one version: the interpreter reads it from the "
+                    "type, so it cannot be split per call; swap the module without a rollout",
+                    module=cls.__module__,
+                )
+            if _is_data(old) and _is_data(new):
+                # A library's bookkeeping (__dataclass_fields__, __attrs_attrs__,
+                # __pydantic_validator__ ...), often read from the class's
+                # __dict__: the old version's serves until the promotion.
+                return _KEEP
         return SplitAttribute(name, (old, new), self.pinned, self.namespaces)
 
 
@@ -513,6 +523,9 @@ class _Missing:
 
 _MISSING: Any = _Missing()
 
+# ``_attribute``: the class keeps the old version's value.
+_KEEP: Any = object()
+
 _WRAPPERS = (staticmethod, classmethod)
 
 
@@ -543,6 +556,11 @@ def _unwrapped(value: object) -> object:
 
 def _part(value: object, part: str) -> object:
     return None if value is _MISSING else getattr(value, part)
+
+
+def _is_data(value: object) -> bool:
+    """Plain data: neither callable nor a descriptor (as ``classes.data_attributes`` sees it)."""
+    return value is not _MISSING and not callable(value) and not hasattr(type(value), "__get__")
 
 
 def _is_data_descriptor(value: object) -> bool:
