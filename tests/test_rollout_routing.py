@@ -69,6 +69,15 @@ def callback(x):
 def shaped(a, b, *rest, c=1, **more):
     return (TAG,)
 
+def entry(x):
+    return (TAG, *helper(x))
+
+def dynamic(x):
+    return (TAG, *getattr(me, "by_name")(x))
+
+def by_name(x):
+    return (TAG,)
+
 __hot_preserve__ = ["RESULTS"]  # one list, shared by the versions
 RESULTS = []
 
@@ -354,6 +363,22 @@ class TestAffinity:
         assert counts["old"] > 0
         assert counts["new"] > 0
 
+    def test_only_functions_the_release_can_name_check_their_caller(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """entry() is named by no code of either version: its router skips the caller check."""
+        module, _ = halves
+        checks = {
+            name: "getframe" in getattr(module, name).__wrapped__.__code__.co_freevars
+            for name in ("entry", "helper", "by_name")
+        }
+        assert checks == {"entry": False, "helper": True, "by_name": True}
+        counts = sides(
+            [module.entry(1) for _ in range(200)] + [module.dynamic(1) for _ in range(200)]
+        )
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+
     def test_a_pin_holds_a_context_on_one_side(
         self, halves: tuple[types.ModuleType, Split]
     ) -> None:
@@ -384,24 +409,32 @@ class TestAffinity:
             time.sleep(0.01)
         assert sum(sides(module.RESULTS).values()) == 20
 
-    def test_calls_from_many_threads_through_steps_and_a_revert(
-        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    @pytest.mark.parametrize(("end", "tag"), [("revert", "old"), ("promote", "new")])
+    def test_calls_from_many_threads_through_steps_and_the_end(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType, end: str, tag: str
     ) -> None:
-        """Eight threads call nested functions while the weight moves and the split ends."""
+        """Eight threads call nested functions while the weight moves and the split ends.
+
+        No call fails; every call made while the split runs stays in one
+        version, every call started after the end runs the version it ends
+        on. (A call in flight across the end may see both: the end is a
+        plain switch, as a swap is.)
+        """
         made = split(reloader, module, source(package, "new"), weight=10)
         failures: list[BaseException] = []
-        mixed: list[tuple[str, ...]] = []
+        calls: list[tuple[int, tuple[str, ...], int]] = []
+        phase = [0]  # 0: split, 1: ending, 2: ended
         stop = threading.Event()
 
         def call() -> None:
             while not stop.is_set():
+                started = phase[0]
                 try:
                     result = module.through_module(1)
                 except BaseException as error:  # reported below
                     failures.append(error)
                     return
-                if len(set(result)) != 1:
-                    mixed.append(result)
+                calls.append((started, result, phase[0]))
 
         threads = [threading.Thread(target=call) for _ in range(8)]
         for thread in threads:
@@ -409,13 +442,18 @@ class TestAffinity:
         for weight in (10, 50, 90, 100, 30):
             made.set_weight(weight)
             made.take()
-        made.revert()
+        phase[0] = 1
+        getattr(made, end)()
+        phase[0] = 2
+        time.sleep(0.05)
         stop.set()
         for thread in threads:
             thread.join()
         assert failures == []
-        assert mixed == []
-        assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
+        during = [result for started, result, ended in calls if started == ended == 0]
+        after = [result for started, result, _ in calls if started == 2]
+        assert len(sides(during)) == 2
+        assert sides(after).keys() == {tag}
 
 
 async def _collect(agen: object) -> tuple[str, ...]:
