@@ -40,7 +40,7 @@ from illunare._reload.release import (
 from illunare._reload.switch import Switch
 from illunare._reload.versions import CodeVersion, ModuleVersion, TrackedModule
 from illunare._rollout.assign import Draw
-from illunare._rollout.routers import Routing
+from illunare._rollout.routers import Routing, named
 from illunare._rollout.split import Split
 from illunare.exceptions import ValidationError
 
@@ -133,8 +133,22 @@ def begin(
             offer=None if shadow is None else shadow.offer,
             sampled=None if shadow is None else Draw.sampling(sample).next,
         )
+        # What the release's code can name: other functions keep no caller check.
+        versions = [*bases.values(), *candidates.values()]
+        used = named(
+            [
+                *(version.code for version in versions),
+                *(function for version in versions for function in version.targets.values()),
+                *(
+                    value
+                    for version in versions
+                    for state in version.classes.values()
+                    for value in state.values()
+                ),
+            ]
+        )
         routes = [
-            _routes(routing, tracked, bases[tracked.name], version)
+            _routes(routing, tracked, bases[tracked.name], version, used)
             for tracked, version, _ in changes
         ]
         attributes = _participant_attributes(participants, namespaces, previous, split)
@@ -178,7 +192,11 @@ _Routes = tuple[list[HotFunction], list[Callable[..., Any]], list[tuple[type, di
 
 
 def _routes(
-    routing: Routing, tracked: TrackedModule, base: ModuleVersion, candidate: ModuleVersion
+    routing: Routing,
+    tracked: TrackedModule,
+    base: ModuleVersion,
+    candidate: ModuleVersion,
+    used: frozenset[str],
 ) -> _Routes:
     """The proxies whose target differs between the versions, a router for each, and classes."""
     proxies, olds = tracked.bindings(base)
@@ -190,7 +208,12 @@ def _routes(
         if old is not new:
             routed.append(proxy)
             face = new if old is proxy.removed_stub() else old
-            routers.append(routing.route(old, new, old_globals, new_globals, face=face))
+            qualname = proxy._self_qualname
+            # Methods always check: getattr(self, name) is common.
+            frames = "." in qualname or qualname in used
+            routers.append(
+                routing.route(old, new, old_globals, new_globals, face=face, frames=frames)
+            )
     classes = []
     # Classes of both versions only: one that a version lacks is reached by
     # that version's code alone, or only by instances the other one made.
