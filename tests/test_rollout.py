@@ -478,6 +478,63 @@ class TestPromoteAndAbort:
         assert handle.status == "rolled_back"
 
 
+class TestPin:
+    def test_a_block_runs_on_one_version(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Every call in a pinned block runs the version whose number the block got."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
+        tags = {handle.previous.number: "old", handle.version.number: "new"}
+        seen = set()
+        for _ in range(200):
+            with handle.pin() as number:
+                assert {module.f(n)[0] for n in range(5)} == {tags[number]}
+            seen.add(number)
+        assert seen == set(tags)
+
+    def test_the_same_key_gets_the_same_version(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """pin(key) is sticky: a key always gets the same version within a step."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
+        for key in ("alice", "bob", 42):
+            numbers = set()
+            for _ in range(20):
+                with handle.pin(key) as number:
+                    numbers.add(number)
+            assert len(numbers) == 1
+
+    def test_a_block_counts_as_one_call(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A block is one call of its version (its inner calls are not); raising, one error."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
+        numbers = []
+        for _ in range(10):
+            with pytest.raises(KeyError), handle.pin() as number:
+                numbers.append(number)
+                module.f(1)
+                raise KeyError
+        handle.promote()
+        versions = handle.report()["versions"]
+        for number in set(numbers):
+            assert versions[number]["calls"] == numbers.count(number)
+            assert versions[number]["errors"] == numbers.count(number)
+
+    def test_after_the_end_a_block_runs_what_serves(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Once promoted, pin() yields the new version's number; once rolled back, the old's."""
+        promoted = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        promoted.promote()
+        with promoted.pin() as number:
+            assert (number, module.f(1)) == (promoted.version.number, ("new", 1))
+        aborted = reloader.swap(module.__name__, source("newer"), rollout=FOREVER)
+        aborted.abort()
+        with aborted.pin() as number:
+            assert (number, module.f(1)) == (aborted.previous.number, ("new", 1))
+
+
 class TestReloaderDuringRollout:
     def test_a_swap_of_the_module_is_refused(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
