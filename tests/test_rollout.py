@@ -509,12 +509,17 @@ class TestPin:
     ) -> None:
         """A block is one call of its version (its inner calls are not); raising, one error."""
         handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
-        numbers = []
-        for _ in range(10):
-            with pytest.raises(KeyError), handle.pin() as number:
+        numbers: list[int] = []
+
+        def job() -> None:
+            with handle.pin() as number:
                 numbers.append(number)
                 module.f(1)
-                raise KeyError
+                raise KeyError(number)
+
+        for _ in range(10):
+            with pytest.raises(KeyError):
+                job()
         handle.promote()
         versions = handle.report()["versions"]
         for number in set(numbers):
