@@ -158,8 +158,6 @@ class Controller:
                 self._after([], 0.0, None)
             self._done.set()
             return
-        if self.shadow is not None:
-            self.shadow.start(self.split.pin)
         if self.rollout is not None:
             self._announce(None)
         self._thread.start()
