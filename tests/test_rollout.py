@@ -42,6 +42,9 @@ def f(x):
     return (TAG, x)
 """
 
+#: what the hung version of a test waits for
+HANG = threading.Event()
+
 #: a rollout quick enough for tests: short bakes, few samples
 QUICK = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=5)
 #: a rollout that only acts when told (its bake never ends within a test)
@@ -173,6 +176,14 @@ class TestVerdict:
         thresholds = Thresholds(max_error_rate=0.01)
         assert verdict(thresholds, _tally(19), min_samples=20).name == "inconclusive"
         assert verdict(thresholds, _tally(20), min_samples=20).name == "healthy"
+
+    def test_with_max_latency_unfinished_calls_are_too_few(self) -> None:
+        """max_latency judged: 20 calls started but 19 finished (timed) is inconclusive."""
+        thresholds = Thresholds(max_latency=1.0)
+        running = _tally(20, 0, (0.01,) * 19, 1.0)
+        assert verdict(thresholds, running, min_samples=20).name == "inconclusive"
+        finished = _tally(20, 0, (0.01,) * 20, 1.0)
+        assert verdict(thresholds, finished, min_samples=20).name == "healthy"
 
     def test_no_calls_no_error_breach(self) -> None:
         """A step without calls breaches nothing (there is no rate), and is inconclusive."""
@@ -338,7 +349,7 @@ class TestFailingRollout:
     ) -> None:
         """A new version slower than max_latency at p99 is rolled back, the alert on latency."""
         rollout = Rollout(
-            steps=(50, 100), bake=0.05, min_samples=1, thresholds=Thresholds(max_latency=0.001)
+            steps=(50, 100), bake=0.05, min_samples=5, thresholds=Thresholds(max_latency=0.001)
         )
         handle = reloader.swap(module.__name__, source("slow", delay=0.003), rollout=rollout)
         with Load(module.f):
@@ -399,6 +410,31 @@ class TestInconclusive:
         assert eventually(lambda: handle.status == "paused", timeout=30)
         with Load(module.f):
             assert handle.wait(timeout=30) == "rolled_back"
+
+    def test_a_hung_version_is_not_promoted(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """New calls still running at the bake's end are too few under max_latency: not healthy."""
+        rollout = Rollout(
+            steps=(50,),
+            bake=0.1,
+            min_samples=1,
+            on_inconclusive="fail",
+            thresholds=Thresholds(max_latency=0.5),
+        )
+        hung = "from tests.test_rollout import HANG\n\ndef f(x):\n    HANG.wait()\n    return x\n"
+        HANG.clear()
+        handle = reloader.swap(module.__name__, hung, rollout=rollout)
+        callers = [threading.Thread(target=module.f, args=(n,)) for n in range(20)]
+        try:
+            for caller in callers:
+                caller.start()
+            assert handle.wait(timeout=30) == "failed"
+            assert handle.report()["steps"][0]["calls"] > 0
+        finally:
+            HANG.set()
+            for caller in callers:
+                caller.join()
 
     def test_fail_ends_in_failed(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
