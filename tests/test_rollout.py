@@ -47,6 +47,8 @@ HANG = threading.Event()
 
 #: a rollout quick enough for tests: short bakes, few samples
 QUICK = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=5)
+#: as QUICK, with enough calls per step that a version failing 20 % surely fails in each
+STRICT = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=50)
 #: a rollout that only acts when told (its bake never ends within a test)
 FOREVER = Rollout(bake=3600)
 
@@ -324,7 +326,7 @@ class TestFailingRollout:
     ) -> None:
         """A new version failing 20 % of calls is rolled back at 10 %, with a rollback_alert."""
         name = module.__name__
-        handle = reloader.swap(name, source("bad", fail=0.2), rollout=QUICK)
+        handle = reloader.swap(name, source("bad", fail=0.2), rollout=STRICT)
         with Load(module.f) as load:
             assert handle.wait(timeout=30) == "rolled_back"
         assert not load.unexpected
@@ -365,7 +367,7 @@ class TestFailingRollout:
         reloader = HotReloader(monitor=monitor)
         reloader.install(package.name)
         module = package.module("m", source("old"))
-        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=QUICK)
+        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=STRICT)
         with Load(module.f):
             assert handle.wait(timeout=30) == "rolled_back"
         assert [a["sender"] for a in received.named("rollback_alert")] == [monitor]
