@@ -500,21 +500,6 @@ class TestPromoteAndAbort:
         with pytest.raises(RolloutError, match="rolled_back"):
             aborted.promote()
 
-    def test_a_receiver_may_end_the_rollout_it_is_told_of(
-        self, reloader: HotReloader, module: types.ModuleType
-    ) -> None:
-        """abort() from a rollout_step receiver (the swapping thread) rolls back at once."""
-        handles: list[RolloutHandle] = []
-
-        def abort(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
-            handle.abort()
-            handles.append(handle)
-
-        with signals.rollout_step.connected_to(abort):
-            handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
-        assert handles == [handle]
-        assert handle.status == "rolled_back"
-
 
 class TestPin:
     def test_a_block_runs_on_one_version(
@@ -576,6 +561,42 @@ class TestPin:
         aborted.abort()
         with aborted.pin() as number:
             assert (number, module.f(1)) == (aborted.previous.number, ("new", 1))
+
+
+class TestReceivers:
+    def test_a_receiver_may_end_the_rollout_it_is_told_of(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """abort() from a rollout_step receiver (the swapping thread) rolls back at once."""
+        handles: list[RolloutHandle] = []
+
+        def abort(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
+            handle.abort()
+            handles.append(handle)
+
+        with signals.rollout_step.connected_to(abort):
+            handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        assert handles == [handle]
+        assert handle.status == "rolled_back"
+
+    def test_a_receiver_of_the_end_may_wait_and_end_it_again(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """In a rollout_finished receiver, wait() and the same end return at once (no hang)."""
+        seen: list[str] = []
+
+        def finished(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
+            seen.append(handle.wait())
+            handle.promote()
+            seen.append(handle.status)
+
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with signals.rollout_finished.connected_to(finished):
+            ender = threading.Thread(target=handle.promote, daemon=True)
+            ender.start()
+            ender.join(timeout=30)
+        assert not ender.is_alive()
+        assert seen == ["promoted", "promoted"]
 
 
 class TestReloaderDuringRollout:

@@ -163,8 +163,13 @@ class Controller:
         self._thread.start()
 
     def wait(self, timeout: float | None) -> str:
-        """The status once the rollout ended and ``rollout_finished`` was sent (or at timeout)."""
-        self._done.wait(timeout)
+        """The status once the rollout ended and ``rollout_finished`` was sent (or at timeout).
+
+        A receiver of the end's own signals (in the thread that ended it) gets
+        the status at once: waiting for the signals to be sent would hang.
+        """
+        if self._ender != threading.get_ident():
+            self._done.wait(timeout)
         return self.status
 
     def promote(self) -> None:
