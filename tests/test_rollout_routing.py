@@ -853,8 +853,9 @@ class TestReleases:
     ) -> None:
         """A release of two modules: a's function calling b's runs both of one version."""
         reloader.install(package.name)
-        low = "TAG = {tag!r}\ndef tag():\n    return TAG\n"
-        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag())\n"
+        # A parameter named like a builtin the routers use.
+        low = "TAG = {tag!r}\ndef tag(id):\n    return TAG\n"
+        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag(1))\n"
         package.module("low", low.format(tag="old"))
         top = package.module("high", high.format(p=package.name, tag="old"))
         made = reloader._split_release(
