@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -853,8 +854,9 @@ class TestReleases:
     ) -> None:
         """A release of two modules: a's function calling b's runs both of one version."""
         reloader.install(package.name)
-        low = "TAG = {tag!r}\ndef tag():\n    return TAG\n"
-        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag())\n"
+        # A parameter named like a builtin the routers use.
+        low = "TAG = {tag!r}\ndef tag(id):\n    return TAG\n"
+        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag(1))\n"
         package.module("low", low.format(tag="old"))
         top = package.module("high", high.format(p=package.name, tag="old"))
         made = reloader._split_release(
@@ -954,6 +956,26 @@ class TestEnds:
         assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
         with pytest.raises(InvalidArgumentError):
             made.promote()
+
+    @pytest.mark.parametrize("end", ["revert", "promote"])
+    def test_no_router_is_freed_inside_the_end_switch(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader, end: str
+    ) -> None:
+        """Routers die after the switch: their weakref callbacks see every proxy switched."""
+        module, made = halves
+        tracked = reloader._modules[module.__name__]
+        snapshots: list[set[bool]] = []
+
+        def look(_: object) -> None:
+            current = tracked.current.targets
+            snapshots.append(
+                {proxy.__wrapped__ is current.get(name) for name, proxy in tracked.proxies.items()}
+            )
+
+        refs = [weakref.ref(router, look) for router in made.kept()]
+        getattr(made, end)()
+        assert len(snapshots) == len(refs) > 1
+        assert all(snapshot == {True} for snapshot in snapshots)
 
     def test_a_promotion_leaves_raw_new_functions(
         self, halves: tuple[types.ModuleType, Split], reloader: HotReloader

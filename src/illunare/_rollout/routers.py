@@ -70,8 +70,11 @@ _CELLS = (
     "offer",
     "sampled",
 )
+# Its locals and the builtins it uses too (a parameter ``id`` would hide ``id()``).
 _RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result"))
 _RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
+_RESERVED |= frozenset(("id", "Exception", "BaseException", "ValueError"))
+_RESERVED |= frozenset(("GeneratorExit", "StopAsyncIteration"))
 
 
 def kind_of(function: object) -> int:
@@ -118,7 +121,6 @@ _CALL = {
     _PLAIN: "return {target}({args})",
     _COROUTINE: "return await {target}({args})",
     _GENERATOR: "return (yield from {target}({args}))",
-    _ASYNC_GENERATOR: "{forward}",
 }
 
 _FORWARD = """\

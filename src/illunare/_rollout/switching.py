@@ -166,8 +166,8 @@ def begin(
             participants=tuple(participants),
             namespaces=namespaces,
             previous=previous,
+            held=routing.made,
         )
-        ends.routers.update(routing.made)
         split.ends = ends
         with collection_paused():
             switch = Switch()
@@ -266,7 +266,15 @@ class _Ends:
     participants: tuple[Participant, ...]
     namespaces: dict[str, dict[str, Any]]
     previous: dict[str, dict[str, Any]]
-    routers: weakref.WeakSet[Callable[..., Any]] = attrs.Factory(weakref.WeakSet)
+    #: the routers, held until the end's switch is over: the proxies are
+    #: their only other holders, and one freed in the switch would run its
+    #: weak references' callbacks (Python code) in the middle of it
+    held: list[Callable[..., Any]]
+    #: the routers still alive after the end (on a stack)
+    routers: weakref.WeakSet[Callable[..., Any]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.routers = weakref.WeakSet(self.held)
 
     def revert(self) -> None:
         """Every module on its current (old) version again, routers and attributes gone."""
@@ -278,6 +286,7 @@ class _Ends:
             )
             for tracked, _, _ in self.changes:
                 tracked.history.evict(tracked.current)
+        self.held.clear()
         notify_aborted(self.participants, self.namespaces)
 
     def promote(self) -> list[tuple[CodeVersion, CodeVersion]]:
@@ -287,6 +296,7 @@ class _Ends:
             flip_many(self.changes, self.attributes)
             for tracked, version, _ in self.changes:
                 tracked.history.evict(version)
+        self.held.clear()
         notify_committed(self.participants, self.namespaces, self.previous)
         return [
             (self.bases[tracked.name].info, version.info) for tracked, version, _ in self.changes
