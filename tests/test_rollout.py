@@ -15,6 +15,7 @@ from illunare import (
     HotReloader,
     InvalidArgumentError,
     PerformanceMonitor,
+    RollbackError,
     Rollout,
     RolloutError,
     RolloutHandle,
@@ -675,6 +676,16 @@ class TestReloaderDuringRollout:
         assert [v.number for v in versions] == [1, 1]
         assert handle.status == "rolled_back"
         assert other.f(1) == ("o1", 1)
+
+    def test_a_refused_rollback_many_aborts_nothing(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """rollback_many with a module that has no parent: RollbackError, the rollout runs on."""
+        other = package.module("other", source("o1"))
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with pytest.raises(RollbackError):
+            reloader.rollback_many([module.__name__, other.__name__])
+        assert handle.status == "running"
 
     def test_a_new_rollout_after_the_end(
         self, reloader: HotReloader, module: types.ModuleType
