@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -821,6 +823,28 @@ class TestReport:
             handle.wait(timeout=30)
         assert handle.report()["versions"][1]["latency"]["count"] > 0
         assert reloader.monitor is None
+
+
+class TestRelease:
+    def test_a_kept_handle_keeps_no_version_alive(
+        self, package: Package, module: types.ModuleType
+    ) -> None:
+        """A handle kept after its rollout ended holds neither version: evicted ones are freed."""
+        reloader = HotReloader(keep=1)
+        reloader.install(package.name)
+        tracked = package.module("tracked", source("v1"))
+        first = weakref.ref(tracked.f.__wrapped__)
+        handle = reloader.swap(tracked.__name__, source("v2"), rollout=FOREVER)
+        candidate = weakref.ref(reloader._modules[tracked.__name__].history.get(2).targets["f"])
+        handle.promote()
+        aborted = reloader.swap(tracked.__name__, source("v3"), rollout=FOREVER)
+        aborted.abort()
+        for tag in ("v4", "v5"):
+            reloader.swap(tracked.__name__, source(tag))
+        gc.collect()
+        assert (first(), candidate()) == (None, None)
+        assert (handle.status, aborted.status) == ("promoted", "rolled_back")
+        assert handle.report()["versions"][2]["role"] == "new"
 
 
 class TestFork:

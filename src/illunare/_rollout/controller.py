@@ -216,6 +216,7 @@ class Controller:
             self.weight = 0
             self.reason = "forked"
             self._close_step("aborted")
+            self._split = None
         self._ended(self)
         self._done.set()
 
@@ -364,7 +365,12 @@ class Controller:
             return
         self._stop_shadow()
         self._ended(self)
-        self._after(promoted, duration, found)
+        try:
+            self._after(promoted, duration, found)
+        finally:
+            # What the split holds (both versions' namespaces, the routers) goes:
+            # a handle kept after the end must not keep evicted versions alive.
+            self._split = None
 
     def _close_step(self, step_verdict: str, found: Verdict | None = None) -> None:
         if self.steps and self.steps[-1].verdict is None:
