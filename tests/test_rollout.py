@@ -699,6 +699,28 @@ class TestReloaderDuringRollout:
         assert handle.previous.number == 1
 
 
+class TestControllerFailure:
+    def test_an_error_in_the_rollouts_thread_ends_it_failed(
+        self, package: Package, caplog: pytest.LogCaptureFixture, received: Received
+    ) -> None:
+        """The rollout's own thread failing (its monitor raising): reverted, "failed", logged."""
+
+        class BrokenMonitor(PerformanceMonitor):
+            def _record_batch(self, *args: object, **kwargs: object) -> None:
+                raise RuntimeError("the monitor is broken")
+
+        reloader = HotReloader(monitor=BrokenMonitor())
+        reloader.install(package.name)
+        module = package.module("m", source("old"))
+        handle = reloader.swap(module.__name__, source("new"), rollout=QUICK)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "failed"
+        assert module.f(1) == ("old", 1)
+        assert reloader.swap(module.__name__, source("after")).number == 3
+        assert any("the rollout of" in r.getMessage() for r in caplog.records)
+        assert [f["status"] for f in received.named("rollout_finished")] == ["failed"]
+
+
 class TestReleaseOfSeveralModules:
     def test_one_rollout_for_the_whole_release(
         self, package: Package, reloader: HotReloader, module: types.ModuleType

@@ -341,7 +341,10 @@ class Controller:
         """Under the condition: the switch that ends the rollout in ``status``, unless it ended."""
         if self.status in TERMINAL:
             return Ending(already=self.status)
-        self._flush()
+        try:
+            self._flush()
+        except Exception:  # the accounting failing must not stop the switch
+            logger.exception("the rollout of %s could not count its last calls", self.subject)
         started = time.perf_counter()
         promoted = []
         if status == "promoted":
