@@ -843,7 +843,7 @@ class TestHealthValue:
 class TestHugeValues:
     @pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 40])
     def test_the_mean_of_the_largest_floats_is_the_largest_float(self, size: int) -> None:
-        """A window of sys.float_info.max values sums up without overflow: its mean is that value."""
+        """A window of sys.float_info.max values sums up without overflow: its mean is that."""
         monitor = PerformanceMonitor(window=size)
         for _ in range(size):
             monitor.record("huge", "m", sys.float_info.max)
