@@ -134,9 +134,6 @@ class Controller:
         #: set when the rollout ended otherwise than by its own judgement (e.g. "forked")
         self.reason: str | None = None
         self.handle = RolloutHandle(self)
-        self._thread = threading.Thread(
-            target=self._run, name=f"illunare-rollout {self.subject}", daemon=True
-        )
 
     # Life ---------------------------------------------------------------------------
 
@@ -158,9 +155,16 @@ class Controller:
                 self._after([], 0.0, None)
             self._done.set()
             return
+        # The first bake runs from the switch, not from when the thread first runs.
+        began = time.monotonic()
         if self.rollout is not None:
             self._announce(None)
-        self._thread.start()
+        threading.Thread(
+            target=self._steps_from,
+            args=(began,),
+            name=f"illunare-rollout {self.subject}",
+            daemon=True,
+        ).start()
 
     def wait(self, timeout: float | None) -> str:
         """The status once the rollout ended and ``rollout_finished`` was sent (or at timeout).
@@ -222,24 +226,23 @@ class Controller:
 
     # The thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _steps_from(self, began: float) -> None:
+        """The thread: take periods every tick, judge each step at the end of its bake."""
         try:
-            self._steps()
+            rollout = self.rollout
+            deadline: float | None = math.inf if rollout is None else began + rollout.bake
+            while deadline is not None:
+                # Near the end of a bake, threads busy calling would keep this
+                # one waiting for the GIL (a switch interval each, in turns),
+                # which delays the verdict and the revert: the releases'
+                # courtesy (a short switch interval) holds from the last tick
+                # to the action.
+                near = deadline - time.monotonic() <= TICK
+                with courteous() if near else contextlib.nullcontext():
+                    deadline = self._tick(rollout, deadline)
         except Exception:
             logger.exception("the rollout of %s failed; the old version serves again", self.subject)
             self._end("failed", None, by_thread=True)
-
-    def _steps(self) -> None:
-        rollout = self.rollout
-        deadline: float | None = math.inf if rollout is None else time.monotonic() + rollout.bake
-        while deadline is not None:
-            # Near the end of a bake, threads busy calling would keep this one
-            # waiting for the GIL (a switch interval each, in turns), which
-            # delays the verdict and the revert: the releases' courtesy (a
-            # short switch interval) holds from the last tick to the action.
-            near = deadline - time.monotonic() <= TICK
-            with courteous() if near else contextlib.nullcontext():
-                deadline = self._tick(rollout, deadline)
 
     def _tick(self, rollout: Rollout | None, deadline: float) -> float | None:
         """Wait a tick (or to the deadline), take a period, judge at the deadline.
