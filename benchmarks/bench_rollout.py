@@ -50,10 +50,10 @@ def entry(x):
 #: 1000 distinct keys, called in turn (the sticky figure's key function is the argument)
 KEYS = list(range(1000))
 LOOP = "for key in keys: f(key)"
-ROUNDS = 25
+ROUNDS = 41
 #: runs of LOOP per round: short rounds, many of them, so that the best of
 #: each finds a quiet moment on a shared machine
-NUMBER = 40
+NUMBER = 20
 
 
 def interleaved(statement: str, *namespaces: dict[str, object], number: int) -> list[float]:
