@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import gc
 import json
+import os
 import threading
 import types
 import weakref
@@ -636,13 +637,19 @@ class TestReloaderDuringRollout:
             errors.append(error)
             refused.set()
 
+        def save(text: str) -> None:
+            # As editors save (write, then rename): the watcher never reads half a file.
+            partial = package.path / "m.py.partial"
+            partial.write_text(text)
+            os.replace(partial, package.path / "m.py")
+
         with signals.swap_failed.connected_to(on_failed), reloader.watch(package.path):
-            package.write("m", source("saved"))
+            save(source("saved"))
             assert refused.wait(30)
             assert isinstance(errors[0], RolloutError)
             assert handle.status == "running"
             handle.abort()
-            package.write("m", source("saved again"))
+            save(source("saved again"))
             assert eventually(lambda: module.f(1) == ("saved again", 1), timeout=30)
 
     def test_rollback_aborts_the_rollout(
