@@ -8,7 +8,14 @@ from illunare._deploy.gate import HealthGate
 from illunare._deploy.hotconfig import HotConfig
 from illunare._deploy.plan import DeploymentPlan
 from illunare._deploy.results import DeploymentResult, StepResult
-from illunare._deploy.steps import ConfigUpdate, FlagUpdate, HotSwap, Migration
+from illunare._deploy.steps import (
+    ConfigUpdate,
+    FlagUpdate,
+    HotSwap,
+    LoadService,
+    Migration,
+    UnloadService,
+)
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
@@ -21,12 +28,16 @@ from illunare._reload.default import default_reloader, hot
 from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
 from illunare._reload.watcher import Watcher
+from illunare._services.registry import ServiceRegistry
+from illunare._services.router import Router
+from illunare._services.spec import ServiceSpec
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
     ConfigError,
     DeploymentError,
     DeploymentInProgressError,
+    DrainTimeoutError,
     FlagConfigError,
     FlagError,
     FlagNotFoundError,
@@ -35,8 +46,14 @@ from illunare.exceptions import (
     InvalidArgumentError,
     LoadError,
     MissingExtraError,
+    NoRouteError,
     PackageError,
     RollbackError,
+    ServiceError,
+    ServiceInUseError,
+    ServiceNotFoundError,
+    ServiceSpecError,
+    ServiceUnavailableError,
     StaleReferenceWarning,
     SwapError,
     UnknownModuleError,
@@ -61,6 +78,7 @@ __all__ = [
     "DeploymentInProgressError",
     "DeploymentPlan",
     "DeploymentResult",
+    "DrainTimeoutError",
     "Evaluation",
     "FeatureFlags",
     "FileBackend",
@@ -79,20 +97,31 @@ __all__ = [
     "IllunareError",
     "InvalidArgumentError",
     "LoadError",
+    "LoadService",
     "MemoryBackend",
     "MetricSummary",
     "Migration",
     "MissingExtraError",
+    "NoRouteError",
     "PackageError",
     "PerformanceMonitor",
     "Reason",
     "RedisBackend",
     "RollbackError",
+    "Router",
+    "ServiceError",
+    "ServiceInUseError",
+    "ServiceNotFoundError",
+    "ServiceRegistry",
+    "ServiceSpec",
+    "ServiceSpecError",
+    "ServiceUnavailableError",
     "StaleReferenceWarning",
     "StepResult",
     "SwapError",
     "Thresholds",
     "UnknownModuleError",
+    "UnloadService",
     "UnsupportedInterpreterError",
     "ValidationError",
     "Variant",

@@ -37,6 +37,8 @@ __all__ = [
     "module_tracked",
     "performance_alert",
     "rollback_alert",
+    "service_loaded",
+    "service_unloaded",
     "step_failed",
     "step_succeeded",
     "swap_failed",
@@ -226,6 +228,29 @@ rollback_alert = _signals.signal(
     (float), ``threshold`` (float, the ``max_error_rate`` breached). A
     receiver that raises is logged; the others still run, and the recording
     call does not fail.
+    """,
+)
+
+
+# Plug and play services (ServiceRegistry) ----------------------------------------
+# Sent from the thread that called ``load()`` or ``unload()``; a receiver that
+# raises is logged, and the load or unload stands.
+
+service_loaded = _signals.signal(
+    "service_loaded",
+    doc="""A service started and its routes are served.
+
+    sender: the ServiceRegistry. kwargs: ``name`` (str), ``service`` (the
+    object its ``start`` returned, None without one), ``spec`` (the ServiceSpec).
+    """,
+)
+
+service_unloaded = _signals.signal(
+    "service_unloaded",
+    doc="""A service drained, was stopped and left the registry (its routes answer no more).
+
+    sender: the ServiceRegistry. kwargs: ``name`` (str), ``service`` (the
+    object its ``start`` returned), ``spec`` (the ServiceSpec).
     """,
 )
 
