@@ -82,7 +82,9 @@ class Router:
         The sub-app sees the request as under Starlette's ``Mount``: the
         matched prefix of the path is added to ``scope["root_path"]`` (the
         path itself keeps it, as ASGI says), and the path parameters are in
-        ``scope["path_params"]``. No route: 404. A service being unloaded:
+        ``scope["path_params"]``. Unlike under a Mount, the sub-app is the
+        root of its own routes: its ``url_for`` gives URLs under its prefix
+        (with the path parameters' values). No route: 404. A service being unloaded:
         503 with ``Retry-After``. The request counts in flight until the
         sub-app returns (its response sent). Lifespan events are answered
         by the adapter: services start and stop with ``load`` and ``unload``.

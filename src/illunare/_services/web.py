@@ -74,8 +74,10 @@ class ASGIAdapter:
         try:
             child = dict(scope)
             child["path_params"] = {**scope.get("path_params", {}), **params}
-            child["app_root_path"] = scope.get("app_root_path", root_path)
-            child["root_path"] = root_path + matched
+            # The sub-app is the root of its own routes (unlike under a Mount,
+            # no outer router knows them): its URLs, url_for's, start at its prefix.
+            child["root_path"] = child["app_root_path"] = root_path + matched
+            child.pop("router", None)
             await app(child, receive, send)
         finally:
             flow.leave()
