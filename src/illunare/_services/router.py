@@ -45,9 +45,14 @@ class Router:
             ServiceUnavailableError: the service is being unloaded.
 
         """
-        handler, params, flow, _ = self._table[path]
-        # Flow.enter() and leave(), inlined: two method calls would double
-        # what dispatch adds to the handler's call. Counted, then checked: see Flow.
+        # RouteTable.match(), Flow.enter() and leave(), inlined: the method
+        # calls would double what dispatch adds to the handler's call.
+        table = self._table
+        try:
+            handler, params, flow, _ = table.cache[path]
+        except KeyError:
+            handler, params, flow, _ = table.match(path)
+        # Counted, then checked: see Flow.
         inflight = flow.inflight
         inflight.append(None)
         try:
@@ -69,7 +74,7 @@ class Router:
             ServiceUnavailableError: the service is being unloaded.
 
         """
-        handler, params, flow, _ = self._table[path]
+        handler, params, flow, _ = self._table.match(path)
         flow.enter()
         try:
             return await handler(*args, **kwargs, **params)
@@ -103,7 +108,7 @@ class Router:
 
     def _match(self, path: str) -> Match:
         """The match of ``path``; NoRouteError when none."""
-        return self._table[path]
+        return self._table.match(path)
 
     def _adopt(self, owner: object) -> None:
         """Become ``owner``'s router; InvalidArgumentError if another registry has it."""

@@ -7,11 +7,11 @@ the one of most segments wins; among those, a static segment wins over a
 (the same segments, parameters at the same places whatever their names)
 would match the same paths: they clash.
 
-The table is immutable once built: a registry builds a new one when a
-service comes or goes and replaces the router's in one assignment, so a
-request reads one table from start to end without a lock. It is a dict of
-exact paths to their matches (the cache), filled on a miss by a search of
-its route tree, and cleared when it grows beyond ``CACHE`` paths (paths with
+The table's routes are immutable once built: a registry builds a new table
+when a service comes or goes and replaces the router's in one assignment,
+so a request reads one table from start to end without a lock. Its cache
+maps exact paths to their matches, filled on a miss by a search of its route
+tree, and cleared when it grows beyond ``CACHE`` paths (paths with
 parameters are many).
 """
 
@@ -93,16 +93,12 @@ class _Node:
         self.end: tuple[Route, Handler, Flow] | None = None
 
 
-class RouteTable(dict[str, Match]):
-    """The routes of the loaded services, and the matches of the paths seen (a bounded cache).
+class RouteTable:
+    """The routes of the loaded services, and the matches of the paths seen (a bounded cache)."""
 
-    ``table[path]`` is the path's Match; NoRouteError when no route matches.
-    """
-
-    __slots__ = ("_root", "paths")
+    __slots__ = ("_root", "cache", "paths")
 
     def __init__(self, routes: Iterable[tuple[Route, Handler, Flow]] = ()) -> None:
-        super().__init__()
         self._root = _Node()
         paths = []
         for route, handler, flow in routes:
@@ -118,12 +114,20 @@ class RouteTable(dict[str, Match]):
             node.end = (route, handler, flow)
         #: the route paths, in the order given
         self.paths = tuple(paths)
+        #: exact path -> its match (a plain dict: the fastest lookup there is)
+        self.cache: dict[str, Match] = {}
 
-    def __missing__(self, path: str) -> Match:
+    def match(self, path: str) -> Match:
+        """The match of ``path``, from the cache or found (and cached); NoRouteError if none."""
+        cache = self.cache
+        try:
+            return cache[path]
+        except KeyError:
+            pass
         match = self.search(path)
-        if len(self) >= CACHE:
-            self.clear()
-        self[path] = match
+        if len(cache) >= CACHE:
+            cache.clear()
+        cache[path] = match
         return match
 
     def search(self, path: str) -> Match:
