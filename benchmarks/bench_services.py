@@ -21,12 +21,11 @@ import os
 import shutil
 import statistics
 import time
-import timeit
 
 from fastapi import FastAPI
 from starlette.routing import Mount, Router
 
-from _common import percentiles, report
+from _common import best_per_statement, percentiles, report
 from bench_web import serve, wrk
 from illunare import ServiceRegistry, ServiceSpec
 
@@ -45,12 +44,9 @@ def dispatch_added() -> float:
     registry.load(ServiceSpec("bench", routes={"/bench": handler}))
     namespace = {"handler": handler, "dispatch": registry.router.dispatch}
     direct = through = float("inf")
-    for _ in range(30):
-        direct = min(direct, min(timeit.repeat("handler()", globals=namespace, number=100_000)))
-        through = min(
-            through, min(timeit.repeat("dispatch('/bench')", globals=namespace, number=100_000))
-        )
-    direct, through = direct / 100_000, through / 100_000
+    for _ in range(10):  # alternating: the drift of the machine weighs on both
+        direct = min(direct, best_per_statement("handler()", namespace, repeat=3))
+        through = min(through, best_per_statement("dispatch('/bench')", namespace, repeat=3))
     print(f"a direct call {direct * 1e9:.0f} ns, through dispatch {through * 1e9:.0f} ns")
     return (through - direct) * 1e9
 

@@ -228,9 +228,9 @@ class ServiceRegistry:
         taken = {
             route.segments: (other.spec.name, route.path)
             for other in self._entries.values()
-            for route in other.spec.parsed
+            for route in other.spec._parsed
         }
-        for route in spec.parsed:
+        for route in spec._parsed:
             if route.segments in taken:
                 owner, path = taken[route.segments]
                 problems.append(
@@ -245,7 +245,7 @@ class ServiceRegistry:
                 (route, entry.spec.routes[route.path], entry.flow)
                 for entry in self._entries.values()
                 if entry.loaded
-                for route in entry.spec.parsed
+                for route in entry.spec._parsed
             )
         )
 

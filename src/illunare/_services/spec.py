@@ -53,19 +53,17 @@ def _routes(value: object) -> Mapping[str, Callable[..., Any]]:
 class ServiceSpec:
     """A service: its name, how it starts and stops, what it needs and the routes it serves.
 
-    Args:
-        name: unique among the services loaded in a registry.
-        start: called once by ``ServiceRegistry.load()`` with no argument;
-            what it returns is the service object (``lookup(name)``).
-        stop: called by ``unload()``, once the service drained, with the
-            service object.
-        dependencies: names of services that must be loaded before it (and
-            cannot be unloaded while it is).
-        routes: path -> handler. A path is ``/``, or segments each a text or
-            a ``{name}`` parameter (``/users/{id}``); it also serves the paths
-            below it (``/api`` serves ``/api/other``). For ``Router.dispatch``
-            a handler is any callable; for the web adapters it is an ASGI (or
-            WSGI) application.
+    ``name`` is unique among the services loaded in a registry. ``start`` is
+    called once by ``ServiceRegistry.load()`` with no argument; what it
+    returns is the service object (``lookup(name)``; None without a
+    ``start``). ``stop`` is called by ``unload()``, once the service has
+    drained, with the service object. ``dependencies`` name the services
+    that must be loaded before it (and cannot be unloaded while it is).
+    ``routes`` map paths to handlers: a path is ``/``, or segments each a
+    text or a ``{name}`` parameter (``/users/{id}``), and also serves the
+    paths below it (``/api`` serves ``/api/other``). For ``Router.dispatch``
+    a handler is any callable; for the web adapters it is an ASGI (resp.
+    WSGI) application.
 
     Raises:
         ServiceSpecError: a bad name, a start, stop or handler that is not
@@ -83,9 +81,9 @@ class ServiceSpec:
         factory=dict, converter=_routes, repr=lambda routes: repr(tuple(routes))
     )
     #: the routes parsed, in the order given
-    parsed: tuple[Route, ...] = attrs.field(init=False, eq=False, repr=False)
+    _parsed: tuple[Route, ...] = attrs.field(init=False, eq=False, repr=False)
 
-    @parsed.default
+    @_parsed.default
     def _parse(self) -> tuple[Route, ...]:
         if self.name in self.dependencies:
             raise ServiceSpecError(f"service {self.name!r} cannot depend on itself")
