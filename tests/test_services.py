@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import pickle
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,6 +35,7 @@ from illunare import (
     UnloadService,
     signals,
 )
+from illunare._services.flow import Flow
 
 from .conftest import eventually
 from .strategies import REQUEST_PATHS, ROUTE_PATHS
@@ -362,11 +366,11 @@ class TestDependencies:
     ) -> None:
         """While a service drains, a service depending on it is refused."""
         gate = Gate()
-        registry.load(ServiceSpec("db", routes={"/db": gate}))
+        registry.load(ServiceSpec("db", routes={"/db": gate, "/db-probe": echo}))
         call = background(registry.router.dispatch, "/db")
         assert eventually(lambda: gate.entered == 1)
         unload = background(registry.unload, "db")
-        assert eventually(lambda: _refused(registry.router, "/db"))
+        assert eventually(lambda: _refused(registry.router, "/db-probe"))
         with pytest.raises(ServiceSpecError, match="'db', which is being unloaded"):
             registry.load(ServiceSpec("api", dependencies=["db"]))
         gate.open()
@@ -374,6 +378,7 @@ class TestDependencies:
 
 
 def _refused(router: Router, path: str) -> bool:
+    """Whether a call to ``path`` (a fast route of the service) is refused: it drains."""
     try:
         router.dispatch(path)
     except ServiceUnavailableError:
@@ -509,11 +514,15 @@ class TestDrain:
         """unload waits for every call in flight; new calls are refused meanwhile; then 404."""
         gate = Gate()
         stopped = threading.Event()
-        registry.load(ServiceSpec("slow", stop=lambda _: stopped.set(), routes={"/slow": gate}))
+        registry.load(
+            ServiceSpec(
+                "slow", stop=lambda _: stopped.set(), routes={"/slow": gate, "/probe": echo}
+            )
+        )
         calls = [background(registry.router.dispatch, "/slow") for _ in range(5)]
         assert eventually(lambda: gate.entered == 5)
         unload = background(registry.unload, "slow", drain_timeout=30)
-        assert eventually(lambda: _refused(registry.router, "/slow"))
+        assert eventually(lambda: _refused(registry.router, "/probe"))
         with pytest.raises(ServiceUnavailableError, match="'slow' is being unloaded") as raised:
             registry.router.dispatch("/slow")
         assert raised.value.service == "slow"
@@ -560,11 +569,15 @@ class TestDrain:
         """Two unloads of one service: one stops it; the other finds it gone."""
         gate = Gate()
         service = Service("s")
-        registry.load(ServiceSpec("s", start=service.start, stop=service.stop, routes={"/s": gate}))
+        registry.load(
+            ServiceSpec(
+                "s", start=service.start, stop=service.stop, routes={"/s": gate, "/probe": echo}
+            )
+        )
         call = background(registry.router.dispatch, "/s")
         assert eventually(lambda: gate.entered == 1)
         first = background(registry.unload, "s")
-        assert eventually(lambda: _refused(registry.router, "/s"))
+        assert eventually(lambda: _refused(registry.router, "/probe"))
         second = background(registry.unload, "s")
         gate.open()
         call.join()
@@ -584,11 +597,11 @@ class TestDrain:
                 await asyncio.sleep(0.005)
             return f"{day}.{fmt}"
 
-        registry.load(ServiceSpec("reports", routes={"/reports/{day}": report}))
+        registry.load(ServiceSpec("reports", routes={"/reports/{day}": report, "/probe": echo}))
         call = background(asyncio.run, registry.router.adispatch("/reports/mon", fmt="csv"))
         assert entered.wait(30)
         unload = background(registry.unload, "reports")
-        assert eventually(lambda: _refused(registry.router, "/reports/tue"))
+        assert eventually(lambda: _refused(registry.router, "/probe"))
         with pytest.raises(ServiceUnavailableError):
             asyncio.run(registry.router.adispatch("/reports/wed", fmt="csv"))
         assert not unload.done
@@ -729,7 +742,7 @@ class TestConcurrency:
     def test_dispatch_during_loads_and_unloads_loses_no_request(
         self, registry: ServiceRegistry
     ) -> None:
-        """Threads dispatching while a service loads and unloads 300 times: no call is lost.
+        """Threads dispatching while a service loads and unloads 200 times: no call is lost.
 
         Every call either ran to its end on a running service, or was refused
         (no route, or draining); no stop ever ran with a call in flight.
@@ -759,8 +772,12 @@ class TestConcurrency:
             clients = [threading.Thread(target=client) for _ in range(4)]
             for thread in clients:
                 thread.start()
-            for _ in range(300):
+            for _ in range(200):
+                served = service.served
                 registry.load(spec)
+                # Unloaded while the clients are being served, not before they got there.
+                while service.served == served:
+                    time.sleep(1e-4)
                 registry.unload("flaky")
             stop.set()
             for thread in clients:
@@ -768,7 +785,7 @@ class TestConcurrency:
         finally:
             sys.setswitchinterval(interval)
         assert service.violations == []
-        assert (service.starts, service.stops, service.active) == (300, 300, 0)
+        assert (service.starts, service.stops, service.active) == (200, 200, 0)
         assert sum(counts["served"] for counts in outcomes) == service.served
         assert service.served > 0
         assert len(outcomes) == 4
@@ -795,6 +812,98 @@ class TestConcurrency:
         assert errors == []
         assert registry.services() == ()
         assert [(s.starts, s.stops, s.violations) for s in services] == [(100, 100, [])] * 4
+
+
+class TestUnloadRace:
+    @pytest.mark.parametrize("how", ["dispatch", "adispatch"])
+    def test_a_call_paused_at_any_instruction_never_runs_on_a_stopped_service(
+        self, how: str
+    ) -> None:
+        """Paused at each instruction of the routing code, then unloaded: never run when stopped.
+
+        The call is paused (a real thread, held by a trace function) before
+        each bytecode instruction of dispatch/adispatch and Flow.enter in
+        turn, and the service unloaded meanwhile without waiting: either the
+        call had counted itself in flight (the unload times out) or it sees
+        the drain when it goes on. No instruction lets it reach a stopped
+        service.
+        """
+        pauses = 0
+        for pause in itertools.count(1):
+            service = _unloaded_during(how, pause)
+            if service is None:  # the call ended before that instruction: all were tried
+                break
+            pauses += 1
+            assert service.violations == [], f"paused before instruction {pause}"
+            assert (service.starts, service.stops) == (1, 1)
+        assert pauses > 10
+
+
+_TRACED = {Router.dispatch.__code__, Router.adispatch.__code__, Flow.enter.__code__}
+
+
+def _unloaded_during(how: str, pause: int) -> Service | None:
+    """Unload a service while a call to it is paused before the routing code's ``pause``-th step.
+
+    Returns the service once the call went on and the service was unloaded,
+    or None when the call ended before that instruction.
+    """
+    service = Service("race")
+
+    async def handle() -> str:
+        return service.handle()
+
+    registry = ServiceRegistry()
+    handler = service.handle if how == "dispatch" else handle
+    registry.load(
+        ServiceSpec("race", start=service.start, stop=service.stop, routes={"/r": handler})
+    )
+    paused, resume = threading.Event(), threading.Event()
+    steps = 0
+
+    def step(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal steps
+        if event == "opcode":
+            steps += 1
+            if steps == pause:
+                paused.set()
+                resume.wait(30)
+        return step
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code not in _TRACED:
+            return None
+        frame.f_trace_opcodes = True
+        return step
+
+    def call() -> None:
+        # Python 3.12 sends opcode events only if some frame asked for them before settrace.
+        sys._getframe().f_trace_opcodes = True
+        sys.settrace(tracer)
+        try:
+            if how == "dispatch":
+                registry.router.dispatch("/r")
+            else:
+                asyncio.run(registry.router.adispatch("/r"))
+        except (NoRouteError, ServiceUnavailableError):
+            pass
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    while not paused.is_set() and thread.is_alive():
+        paused.wait(0.005)
+    if not paused.is_set():
+        thread.join()
+        return None
+    with contextlib.suppress(DrainTimeoutError):  # it counted itself in flight
+        registry.unload("race", drain_timeout=0)
+    resume.set()
+    thread.join(30)
+    if registry.services():
+        registry.unload("race")
+    return service
 
 
 class TestDeploymentSteps:
@@ -868,6 +977,26 @@ class TestDeploymentSteps:
         assert raised.value.result.status == "rollback_failed"
         assert "loaded again since the step" in str(raised.value.result.steps[0].error)
         assert registry.services() == ("svc",)
+
+    def test_an_unload_step_that_times_out_leaves_the_service_serving(
+        self, registry: ServiceRegistry, background: Callable[..., Background]
+    ) -> None:
+        """A drain timeout fails the step; the service, never stopped, serves again."""
+        gate = Gate()
+        service = Service("busy")
+        registry.load(
+            ServiceSpec("busy", start=service.start, stop=service.stop, routes={"/busy": gate})
+        )
+        call = background(registry.router.dispatch, "/busy")
+        assert eventually(lambda: gate.entered == 1)
+        with pytest.raises(DeploymentError, match="DrainTimeoutError") as raised:
+            Deployment("shop", services=registry).run([UnloadService("busy", drain_timeout=0.05)])
+        assert raised.value.result is not None
+        assert [s.status for s in raised.value.result.steps] == ["failed"]
+        gate.open()
+        assert call.join().result == "done"
+        assert registry.router.dispatch("/busy") == "done"
+        assert (service.running, service.stops, registry.services()) == (True, 0, ("busy",))
 
     def test_service_steps_need_a_registry(self) -> None:
         """Without services= the plan lists each service step as a problem; nothing runs."""

@@ -21,7 +21,7 @@ from flask import request as flask_request
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from illunare import ServiceRegistry, ServiceSpec
+from illunare import DrainTimeoutError, ServiceRegistry, ServiceSpec, ServiceUnavailableError
 
 from .conftest import eventually
 from .webservers import Load, uvicorn_server, wsgi_server
@@ -213,3 +213,95 @@ class TestMountSemantics:
             "path_params": {"tenant": "acme"},
             "url_for": "/t/acme/where/x",
         }
+
+
+def _scope(kind: str, path: str) -> dict[str, Any]:
+    return {"type": kind, "path": path, "root_path": "", "headers": [], "query_string": b""}
+
+
+async def _asgi_call(app: Any, scope: dict[str, Any], inbox: list[dict[str, Any]]) -> list[Any]:
+    """Call an ASGI app directly: ``inbox`` is what it receives; returns what it sent."""
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+class TestAdapters:
+    def test_the_asgi_adapter_answers_the_lifespan_itself(self) -> None:
+        """Startup and shutdown complete at once: services start and stop with load/unload."""
+        app = ServiceRegistry().router.as_asgi()
+        inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        sent = asyncio.run(_asgi_call(app, {"type": "lifespan"}, inbox))
+        assert sent == [
+            {"type": "lifespan.startup.complete"},
+            {"type": "lifespan.shutdown.complete"},
+        ]
+
+    def test_a_websocket_is_closed_with_no_route_or_while_draining(self) -> None:
+        """No route: close 1000 (as Starlette); the service draining: 1013, try again later."""
+        registry = ServiceRegistry()
+        entered, release = threading.Event(), threading.Event()
+
+        def slow() -> None:
+            entered.set()
+            release.wait(30)
+
+        registry.load(ServiceSpec("live", routes={"/live": slow, "/probe": lambda: None}))
+        app = registry.router.as_asgi()
+        connect = [{"type": "websocket.connect"}]
+        assert asyncio.run(_asgi_call(app, _scope("websocket", "/none"), list(connect))) == [
+            {"type": "websocket.close", "code": 1000, "reason": ""}
+        ]
+        call = threading.Thread(target=registry.router.dispatch, args=("/live",))
+        call.start()
+        assert entered.wait(30)
+        unload = threading.Thread(target=registry.unload, args=("live",))
+        unload.start()
+        assert eventually(lambda: _draining(registry))
+        assert asyncio.run(_asgi_call(app, _scope("websocket", "/live"), list(connect))) == [
+            {"type": "websocket.close", "code": 1013, "reason": ""}
+        ]
+        release.set()
+        call.join(30)
+        unload.join(30)
+
+    def test_a_wsgi_response_counts_in_flight_until_closed(self) -> None:
+        """A streamed response holds the drain until the server closes it; then unload goes on."""
+        registry = ServiceRegistry()
+        closed = []
+
+        def stream(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            try:
+                yield b"part 1"
+                yield b"part 2"
+            finally:
+                closed.append(True)
+
+        registry.load(ServiceSpec("stream", routes={"/stream": stream}))
+        app = registry.router.as_wsgi()
+        environ = {"PATH_INFO": "/stream/x", "SCRIPT_NAME": "", "REQUEST_METHOD": "GET"}
+        response = app(environ, lambda status, headers: None)
+        assert next(iter(response)) == b"part 1"
+        assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/stream", "/x")
+        with pytest.raises(DrainTimeoutError):
+            registry.unload("stream", drain_timeout=0)
+        response.close()  # type: ignore[attr-defined]
+        assert closed == [True]
+        registry.unload("stream", drain_timeout=0)
+        assert registry.services() == ()
+
+
+def _draining(registry: ServiceRegistry) -> bool:
+    try:
+        registry.router.dispatch("/probe")
+    except ServiceUnavailableError:
+        return True
+    return False

@@ -21,6 +21,7 @@ from illunare._reload.source import compile_source
 from illunare._services.spec import ServiceSpec
 from illunare.exceptions import (
     ConfigError,
+    DrainTimeoutError,
     FlagConfigError,
     FlagError,
     InvalidArgumentError,
@@ -343,9 +344,11 @@ class LoadService:
 class UnloadService:
     """Unload service ``name`` from the Deployment's ServiceRegistry; undone by loading it again.
 
-    The unload drains the service for up to ``drain_timeout`` seconds. The
-    undo loads the same spec again (its ``start`` runs anew: a new service
-    object); it refuses if a service of that name was loaded since.
+    The unload drains the service for up to ``drain_timeout`` seconds; if
+    requests are still in flight then, the step fails and the service,
+    not stopped, takes requests again. The undo loads the same spec again
+    (its ``start`` runs anew: a new service object); it refuses if a
+    service of that name was loaded since.
     """
 
     name: str = attrs.field(validator=_text)
@@ -365,7 +368,11 @@ class UnloadService:
         services = parts.services
         assert services is not None  # checked by plan()
         spec = services._spec(self.name)
-        services.unload(self.name, drain_timeout=self.drain_timeout)
+        try:
+            services.unload(self.name, drain_timeout=self.drain_timeout)
+        except DrainTimeoutError:
+            services._resume(self.name)  # a failed step changes nothing
+            raise
         return lambda: services.load(spec)
 
 

@@ -214,6 +214,22 @@ class ServiceRegistry:
         """The spec of loaded service ``name``; ServiceNotFoundError if none."""
         return self._entry(name).spec
 
+    def _resume(self, name: str) -> None:
+        """Serve ``name`` again after an unload of it timed out, unless another unload drains it.
+
+        A deployment's UnloadService step that fails changes nothing: the
+        service, drained in vain but not stopped, takes requests again.
+        """
+        entry = self._entry(name)
+        if not entry.unloading.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                if self._entries.get(name) is entry:
+                    entry.flow.draining = False
+        finally:
+            entry.unloading.release()
+
     def _problems(self, spec: ServiceSpec) -> list[str]:
         """Why ``spec`` cannot be loaded now (under the lock)."""
         problems = []
