@@ -89,10 +89,11 @@ class Router:
         path itself keeps it, as ASGI says), and the path parameters are in
         ``scope["path_params"]``. Unlike under a Mount, the sub-app is the
         root of its own routes: its ``url_for`` gives URLs under its prefix
-        (with the path parameters' values). No route: 404. A service being unloaded:
-        503 with ``Retry-After``. The request counts in flight until the
-        sub-app returns (its response sent). Lifespan events are answered
-        by the adapter: services start and stop with ``load`` and ``unload``.
+        (with the path parameters' values). No route: 404. A service being
+        unloaded: 503 with ``Retry-After``. The request counts in flight
+        until the sub-app returns (its response sent). Lifespan events are
+        answered by the adapter: services start and stop with ``load`` and
+        ``unload``.
         """
         return ASGIAdapter(self)
 

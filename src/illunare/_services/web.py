@@ -61,8 +61,9 @@ class ASGIAdapter:
             await _lifespan(receive, send)
             return
         root_path = scope.get("root_path", "")
+        path = route_path(scope["path"], root_path) or "/"
         try:
-            app, params, flow, matched = self._router._match(route_path(scope["path"], root_path))
+            app, params, flow, matched = self._router._match(path)
         except NoRouteError:
             await _refuse(kind, send, 404)
             return
