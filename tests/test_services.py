@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from illunare import (
     Deployment,
@@ -736,6 +738,88 @@ def _model(routes: list[str], path: str) -> tuple[str, dict[str, str]] | None:
             if best is None or rank > best[0]:
                 best = (rank, route, params)
     return None if best is None else (best[1], best[2])
+
+
+# A pool of services that overlap: dependencies, nested prefixes, a clash.
+_POOL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # name: (routes, dependencies)
+    "db": (("/db",), ()),
+    "api": (("/api", "/users/{id}"), ("db",)),
+    "admin": (("/api/admin", "/users/me"), ("api",)),
+    "people": (("/users/{key}",), ()),  # clashes with api's /users/{id}
+    "home": (("/",), ()),
+}
+_PROBES = ("/db", "/api/x", "/api/admin/y", "/users/7", "/users/me", "/other", "/")
+
+
+def _pool_spec(name: str) -> ServiceSpec:
+    routes, dependencies = _POOL[name]
+    return ServiceSpec(
+        name,
+        start=lambda: f"{name} object",
+        routes={route: (lambda **params: name) for route in routes},
+        dependencies=dependencies,
+    )
+
+
+class RegistryMachine(RuleBasedStateMachine):
+    """Random loads, unloads and dispatches against a model of what must be loaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registry = ServiceRegistry()
+        #: the loaded services, in load order
+        self.loaded: list[str] = []
+
+    @rule(name=st.sampled_from(sorted(_POOL)))
+    def load(self, name: str) -> None:
+        routes, dependencies = _POOL[name]
+        shapes = {_shape(route) for other in self.loaded for route in _POOL[other][0]}
+        refused = (
+            name in self.loaded
+            or not set(dependencies) <= set(self.loaded)
+            or any(_shape(route) in shapes for route in routes)
+        )
+        if refused:
+            with pytest.raises(ServiceSpecError):
+                self.registry.load(_pool_spec(name))
+        else:
+            assert self.registry.load(_pool_spec(name)) == f"{name} object"
+            self.loaded.append(name)
+
+    @rule(name=st.sampled_from(sorted(_POOL)))
+    def unload(self, name: str) -> None:
+        dependents = [other for other in self.loaded if name in _POOL[other][1]]
+        if name not in self.loaded:
+            with pytest.raises(ServiceNotFoundError):
+                self.registry.unload(name)
+        elif dependents:
+            with pytest.raises(ServiceInUseError) as raised:
+                self.registry.unload(name)
+            assert raised.value.dependents == tuple(dependents)
+        else:
+            self.registry.unload(name)
+            self.loaded.remove(name)
+
+    @invariant()
+    def registers_and_routes_the_model(self) -> None:
+        assert self.registry.services() == tuple(self.loaded)
+        routes = {route: name for name in self.loaded for route in _POOL[name][0]}
+        for path in _PROBES:
+            expected = _model(list(routes), path)
+            if expected is None:
+                with pytest.raises(NoRouteError):
+                    self.registry.router.dispatch(path)
+            else:
+                assert self.registry.router.dispatch(path) == routes[expected[0]]
+
+
+def _shape(route: str) -> tuple[str, ...]:
+    return tuple("{}" if part.startswith("{") else part for part in route.split("/"))
+
+
+TestRegistryStateful = RegistryMachine.TestCase
+TestRegistryStateful.settings = settings(max_examples=100, stateful_step_count=25, deadline=None)
 
 
 class TestConcurrency:
