@@ -173,6 +173,16 @@ class TestServiceSpec:
         with pytest.raises(TypeError):
             spec.routes["/c"] = echo  # type: ignore[index]
 
+    def test_specs_are_values(self) -> None:
+        """Specs of equal parts are equal and hash alike; a spec is a set member."""
+        one = ServiceSpec("a", start=echo, routes={"/a": echo}, dependencies=["db"])
+        two = ServiceSpec("a", start=echo, routes={"/a": echo}, dependencies=("db",))
+        assert one == two
+        assert len({one, two}) == 1
+        assert one != ServiceSpec("a", start=echo, routes={"/b": echo}, dependencies=["db"])
+        assert repr(one).startswith("ServiceSpec(name='a'")
+        assert "routes=('/a',)" in repr(one)
+
     @pytest.mark.parametrize(
         ("options", "message"),
         [

@@ -77,8 +77,9 @@ class ServiceSpec:
     start: Callable[[], object] | None = attrs.field(default=None, validator=_optional_callable)
     stop: Callable[[Any], None] | None = attrs.field(default=None, validator=_optional_callable)
     dependencies: Sequence[str] = attrs.field(default=(), converter=_dependencies)
+    # Compared, not hashed (a mapping is not hashable): a spec stays hashable.
     routes: Mapping[str, Callable[..., Any]] = attrs.field(
-        factory=dict, converter=_routes, repr=lambda routes: repr(tuple(routes))
+        factory=dict, converter=_routes, repr=lambda routes: repr(tuple(routes)), hash=False
     )
     #: the routes parsed, in the order given
     _parsed: tuple[Route, ...] = attrs.field(init=False, eq=False, repr=False)
