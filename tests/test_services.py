@@ -836,11 +836,9 @@ class TestConcurrency:
     def test_dispatch_during_loads_and_unloads_loses_no_request(
         self, registry: ServiceRegistry
     ) -> None:
-        """Threads dispatching while a service loads and unloads 200 times: no call is lost.
-
-        Every call either ran to its end on a running service, or was refused
-        (no route, or draining); no stop ever ran with a call in flight.
-        """
+        """Threads dispatching while a service loads and unloads 200 times: no call is lost."""
+        # Every call either ran to its end on a running service, or was refused
+        # (no route, or draining); no stop ever ran with a call in flight.
         service = Service("flaky")
         spec = service.spec(routes=("/flaky/{n}",))
         stop = threading.Event()
@@ -913,15 +911,12 @@ class TestUnloadRace:
     def test_a_call_paused_at_any_instruction_never_runs_on_a_stopped_service(
         self, how: str
     ) -> None:
-        """Paused at each instruction of the routing code, then unloaded: never run when stopped.
-
-        The call is paused (a real thread, held by a trace function) before
-        each bytecode instruction of dispatch/adispatch and Flow.enter in
-        turn, and the service unloaded meanwhile without waiting: either the
-        call had counted itself in flight (the unload times out) or it sees
-        the drain when it goes on. No instruction lets it reach a stopped
-        service.
-        """
+        """Paused at each instruction of the routing code, then unloaded: never run when stopped."""
+        # The call is paused (a real thread, held by a trace function) before
+        # each bytecode instruction of dispatch/adispatch and Flow.enter in
+        # turn, and the service unloaded meanwhile without waiting: either the
+        # call had counted itself in flight (the unload times out) or it sees
+        # the drain when it goes on.
         pauses = 0
         for pause in itertools.count(1):
             service = _unloaded_during(how, pause)

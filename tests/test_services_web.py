@@ -175,11 +175,9 @@ class TestMountSemantics:
     def test_a_fastapi_sub_app_sees_the_request_as_under_starlette_mount(
         self, route: str, path: str, params: dict[str, str]
     ) -> None:
-        """Path, root_path and path parameters are those Starlette's Mount gives.
-
-        url_for gives the sub-app's URL under the prefix (a Mount of a route
-        with parameters leaves them unfilled: ``/t/{tenant}/where/x``).
-        """
+        """Path, root_path and path parameters as under Mount; url_for under the real prefix."""
+        # (A Mount of a route with parameters leaves them unfilled in url_for:
+        # /t/{tenant}/where/x; the sub-app of as_asgi() is the root of its routes.)
         sub = fastapi_reports(Gate())
         registry = ServiceRegistry()
         registry.load(ServiceSpec("reports", routes={route: sub}))
