@@ -120,7 +120,10 @@ class ServiceRegistry:
         requests in flight finish as they would. Once none is left,
         ``spec.stop(service)`` runs, then the service and its routes leave
         the registry in one step (their paths then match no route, or
-        another service's). Sends ``service_unloaded``.
+        another service's). Sends ``service_unloaded``. It blocks while the
+        service drains: from async code, call it in a thread
+        (``await asyncio.to_thread(registry.unload, name)``), or the event
+        loop it blocks cannot finish the requests it waits for.
 
         Args:
             name: the service.
