@@ -12,8 +12,13 @@ the flags live in Redis and a second, real process watches the flag change
 arrive. Then three ``Deployment``s: v4 (two modules and a config change)
 succeeds and passes its health gate; v5's migration fails and it is rolled
 back; v6 passes every step, but its pricing fails one request in five: the
-health gate sees the error rate during its bake and rolls it back. It
-prints how every request went.
+health gate sees the error rate during its bake and rolls it back. Last,
+a ``reports`` service (examples/services) is plugged in while the traffic
+flows: a Deployment's LoadService step loads it into a ServiceRegistry whose
+router a second uvicorn serves; report clients call it; it is unloaded with
+slow requests in flight, which complete, while new requests get 503 from the
+moment the unload began, and 404 once it is gone. It prints how every
+request went.
 """
 
 from __future__ import annotations
@@ -27,13 +32,18 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import attrs
 import uvicorn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from services.reports import Reports  # noqa: E402
+from services.reports import spec as reports_spec  # noqa: E402
 
 from illunare import (  # noqa: E402  # after the path is set
     Deployment,
@@ -41,9 +51,11 @@ from illunare import (  # noqa: E402  # after the path is set
     DeploymentResult,
     FeatureFlags,
     HealthGate,
+    LoadService,
     MemoryBackend,
     Migration,
     RedisBackend,
+    ServiceRegistry,
     SwapError,
     Thresholds,
     default_reloader,
@@ -307,6 +319,144 @@ def deployment_phase(
     return outcomes
 
 
+SLOW_REPORTS = 4
+REPORT_CLIENTS = 2
+
+
+@attrs.frozen
+class Answer:
+    """One report request as a client saw it."""
+
+    sent: float
+    received: float
+    status: int
+    retry_after: str | None = None
+    error: str | None = None
+
+
+class ReportTraffic:
+    """Client threads calling GET /reports/daily until stopped, recording every answer."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(REPORT_CLIENTS)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def seen(self, status: int) -> bool:
+        with self._lock:
+            return any(answer.status == status for answer in self.answers)
+
+    def _run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                connection.request("GET", "/reports/daily")
+                response = connection.getresponse()
+                response.read()
+                answer = Answer(
+                    sent, time.monotonic(), response.status, response.getheader("Retry-After")
+                )
+            except (OSError, http.client.HTTPException) as error:
+                answer = Answer(sent, time.monotonic(), 0, error=repr(error))
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            with self._lock:
+                self.answers.append(answer)
+        connection.close()
+
+
+@attrs.frozen
+class ServicesOutcome:
+    """What the services phase saw (times from time.monotonic())."""
+
+    answers: tuple[Answer, ...]
+    slow: tuple[Answer, ...]
+    reports: Reports
+    loaded: float
+    unload_began: float
+    unload_ended: float
+    load_status: str
+
+
+def services_phase(port: int) -> ServicesOutcome:
+    """Load the reports service under load, serve it, unload it with slow requests in flight."""
+    registry = ServiceRegistry()
+    reports = Reports()
+    with serve_in_thread(registry.router.as_asgi()) as services_port:
+        traffic = ReportTraffic(services_port)
+        traffic.start()
+        time.sleep(0.2)  # not loaded yet: 404
+        result = Deployment("reports", services=registry).run([LoadService(reports_spec(reports))])
+        loaded = time.monotonic()
+        print(f"reports service loaded by a deployment ({result.status}), served on port "
+              f"{services_port}; the shop keeps serving on {port}")  # fmt: skip
+        time.sleep(PHASE_SECONDS)
+        slow: list[Answer] = []
+
+        def slow_report() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", services_port, timeout=30)
+            sent = time.monotonic()
+            connection.request("GET", "/reports/slow")
+            response = connection.getresponse()
+            response.read()
+            slow.append(Answer(sent, time.monotonic(), response.status))
+            connection.close()
+
+        slow_clients = [threading.Thread(target=slow_report) for _ in range(SLOW_REPORTS)]
+        for thread in slow_clients:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while reports.slow_started < SLOW_REPORTS and time.monotonic() < deadline:
+            time.sleep(0.005)
+        unload_began = time.monotonic()
+        unload = threading.Thread(target=registry.unload, args=("reports",))
+        unload.start()
+        # The slow reports are held until the report clients have met the drain.
+        deadline = time.monotonic() + 10
+        while not traffic.seen(503) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        reports.release.set()
+        unload.join(30)
+        unload_ended = time.monotonic()
+        for thread in slow_clients:
+            thread.join(30)
+        print(f"reports service unloaded with {SLOW_REPORTS} slow requests in flight")
+        time.sleep(0.3)  # gone: 404
+        traffic.stop()
+    return ServicesOutcome(
+        tuple(traffic.answers),
+        tuple(slow),
+        reports,
+        loaded,
+        unload_began,
+        unload_ended,
+        result.status,
+    )
+
+
+@contextmanager
+def serve_in_thread(app: object) -> Iterator[int]:
+    """uvicorn serving ``app`` on a free loopback port while the block runs; yields the port."""
+    server, thread, port = serve(app)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
     """uvicorn serving ``app`` on a free loopback port, in a thread."""
     server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="warning", access_log=False))
@@ -341,11 +491,13 @@ def main() -> int:
         bake: list[float] = []
         deployed = {}
         deployments = deployment_phase(port, deployed, bake)
+        services = services_phase(port)
         traffic.stop()
         server.should_exit = True
         thread.join(10)
     failed = report(traffic, timings, results, refused, seen=seen)
-    return failed or report_deployments(traffic, deployments, deployed, bake)
+    failed = report_deployments(traffic, deployments, deployed, bake) or failed
+    return report_services(services) or failed
 
 
 def report(
@@ -419,6 +571,43 @@ def report_deployments(
         problems.append("v4 is not what serves after each deployment")
     if traffic.failures or len(during) != len(traffic.bad_code):
         problems.append("a request failed because of a deployment")
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def report_services(outcome: ServicesOutcome) -> int:
+    """Print how the reports service's requests went; 0 when all went to plan."""
+    answers = outcome.answers
+    by_status = collections.Counter(answer.status for answer in answers)
+    refused = [answer for answer in answers if answer.status == 503]
+    early = [answer for answer in refused if answer.received < outcome.unload_began]
+    gone = [answer for answer in answers if answer.status == 404 and answer.sent >= outcome.loaded]
+    completed = [answer for answer in outcome.slow if answer.status == 200]
+    first = min((answer.received for answer in refused), default=outcome.unload_began)
+    print(f"  reports load                     {outcome.load_status} (a LoadService step)")
+    print(f"  reports requests served          {by_status[200]}")
+    finished = outcome.reports.slow_finished_running
+    print(f"  reports in flight at unload      {len(outcome.slow)}, completed "
+          f"{len(completed)}, on the running service {finished}")  # fmt: skip
+    print(f"  reports 503 while draining       {len(refused)}, the first "
+          f"{(first - outcome.unload_began) * 1e3:.1f} ms after the unload began")  # fmt: skip
+    print(f"  reports 503 before unload began  {len(early)}")
+    print(f"  reports 404 after unload         {len(gone)}")
+    print(f"  reports requests failed          {by_status[0]}")
+    drain = (outcome.unload_ended - outcome.unload_began) * 1e3
+    print(f"  unload of reports (drain)        {drain:.1f} ms")
+    problems = []
+    if outcome.load_status != "succeeded" or not by_status[200]:
+        problems.append("the reports service did not serve")
+    if len(completed) != SLOW_REPORTS or finished != SLOW_REPORTS:
+        problems.append("a request in flight at the unload did not complete on the running service")
+    if not refused or early or any(answer.retry_after != "1" for answer in refused):
+        problems.append("new requests did not get 503 (with Retry-After) only once unload began")
+    if not gone or any(answer.sent < outcome.unload_began for answer in gone):
+        problems.append("the unloaded service's route did not answer 404 after the unload")
+    if set(by_status) - {200, 404, 503}:
+        problems.append(f"report requests failed: {sorted(by_status.items())}")
     for problem in problems:
         print(f"FAILED: {problem}")
     return 1 if problems else 0

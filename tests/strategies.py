@@ -490,3 +490,26 @@ WINDOWS = st.integers(min_value=1, max_value=12)
 
 # Hot configuration: updates of a few keys; -1 is the value the tests' validator refuses.
 CONFIG_UPDATES = st.dictionaries(st.sampled_from("abcd"), st.integers(-1, 3), max_size=3)
+
+# Services: route paths over a small alphabet (so that routes overlap, share
+# prefixes and compete), and request paths over the same segments.
+_ROUTE_SEGMENTS = st.sampled_from(["a", "b", "ab", "{p}"])
+
+
+def _route_path(segments: list[str]) -> str:
+    """``/a/{p0}/b``: each parameter named by its position, so that none repeats."""
+    named = [f"{{p{n}}}" if segment == "{p}" else segment for n, segment in enumerate(segments)]
+    return "/" + "/".join(named)
+
+
+#: route paths, "/" included, no two of one shape (they would clash)
+ROUTE_PATHS = st.lists(
+    st.lists(_ROUTE_SEGMENTS, max_size=4).map(_route_path),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda path: tuple("{" if "{" in s else s for s in path.split("/")),
+)
+#: request paths: those segments and others, empty ones included ("/a//b", "/a/")
+REQUEST_PATHS = st.lists(st.sampled_from(["a", "b", "ab", "abc", "x", ""]), max_size=6).map(
+    lambda segments: "/" + "/".join(segments)
+)

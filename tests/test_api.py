@@ -42,7 +42,8 @@ class TestPublicApi:
             error = getattr(exceptions, name)
             assert issubclass(error, illunare.IllunareError)
             assert getattr(illunare, name) is error
-            if error not in (illunare.IllunareError, illunare.SwapError, illunare.FlagError):
+            bases = (illunare.IllunareError, illunare.SwapError, illunare.FlagError)
+            if error not in (*bases, illunare.ServiceError):
                 assert issubclass(error, builtins), name
 
     def test_every_signal_is_documented(self) -> None:
@@ -53,6 +54,7 @@ class TestPublicApi:
             "step_failed", "deployment_succeeded", "deployment_rolled_back", "deployment_failed",
             "performance_alert", "rollback_alert", "rollout_step", "rollout_finished",
             "config_updated",
+            "service_loaded", "service_unloaded",
         }  # fmt: skip
         assert set(signals.__all__) == expected
         for name in signals.__all__:

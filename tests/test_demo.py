@@ -1,4 +1,4 @@
-"""make demo: the FastAPI shop, released, refused, rolled back, flagged and deployed under load."""
+"""make demo: the shop released, refused, rolled back, flagged, deployed; a service plugged in."""
 
 from __future__ import annotations
 
@@ -60,3 +60,21 @@ class TestDemo:
         during = re.search(r"requests that met v6's bug during its bake\s+(\d+)\n", report)
         assert during is not None
         assert int(during[1]) > 0
+
+    def test_demo_unloads_the_reports_service_without_cutting_a_request(self, report: str) -> None:
+        """reports served; requests in flight completed; 503 only once unload began; 404 after."""
+        assert re.search(r"reports load\s+succeeded", report)
+        served = re.search(r"reports requests served\s+(\d+)\n", report)
+        assert served is not None
+        assert int(served[1]) > 0
+        assert re.search(
+            r"reports in flight at unload\s+4, completed 4, on the running service 4\n", report
+        )
+        refused = re.search(r"reports 503 while draining\s+(\d+), the first", report)
+        assert refused is not None
+        assert int(refused[1]) > 0
+        assert re.search(r"reports 503 before unload began\s+0\n", report)
+        gone = re.search(r"reports 404 after unload\s+(\d+)\n", report)
+        assert gone is not None
+        assert int(gone[1]) > 0
+        assert re.search(r"reports requests failed\s+0\n", report)

@@ -8,7 +8,14 @@ from illunare._deploy.gate import HealthGate
 from illunare._deploy.hotconfig import HotConfig
 from illunare._deploy.plan import DeploymentPlan
 from illunare._deploy.results import DeploymentResult, StepResult
-from illunare._deploy.steps import ConfigUpdate, FlagUpdate, HotSwap, Migration
+from illunare._deploy.steps import (
+    ConfigUpdate,
+    FlagUpdate,
+    HotSwap,
+    LoadService,
+    Migration,
+    UnloadService,
+)
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
@@ -23,12 +30,16 @@ from illunare._reload.versions import CodeVersion
 from illunare._reload.watcher import Watcher
 from illunare._rollout.config import Rollout, Shadow
 from illunare._rollout.handle import RolloutHandle
+from illunare._services.registry import ServiceRegistry
+from illunare._services.router import Router
+from illunare._services.spec import ServiceSpec
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
     ConfigError,
     DeploymentError,
     DeploymentInProgressError,
+    DrainTimeoutError,
     FlagConfigError,
     FlagError,
     FlagNotFoundError,
@@ -37,9 +48,15 @@ from illunare.exceptions import (
     InvalidArgumentError,
     LoadError,
     MissingExtraError,
+    NoRouteError,
     PackageError,
     RollbackError,
     RolloutError,
+    ServiceError,
+    ServiceInUseError,
+    ServiceNotFoundError,
+    ServiceSpecError,
+    ServiceUnavailableError,
     StaleReferenceWarning,
     SwapError,
     UnknownModuleError,
@@ -64,6 +81,7 @@ __all__ = [
     "DeploymentInProgressError",
     "DeploymentPlan",
     "DeploymentResult",
+    "DrainTimeoutError",
     "Evaluation",
     "FeatureFlags",
     "FileBackend",
@@ -82,10 +100,12 @@ __all__ = [
     "IllunareError",
     "InvalidArgumentError",
     "LoadError",
+    "LoadService",
     "MemoryBackend",
     "MetricSummary",
     "Migration",
     "MissingExtraError",
+    "NoRouteError",
     "PackageError",
     "PerformanceMonitor",
     "Reason",
@@ -94,12 +114,21 @@ __all__ = [
     "Rollout",
     "RolloutError",
     "RolloutHandle",
+    "Router",
+    "ServiceError",
+    "ServiceInUseError",
+    "ServiceNotFoundError",
+    "ServiceRegistry",
+    "ServiceSpec",
+    "ServiceSpecError",
+    "ServiceUnavailableError",
     "Shadow",
     "StaleReferenceWarning",
     "StepResult",
     "SwapError",
     "Thresholds",
     "UnknownModuleError",
+    "UnloadService",
     "UnsupportedInterpreterError",
     "ValidationError",
     "Variant",

@@ -23,6 +23,13 @@ the precise illunare error or the builtin they already handle::
     ├── PackageError(ValueError)                      a deployment package is invalid; nothing ran
     ├── DeploymentError(RuntimeError)                 a deployment failed (``result`` says how)
     │   └── DeploymentInProgressError                 the service is already being deployed
+    ├── ServiceError                                  plug and play services
+    │   ├── ServiceSpecError(ValueError)              a bad spec, clash or missing dependency
+    │   ├── ServiceInUseError(RuntimeError)           other loaded services depend on it
+    │   ├── ServiceNotFoundError(LookupError)         no service of that name is loaded
+    │   ├── NoRouteError(LookupError)                 no route matches the path
+    │   ├── ServiceUnavailableError(RuntimeError)     the service drains: no new work
+    │   └── DrainTimeoutError(TimeoutError)           requests still in flight at the timeout
     └── StaleReferenceWarning(UserWarning)            a swap left a reference to the old code
 
 Errors carry their context as attributes (``module``, ``filename``,
@@ -43,6 +50,7 @@ __all__ = [
     "ConfigError",
     "DeploymentError",
     "DeploymentInProgressError",
+    "DrainTimeoutError",
     "FlagConfigError",
     "FlagError",
     "FlagNotFoundError",
@@ -51,9 +59,15 @@ __all__ = [
     "InvalidArgumentError",
     "LoadError",
     "MissingExtraError",
+    "NoRouteError",
     "PackageError",
     "RollbackError",
     "RolloutError",
+    "ServiceError",
+    "ServiceInUseError",
+    "ServiceNotFoundError",
+    "ServiceSpecError",
+    "ServiceUnavailableError",
     "StaleReferenceWarning",
     "SwapError",
     "UnknownModuleError",
@@ -227,6 +241,60 @@ class DeploymentInProgressError(DeploymentError):
 
     def __reduce__(self) -> tuple[type[DeploymentInProgressError], tuple[str]]:  # type: ignore[override]
         return type(self), (self.service,)
+
+
+class ServiceError(IllunareError):
+    """Base of the plug and play service errors; ``service`` names the service concerned."""
+
+    def __init__(self, message: str, *, service: str | None = None) -> None:
+        super().__init__(message)
+        self.service = service
+
+
+class ServiceSpecError(ServiceError, ValueError):
+    """A spec is invalid, or cannot be loaded now: nothing started, nothing registered.
+
+    A bad name, callable or route path; a name already loaded; a route that
+    clashes with a loaded one; a dependency not loaded. The message names it.
+    """
+
+
+class ServiceInUseError(ServiceError, RuntimeError):
+    """The service cannot be unloaded: ``dependents`` (loaded services) depend on it."""
+
+    def __init__(
+        self, message: str, *, service: str | None = None, dependents: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, service=service)
+        self.dependents = dependents
+
+
+class ServiceNotFoundError(ServiceError, LookupError):
+    """No service of that name is loaded."""
+
+
+class NoRouteError(ServiceError, LookupError):
+    """No route matches ``path``."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ServiceUnavailableError(ServiceError, RuntimeError):
+    """The service is being unloaded: it takes no new requests (the web adapters answer 503)."""
+
+
+class DrainTimeoutError(ServiceError, TimeoutError):
+    """Requests were still in flight when an unload's ``drain_timeout`` ran out.
+
+    The service stays registered, refuses new requests and is not stopped;
+    ``unload`` may be called again. ``inflight`` is how many requests it had.
+    """
+
+    def __init__(self, message: str, *, service: str | None = None, inflight: int = 0) -> None:
+        super().__init__(message, service=service)
+        self.inflight = inflight
 
 
 class StaleReferenceWarning(IllunareError, UserWarning):  # noqa: N818  # a warning, named so

@@ -39,6 +39,8 @@ __all__ = [
     "rollback_alert",
     "rollout_finished",
     "rollout_step",
+    "service_loaded",
+    "service_unloaded",
     "step_failed",
     "step_succeeded",
     "swap_failed",
@@ -269,6 +271,29 @@ rollback_alert = _signals.signal(
     ``deployment_id`` ``"<module>@<candidate number>"``, ``metric``
     ``"error_rate"`` (``value``: the step's error rate) or ``"latency"``
     (``value``: the step's p99), ``threshold`` the limit breached.
+    """,
+)
+
+
+# Plug and play services (ServiceRegistry) ----------------------------------------
+# Sent from the thread that called ``load()`` or ``unload()``; a receiver that
+# raises is logged, and the load or unload stands.
+
+service_loaded = _signals.signal(
+    "service_loaded",
+    doc="""A service started and its routes are served.
+
+    sender: the ServiceRegistry. kwargs: ``name`` (str), ``service`` (the
+    object its ``start`` returned, None without one), ``spec`` (the ServiceSpec).
+    """,
+)
+
+service_unloaded = _signals.signal(
+    "service_unloaded",
+    doc="""A service drained, was stopped and left the registry (its routes answer no more).
+
+    sender: the ServiceRegistry. kwargs: ``name`` (str), ``service`` (the
+    object its ``start`` returned), ``spec`` (the ServiceSpec).
     """,
 )
 

@@ -24,6 +24,7 @@ from illunare._flags.flags import FeatureFlags
 from illunare._monitor.monitor import PerformanceMonitor
 from illunare._reload.default import default_reloader
 from illunare._reload.reloader import HotReloader
+from illunare._services.registry import ServiceRegistry
 from illunare.exceptions import (
     DeploymentError,
     DeploymentInProgressError,
@@ -92,6 +93,8 @@ class Deployment:
         monitor: the PerformanceMonitor the health gate watches (default: the
             reloader's).
         health: watched after the last step; a breach rolls everything back.
+        services: the ServiceRegistry that ``LoadService`` and ``UnloadService``
+            steps load services into and unload them from.
 
     Raises:
         InvalidArgumentError: an argument of the wrong type; a health gate
@@ -108,6 +111,7 @@ class Deployment:
         flags: FeatureFlags | None = None,
         monitor: PerformanceMonitor | None = None,
         health: HealthGate | None = None,
+        services: ServiceRegistry | None = None,
     ) -> None:
         if not isinstance(service, str) or not service:
             raise InvalidArgumentError(f"service must be a non-empty str, got {service!r}")
@@ -116,10 +120,11 @@ class Deployment:
         optional("flags", flags, FeatureFlags)
         optional("monitor", monitor, PerformanceMonitor)
         optional("health", health, HealthGate)
+        optional("services", services, ServiceRegistry)
         self._service = service
         self._health = health
         self._reloader = reloader
-        self._parts = Parts(self._reloader_in_use, config, flags)
+        self._parts = Parts(self._reloader_in_use, config, flags, services)
         self._monitor = monitor
         self._lock = threading.Lock()
         self._history: list[DeploymentResult] = []
@@ -152,6 +157,11 @@ class Deployment:
     def flags(self) -> FeatureFlags | None:
         """The FeatureFlags that ``FlagUpdate`` steps update, if any."""
         return self._parts.flags
+
+    @property
+    def services(self) -> ServiceRegistry | None:
+        """The ServiceRegistry that ``LoadService`` and ``UnloadService`` steps change, if any."""
+        return self._parts.services
 
     @property
     def health(self) -> HealthGate | None:

@@ -16,10 +16,12 @@ from illunare._deploy.steps import (
     ConfigUpdate,
     FlagUpdate,
     HotSwap,
+    LoadService,
     Migration,
     Parts,
     Problem,
     Step,
+    UnloadService,
     code_problems,
     module_problems,
 )
@@ -27,7 +29,7 @@ from illunare._deploy.steps import (
 __all__ = ["Entry", "Package", "read_package"]
 
 _PARTS = ("modules", "config", "flags", "migrations")
-_STEPS = (HotSwap, ConfigUpdate, FlagUpdate, Migration)
+_STEPS = (HotSwap, ConfigUpdate, FlagUpdate, Migration, LoadService, UnloadService)
 
 
 @attrs.frozen
@@ -79,7 +81,7 @@ def _read_steps(package: Sequence[object]) -> Package:
         else:
             kind = type(step).__name__
             problems.append(
-                (f"[{index}]", f"not a step (HotSwap, ConfigUpdate, FlagUpdate, Migration): {kind}")
+                (f"[{index}]", f"not a step ({', '.join(s.__name__ for s in _STEPS)}): {kind}")
             )
     if not package:
         problems.append(("", "the package has no steps"))

@@ -18,12 +18,15 @@ import attrs
 
 from illunare import signals
 from illunare._reload.source import compile_source
+from illunare._services.spec import ServiceSpec
 from illunare.exceptions import (
     ConfigError,
+    DrainTimeoutError,
     FlagConfigError,
     FlagError,
     InvalidArgumentError,
     RollbackError,
+    ServiceError,
     SwapError,
 )
 
@@ -32,16 +35,19 @@ if TYPE_CHECKING:
     from illunare._flags.flags import FeatureFlags
     from illunare._reload.reloader import HotReloader
     from illunare._reload.versions import CodeVersion
+    from illunare._services.registry import ServiceRegistry
 
 __all__ = [
     "ConfigUpdate",
     "FlagUpdate",
     "HotSwap",
+    "LoadService",
     "Migration",
     "Parts",
     "Release",
     "Step",
     "Undo",
+    "UnloadService",
     "code_problems",
     "module_problems",
 ]
@@ -59,6 +65,7 @@ class Parts:
     reloader: Callable[[], HotReloader]
     config: HotConfig | None
     flags: FeatureFlags | None
+    services: ServiceRegistry | None = None
 
 
 class Action(Protocol):
@@ -277,7 +284,99 @@ class Migration:
         return self.down
 
 
-Step = HotSwap | ConfigUpdate | FlagUpdate | Migration
+def _services_problems(parts: Parts, path: str) -> list[Problem]:
+    if parts.services is None:
+        return [(path, "a service step needs a Deployment given services= (a ServiceRegistry)")]
+    return []
+
+
+def _spec(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, ServiceSpec):
+        raise InvalidArgumentError(f"LoadService.spec must be a ServiceSpec, got {value!r}")
+
+
+def _drain_timeout(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidArgumentError(
+            f"UnloadService.drain_timeout must be a number of seconds >= 0, got {value!r}"
+        )
+
+
+@attrs.frozen
+class LoadService:
+    """Load ``spec`` into the Deployment's ServiceRegistry (``services=``); undone by unloading it.
+
+    The undo unloads the service with ``drain_timeout`` (its requests in
+    flight finish first); it refuses if the service was unloaded, or loaded
+    again from another spec, since the step.
+    """
+
+    spec: ServiceSpec = attrs.field(validator=_spec)
+    drain_timeout: float = attrs.field(default=30.0, validator=_drain_timeout)
+
+    @property
+    def target(self) -> str:
+        """The service loaded."""
+        return self.spec.name
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """The Deployment needs a ServiceRegistry."""
+        return _services_problems(parts, path)
+
+    def apply(self, parts: Parts, reason: str) -> Undo:
+        """Load the service; the undo unloads it."""
+        services = parts.services
+        assert services is not None  # checked by plan()
+        services.load(self.spec)
+
+        def undo() -> None:
+            if services._spec(self.spec.name) is not self.spec:
+                raise ServiceError(
+                    f"service {self.spec.name!r} was loaded again since the step; left as it is",
+                    service=self.spec.name,
+                )
+            services.unload(self.spec.name, drain_timeout=self.drain_timeout)
+
+        return undo
+
+
+@attrs.frozen
+class UnloadService:
+    """Unload service ``name`` from the Deployment's ServiceRegistry; undone by loading it again.
+
+    The unload drains the service for up to ``drain_timeout`` seconds; if
+    requests are still in flight then, the step fails and the service,
+    not stopped, takes requests again. The undo loads the same spec again
+    (its ``start`` runs anew: a new service object); it refuses if a
+    service of that name was loaded since.
+    """
+
+    name: str = attrs.field(validator=_text)
+    drain_timeout: float = attrs.field(default=30.0, validator=_drain_timeout)
+
+    @property
+    def target(self) -> str:
+        """The service unloaded."""
+        return self.name
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """The Deployment needs a ServiceRegistry."""
+        return _services_problems(parts, path)
+
+    def apply(self, parts: Parts, reason: str) -> Undo:
+        """Unload the service; the undo loads its spec again."""
+        services = parts.services
+        assert services is not None  # checked by plan()
+        spec = services._spec(self.name)
+        try:
+            services.unload(self.name, drain_timeout=self.drain_timeout)
+        except DrainTimeoutError:
+            services._resume(self.name)  # a failed step changes nothing
+            raise
+        return lambda: services.load(spec)
+
+
+Step = HotSwap | ConfigUpdate | FlagUpdate | Migration | LoadService | UnloadService
 
 
 @attrs.frozen

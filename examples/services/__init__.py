@@ -1,0 +1,1 @@
+"""Services that make demo plugs into the running process (see reports.py)."""

@@ -1,0 +1,1 @@
+"""Plug and play services: loaded and unloaded at runtime, routed, drained."""

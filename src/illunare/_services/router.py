@@ -1,0 +1,122 @@
+"""``Router``: request paths to the handlers of the loaded services, counted in flight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from illunare._services.routes import Match, RouteTable
+from illunare._services.web import ASGIAdapter, WSGIAdapter
+from illunare.exceptions import InvalidArgumentError
+
+__all__ = ["Router"]
+
+
+class Router:
+    """Routes request paths to the handlers of a ServiceRegistry's loaded services.
+
+    A route matches its path exactly, or as a prefix at a segment boundary
+    (``/api`` serves ``/api/other``, never ``/apiX``); the longest match
+    wins; a static segment wins over a ``{param}`` one. The registry
+    replaces the router's table in one step when a service's routes come
+    or go, so routing takes no lock. Each call to a handler is counted in
+    flight for its service until it returns, which an unload waits for.
+
+    A router serves one registry: ``ServiceRegistry()`` makes one, or is
+    given one (``ServiceRegistry(router=Router())``).
+    """
+
+    __slots__ = ("__weakref__", "_owner", "_table")
+
+    def __init__(self) -> None:
+        self._table = RouteTable()
+        self._owner: object = None
+
+    def __repr__(self) -> str:
+        return f"<Router routes={list(self._table.paths)}>"
+
+    def dispatch(self, path: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call the handler of ``path`` with ``*args, **kwargs`` and the path parameters.
+
+        ``/users/{id}`` matching ``/users/42`` adds ``id="42"`` to the keywords.
+        The call is counted in flight for the handler's service until it returns.
+
+        Raises:
+            NoRouteError: no route matches ``path``.
+            ServiceUnavailableError: the service is being unloaded.
+
+        """
+        # RouteTable.match(), Flow.enter() and leave(), inlined: the method
+        # calls would double what dispatch adds to the handler's call.
+        table = self._table
+        try:
+            handler, params, flow, _ = table.cache[path]
+        except KeyError:
+            handler, params, flow, _ = table.match(path)
+        # Counted, then checked: see Flow.
+        inflight = flow.inflight
+        inflight.append(None)
+        try:
+            if flow.draining:
+                raise flow.unavailable()
+            if params:
+                return handler(*args, **kwargs, **params)
+            return handler(*args, **kwargs)
+        finally:
+            inflight.pop()
+            if flow.draining:
+                flow.wake()
+
+    async def adispatch(self, path: str, /, *args: Any, **kwargs: Any) -> Any:
+        """``dispatch`` for a coroutine handler: awaited, and counted in flight until it finishes.
+
+        Raises:
+            NoRouteError: no route matches ``path``.
+            ServiceUnavailableError: the service is being unloaded.
+
+        """
+        handler, params, flow, _ = self._table.match(path)
+        flow.enter()
+        try:
+            return await handler(*args, **kwargs, **params)
+        finally:
+            flow.leave()
+
+    def as_asgi(self) -> ASGIAdapter:
+        """An ASGI application routing each request to a service's ASGI app (FastAPI, Starlette).
+
+        The sub-app sees the request as under Starlette's ``Mount``: the
+        matched prefix of the path is added to ``scope["root_path"]`` (the
+        path itself keeps it, as ASGI says), and the path parameters are in
+        ``scope["path_params"]``. Unlike under a Mount, the sub-app is the
+        root of its own routes: its ``url_for`` gives URLs under its prefix
+        (with the path parameters' values). No route: 404. A service being
+        unloaded: 503 with ``Retry-After``. The request counts in flight
+        until the sub-app returns (its response sent). Lifespan events are
+        answered by the adapter: services start and stop with ``load`` and
+        ``unload``.
+        """
+        return ASGIAdapter(self)
+
+    def as_wsgi(self) -> WSGIAdapter:
+        """A WSGI application routing each request to a service's WSGI app (Flask, Django).
+
+        The matched prefix of ``PATH_INFO`` moves to ``SCRIPT_NAME``, and the
+        path parameters are in ``environ["illunare.path_params"]``. No route:
+        404. A service being unloaded: 503 with ``Retry-After``. The request
+        counts in flight until the server closes its response.
+        """
+        return WSGIAdapter(self)
+
+    def _match(self, path: str) -> Match:
+        """The match of ``path``; NoRouteError when none."""
+        return self._table.match(path)
+
+    def _adopt(self, owner: object) -> None:
+        """Become ``owner``'s router; InvalidArgumentError if another registry has it."""
+        if self._owner is not None:
+            raise InvalidArgumentError("this Router already serves another ServiceRegistry")
+        self._owner = owner
+
+    def _publish(self, table: RouteTable) -> None:
+        """Route with ``table`` from now on (in one assignment)."""
+        self._table = table

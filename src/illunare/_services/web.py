@@ -1,0 +1,179 @@
+"""The web adapters of a Router: ASGI and WSGI apps whose routes lead to services' own apps.
+
+A service's handler is itself an ASGI (FastAPI, Starlette) or WSGI (Flask)
+application, mounted at its route as Starlette's ``Mount`` (resp. werkzeug's
+``DispatcherMiddleware``) would mount it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from illunare.exceptions import NoRouteError, ServiceUnavailableError
+from illunare.web._lifespan import Message
+
+if TYPE_CHECKING:
+    from illunare._services.flow import Flow
+    from illunare._services.router import Router
+
+__all__ = ["ASGIAdapter", "WSGIAdapter"]
+
+#: seconds a client refused by a draining service is told to wait (``Retry-After``)
+RETRY_AFTER = 1
+#: the key of a WSGI environ holding the path parameters
+PATH_PARAMS = "illunare.path_params"
+# Websocket close codes: a normal closure (no route, as Starlette closes),
+# and "try again later" (RFC 6455 registry) while the service drains.
+_WS_NOT_FOUND = 1000
+_WS_TRY_AGAIN_LATER = 1013
+
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+StartResponse = Callable[..., Any]
+
+
+def route_path(path: str, root_path: str) -> str:
+    """The path routes match: ``path`` without its ``root_path`` (as Starlette reads it)."""
+    if root_path and path.startswith(root_path):
+        if path == root_path:
+            return ""
+        if path[len(root_path)] == "/":
+            return path[len(root_path) :]
+    return path
+
+
+class ASGIAdapter:
+    """The ASGI application of a Router (``Router.as_asgi()``)."""
+
+    __slots__ = ("_router",)
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def __repr__(self) -> str:
+        return f"<ASGI app of {self._router!r}>"
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Serve one request (or websocket) with its service's app; answer lifespan events."""
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        root_path = scope.get("root_path", "")
+        path = route_path(scope["path"], root_path) or "/"
+        try:
+            app, params, flow, matched = self._router._match(path)
+        except NoRouteError:
+            await _refuse(kind, send, 404)
+            return
+        try:
+            flow.enter()
+        except ServiceUnavailableError:
+            await _refuse(kind, send, 503)
+            return
+        try:
+            child = dict(scope)
+            child["path_params"] = {**scope.get("path_params", {}), **params}
+            # The sub-app is the root of its own routes (unlike under a Mount,
+            # no outer router knows them): its URLs, url_for's, start at its prefix.
+            child["root_path"] = child["app_root_path"] = root_path + matched
+            child.pop("router", None)
+            await app(child, receive, send)
+        finally:
+            flow.leave()
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Answer the server's lifespan: services start and stop with load and unload."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _refuse(kind: str, send: Send, status: int) -> None:
+    """Answer 404 (no route) or 503 (draining); close a websocket with a matching code."""
+    if kind == "websocket":
+        code = _WS_NOT_FOUND if status == 404 else _WS_TRY_AGAIN_LATER
+        await send({"type": "websocket.close", "code": code, "reason": ""})
+        return
+    body, headers = _answer(status)
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    await send({"type": "http.response.start", "status": status, "headers": encoded})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _answer(status: int) -> tuple[bytes, list[tuple[str, str]]]:
+    """The body and headers of a 404 or 503 answer."""
+    body = b"Not Found" if status == 404 else b"Service Unavailable"
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if status == 503:
+        headers.append(("Retry-After", str(RETRY_AFTER)))
+    return body, headers
+
+
+class WSGIAdapter:
+    """The WSGI application of a Router (``Router.as_wsgi()``)."""
+
+    __slots__ = ("_router",)
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def __repr__(self) -> str:
+        return f"<WSGI app of {self._router!r}>"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one request with its service's app; the response counts in flight until closed."""
+        path = environ.get("PATH_INFO", "") or "/"
+        try:
+            app, params, flow, matched = self._router._match(path)
+        except NoRouteError:
+            return _refused(start_response, "404 Not Found")
+        try:
+            flow.enter()
+        except ServiceUnavailableError:
+            return _refused(start_response, "503 Service Unavailable")
+        try:
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + matched
+            environ["PATH_INFO"] = path[len(matched) :]
+            environ[PATH_PARAMS] = {**environ.get(PATH_PARAMS, {}), **params}
+            return _Response(app(environ, start_response), flow)
+        except BaseException:
+            flow.leave()
+            raise
+
+
+def _refused(start_response: StartResponse, status: str) -> list[bytes]:
+    body, headers = _answer(int(status[:3]))
+    start_response(status, headers)
+    return [body]
+
+
+class _Response:
+    """A sub-app's response iterable, counted in flight until the server closes it."""
+
+    __slots__ = ("_body", "_flow")
+
+    def __init__(self, body: Iterable[bytes], flow: Flow | None) -> None:
+        self._body = body
+        self._flow = flow
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        """Close the sub-app's response (as PEP 3333 asks), then count the request out."""
+        flow, self._flow = self._flow, None
+        if flow is None:
+            return
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            flow.leave()
