@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from illunare import signals
 from illunare._arguments import optional, positive_int
 from illunare._monitor.monitor import PerformanceMonitor
-from illunare._reload.binding import absorb
+from illunare._reload.binding import Absorbed, absorb
 from illunare._reload.classes import data_attributes
 from illunare._reload.courtesy import take_turn
 from illunare._reload.importer import HotFinder, ReloadFinder
@@ -33,6 +33,7 @@ from illunare._reload.prepare import (
 from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.registrations import collect_young, record
 from illunare._reload.release import (
+    Entry,
     Participant,
     Siblings,
     bind,
@@ -48,6 +49,8 @@ from illunare._reload.release import (
 from illunare._reload.source import Source, SourceText, digest, read_source
 from illunare._reload.stale import nothing_stale, stale_references, warn
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
+from illunare._rollout import switching
+from illunare._rollout.split import Split
 from illunare.exceptions import (
     InvalidArgumentError,
     LoadError,
@@ -63,6 +66,9 @@ if TYPE_CHECKING:
 __all__ = ["HotReloader"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Takes a prepared, bound release under the lock instead of committing it (a rollout).
+Splitter = Callable[[Sequence[Entry], Sequence[Absorbed], Sequence[Participant]], None]
 
 # Which reloader versions which module: two reloaders switching one module's
 # namespace would undo each other's work. Read and written under LOCK only,
@@ -748,13 +754,18 @@ class HotReloader:
             return lock
 
     def _swap_release(
-        self, sources: dict[str, Source], checks: Sequence[Check], reason: str
+        self,
+        sources: dict[str, Source],
+        checks: Sequence[Check],
+        reason: str,
+        split: Splitter | None = None,
     ) -> tuple[dict[str, CodeVersion], list[tuple[CodeVersion, CodeVersion]]]:
         """Prepare the release without the lock, then commit it under it.
 
         Returns each requested module's version after the release, and
         (previous, new) for every module that got a new version (the
-        participants' dependents included).
+        participants' dependents included). With ``split``, the release is
+        handed to it instead of committed (see ``_prepare_release``).
         """
         self._finish_pending()
         with LOCK:
@@ -789,7 +800,7 @@ class HotReloader:
             requested = frozenset(work)
             for name in sorted(dependents - requested):
                 work[name] = self._rebuild(name, bases[name], requested)
-            swapped = self._prepare_release(bases, work, checks, participants)
+            swapped = self._prepare_release(bases, work, checks, participants, split)
         versions.update((version.module, version) for _, version in swapped)
         return versions, swapped
 
@@ -829,8 +840,15 @@ class HotReloader:
         work: Mapping[str, tuple[SourceText, str]],
         checks: Sequence[Check],
         participants: tuple[Participant, ...],
+        split: Splitter | None = None,
     ) -> list[tuple[CodeVersion, CodeVersion]]:
-        """Execute, check and bind every module of ``work``, then switch them. Holds their locks."""
+        """Execute, check and bind every module of ``work``, then switch them. Holds their locks.
+
+        With ``split`` (a rollout), the bound release goes to
+        ``split(entries, bound, participants)`` under the lock instead of
+        being committed: nothing is swapped (the participants hear of it
+        when the split ends).
+        """
         with LOCK:
             tracked = {name: self._tracked(name) for name in work}
         undo = Undo()
@@ -850,9 +868,13 @@ class HotReloader:
                     try:
                         ensure_current(entries)
                         bound = bind(entries, siblings)
+                        if split is not None:
+                            split(entries, bound, participants)
                     except BaseException:
                         notify_aborted(participants, namespaces)
                         raise
+                    if split is not None:
+                        return []
                     swapped = commit(entries, bound)
         except BaseException:
             self._forget_imported(undo.imported)
@@ -860,6 +882,46 @@ class HotReloader:
         previous = {entry[0].name: entry[1].namespace for entry in entries}
         notify_committed(participants, namespaces, previous)
         return swapped
+
+    def _split_release(
+        self,
+        sources: dict[str, Source],
+        *,
+        checks: Sequence[Check],
+        reason: str,
+        weight: int,
+        sticky: Callable[..., object] | None,
+        mask_all: bool = False,
+        shadow: object = None,
+    ) -> Split | None:
+        """Prepare ``sources`` as one release and split its calls (a rollout named after the first).
+
+        ``None`` when every source is identical to the running one (nothing
+        to roll out). Errors as ``_swap_release``'s, and those of
+        ``switching.begin``.
+        """
+        subject = next(iter(sources))
+        made: list[Split] = []
+
+        def split(
+            entries: Sequence[Entry], bound: Sequence[Absorbed], participants: Sequence[Participant]
+        ) -> None:
+            made.append(
+                switching.begin(
+                    self,
+                    entries,
+                    bound,
+                    subject=subject,
+                    weight=weight,
+                    sticky=sticky,
+                    mask_all=mask_all,
+                    participants=participants,
+                    shadow=shadow,
+                )
+            )
+
+        self._swap_release(sources, checks, reason, split)
+        return made[0] if made else None
 
     def _prepare_participants(
         self, participants: Sequence[Participant], namespaces: Mapping[str, dict[str, Any]]

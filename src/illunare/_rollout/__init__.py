@@ -1,0 +1,1 @@
+"""Gradual rollouts, canaries and shadow runs: two versions of a release live at once."""
