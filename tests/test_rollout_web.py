@@ -5,11 +5,15 @@ from __future__ import annotations
 import collections
 import importlib
 import json
+import os
+import signal
+import subprocess
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import illunare
 from illunare import HotReloader, InvalidArgumentError, Rollout, RolloutHandle
 from illunare.web import HotASGI, HotWSGI, client_key, cookie_key, header_key
 
@@ -24,6 +29,8 @@ from .conftest import Package, dedent, eventually
 from .webservers import Load, uvicorn_server, wsgi_server
 
 Key = Callable[..., object]
+
+SRC = str(Path(illunare.__file__).resolve().parents[1])
 
 #: the key functions the capture apps apply to each request they get
 KEYS: dict[str, Key] = {
@@ -435,6 +442,8 @@ def create_app():
 """
 
 FLASK_VIEWS = """
+import os
+
 from flask import Blueprint
 
 from .deps import tag as dep_tag
@@ -447,7 +456,8 @@ shop = Blueprint("shop", __name__)
 @shop.get("/tag")
 def answer():
     status = 500 if failing() else 200
-    return {"app": BUILT_WITH, "direct": tag(), "dep": dep_tag()}, status
+    answer = {"app": BUILT_WITH, "direct": tag(), "dep": dep_tag(), "pid": os.getpid()}
+    return answer, status
 """
 
 
@@ -488,3 +498,85 @@ class TestCanaryWSGI:
         expected = 2 if status == "promoted" else 1
         assert (hot.version, reloader.current(pricing).number) == (expected, expected)
         assert httpx.get(url + "/tag", timeout=30).json()["app"] == f"v{expected}"
+
+
+# Each gunicorn worker starts the same canary release once it has loaded the app.
+GUNICORN_CONF = """
+import pathlib
+
+control_socket_disable = True  # gunicorn >= 24: several test servers at once
+
+
+def post_worker_init(worker):
+    from illunare import Rollout, default_reloader
+    from illunare.web import header_key
+
+    worker.canary = default_reloader().swap(
+        "shop.pricing",
+        pathlib.Path("pricing_v2.txt").read_text(),
+        rollout=Rollout(steps=(50,), bake=3600, sticky=header_key("x-user")),
+    )
+"""
+
+
+class TestGunicorn:
+    """Sync workers of a real gunicorn, each running the same canary of its own."""
+
+    def test_a_user_gets_one_app_in_every_worker(self, tmp_path: Path) -> None:
+        """Two workers split alike: all the answers to one user come from one app, in either."""
+        package = tmp_path / "shop"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        sources = {"pricing": PRICING, "deps": DEPS, "views": FLASK_VIEWS, "main": FLASK_MAIN}
+        for module, source in sources.items():
+            (package / f"{module}.py").write_text(dedent(source).replace("{package}", "shop"))
+        (package / "hot.py").write_text(
+            "from illunare.web import HotWSGI\n\napp = HotWSGI('shop.main:create_app()')\n"
+        )
+        (tmp_path / "pricing_v2.txt").write_text(dedent(PRICING).replace('"v1"', '"v2"'))
+        (tmp_path / "gunicorn.conf.py").write_text(dedent(GUNICORN_CONF))
+        sock, log = tmp_path / "server.sock", tmp_path / "server.log"
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "2"]
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), SRC])}
+        with log.open("wb") as output:
+            server = subprocess.Popen(
+                [*command, "-b", f"unix:{sock}", "shop.hot:app"],
+                cwd=tmp_path,
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        # No connection is kept: each request is accepted by whichever worker is free.
+        client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(sock), retries=50),
+            limits=httpx.Limits(max_keepalive_connections=0),
+            timeout=30,
+        )
+        try:
+            assert eventually(sock.exists, timeout=60), log.read_text()
+
+            def get(n: int) -> tuple[str, dict[str, Any]]:
+                user = f"u{n % 40}"
+                answer = client.get("http://shop/tag", headers={"X-User": user}).json()
+                return user, answer
+
+            answers: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+            with ThreadPoolExecutor(6) as pool:
+                for user, answer in pool.map(get, range(400)):
+                    answers[user].append(answer)
+        finally:
+            client.close()
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+        output = log.read_text(errors="replace")
+        assert server.returncode >= 0, output
+        assert "Traceback" not in output, output
+        apps = {user: {answer["app"] for answer in got} for user, got in answers.items()}
+        assert all(len(released) == 1 for released in apps.values()), apps
+        assert {app for (app,) in apps.values()} == {"v1", "v2"}
+        assert all(
+            len({a["app"], a["direct"], a["dep"]}) == 1 for got in answers.values() for a in got
+        )
+        workers = {user: {answer["pid"] for answer in got} for user, got in answers.items()}
+        assert max(map(len, workers.values())) == 2, workers
