@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -22,13 +22,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import illunare
-from illunare import HotReloader, InvalidArgumentError, Rollout, RolloutHandle
+from illunare import HotReloader, InvalidArgumentError, Rollout
 from illunare.web import HotASGI, HotWSGI, client_key, cookie_key, header_key
 
 from .conftest import Package, dedent, eventually
 from .webservers import Load, uvicorn_server, wsgi_server
 
 Key = Callable[..., object]
+
+if TYPE_CHECKING:
+    from illunare._rollout.handle import RolloutHandle
 
 SRC = str(Path(illunare.__file__).resolve().parents[1])
 
@@ -222,9 +225,7 @@ class Shop:
         """Release pricing.py v2 (failing every ``fail_every``-th request it serves) as a canary."""
         source = dedent(PRICING).replace('"v1"', '"v2"')
         source = source.replace("FAIL_EVERY = 0", f"FAIL_EVERY = {fail_every}")
-        handle = self.reloader.swap(self.package.qualified("pricing"), source, rollout=rollout)
-        assert isinstance(handle, RolloutHandle)
-        return handle
+        return self.reloader.swap(self.package.qualified("pricing"), source, rollout=rollout)
 
     def get(self, path: str = "/tag", user: str | None = None) -> httpx.Response:
         headers = {} if user is None else {"X-User": user}
@@ -412,7 +413,6 @@ class TestErrors:
             handle = reloader.swap(
                 name, source, rollout=Rollout(steps=(50,), bake=3600, sticky=header_key("x-user"))
             )
-            assert isinstance(handle, RolloutHandle)
             answers = collections.Counter(
                 httpx.get(url, headers={"X-User": f"u{n}"}, timeout=30).status_code
                 for n in range(60)
@@ -491,7 +491,6 @@ class TestCanaryWSGI:
         rollout = Rollout(steps=(20, 100), bake=0.5, min_samples=20, sticky=header_key("x-user"))
         with Load(url, "/tag", accept=answers.accept, headers=by_user) as load:
             handle = reloader.swap(pricing, source, rollout=rollout)
-            assert isinstance(handle, RolloutHandle)
             assert handle.wait(timeout=60) == status
         assert (load.failures, answers.mixed) == ([], [])
         assert {"v1", "v2"} <= set(answers.apps)
