@@ -358,6 +358,22 @@ class TestCanaryASGI:
         assert {answer["app"] for answer in first.values()} == {"v1", "v2"}
         assert [answer for answer in first.values() if mixed(answer)] == []
 
+    def test_a_rollout_outside_the_package_splits_no_request(self, shop: Shop) -> None:
+        """A module outside the app's package under rollout: no new app; its calls alone split."""
+        name = shop.package.name + "_outside"
+        (shop.package.path.parent / f"{name}.py").write_text("def tag():\n    return 'v1'\n")
+        try:
+            module = shop.reloader.track(name)
+            handle = shop.reloader.swap(
+                name, "def tag():\n    return 'v2'\n", rollout=Rollout(steps=(50,), bake=3600)
+            )
+            apps = {shop.get(user=f"u{n}").json()["app"] for n in range(20)}
+            tags = {module.tag() for _ in range(200)}
+            handle.abort()
+        finally:
+            sys.modules.pop(name, None)
+        assert (apps, tags, shop.hot.version) == ({"v1"}, {"v1", "v2"}, 1)
+
     def test_requests_in_flight_finish_on_their_app_after_an_abort(self, shop: Shop) -> None:
         """A slow request on the new app outlives an abort; the new app shuts down after it."""
         handle = shop.release(Rollout(steps=(50,), bake=3600, sticky=header_key("x-user")))
@@ -395,14 +411,20 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": RELEASE.encode()})
 """
 
-# A generator: the WSGI server runs the app's code (start_response too) as it iterates.
 WSGI_APP = """
 RELEASE = "v1"
-FAILURE = None
+FAILURE = None                    # "status", "raises", or "raises iterating": in the response
 
 
 def app(environ, start_response):
     if FAILURE == "raises":
+        raise RuntimeError("the new app fails")
+    return answer(start_response)
+
+
+def answer(start_response):
+    # A generator: the server runs it (start_response too) as it iterates.
+    if FAILURE == "raises iterating":
         raise RuntimeError("the new app fails")
     start_response("503 Service Unavailable" if FAILURE == "status" else "200 OK", [])
     yield RELEASE.encode()
@@ -412,8 +434,16 @@ def app(environ, start_response):
 class TestErrors:
     """What the split is told: a request is an error when the app raises or answers 5xx."""
 
-    @pytest.mark.parametrize("failure", ["status", "raises"])
-    @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+    @pytest.mark.parametrize(
+        ("kind", "failure"),
+        [
+            ("asgi", "status"),
+            ("asgi", "raises"),
+            ("wsgi", "status"),
+            ("wsgi", "raises"),
+            ("wsgi", "raises iterating"),
+        ],
+    )
     def test_failing_requests_are_errors(
         self, package: Package, reloader: HotReloader, kind: str, failure: str
     ) -> None:
