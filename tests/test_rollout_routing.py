@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import importlib
@@ -10,8 +11,10 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -20,7 +23,9 @@ from hypothesis import strategies as st
 from illunare import HotReloader, InvalidArgumentError, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
+from illunare._rollout import switching
 from illunare._rollout.assign import PATTERN, Draw, bucket
+from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
 
 from .conftest import Package
@@ -63,6 +68,12 @@ def callback(x):
 
 def shaped(a, b, *rest, c=1, **more):
     return (TAG,)
+
+__hot_preserve__ = ["RESULTS"]  # one list, shared by the versions
+RESULTS = []
+
+def collect(x):
+    RESULTS.append((TAG, *helper(x)))
 
 import asyncio
 """
@@ -357,6 +368,22 @@ class TestAffinity:
         with pytest.raises(InvalidArgumentError):
             made.pin(2).__enter__()
 
+    def test_a_call_with_no_python_caller_is_routed(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Called straight from C in a new thread (no Python frame above it), a call still works."""
+        module, _ = halves
+        done = threading.Event()
+        for _ in range(20):
+            _thread.start_new_thread(module.collect, (1,))
+        _thread.start_new_thread(done.set, ())
+        assert done.wait(10)
+        for _ in range(500):
+            if len(module.RESULTS) == 20:
+                break
+            time.sleep(0.01)
+        assert sum(sides(module.RESULTS).values()) == 20
+
     def test_calls_from_many_threads_through_steps_and_a_revert(
         self, package: Package, reloader: HotReloader, module: types.ModuleType
     ) -> None:
@@ -393,6 +420,422 @@ class TestAffinity:
 
 async def _collect(agen: object) -> tuple[str, ...]:
     return tuple([x async for item in agen for x in item])  # type: ignore[attr-defined]
+
+
+CLASSES = """
+TAG = {tag!r}
+
+class Shop:
+    LIMIT = TAG
+    COUNT = 0
+
+    def __init__(self):
+        self.made = TAG
+
+    def price(self, item):
+        return (TAG, self.helper(), self.LIMIT, self.made, self.prop[0])
+
+    def helper(self):
+        return TAG
+
+    @staticmethod
+    def stat():
+        return (TAG, Shop.inner())
+
+    @staticmethod
+    def inner():
+        return TAG
+
+    @classmethod
+    def klass(cls):
+        return (TAG, cls.inner())
+
+    @property
+    def prop(self):
+        return (TAG, self.helper())
+
+    def __repr__(self):
+        return TAG
+{extra}
+def make():
+    return Shop().price(1)
+"""
+
+
+def classes(package: Package, tag: str, extra: str = "") -> str:
+    return CLASSES.format(tag=tag, extra=textwrap.indent(textwrap.dedent(extra), "    "))
+
+
+def _without_maker(result: tuple[str, ...]) -> tuple[str, ...]:
+    """A price's tags but the one of the version whose __init__ made the instance."""
+    return result[:3] + result[4:]
+
+
+class TestClasses:
+    @pytest.fixture
+    def shop(
+        self, package: Package, reloader: HotReloader
+    ) -> Iterator[tuple[types.ModuleType, Split]]:
+        """A module with a class, split 50/50."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old"))
+        made = split(reloader, module, classes(package, "new"))
+        yield module, made
+        made.revert()
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            pytest.param(lambda m, shop: m.make(), id="constructed-inside"),
+            pytest.param(lambda m, shop: _without_maker(shop.price(1)), id="method"),
+            pytest.param(lambda m, shop: m.Shop.stat(), id="staticmethod"),
+            pytest.param(lambda m, shop: m.Shop.klass(), id="classmethod"),
+            pytest.param(lambda m, shop: shop.prop, id="property"),
+            pytest.param(lambda m, shop: (repr(shop),), id="dunder"),
+        ],
+    )
+    def test_methods_are_routed_with_affinity(
+        self,
+        shop: tuple[types.ModuleType, Split],
+        call: Callable[[types.ModuleType, object], tuple[str, ...]],
+    ) -> None:
+        """Each kind of method serves both versions; self.x() and Cls.x() stay in the caller's."""
+        module, _ = shop
+        instance = module.Shop()
+        counts = sides([call(module, instance) for _ in range(400)])
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+
+    def test_data_that_differs_is_read_by_the_callers_version(
+        self, shop: tuple[types.ModuleType, Split]
+    ) -> None:
+        """LIMIT differs: a pin, else its reader's version, else old decides; COUNT stays live."""
+        module, made = shop
+        assert module.Shop.LIMIT == "old"
+        assert type(module.Shop.__dict__["LIMIT"]) is SplitAttribute
+        with made.pin(1):
+            assert module.Shop.LIMIT == "new"
+        assert {result[2] == result[0] for result in (module.make() for _ in range(50))} == {True}
+        assert type(module.Shop.__dict__["COUNT"]) is int
+
+    def test_ending_leaves_plain_contents(
+        self, package: Package, reloader: HotReloader, shop: tuple[types.ModuleType, Split]
+    ) -> None:
+        """After revert, and after a promotion, the class holds plain functions and values."""
+        module, made = shop
+        made.revert()
+        assert not [v for v in vars(module.Shop).values() if type(v) is SplitAttribute]
+        assert module.Shop.price.__code__.co_filename.endswith("shop.py")
+        assert sides([module.make() for _ in range(50)]) == {"old": 50}
+        again = split(reloader, module, classes(package, "newer"))
+        again.promote()
+        contents = vars(module.Shop)
+        assert not [v for v in contents.values() if type(v) is SplitAttribute]
+        assert contents["price"] in reloader._modules[module.__name__].current.targets.values()
+        assert sides([module.make() for _ in range(50)]) == {"newer": 50}
+
+    def test_a_method_one_version_lacks_raises_attribute_error_on_that_side(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A method added by the candidate: old-side calls raise AttributeError, new ones run."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old"))
+        extra = "def added(self):\n    return (TAG,)\n"
+        made = split(reloader, module, classes(package, "new", extra))
+        instance = module.Shop()
+        with made.pin(1):
+            assert instance.added() == ("new",)
+        with made.pin(0), pytest.raises(AttributeError, match="added"):
+            instance.added()
+        made.revert()
+        with pytest.raises(AttributeError):
+            instance.added()
+
+    def test_everyday_classes_are_split(self, package: Package, reloader: HotReloader) -> None:
+        """Dataclasses, attrs classes, enums, pydantic models, cached properties: both serve."""
+        text = """
+            import dataclasses, enum, functools
+            import attrs, pydantic
+            TAG = {tag!r}
+            @dataclasses.dataclass(frozen=True)
+            class Point:
+                x: int
+                def tag(self): return TAG
+            @attrs.define
+            class Item:
+                name: str
+                def tag(self): return TAG
+            class Color(enum.Enum):
+                RED = 1
+                def tag(self): return TAG
+            class Model(pydantic.BaseModel):
+                a: int
+                def tag(self): return TAG
+            class Cached:
+                @functools.cached_property
+                def value(self): return TAG
+            def run():
+                made = (Point(1), Item("a"), Color.RED, Model(a=1))
+                return (*(thing.tag() for thing in made), Cached().value)
+        """
+        reloader.install(package.name)
+        module = package.module("everyday", textwrap.dedent(text).format(tag="old"))
+        made = split(reloader, module, textwrap.dedent(text).format(tag="new"))
+        counts = sides([module.run() for _ in range(200)])
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+        assert module.Model(a=2).a == 2
+        assert hash(module.Point(1)) == hash(module.Point(1))
+        made.promote()
+        assert sides([module.run() for _ in range(10)]) == {"new": 10}
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            pytest.param("__hash__ = None\n", id="hash-None"),
+            pytest.param(
+                "class Guard:\n    def __get__(self, i, o): return 1\n"
+                "    def __set__(self, i, v): pass\n"
+                "guarded = Guard()\n",
+                id="data-descriptor",
+            ),
+        ],
+    )
+    def test_unsplittable_attributes_refuse_the_rollout(
+        self, package: Package, reloader: HotReloader, extra: str
+    ) -> None:
+        """A differing data descriptor or __hash__ = None: ValidationError naming it; no change."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old", extra))
+        with pytest.raises(ValidationError, match=r"Shop\.(__hash__|guarded)"):
+            split(
+                reloader,
+                module,
+                classes(
+                    package,
+                    "new",
+                    extra.replace("None", "object.__hash__") if "hash" in extra else extra,
+                ),
+            )
+        assert [v.number for v in reloader.history(module.__name__)] == [1]
+        assert sides([module.make() for _ in range(20)]) == {"old": 20}
+
+
+class Recorder:
+    """A shadow sink that runs nothing: it records what the routers offer."""
+
+    def __init__(self) -> None:
+        self.offered: list[tuple[object, tuple[object, ...], dict[str, object], object]] = []
+
+    def offer(
+        self,
+        new: Callable[..., object],
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        outcome: tuple[bool, object],
+        seconds: float,
+    ) -> bool:
+        assert seconds >= 0
+        self.offered.append((new, args, kwargs, outcome))
+        return True
+
+
+def shadowed(
+    reloader: HotReloader, module: types.ModuleType, text: str, sink: Recorder, sample: float
+) -> Split:
+    """A shadow run of ``text`` for ``module`` offering ``sample`` of the calls to ``sink``."""
+    made: list[Split] = []
+
+    def begin(entries: Any, bound: Any, participants: Any) -> None:
+        made.append(
+            switching.begin(
+                reloader,
+                entries,
+                bound,
+                subject=module.__name__,
+                weight=0,
+                sticky=None,
+                mask_all=False,
+                participants=participants,
+                shadow=sink,
+                sample=sample,
+            )
+        )
+
+    reloader._swap_release({module.__name__: text}, (), "shadow", begin)
+    return made[0]
+
+
+class TestShadowRouting:
+    def test_old_serves_every_call_and_a_sample_is_offered(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """At sample 0.25, 1000 calls: all served by old, counted old, exactly 250 offered."""
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 0.25)
+        assert sides([module.top(x) for x in range(1000)]) == {"old": 1000}
+        assert len(sink.offered) == 250
+        new, args, kwargs, outcome = sink.offered[0]
+        assert new(*args, **kwargs) == ("new", "new")
+        assert outcome == (False, ("old", "old"))
+        assert made.take().calls == (1000, 0)
+        made.revert()
+
+    def test_the_old_versions_exception_is_offered_and_raised(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The caller gets old's exception; the sink gets it as the outcome."""
+        reloader.install(package.name)
+        module = package.module("m", source(package, "old", fails=True))
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 1.0)
+        with pytest.raises(ValueError, match="old"):
+            module.fails(1)
+        ((new, args, kwargs, (raised, error)),) = sink.offered
+        assert raised is True
+        assert isinstance(error, ValueError)
+        assert new(*args, **kwargs) == ("new",)
+        assert made.take().errors == (1, 0)
+        made.revert()
+
+    def test_coroutines_are_offered_and_generators_are_not(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A coroutine function's calls are offered after old's result; a generator's never."""
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 1.0)
+        assert asyncio.run(module.co(1)) == ("old", "old")
+        assert list(module.gen(2)) == [("old", "old")] * 2
+        ((new, args, _, outcome),) = sink.offered
+        assert inspect.iscoroutinefunction(new)
+        assert outcome == (False, ("old", "old"))
+        assert asyncio.run(new(*args)) == ("new", "new")
+        made.revert()
+
+
+class TestRequests:
+    def test_requests_are_drawn_or_sticky_counted_and_timed(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """choose() takes the key from the request; finished() times it and counts its error."""
+        made = split(
+            reloader,
+            module,
+            source(package, "new"),
+            weight=30,
+            sticky=lambda request: request.get("user"),  # type: ignore[attr-defined]
+        )
+        requests = made.requests
+        anonymous = [requests.choose({}) for _ in range(1000)]
+        assert sum(anonymous) == 300
+        users = {user: requests.choose({"user": user}) for user in map(str, range(200))}
+        assert all(requests.choose({"user": u}) == side for u, side in users.items())
+        assert all(side == int(bucket(made.salt, u) < 30) for u, side in users.items())
+        requests.finished(1, 0.25, error=True)
+        requests.finished(0, 0.5, error=False)
+        period = made.take()
+        new_users = sum(users.values())
+        assert period.calls == (700 + 2 * (200 - new_users), 300 + 2 * new_users)
+        assert period.errors == (0, 1)
+        assert period.samples == ((0.5,), (0.25,))
+        made.revert()
+
+    def test_a_request_pins_every_call_it_makes(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Within pinned(side), the module's functions run that side, uncounted."""
+        module, made = halves
+        for side, tag in ((0, "old"), (1, "new")):
+            with made.requests.pinned(side):
+                assert sides([module.top(1) for _ in range(50)]) == {tag: 50}
+        assert made.take().calls == (0, 0)
+
+
+class Canary:
+    """A participant that takes part in rollouts: it holds a request router while one runs."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.router: object = None
+        self.refuse = refuse
+        self.told: list[str] = []
+
+    def dependents(self, changed: frozenset[str]) -> frozenset[str]:
+        return frozenset()
+
+    def prepare(self, namespaces: object) -> None:
+        self.told.append("prepare")
+
+    def abort(self, namespaces: object) -> None:
+        self.told.append("abort")
+
+    def committed(self, namespaces: object, previous: object) -> None:
+        self.told.append("committed")
+
+    def kept(self) -> list[object]:
+        return []
+
+    def split(self, namespaces: object, previous: object, requests: object) -> list[object]:
+        if self.refuse:
+            raise RuntimeError("no canary today")
+        self.told.append("split")
+        return [(self, "router", requests)]
+
+
+class TestParticipants:
+    @pytest.mark.parametrize("end", ["revert", "promote"])
+    def test_a_participant_holds_its_attribute_while_the_split_runs(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType, end: str
+    ) -> None:
+        """split() gives attributes set by the switch, reset to None by the end; then told."""
+        canary = Canary()
+        reloader._add_participant(canary)
+        made = split(reloader, module, source(package, "new"))
+        assert canary.router is made.requests
+        assert canary.told == ["prepare", "split"]
+        getattr(made, end)()
+        assert canary.router is None
+        assert canary.told[-1] == ("abort" if end == "revert" else "committed")
+
+    def test_a_participant_refusing_the_split_refuses_the_release(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A split() that raises: ValidationError naming it, no version, nothing routed."""
+        canary = Canary(refuse=True)
+        reloader._add_participant(canary)
+        with pytest.raises(ValidationError, match="no canary today"):
+            split(reloader, module, source(package, "new"))
+        assert canary.told == ["prepare", "abort"]
+        assert [v.number for v in reloader.history(module.__name__)] == [1]
+        assert type(module.top.__wrapped__) is types.FunctionType
+
+
+class TestReleases:
+    def test_calls_between_modules_of_one_release_stay_in_one_version(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A release of two modules: a's function calling b's runs both of one version."""
+        reloader.install(package.name)
+        low = "TAG = {tag!r}\ndef tag():\n    return TAG\n"
+        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag())\n"
+        package.module("low", low.format(tag="old"))
+        top = package.module("high", high.format(p=package.name, tag="old"))
+        made = reloader._split_release(
+            {
+                top.__name__: high.format(p=package.name, tag="new"),
+                package.qualified("low"): low.format(tag="new"),
+            },
+            checks=(),
+            reason="",
+            weight=50,
+            sticky=None,
+        )
+        assert made is not None
+        assert made.subject == top.__name__
+        assert set(made.modules) == {top.__name__, package.qualified("low")}
+        counts = sides([top.pair() for _ in range(1000)])
+        assert counts == {"old": 500, "new": 500}
+        made.promote()
+        assert sides([top.pair() for _ in range(10)]) == {"new": 10}
 
 
 class TestKinds:
@@ -459,11 +902,15 @@ class TestEnds:
         """After revert every proxy points at version 1's own function again."""
         module, made = halves
         tracked = reloader._modules[module.__name__]
+        routers = made.kept()
+        assert {router.__name__ for router in routers} >= {"top", "helper", "co", "gen"}
+        assert {proxy.__wrapped__ for proxy in tracked.proxies.values()} == set(routers)
+        del routers
         made.revert()
         made.revert()  # idempotent
         for qualname, proxy in tracked.proxies.items():
             assert proxy.__wrapped__ is tracked.current.targets[qualname]
-        assert made.kept() == [] or all(callable(router) for router in made.kept())
+        assert made.kept() == []
         assert reloader.current(module.__name__).number == 1
         assert [v.number for v in reloader.history(module.__name__)] == [1, 2]
         assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
@@ -487,6 +934,44 @@ class TestEnds:
         assert sides([module.top(1) for _ in range(100)]) == {"new": 100}
         made.revert()  # a no-op now
         assert reloader.current(module.__name__) == made.new
+
+    def test_calls_before_the_end_are_in_the_next_period(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Calls made between the last take() and a revert are counted by the next take()."""
+        module, made = halves
+        for _ in range(1000):
+            module.top(1)
+        made.revert()
+        assert made.take().calls == (500, 500)
+
+    def test_promotions_from_two_threads_flip_once(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader
+    ) -> None:
+        """Both callers get the same (previous, new); a revert racing them changes nothing."""
+        module, made = halves
+        results: list[object] = []
+        barrier = threading.Barrier(3)
+
+        def end(action: Callable[[], object]) -> None:
+            barrier.wait()
+            try:
+                results.append(action())
+            except InvalidArgumentError:
+                results.append("refused")
+
+        threads = [threading.Thread(target=end, args=(made.promote,)) for _ in range(2)]
+        threads.append(threading.Thread(target=end, args=(made.revert,)))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if made.state == "promoted":
+            assert [r for r in results if r is not None] == [[(made.old, made.new)]] * 2
+            assert reloader.current(module.__name__) == made.new
+        else:  # the revert came first: both promotions were refused
+            assert sorted(map(str, results)) == ["None", "refused", "refused"]
+            assert reloader.current(module.__name__) == made.old
 
     def test_the_candidate_is_in_history_at_once_and_current_stays(
         self, halves: tuple[types.ModuleType, Split], reloader: HotReloader

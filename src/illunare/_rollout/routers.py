@@ -11,9 +11,10 @@ the weighted draw picks its side; it is counted, one in ``mask + 1`` timed,
 and an ``Exception`` leaving it is counted as that side's error.
 
 Routers are generated (``exec`` of a template, once per shape) so that the
-per-call path is a handful of bytecodes: everything fixed for the rollout
-is in closure cells, and what a weight change replaces is read from
-``split.live`` once per call. When both versions take the same plain
+per-call path is a handful of bytecodes: everything they use is in closure
+cells, and the cells of what a weight change replaces (the draw, the sticky
+sides) are shared by every router of the split, so that one store of a
+cell's contents moves them all. When both versions take the same plain
 arguments (positional-or-keyword, no defaults) the router takes exactly
 those; otherwise ``(*args, **kwargs)``. The function's kind is kept:
 coroutine functions get an ``async def`` router (deciding when awaited),
@@ -30,30 +31,33 @@ import keyword
 import sys
 import time
 import types
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:
-    from illunare._rollout.split import Split
+from illunare.exceptions import ValidationError
 
-__all__ = ["Routing", "kind_of"]
+__all__ = ["Routing", "SplitAttribute", "kind_of"]
 
 _PLAIN, _COROUTINE, _GENERATOR, _ASYNC_GENERATOR = 0, 1, 2, 3
 _FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 _SIMPLE = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 # The names a generated router closes over: arguments with any of these
-# names get the generic shape.
+# names get the generic shape. Each router has cells of its own for the first
+# four; it shares the others with every router of its split.
 _CELLS = (
     "old",
     "new",
-    "split",
-    "getframe",
-    "clock",
     "old_globals",
     "new_globals",
+    "draw",
+    "sides",
+    "assign",
+    "pins",
+    "getframe",
+    "clock",
     "affine",
     "errors",
     "counted",
@@ -62,9 +66,11 @@ _CELLS = (
     "sticky",
     "key_error",
     "pinned",
+    "offer",
+    "sampled",
 )
-_RESERVED = frozenset((*_CELLS, "side", "n", "live", "key", "caller", "start", "result"))
-_RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make"))
+_RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result"))
+_RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
 
 
 def kind_of(function: object) -> int:
@@ -138,9 +144,10 @@ while True:
             return"""
 
 _PIN = """\
-side = pinned()
-if side is not None:
-    {call_side}
+if pins:
+    side = pinned()
+    if side is not None:
+        {call_side}
 """
 
 _AFFINITY = """\
@@ -161,24 +168,47 @@ if side is not None:
 """
 
 _WEIGHTED = """\
-live = split.live
-n, side = live.draw()
+n, side = draw()
 """
 
 _STICKY = """\
-live = split.live
 try:
     key = sticky({args})
 except Exception:
     key = key_error()
 if key is None:
-    n, side = live.draw()
+    n, side = draw()
 else:
     try:
-        side = live.sides[key]
+        side = sides[key]
     except Exception:
-        side = live.assign(key)
+        side = assign(key)
     n = counted[side]()
+"""
+
+# A shadow run: old serves every top-level call, counted; a sampled one is
+# timed and offered, with its outcome, to run again on new off the caller's path.
+_SHADOW = """\
+n = counted[0]()
+side = 0
+if sampled()[1]:
+    start = clock()
+    try:
+        result = {await_}old({args})
+    except Exception as error:
+        seconds = clock() - start
+        errors[0]()
+        offer(new, {packed}, (True, error), seconds)
+        raise
+    seconds = clock() - start
+    record[0](seconds)
+    offer(new, {packed}, (False, result), seconds)
+    return result
+"""
+
+_UNSHADOWED = """\
+n = counted[0]()
+side = 0
 """
 
 # A top-level call: one in ``mask + 1`` timed; errors counted.
@@ -230,47 +260,55 @@ def _call(kind: int, target: str, args: str, level: int) -> str:
 class _Shape:
     kind: int
     parameters: tuple[str, ...] | None
-    sticky: bool
-    pins: bool
+    #: "weighted", "sticky" or "shadow"
+    mode: str
     several: bool
 
 
 @functools.cache
-def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
-    """The function making routers of ``shape`` (their fixed parts as its arguments)."""
+def _factory(shape: _Shape) -> types.CodeType:
+    """The code of routers of ``shape`` (made with closures of their cells: ``_CELLS``)."""
+    code = compile(_source(shape), f"<illunare router {shape.kind}>", "exec")
+    make = next(const for const in code.co_consts if isinstance(const, types.CodeType))
+    return next(const for const in make.co_consts if isinstance(const, types.CodeType))
+
+
+def _source(shape: _Shape) -> str:
+    """The source of ``make(<cells>)``, which defines a router of ``shape`` and returns it."""
     kind = shape.kind
     if shape.parameters is None:
         params = args = "*args, **kwargs"
+        packed = "args, kwargs"
     else:
         params = args = ", ".join(shape.parameters)
-    body = ""
-    if shape.pins:
-        body += _PIN.format(call_side=_call(kind, "(new if side else old)", args, 1))
+        packed = f"({args}{',' if len(shape.parameters) == 1 else ''}), {{}}"
+    await_ = "await " if kind == _COROUTINE else ""
+    body = _PIN.format(call_side=_call(kind, "(new if side else old)", args, 2))
     body += _AFFINITY.format(
         call_new=_call(kind, "new", args, 1), call_old=_call(kind, "old", args, 1)
     )
     if shape.several:
         body += _AFFINE.format(call_side=_call(kind, "(new if side else old)", args, 1))
-    body += _STICKY.format(args=args) if shape.sticky else _WEIGHTED
-    if kind in (_PLAIN, _COROUTINE):
-        body += _TIMED.format(
-            call_target=_call(kind, "target", args, 2),
-            await_="await " if kind == _COROUTINE else "",
-            args=args,
-        )
+    timed = kind in (_PLAIN, _COROUTINE)
+    if shape.mode == "shadow":
+        body += _SHADOW.format(await_=await_, args=args, packed=packed) if timed else _UNSHADOWED
+    else:
+        body += _STICKY.format(args=args) if shape.mode == "sticky" else _WEIGHTED
+    if timed:
+        body += _TIMED.format(call_target=_call(kind, "target", args, 2), await_=await_, args=args)
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"
-    source = (
+    return (
         f"def make({', '.join(_CELLS)}):\n"
         f"    {prefix} routed({params}):\n"
         f"{_indent(body, 2)}\n"
         f"    return routed\n"
     )
-    scope: dict[str, Any] = {}
-    exec(compile(source, f"<illunare router {kind}>", "exec"), scope)  # noqa: S102  # our template
-    made: Callable[..., Callable[..., Any]] = scope["make"]
-    return made
+
+
+# What routers find as their globals: builtins only (everything else is a cell).
+_GLOBALS: dict[str, Any] = {"__builtins__": __builtins__}
 
 
 def _never() -> None:
@@ -281,8 +319,9 @@ def _never() -> None:
 class Routing:
     """What every router of one split shares; ``route`` makes one for a pair of targets."""
 
-    #: has ``live``: the per-weight draw and sticky sides (``split.Live``)
-    split: Split
+    #: the cells a weight change stores into (``split.Split.cells``): "draw",
+    #: "sides", "assign" and "pins" (whether a pin may be in effect)
+    cells: Mapping[str, types.CellType]
     #: per side: count one error
     errors: tuple[Callable[[], int], Callable[[], int]]
     #: per side: count one sticky call (its number decides timing)
@@ -297,10 +336,33 @@ class Routing:
     key_error: Callable[[], None]
     #: the pin in effect in this context (0, 1 or None)
     pinned: Callable[[], int | None]
+    #: a shadow run's sink: ``offer(new, args, kwargs, outcome, seconds)`` (None: a rollout)
+    offer: Callable[..., object] | None = None
+    #: a shadow run's draw: ``sampled()[1]`` is 1 for the calls to offer
+    sampled: Callable[[], tuple[int, int]] | None = None
     #: id of a namespace of a version of a release of several modules -> its side
     namespaces: dict[int, int] = attrs.Factory(dict)
-    #: whether routers check ``pinned``
-    pins: bool = True
+    #: every router made
+    made: list[Callable[..., Any]] = attrs.Factory(list)
+    _shared: dict[str, types.CellType] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        values = {
+            "getframe": sys._getframe,
+            "clock": time.perf_counter,
+            "affine": self.namespaces.get,
+            "errors": self.errors,
+            "counted": self.counted,
+            "record": self.record,
+            "mask": self.mask,
+            "sticky": self.sticky or _never,
+            "key_error": self.key_error,
+            "pinned": self.pinned,
+            "offer": self.offer,
+            "sampled": self.sampled,
+        }
+        self._shared = {name: types.CellType(value) for name, value in values.items()}
+        self._shared.update(self.cells)
 
     def route(
         self,
@@ -308,40 +370,260 @@ class Routing:
         new: Callable[..., Any],
         old_globals: dict[str, Any],
         new_globals: dict[str, Any],
+        face: Callable[..., Any] | None = None,
     ) -> Callable[..., Any]:
-        """A router between ``old`` and ``new`` (functions whose globals are the two namespaces)."""
-        kind = kind_of(old) if type(old) is types.FunctionType else kind_of(new)
+        """A router between ``old`` and ``new``, the two versions' targets.
+
+        ``old_globals``, ``new_globals``: the two versions' namespaces;
+        ``face``: the one whose name, signature and kind it shows (``old``
+        unless that is a stand-in for a missing name).
+        """
+        face = old if face is None else face
         shape = _Shape(
-            kind=kind,
+            kind=kind_of(face),
             parameters=_shape(old, new),
-            sticky=self.sticky is not None,
-            pins=self.pins,
+            mode="shadow" if self.offer else "sticky" if self.sticky else "weighted",
             several=len(self.namespaces) > 2,
         )
-        routed = _factory(shape)(
-            old,
-            new,
-            self.split,
-            sys._getframe,
-            time.perf_counter,
-            old_globals,
-            new_globals,
-            self.namespaces.get,
-            self.errors,
-            self.counted,
-            self.record,
-            self.mask,
-            self.sticky or _never,
-            self.key_error,
-            self.pinned,
+        code = _factory(shape)
+        own = {"old": old, "new": new, "old_globals": old_globals, "new_globals": new_globals}
+        shared = self._shared
+        closure = tuple(
+            types.CellType(own[name]) if name in own else shared[name] for name in code.co_freevars
         )
-        face = old if type(old) is types.FunctionType else new
-        code = getattr(face, "__code__", None)
-        if isinstance(code, types.CodeType):
+        named = getattr(face, "__code__", None)
+        if isinstance(named, types.CodeType):
             # Argument errors and tracebacks name the user's function.
-            names: dict[str, Any] = {"co_name": code.co_name}
+            names: dict[str, Any] = {"co_name": named.co_name}
             if sys.version_info >= (3, 11):
-                names["co_qualname"] = code.co_qualname
-            routed.__code__ = routed.__code__.replace(**names)
+                names["co_qualname"] = named.co_qualname
+            code = code.replace(**names)
+        routed = types.FunctionType(code, _GLOBALS, code.co_name, None, closure)
         functools.update_wrapper(routed, face)
+        self.made.append(routed)
         return routed
+
+    def contents(
+        self,
+        cls: type,
+        old: Mapping[str, object],
+        new: Mapping[str, object],
+        *,
+        kept: Collection[str],
+        namespaces: tuple[dict[str, Any], dict[str, Any]],
+    ) -> dict[str, object]:
+        """What the stable class ``cls`` holds during the split, where its versions differ.
+
+        ``old``, ``new``: the two versions' contents of it; ``kept``: data
+        attributes that stay live; ``namespaces``: the two versions'. A
+        method (also inside a staticmethod, classmethod or property) gets a
+        router; other values that differ a ``SplitAttribute``, but for
+        special data attributes (a library's bookkeeping), which keep the
+        old version's.
+
+        Raises:
+            ValidationError: an attribute cannot be split per call (a data
+                descriptor other than property, or a special attribute the
+                interpreter reads from the type's slots, such as ``__hash__ = None``).
+
+        """
+        contents: dict[str, object] = {}
+        for name in [*old, *(name for name in new if name not in old)]:
+            before, after = old.get(name, _MISSING), new.get(name, _MISSING)
+            if before is after or name in _MACHINERY or name in kept:
+                continue
+            value = self._attribute(cls, name, before, after, namespaces)
+            if value is not _KEEP:
+                contents[name] = value
+        return contents
+
+    def _attribute(
+        self,
+        cls: type,
+        name: str,
+        old: object,
+        new: object,
+        namespaces: tuple[dict[str, Any], dict[str, Any]],
+    ) -> object:
+        wrapper = _wrapper(old, new)
+        if wrapper is not None:
+
+            def route(before: object, after: object) -> Callable[..., Any] | None:
+                if before is None and after is None:
+                    return None
+                missing = _missing(cls, name)
+                return self.route(
+                    before if callable(before) else missing,
+                    after if callable(after) else missing,
+                    *namespaces,
+                    face=before if callable(before) else after,  # type: ignore[arg-type]
+                )
+
+            if wrapper is types.FunctionType:
+                return route(_unwrapped(old), _unwrapped(new))
+            if wrapper is property:
+                present: Any = new if old is _MISSING else old
+                fget, fset, fdel = (route(_part(old, part), _part(new, part)) for part in _PROPERTY)
+                return property(fget, fset, fdel, present.__doc__)
+            return wrapper(route(_unwrapped(old), _unwrapped(new)))
+        what = f"{cls.__qualname__}.{name}"
+        if any(_is_data_descriptor(value) for value in (old, new)):
+            raise ValidationError(
+                f"{what} is a data descriptor that differs between the versions: it cannot "
+                "be split per call; swap the module without a rollout",
+                module=cls.__module__,
+            )
+        if name.startswith("__") and name.endswith("__"):
+            if old is None or new is None:
+                raise ValidationError(
+                    f"{what} is set to None in one version: the interpreter reads it from the "
+                    "type, so it cannot be split per call; swap the module without a rollout",
+                    module=cls.__module__,
+                )
+            if _is_data(old) and _is_data(new):
+                # A library's bookkeeping (__dataclass_fields__, __attrs_attrs__,
+                # __pydantic_validator__ ...), often read from the class's
+                # __dict__: the old version's serves until the promotion.
+                return _KEEP
+        return SplitAttribute(name, (old, new), self.pinned, self.namespaces)
+
+
+# Class attributes -----------------------------------------------------------------
+
+# What a class is made of rather than what it offers: never split.
+_MACHINERY = frozenset(
+    {
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__annotations__",
+        "__annotate__",
+        "__annotate_func__",
+        "__annotations_cache__",
+        "__dict__",
+        "__weakref__",
+        "__slots__",
+        "__orig_bases__",
+        "__parameters__",
+        "__type_params__",
+        "__firstlineno__",
+        "__static_attributes__",
+    }
+)
+
+_PROPERTY = ("fget", "fset", "fdel")
+
+
+class _Missing:
+    """An attribute one version of a class lacks."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+# ``_attribute``: the class keeps the old version's value.
+_KEEP: Any = object()
+
+_WRAPPERS = (staticmethod, classmethod)
+
+
+def _wrapper(old: object, new: object) -> type | None:
+    """How the two values wrap the functions a router can take (None: they do not alike)."""
+    kinds: set[type] = set()
+    for value in (old, new):
+        if value is _MISSING:
+            continue
+        if type(value) is types.FunctionType:
+            kinds.add(types.FunctionType)
+        elif type(value) in _WRAPPERS and type(value.__func__) is types.FunctionType:  # type: ignore[attr-defined]
+            kinds.add(type(value))
+        elif type(value) is property and all(
+            part is None or type(part) is types.FunctionType
+            for part in (value.fget, value.fset, value.fdel)
+        ):
+            kinds.add(property)
+        else:
+            return None
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _unwrapped(value: object) -> object:
+    """The function of a method, staticmethod or classmethod (``_MISSING`` stays)."""
+    return value.__func__ if type(value) in _WRAPPERS else value  # type: ignore[attr-defined]
+
+
+def _part(value: object, part: str) -> object:
+    return None if value is _MISSING else getattr(value, part)
+
+
+def _is_data(value: object) -> bool:
+    """Plain data: neither callable nor a descriptor (as ``classes.data_attributes`` sees it)."""
+    return value is not _MISSING and not callable(value) and not hasattr(type(value), "__get__")
+
+
+def _is_data_descriptor(value: object) -> bool:
+    kind = type(value)
+    return kind is not property and (hasattr(kind, "__set__") or hasattr(kind, "__delete__"))
+
+
+def _missing(cls: type, name: str) -> Callable[..., Any]:
+    """What a router calls on the side whose version of ``cls`` lacks ``name``."""
+
+    def missing(*args: object, **kwargs: object) -> Any:
+        raise AttributeError(
+            f"this version of {cls.__qualname__} has no attribute {name!r}", name=name
+        )
+
+    return missing
+
+
+class SplitAttribute:
+    """Stands in a stable class, during a split, for a value that differs between the versions.
+
+    A non-data descriptor (an instance attribute of the same name wins, as
+    for any class attribute): the pinned side's value, else the value of
+    the version whose code looks it up (the caller frame's globals), else
+    the old version's. A value that is itself a descriptor is bound as the
+    class would bind it.
+    """
+
+    __slots__ = ("name", "pinned", "sides", "values")
+
+    def __init__(
+        self,
+        name: str,
+        values: tuple[object, object],
+        pinned: Callable[[], int | None],
+        sides: Mapping[int, int],
+    ) -> None:
+        self.name = name
+        self.values = values
+        self.pinned = pinned
+        #: id of a version's namespace -> its side
+        self.sides = sides
+
+    def __repr__(self) -> str:
+        return f"<attribute {self.name!r} split between two versions>"
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        side = self.pinned()
+        if side is None:
+            try:
+                caller = sys._getframe(1).f_globals
+            except ValueError:  # looked up from C with no Python frame
+                caller = None
+            side = self.sides.get(id(caller), 0)
+        value = self.values[side]
+        if value is _MISSING:
+            kind = owner if instance is None else type(instance)
+            raise AttributeError(
+                f"this version of {getattr(kind, '__qualname__', kind)} has no attribute "
+                f"{self.name!r}",
+                name=self.name,
+            )
+        get = getattr(type(value), "__get__", None)
+        if get is None:
+            return value
+        return get(value, instance, owner if owner is not None else type(instance))

@@ -15,6 +15,7 @@ import contextvars
 import itertools
 import logging
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -105,8 +106,11 @@ class Split:
     sticky: Callable[..., object] | None = attrs.field(repr=False)
     #: percent of top-level calls on the new version now
     weight: int
-    #: read by the routers on every call
+    #: how calls are assigned now (its parts are also in ``cells``)
     live: Live = attrs.field(init=False, repr=False)
+    #: the cells every router of the split reads: "draw", "sides" and
+    #: "assign" (of ``live``), and "pins" (whether a pin may be in effect)
+    cells: dict[str, types.CellType] = attrs.field(init=False, repr=False)
     #: routes whole requests of a canary web app
     requests: RequestSplit = attrs.field(init=False, repr=False)
     # Counters that live as long as the split (read by ``take``).
@@ -121,6 +125,8 @@ class Split:
     _retired: list[Draw] = attrs.field(init=False, repr=False, factory=list)
     _pin: contextvars.ContextVar[int | None] = attrs.field(init=False, repr=False)
     _lock: threading.Lock = attrs.field(init=False, repr=False, factory=threading.Lock)
+    # Held while the split ends (a second revert or promote waits for the first).
+    _ending: threading.RLock = attrs.field(init=False, repr=False, factory=threading.RLock)
     #: set by ``switching.begin`` once the routers are live
     ends: Ends | None = attrs.field(init=False, repr=False, default=None)
     #: "running", "reverted" or "promoted"
@@ -131,12 +137,24 @@ class Split:
 
     def __attrs_post_init__(self) -> None:
         _check_weight(self.weight)
-        self.live = Live(Draw.of(self.weight), Buckets(self.salt, self.weight))
+        self.cells = {name: types.CellType() for name in ("draw", "sides", "assign")}
+        self.cells["pins"] = types.CellType(False)
+        self._use(Live(Draw.of(self.weight), Buckets(self.salt, self.weight)))
         self.requests = RequestSplit(self)
         self._counted = (_counter(), _counter())
         self._errors = (_counter(), _counter())
         self._samples = ([], [])
         self._pin = contextvars.ContextVar(f"illunare_pin_{self.subject}", default=None)
+
+    def _use(self, live: Live) -> None:
+        """Assign calls by ``live`` from now on (its parts into the routers' cells)."""
+        self.live = live
+        cells = self.cells
+        # A router reading the sides of one weight and assigning by another
+        # caches in a dict no longer in use: harmless.
+        cells["assign"].cell_contents = live.assign
+        cells["sides"].cell_contents = live.sides
+        cells["draw"].cell_contents = live.draw
 
     # Read by the routers (``routers.Routing``) ----------------------------------
 
@@ -209,7 +227,7 @@ class Split:
             if self.state != "running":
                 return
             self._retired.append(self.live.source)
-            self.live = Live(Draw.of(weight), Buckets(self.salt, weight))
+            self._use(Live(Draw.of(weight), Buckets(self.salt, weight)))
             self.weight = weight
 
     def take(self) -> Period:
@@ -219,7 +237,7 @@ class Split:
             drawn, following = live.source.stop()
             retired, self._retired = self._retired, []
             if self.state == "running":
-                self.live = Live(following, live.buckets)
+                self._use(Live(following, live.buckets))
             calls = list(drawn)
             for draw in retired:
                 old, new = draw.stop()[0]
@@ -251,6 +269,8 @@ class Split:
         """
         if side not in (0, 1) or type(side) is not int:
             raise InvalidArgumentError(f"side must be 0 (old) or 1 (new), got {side!r}")
+        # From the first pin on, routers look for pins (until then they skip it).
+        self.cells["pins"].cell_contents = True
         token = self._pin.set(side)
         try:
             yield
@@ -264,16 +284,11 @@ class Split:
 
         A no-op after ``promote()``.
         """
-        with self._lock:
-            if self.state != "running":
+        with self._ending:
+            if not self._end("reverted", 0):
                 return
-            # A router that read its proxy's target just before the switch
-            # still picks old.
-            self.live = Live(Draw.of(0), Buckets(self.salt, 0))
-            self.weight = 0
-            self.state = "reverted"
-        assert self.ends is not None  # set before the split is handed out
-        self.ends.revert()
+            assert self.ends is not None  # set before the split is handed out
+            self.ends.revert()
 
     def promote(self) -> list[tuple[CodeVersion, CodeVersion]]:
         """Every call on the new version from now on, by the pre-rollout path; (previous, new).
@@ -284,17 +299,26 @@ class Split:
             InvalidArgumentError: the split was reverted.
 
         """
-        with self._lock:
-            if self.state == "promoted":
-                return list(self._promoted)
-            if self.state != "running":
+        with self._ending:
+            if self.state == "reverted":
                 raise InvalidArgumentError(f"the rollout of {self.subject} was reverted")
-            self.live = Live(Draw.of(100), Buckets(self.salt, 100))
-            self.weight = 100
-            self.state = "promoted"
-        assert self.ends is not None  # set before the split is handed out
-        self._promoted = self.ends.promote()
-        return list(self._promoted)
+            if self._end("promoted", 100):
+                assert self.ends is not None  # set before the split is handed out
+                self._promoted = self.ends.promote()
+            return list(self._promoted)
+
+    def _end(self, state: str, weight: int) -> bool:
+        """Whether the split was running: then every call goes to the side of ``weight``."""
+        with self._lock:
+            if self.state != "running":
+                return False
+            # A router that read its proxy's target just before the switch
+            # takes this draw; the one replaced is counted by the next take().
+            self._retired.append(self.live.source)
+            self._use(Live(Draw.of(weight), Buckets(self.salt, weight)))
+            self.weight = weight
+            self.state = state
+            return True
 
     def kept(self) -> list[object]:
         """The routers still alive: they hold old functions on purpose (not stale)."""
