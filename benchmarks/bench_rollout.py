@@ -7,16 +7,27 @@ against itself before the rollout. The module's ``f`` is also called by
 another of its functions, so routers keep their caller check (the worst
 case). Baseline and measured statements run interleaved, best of each.
 
+Detection: a new version failing 20 % of its calls, 4 threads calling, a
+0.2 s bake: from its first failing call (monotonic, noted by the new code)
+to the moment every call is on the old version again (``rollout_finished``
+is received after the revert switch, so this is an upper bound); no call
+may start on the new version after it. The worst of DETECTIONS runs.
+
 Run: make bench  (or .venv/bin/python benchmarks/bench_rollout.py)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import time
+import types
 from collections.abc import Callable
+from typing import Any
 
-from _common import best_per_statement, import_module, report
-from illunare import HotReloader, Rollout
+from _common import best_per_statement, callers, import_module, report
+from illunare import HotReloader, Rollout, signals
 from illunare._reload.proxy import HotFunction
 
 SOURCE = """\
@@ -89,9 +100,59 @@ def measure(reloader: HotReloader, sticky: Callable[..., object] | None) -> dict
     return ratios
 
 
+#: the new version of the detection figure: notes when each call started, and its first failure
+FAILING = """\
+import random
+import time
+
+import _bench_detection as noted
+
+def f(x):
+    started = time.monotonic()
+    noted.starts.append(started)
+    if random.random() < 0.2:
+        noted.failures.append(started)
+        raise ValueError(x)
+    return x
+"""
+BAKE = 0.2
+DETECTIONS = 5
+
+
+def detection(reloader: HotReloader) -> float:
+    """Seconds from the new version's first failing call until every call is on the old one."""
+    starts: list[float] = []
+    failures: list[float] = []
+    noted = types.ModuleType("_bench_detection")
+    noted.starts, noted.failures = starts, failures  # type: ignore[attr-defined]
+    sys.modules[noted.__name__] = noted
+    module = import_module(SOURCE.format(tag=0))
+    reloader.track(module)
+    finished: list[float] = []
+
+    def on_finished(sender: object, **kwargs: Any) -> None:
+        finished.append(time.monotonic())
+
+    def call() -> None:
+        with contextlib.suppress(ValueError):
+            module.f(1)
+
+    rollout = Rollout(steps=(10, 50, 100), bake=BAKE)
+    with signals.rollout_finished.connected_to(on_finished), callers(call):
+        handle = reloader.swap(module.__name__, FAILING, rollout=rollout)
+        status = handle.wait(timeout=30)
+        # Calls go on after the revert: none may start on the new version.
+        time.sleep(0.05)
+    assert status == "rolled_back", status
+    switched = finished[0]
+    assert max(starts) <= switched, "a call started on the new version after the revert"
+    return switched - min(failures)
+
+
 def main() -> None:
     reloader = HotReloader()
     print(f"load average: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    worst = max(detection(reloader) for _ in range(DETECTIONS))
     weighted = measure(reloader, None)
     sticky = measure(reloader, lambda key: key)
     report(
@@ -108,6 +169,12 @@ def main() -> None:
     report("  after the sticky rollout's promotion / the same", sticky["promoted"], "x", "<= 1.05")
     report(
         "  (info) nested call during the rollout / plain nested call", weighted["nested"], "x", "-"
+    )
+    report(
+        f"detection: first failing call -> all on old (bake {BAKE} s, worst of {DETECTIONS})",
+        worst * 1000,
+        "ms",
+        f"<= {BAKE * 1000 + 10:.0f}",
     )
     print(f"load average: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
