@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from illunare import HotReloader, InvalidArgumentError, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
 from illunare._rollout import switching
-from illunare._rollout.assign import PATTERN, Draw, bucket
+from illunare._rollout.assign import PATTERN, TIMED, Buckets, Draw, bucket
 from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
 
@@ -67,6 +68,15 @@ def callback(x):
     return tuple(sorted(map(lambda y: (TAG, *helper(y)), [x])))[0]
 
 def shaped(a, b, *rest, c=1, **more):
+    return (TAG,)
+
+def entry(x):
+    return (TAG, *helper(x))
+
+def dynamic(x):
+    return (TAG, *getattr(me, "by_name")(x))
+
+def by_name(x):
     return (TAG,)
 
 __hot_preserve__ = ["RESULTS"]  # one list, shared by the versions
@@ -162,16 +172,23 @@ class TestShare:
             assert abs(counts["new"] / 100 - weight) <= 3
             assert made.take().calls == (counts["old"], counts["new"])
 
-    @given(weight=st.integers(0, 100), start=st.integers(0, 5000))
-    def test_a_draw_is_exact_over_each_cycle(self, weight: int, start: int) -> None:
-        """Any 1000 consecutive draws, also across a continuation, hold exactly 10 x weight new."""
-        draw = Draw.of(weight)
-        for _ in range(start):
-            draw.next()
+    @given(
+        weight=st.integers(0, 100),
+        start=st.integers(0, 5000),
+        timed_every=st.sampled_from([0, 1, 64]),
+    )
+    def test_a_draw_is_exact_over_each_cycle(
+        self, weight: int, start: int, timed_every: int
+    ) -> None:
+        """Any 1000 consecutive draws (a continuation too) hold exactly 10 x weight new."""
+        draw = Draw.of(weight, timed_every)
+        sides = [draw.next()[1] for _ in range(start)]
         (old, new), following = draw.stop()
-        assert old + new == start
+        assert (old, new) == (start - sum(side & 1 for side in sides), sum(s & 1 for s in sides))
         window = [following.next()[1] for _ in range(PATTERN)]
-        assert sum(window) == PATTERN * weight // 100
+        assert sum(side & 1 for side in window) == PATTERN * weight // 100
+        timed = sum(side >= TIMED for side in window)
+        assert timed == (0 if not timed_every else -(-PATTERN // timed_every))
 
     def test_a_weight_outside_0_to_100_is_refused(
         self, halves: tuple[types.ModuleType, Split]
@@ -209,14 +226,20 @@ class TestCounting:
         made.revert()
 
     def test_one_call_in_64_is_timed_by_default(
-        self, halves: tuple[types.ModuleType, Split]
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
     ) -> None:
-        """Without mask_all, timing is sampled: 6400 calls give 100 timed."""
-        module, made = halves
-        for _ in range(6400):
+        """Without mask_all, timing is sampled: 16 calls in each 1000 drawn, 1 in 64 keyed."""
+        made = split(reloader, module, source(package, "new"))
+        for _ in range(10_000):
             module.top(1)
-        period = made.take()
-        assert sum(period.timed) == 100
+        assert sum(made.take().timed) == 160
+        made.revert()
+        keyed = split(reloader, module, source(package, "newer"), sticky=lambda x: x)
+        for key in range(6400):
+            module.top(key)
+        period = keyed.take()
+        assert sum(period.timed) in (100, 101)  # the 1st, 65th ... call of each side
+        keyed.revert()
 
     def test_nested_calls_are_not_counted(self, halves: tuple[types.ModuleType, Split]) -> None:
         """Only top-level calls count: a call from inside a version is affine."""
@@ -303,6 +326,20 @@ class TestSticky:
         assert len([r for r in caplog.records if "sticky key function" in r.getMessage()]) == 1
         made.revert()
 
+    @given(
+        salt=st.text(max_size=30),
+        key=st.one_of(st.text(max_size=20), st.integers(), st.uuids(), st.tuples(st.integers())),
+        weights=st.lists(st.integers(0, 100), min_size=2, max_size=6).map(sorted),
+    )
+    def test_a_keys_side_is_fixed_per_weight_and_only_moves_to_new(
+        self, salt: str, key: object, weights: list[int]
+    ) -> None:
+        """For any salt, key and growing weights: the same side each time, never back to old."""
+        sides = [Buckets(salt, weight).assign(key) for weight in weights]
+        assert sides == [Buckets(salt, weight).assign(key) for weight in weights]
+        assert sides == sorted(sides)
+        assert sides[-1] == int(bucket(salt, key) < weights[-1])
+
     def test_buckets_are_the_same_in_another_process(self) -> None:
         """A subprocess (its own hash seed) computes the same buckets for 1000 keys."""
         salt = "shop.pricing:" + "ab" * 32
@@ -354,6 +391,22 @@ class TestAffinity:
         assert counts["old"] > 0
         assert counts["new"] > 0
 
+    def test_only_functions_the_release_can_name_check_their_caller(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """entry() is named by no code of either version: its router skips the caller check."""
+        module, _ = halves
+        checks = {
+            name: "getframe" in getattr(module, name).__wrapped__.__code__.co_freevars
+            for name in ("entry", "helper", "by_name")
+        }
+        assert checks == {"entry": False, "helper": True, "by_name": True}
+        counts = sides(
+            [module.entry(1) for _ in range(200)] + [module.dynamic(1) for _ in range(200)]
+        )
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+
     def test_a_pin_holds_a_context_on_one_side(
         self, halves: tuple[types.ModuleType, Split]
     ) -> None:
@@ -384,24 +437,32 @@ class TestAffinity:
             time.sleep(0.01)
         assert sum(sides(module.RESULTS).values()) == 20
 
-    def test_calls_from_many_threads_through_steps_and_a_revert(
-        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    @pytest.mark.parametrize(("end", "tag"), [("revert", "old"), ("promote", "new")])
+    def test_calls_from_many_threads_through_steps_and_the_end(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType, end: str, tag: str
     ) -> None:
-        """Eight threads call nested functions while the weight moves and the split ends."""
+        """Eight threads call nested functions while the weight moves and the split ends.
+
+        No call fails; every call made while the split runs stays in one
+        version, every call started after the end runs the version it ends
+        on. (A call in flight across the end may see both: the end is a
+        plain switch, as a swap is.)
+        """
         made = split(reloader, module, source(package, "new"), weight=10)
         failures: list[BaseException] = []
-        mixed: list[tuple[str, ...]] = []
+        calls: list[tuple[int, tuple[str, ...], int]] = []
+        phase = [0]  # 0: split, 1: ending, 2: ended
         stop = threading.Event()
 
         def call() -> None:
             while not stop.is_set():
+                started = phase[0]
                 try:
                     result = module.through_module(1)
                 except BaseException as error:  # reported below
                     failures.append(error)
                     return
-                if len(set(result)) != 1:
-                    mixed.append(result)
+                calls.append((started, result, phase[0]))
 
         threads = [threading.Thread(target=call) for _ in range(8)]
         for thread in threads:
@@ -409,13 +470,18 @@ class TestAffinity:
         for weight in (10, 50, 90, 100, 30):
             made.set_weight(weight)
             made.take()
-        made.revert()
+        phase[0] = 1
+        getattr(made, end)()
+        phase[0] = 2
+        time.sleep(0.05)
         stop.set()
         for thread in threads:
             thread.join()
         assert failures == []
-        assert mixed == []
-        assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
+        during = [result for started, result, ended in calls if started == ended == 0]
+        after = [result for started, result, _ in calls if started == 2]
+        assert len(sides(during)) == 2
+        assert sides(after).keys() == {tag}
 
 
 async def _collect(agen: object) -> tuple[str, ...]:
@@ -815,8 +881,9 @@ class TestReleases:
     ) -> None:
         """A release of two modules: a's function calling b's runs both of one version."""
         reloader.install(package.name)
-        low = "TAG = {tag!r}\ndef tag():\n    return TAG\n"
-        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag())\n"
+        # A parameter named like a builtin the routers use.
+        low = "TAG = {tag!r}\ndef tag(id):\n    return TAG\n"
+        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag(1))\n"
         package.module("low", low.format(tag="old"))
         top = package.module("high", high.format(p=package.name, tag="old"))
         made = reloader._split_release(
@@ -916,6 +983,26 @@ class TestEnds:
         assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
         with pytest.raises(InvalidArgumentError):
             made.promote()
+
+    @pytest.mark.parametrize("end", ["revert", "promote"])
+    def test_no_router_is_freed_inside_the_end_switch(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader, end: str
+    ) -> None:
+        """Routers die after the switch: their weakref callbacks see every proxy switched."""
+        module, made = halves
+        tracked = reloader._modules[module.__name__]
+        snapshots: list[set[bool]] = []
+
+        def look(_: object) -> None:
+            current = tracked.current.targets
+            snapshots.append(
+                {proxy.__wrapped__ is current.get(name) for name, proxy in tracked.proxies.items()}
+            )
+
+        refs = [weakref.ref(router, look) for router in made.kept()]
+        getattr(made, end)()
+        assert len(snapshots) == len(refs) > 1
+        assert all(snapshot == {True} for snapshot in snapshots)
 
     def test_a_promotion_leaves_raw_new_functions(
         self, halves: tuple[types.ModuleType, Split], reloader: HotReloader

@@ -1168,6 +1168,8 @@ class HotReloader:
                     sample=1.0 if shadow is None else shadow.sample,
                 )
             )
+            if sink is not None:  # at once: calls are offered from the switch on
+                sink.start(made[0].pin)
             if then is not None:
                 then(made[0], sink)
 

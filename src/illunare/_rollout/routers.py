@@ -25,20 +25,22 @@ counted when first resumed and never timed.
 
 from __future__ import annotations
 
+import dis
 import functools
 import inspect
 import keyword
 import sys
 import time
 import types
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from illunare._rollout.assign import TIMED
 from illunare.exceptions import ValidationError
 
-__all__ = ["Routing", "SplitAttribute", "kind_of"]
+__all__ = ["Routing", "SplitAttribute", "kind_of", "named"]
 
 _PLAIN, _COROUTINE, _GENERATOR, _ASYNC_GENERATOR = 0, 1, 2, 3
 _FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -69,8 +71,11 @@ _CELLS = (
     "offer",
     "sampled",
 )
+# Its locals and the builtins it uses too (a parameter ``id`` would hide ``id()``).
 _RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result"))
 _RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
+_RESERVED |= frozenset(("id", "Exception", "BaseException", "ValueError"))
+_RESERVED |= frozenset(("GeneratorExit", "StopAsyncIteration"))
 
 
 def kind_of(function: object) -> int:
@@ -117,7 +122,6 @@ _CALL = {
     _PLAIN: "return {target}({args})",
     _COROUTINE: "return await {target}({args})",
     _GENERATOR: "return (yield from {target}({args}))",
-    _ASYNC_GENERATOR: "{forward}",
 }
 
 _FORWARD = """\
@@ -178,6 +182,7 @@ except Exception:
     key = key_error()
 if key is None:
     n, side = draw()
+    side &= 1  # timed by n, as keyed calls are
 else:
     try:
         side = sides[key]
@@ -211,15 +216,16 @@ n = counted[0]()
 side = 0
 """
 
-# A top-level call: one in ``mask + 1`` timed; errors counted.
+# A top-level call: some are timed (a weighted one when its side is drawn
+# with TIMED, a sticky or shadowed one when ``n & mask`` is 0); errors counted.
 _TIMED = """\
-target = new if side else old
-if n & mask:
+if {untimed}:
     try:
         {call_target}
     except Exception:
         errors[side]()
         raise
+{timed_side}target = new if side else old
 start = clock()
 try:
     result = {await_}target({args})
@@ -262,13 +268,15 @@ class _Shape:
     parameters: tuple[str, ...] | None
     #: "weighted", "sticky" or "shadow"
     mode: str
+    #: whether it checks the caller's frame (affinity)
+    frames: bool
     several: bool
 
 
 @functools.cache
 def _factory(shape: _Shape) -> types.CodeType:
     """The code of routers of ``shape`` (made with closures of their cells: ``_CELLS``)."""
-    code = compile(_source(shape), f"<illunare router {shape.kind}>", "exec")
+    code = compile(_source(shape), "<illunare rollout router>", "exec")
     make = next(const for const in code.co_consts if isinstance(const, types.CodeType))
     return next(const for const in make.co_consts if isinstance(const, types.CodeType))
 
@@ -284,18 +292,28 @@ def _source(shape: _Shape) -> str:
         packed = f"({args}{',' if len(shape.parameters) == 1 else ''}), {{}}"
     await_ = "await " if kind == _COROUTINE else ""
     body = _PIN.format(call_side=_call(kind, "(new if side else old)", args, 2))
-    body += _AFFINITY.format(
-        call_new=_call(kind, "new", args, 1), call_old=_call(kind, "old", args, 1)
-    )
-    if shape.several:
+    if shape.frames:
+        body += _AFFINITY.format(
+            call_new=_call(kind, "new", args, 1), call_old=_call(kind, "old", args, 1)
+        )
+    if shape.frames and shape.several:
         body += _AFFINE.format(call_side=_call(kind, "(new if side else old)", args, 1))
     timed = kind in (_PLAIN, _COROUTINE)
     if shape.mode == "shadow":
         body += _SHADOW.format(await_=await_, args=args, packed=packed) if timed else _UNSHADOWED
+    elif shape.mode == "sticky":
+        body += _STICKY.format(args=args)
     else:
-        body += _STICKY.format(args=args) if shape.mode == "sticky" else _WEIGHTED
+        body += _WEIGHTED if timed else _WEIGHTED + "side &= 1  # never timed\n"
     if timed:
-        body += _TIMED.format(call_target=_call(kind, "target", args, 2), await_=await_, args=args)
+        weighted = shape.mode == "weighted"
+        body += _TIMED.format(
+            untimed=f"side < {TIMED}" if weighted else "n & mask",
+            call_target=_call(kind, "(new if side else old)", args, 2),
+            timed_side=f"side -= {TIMED}\n" if weighted else "",
+            await_=await_,
+            args=args,
+        )
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"
@@ -371,18 +389,23 @@ class Routing:
         old_globals: dict[str, Any],
         new_globals: dict[str, Any],
         face: Callable[..., Any] | None = None,
+        *,
+        frames: bool = True,
     ) -> Callable[..., Any]:
         """A router between ``old`` and ``new``, the two versions' targets.
 
         ``old_globals``, ``new_globals``: the two versions' namespaces;
         ``face``: the one whose name, signature and kind it shows (``old``
-        unless that is a stand-in for a missing name).
+        unless that is a stand-in for a missing name); ``frames``: check the
+        caller's version (False only where no code of the release can call
+        it directly: ``named``).
         """
         face = old if face is None else face
         shape = _Shape(
             kind=kind_of(face),
             parameters=_shape(old, new),
             mode="shadow" if self.offer else "sticky" if self.sticky else "weighted",
+            frames=frames,
             several=len(self.namespaces) > 2,
         )
         code = _factory(shape)
@@ -486,6 +509,83 @@ class Routing:
                 # __dict__: the old version's serves until the promotion.
                 return _KEEP
         return SplitAttribute(name, (old, new), self.pinned, self.namespaces)
+
+
+# Affinity ---------------------------------------------------------------------------
+
+
+def named(roots: Iterable[object]) -> frozenset[str]:
+    """Every name the code of ``roots`` (code objects, functions, class attributes) may look up.
+
+    The names its bytecode loads (globals, attributes) and its string
+    constants (``getattr(module, "f")``, ``globals()["f"]``), in every code
+    object nested in it; not the names a module or class body only defines.
+    A module-level function no code of a release can name is called from
+    that code only through something outside the release: its routers need
+    no caller check.
+    """
+    found: set[str] = set()
+    pending: list[object] = [part for root in roots for part in _parts(root)]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, types.CodeType):
+            found.update(_loaded(item))
+            pending.extend(_constants(item))
+        elif isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, (tuple, frozenset)):  # a code object's constants
+            pending.extend(item)
+    return frozenset(found)
+
+
+def _loaded(code: types.CodeType) -> Iterable[str]:
+    """The names ``code`` looks up (not those a module or class body only defines)."""
+    if code.co_flags & inspect.CO_OPTIMIZED:
+        return code.co_names  # a function's: stores to globals are rare, and harmless here
+    return (
+        instruction.argval
+        for instruction in dis.get_instructions(code)
+        if instruction.opname not in _STORES and instruction.opname != "LOAD_CONST"
+        if isinstance(instruction.argval, str)
+    )
+
+
+def _constants(code: types.CodeType) -> Iterable[object]:
+    """The constants of ``code``, but a body's functions' qualified names (before 3.11)."""
+    if code.co_flags & inspect.CO_OPTIMIZED:
+        return code.co_consts
+    instructions = list(dis.get_instructions(code))
+    return [
+        instruction.argval
+        for instruction, following in zip(instructions, [*instructions[1:], None], strict=True)
+        if instruction.opname == "LOAD_CONST"
+        and not (following is not None and following.opname == "MAKE_FUNCTION")
+    ]
+
+
+_STORES = frozenset({"STORE_NAME", "STORE_GLOBAL", "DELETE_NAME", "DELETE_GLOBAL"})
+
+
+def _parts(value: object) -> Iterator[object]:
+    """The code of a code object, function or class attribute wrapping functions."""
+    if isinstance(value, types.CodeType):
+        yield value
+    elif isinstance(value, types.FunctionType):
+        yield value.__code__
+        wrapped = getattr(value, "__wrapped__", None)
+        if wrapped is not None:
+            yield from _parts(wrapped)
+    elif isinstance(value, (staticmethod, classmethod)):
+        yield from _parts(value.__func__)
+    elif isinstance(value, property):
+        for part in (value.fget, value.fset, value.fdel):
+            yield from _parts(part)
+    elif isinstance(value, functools.cached_property):
+        yield from _parts(value.func)
 
 
 # Class attributes -----------------------------------------------------------------
