@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from illunare import (
     HotReloader,
     InvalidArgumentError,
     PerformanceMonitor,
+    RollbackError,
     Rollout,
     RolloutError,
     RolloutHandle,
@@ -500,21 +503,6 @@ class TestPromoteAndAbort:
         with pytest.raises(RolloutError, match="rolled_back"):
             aborted.promote()
 
-    def test_a_receiver_may_end_the_rollout_it_is_told_of(
-        self, reloader: HotReloader, module: types.ModuleType
-    ) -> None:
-        """abort() from a rollout_step receiver (the swapping thread) rolls back at once."""
-        handles: list[RolloutHandle] = []
-
-        def abort(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
-            handle.abort()
-            handles.append(handle)
-
-        with signals.rollout_step.connected_to(abort):
-            handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
-        assert handles == [handle]
-        assert handle.status == "rolled_back"
-
 
 class TestPin:
     def test_a_block_runs_on_one_version(
@@ -576,6 +564,42 @@ class TestPin:
         aborted.abort()
         with aborted.pin() as number:
             assert (number, module.f(1)) == (aborted.previous.number, ("new", 1))
+
+
+class TestReceivers:
+    def test_a_receiver_may_end_the_rollout_it_is_told_of(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """abort() from a rollout_step receiver (the swapping thread) rolls back at once."""
+        handles: list[RolloutHandle] = []
+
+        def abort(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
+            handle.abort()
+            handles.append(handle)
+
+        with signals.rollout_step.connected_to(abort):
+            handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        assert handles == [handle]
+        assert handle.status == "rolled_back"
+
+    def test_a_receiver_of_the_end_may_wait_and_end_it_again(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """In a rollout_finished receiver, wait() and the same end return at once (no hang)."""
+        seen: list[str] = []
+
+        def finished(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
+            seen.append(handle.wait())
+            handle.promote()
+            seen.append(handle.status)
+
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with signals.rollout_finished.connected_to(finished):
+            ender = threading.Thread(target=handle.promote, daemon=True)
+            ender.start()
+            ender.join(timeout=30)
+        assert not ender.is_alive()
+        assert seen == ["promoted", "promoted"]
 
 
 class TestReloaderDuringRollout:
@@ -655,6 +679,16 @@ class TestReloaderDuringRollout:
         assert handle.status == "rolled_back"
         assert other.f(1) == ("o1", 1)
 
+    def test_a_refused_rollback_many_aborts_nothing(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """rollback_many with a module that has no parent: RollbackError, the rollout runs on."""
+        other = package.module("other", source("o1"))
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with pytest.raises(RollbackError):
+            reloader.rollback_many([module.__name__, other.__name__])
+        assert handle.status == "running"
+
     def test_a_new_rollout_after_the_end(
         self, reloader: HotReloader, module: types.ModuleType
     ) -> None:
@@ -663,6 +697,28 @@ class TestReloaderDuringRollout:
         handle = reloader.swap(module.__name__, source("newer"), rollout=FOREVER)
         assert handle.version.number == 3
         assert handle.previous.number == 1
+
+
+class TestControllerFailure:
+    def test_an_error_in_the_rollouts_thread_ends_it_failed(
+        self, package: Package, caplog: pytest.LogCaptureFixture, received: Received
+    ) -> None:
+        """The rollout's own thread failing (its monitor raising): reverted, "failed", logged."""
+
+        class BrokenMonitor(PerformanceMonitor):
+            def _record_batch(self, *args: object, **kwargs: object) -> None:
+                raise RuntimeError("the monitor is broken")
+
+        reloader = HotReloader(monitor=BrokenMonitor())
+        reloader.install(package.name)
+        module = package.module("m", source("old"))
+        handle = reloader.swap(module.__name__, source("new"), rollout=QUICK)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "failed"
+        assert module.f(1) == ("old", 1)
+        assert reloader.swap(module.__name__, source("after")).number == 3
+        assert any("the rollout of" in r.getMessage() for r in caplog.records)
+        assert [f["status"] for f in received.named("rollout_finished")] == ["failed"]
 
 
 class TestReleaseOfSeveralModules:
@@ -789,6 +845,28 @@ class TestReport:
             handle.wait(timeout=30)
         assert handle.report()["versions"][1]["latency"]["count"] > 0
         assert reloader.monitor is None
+
+
+class TestRelease:
+    def test_a_kept_handle_keeps_no_version_alive(
+        self, package: Package, module: types.ModuleType
+    ) -> None:
+        """A handle kept after its rollout ended holds neither version: evicted ones are freed."""
+        reloader = HotReloader(keep=1)
+        reloader.install(package.name)
+        tracked = package.module("tracked", source("v1"))
+        first = weakref.ref(tracked.f.__wrapped__)
+        handle = reloader.swap(tracked.__name__, source("v2"), rollout=FOREVER)
+        candidate = weakref.ref(reloader._modules[tracked.__name__].history.get(2).targets["f"])
+        handle.promote()
+        aborted = reloader.swap(tracked.__name__, source("v3"), rollout=FOREVER)
+        aborted.abort()
+        for tag in ("v4", "v5"):
+            reloader.swap(tracked.__name__, source(tag))
+        gc.collect()
+        assert (first(), candidate()) == (None, None)
+        assert (handle.status, aborted.status) == ("promoted", "rolled_back")
+        assert handle.report()["versions"][2]["role"] == "new"
 
 
 class TestFork:

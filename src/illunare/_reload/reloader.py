@@ -678,6 +678,11 @@ class HotReloader:
         its current version: it is done, unless ``to`` names another version.
         """
         self._finish_pending()
+        with LOCK:
+            # Refused before anything changes (no rollout aborted for nothing).
+            for name, to in requests.items():
+                if name not in self._rollouts or to is not None:
+                    self._rollback_target(name, to)
         aborted = self._abort_rollouts(requests)
         pending = {
             name: to
