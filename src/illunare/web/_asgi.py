@@ -32,7 +32,9 @@ class HotASGI(HotApp):
     its lifespan startup (when the server runs lifespans) and every check
     have passed. Requests in flight finish on the app that took them; an
     app that is neither current nor the previous one is shut down after its
-    last request. A rollback serves the previous app again at once.
+    last request. A rollback serves the previous app again at once. A
+    release made with ``rollout=`` is a canary: each step's share of the
+    requests goes to the new app, each request served whole by one app.
 
     Args:
         app: ``"package.module:attribute"`` naming an ASGI application, or
@@ -71,9 +73,13 @@ class HotASGI(HotApp):
         receive: Callable[[], Awaitable[Message]],
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
-        """Serve one connection: with the current app, or the server's lifespan ourselves."""
+        """Serve one connection: with the current app (or a canary's), or the lifespan ourselves."""
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
+            return
+        canary = self._canary
+        if canary is not None:
+            await canary.handle(scope, receive, send)
             return
         served: Served = self._module.__dict__[self._key]
         await served.handle(scope, receive, send)

@@ -17,7 +17,8 @@ class HotWSGI(HotApp):
     Works as ``HotASGI`` does, without lifespans: the new app takes new
     requests once every check has passed; a request keeps the app that took
     it until its response is sent (the response iterable is that app's);
-    a rollback serves the previous app again at once.
+    a rollback serves the previous app again at once; a release made with
+    ``rollout=`` splits the requests between the two apps (a canary).
 
     Args:
         app: ``"package.module:attribute"`` naming a WSGI application, or
@@ -37,7 +38,10 @@ class HotWSGI(HotApp):
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        """Serve one request with the current app."""
+        """Serve one request with the current app (or a canary's)."""
+        canary = self._canary
+        if canary is not None:
+            return canary.call(environ, start_response)
         served = self._module.__dict__[self._key]
         app: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]] = served.app
         served.requests[id(environ)] = environ
