@@ -102,6 +102,10 @@ class Controller:
     ) -> None:
         self.reloader = reloader
         self._split = split
+        # The first bake runs from the switch (the reloader makes this right
+        # after it), not from when swap() returns or the thread first runs:
+        # busy callers may hold the swapping thread up for a while after it.
+        self._began = time.monotonic()
         self.rollout = rollout
         self.shadow = shadow
         self.monitor = monitor
@@ -155,13 +159,11 @@ class Controller:
                 self._after([], 0.0, None)
             self._done.set()
             return
-        # The first bake runs from the switch, not from when the thread first runs.
-        began = time.monotonic()
         if self.rollout is not None:
             self._announce(None)
         threading.Thread(
             target=self._steps_from,
-            args=(began,),
+            args=(self._began,),
             name=f"illunare-rollout {self.subject}",
             daemon=True,
         ).start()
