@@ -38,6 +38,7 @@ from illunare import (
     signals,
 )
 from illunare._services.flow import Flow
+from illunare._services.routes import CACHED_LENGTH
 
 from .conftest import eventually
 from .strategies import REQUEST_PATHS, ROUTE_PATHS
@@ -202,6 +203,11 @@ class TestServiceSpec:
             ({"routes": {"/a{id}": echo}}, "without braces"),
             ({"routes": {"/{1d}": echo}}, "without braces"),
             ({"routes": {"/{id}/{id}": echo}}, "names parameter 'id' twice"),
+            ({"routes": {"/a?x": echo}}, "or whitespace"),
+            ({"routes": {"/a#x": echo}}, "or whitespace"),
+            ({"routes": {"/a b": echo}}, "or whitespace"),
+            ({"routes": {"/a/../b": echo}}, r"none is empty, '\.' or"),
+            ({"routes": {"/.": echo}}, r"none is empty, '\.' or"),
             ({"routes": {"/u/{id}": echo, "/u/{key}": echo}}, "match the same paths"),
         ],
     )
@@ -650,6 +656,23 @@ class TestRouter:
             )
         )
         return registry.router
+
+    @pytest.mark.parametrize("path", [None, b"/api", ["/api"], 1])
+    def test_a_path_that_is_not_a_str_is_refused(self, router: Router, path: Any) -> None:
+        """dispatch and adispatch say what a path must be, for any other type."""
+        with pytest.raises(InvalidArgumentError, match="a path must be a str"):
+            router.dispatch(path)
+        with pytest.raises(InvalidArgumentError, match="a path must be a str"):
+            asyncio.run(router.adispatch(path))
+
+    def test_long_paths_are_matched_but_not_cached(self, router: Router) -> None:
+        """A path longer than CACHED_LENGTH is searched each time: the cache holds no long text."""
+        long = "/users/" + "7" * CACHED_LENGTH
+        assert router.dispatch(long)[2] == {"id": "7" * CACHED_LENGTH}
+        assert router.dispatch("/users/8")[2] == {"id": "8"}
+        cached = router._table.cache
+        assert "/users/8" in cached
+        assert long not in cached
 
     def test_arguments_and_path_parameters_reach_the_handler(self, router: Router) -> None:
         """Positional and keyword arguments pass through; path parameters come as keywords."""

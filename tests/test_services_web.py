@@ -212,6 +212,29 @@ class TestMountSemantics:
             "url_for": "/t/acme/where/x",
         }
 
+    def test_non_ascii_paths_match_under_a_real_wsgi_server(self) -> None:
+        """The server's latin-1 PATH_INFO is read as UTF-8: routes match, parameters are text."""
+        seen: list[tuple[str, str, dict[str, str]]] = []
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            seen.append(
+                (environ["SCRIPT_NAME"], environ["PATH_INFO"], environ["illunare.path_params"])
+            )
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+
+        registry = ServiceRegistry()
+        registry.load(ServiceSpec("s", routes={"/café": app, "/t/{tenant}": app}))
+        with wsgi_server(registry.router.as_wsgi()) as url, httpx.Client(base_url=url) as client:
+            statuses = [client.get(path).status_code for path in ("/café/x", "/t/zürich/ü")]
+        assert statuses == [200, 200]
+        # SCRIPT_NAME and PATH_INFO stay in the server's (latin-1) form, as PEP 3333 has them.
+        as_wsgi = [text.encode().decode("latin-1") for text in ("/café", "/t/zürich", "/ü")]
+        assert seen == [
+            (as_wsgi[0], "/x", {}),
+            (as_wsgi[1], as_wsgi[2], {"tenant": "zürich"}),
+        ]
+
 
 def _scope(kind: str, path: str) -> dict[str, Any]:
     return {"type": kind, "path": path, "root_path": "", "headers": [], "query_string": b""}

@@ -43,6 +43,7 @@ class Router:
         Raises:
             NoRouteError: no route matches ``path``.
             ServiceUnavailableError: the service is being unloaded.
+            InvalidArgumentError: ``path`` is not a str.
 
         """
         # RouteTable.match(), Flow.enter() and leave(), inlined: the method
@@ -50,7 +51,7 @@ class Router:
         table = self._table
         try:
             handler, params, flow, _ = table.cache[path]
-        except KeyError:
+        except (KeyError, TypeError):  # not seen yet, or not a str (match() says so)
             handler, params, flow, _ = table.match(path)
         # Counted, then checked: see Flow.
         inflight = flow.inflight
@@ -72,6 +73,7 @@ class Router:
         Raises:
             NoRouteError: no route matches ``path``.
             ServiceUnavailableError: the service is being unloaded.
+            InvalidArgumentError: ``path`` is not a str.
 
         """
         handler, params, flow, _ = self._table.match(path)

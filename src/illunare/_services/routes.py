@@ -12,7 +12,7 @@ when a service comes or goes and replaces the router's in one assignment,
 so a request reads one table from start to end without a lock. Its cache
 maps exact paths to their matches, filled on a miss by a search of its route
 tree, and cleared when it grows beyond ``CACHE`` paths (paths with
-parameters are many).
+parameters are many); paths longer than ``CACHED_LENGTH`` are not kept.
 """
 
 from __future__ import annotations
@@ -24,16 +24,22 @@ from typing import Any
 import attrs
 
 from illunare._services.flow import Flow
-from illunare.exceptions import NoRouteError, ServiceSpecError
+from illunare.exceptions import InvalidArgumentError, NoRouteError, ServiceSpecError
 
 __all__ = ["CACHE", "Match", "Route", "RouteTable", "parse_route"]
 
 #: paths whose match a table keeps at most (cleared beyond)
 CACHE = 4096
+#: longer paths are searched each time (a cache of long paths would hold much memory)
+CACHED_LENGTH = 256
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 Handler = Callable[..., Any]
+
+# What no request path's segment holds (a query, a fragment, whitespace) or a
+# parameter's half; and the empty segment.
+_UNROUTABLE = re.compile(r"^$|[{}?#\s]")
 
 
 @attrs.frozen
@@ -67,11 +73,11 @@ def parse_route(path: object) -> Route:
                 raise ServiceSpecError(f"route {path!r} names parameter {found[1]!r} twice")
             params.append(found[1])
             segments.append(None)
-        elif not segment or "{" in segment or "}" in segment:
+        elif segment in (".", "..") or _UNROUTABLE.search(segment) is not None:
             raise ServiceSpecError(
-                f"route {path!r}: each segment is text without braces or a whole "
-                f"'{{name}}' parameter (a Python identifier), and none is empty; "
-                f"got {segment!r}"
+                f"route {path!r}: each segment is text without braces, '?', '#' or "
+                f"whitespace, or a whole '{{name}}' parameter (a Python identifier); "
+                f"none is empty, '.' or '..'; got {segment!r}"
             )
         else:
             segments.append(segment)
@@ -119,12 +125,16 @@ class RouteTable:
 
     def match(self, path: str) -> Match:
         """The match of ``path``, from the cache or found (and cached); NoRouteError if none."""
+        if type(path) is not str:
+            raise InvalidArgumentError(f"a path must be a str, got {type(path).__name__}")
         cache = self.cache
         try:
             return cache[path]
         except KeyError:
             pass
         match = self.search(path)
+        if len(path) > CACHED_LENGTH:
+            return match
         if len(cache) >= CACHE:
             cache.clear()
         cache[path] = match

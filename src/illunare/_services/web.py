@@ -129,7 +129,10 @@ class WSGIAdapter:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request with its service's app; the response counts in flight until closed."""
-        path = environ.get("PATH_INFO", "") or "/"
+        # PEP 3333: the server gives the path's bytes as latin-1 text; routes
+        # and path parameters are the UTF-8 text those bytes spell.
+        raw = environ.get("PATH_INFO", "") or "/"
+        path = _decoded(raw)
         try:
             app, params, flow, matched = self._router._match(path)
         except NoRouteError:
@@ -139,13 +142,30 @@ class WSGIAdapter:
         except ServiceUnavailableError:
             return _refused(start_response, "503 Service Unavailable")
         try:
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + matched
-            environ["PATH_INFO"] = path[len(matched) :]
+            prefix = _encoded(matched)
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+            environ["PATH_INFO"] = raw[len(prefix) :]
             environ[PATH_PARAMS] = {**environ.get(PATH_PARAMS, {}), **params}
             return _Response(app(environ, start_response), flow)
         except BaseException:
             flow.leave()
             raise
+
+
+def _decoded(raw: str) -> str:
+    """The text of a WSGI path (the latin-1 text of its bytes), read as UTF-8."""
+    try:
+        return raw.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not latin-1 text: a server that decoded it already
+        return raw
+
+
+def _encoded(text: str) -> str:
+    """``_decoded``'s inverse: the WSGI (latin-1) form of a path's text."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("latin-1")
+    except UnicodeEncodeError:
+        return text
 
 
 def _refused(start_response: StartResponse, status: str) -> list[bytes]:
