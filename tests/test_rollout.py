@@ -583,6 +583,23 @@ class TestReceivers:
         assert handles == [handle]
         assert handle.status == "rolled_back"
 
+    def test_an_interrupt_while_the_first_step_is_told_leaves_nothing_split(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A rollout_step receiver raising KeyboardInterrupt: it propagates; old code serves."""
+
+        def interrupt(sender: object, **extra: Any) -> None:
+            raise KeyboardInterrupt
+
+        before = reloader.current(module.__name__)
+        with signals.rollout_step.connected_to(interrupt), pytest.raises(KeyboardInterrupt):
+            reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        assert reloader.current(module.__name__) == before
+        assert {module.f(n) for n in range(200)} == {("old", n) for n in range(200)}
+        # No rollout is left holding the module: it swaps again.
+        assert reloader.swap(module.__name__, source("newer")).number > before.number
+        assert module.f(1) == ("newer", 1)
+
     def test_a_receiver_of_the_end_may_wait_and_end_it_again(
         self, reloader: HotReloader, module: types.ModuleType
     ) -> None:

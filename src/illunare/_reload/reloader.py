@@ -513,7 +513,14 @@ class HotReloader:
             with LOCK:
                 version = self._tracked(names[0]).current.info
             return self._settled(version, version, rollout)
-        made[0].start()
+        try:
+            made[0].start()
+        except BaseException:
+            # Interrupted while announcing the first step (a receiver raising
+            # KeyboardInterrupt): no caller has the handle, so nothing is left split.
+            with contextlib.suppress(RolloutError):
+                made[0].abort()
+            raise
         return made[0].handle
 
     def _settled(
