@@ -51,7 +51,7 @@ class TestPublicApi:
             "module_tracked", "module_swapped", "swap_failed", "module_rolled_back",
             "flag_updated", "backend_error", "deployment_started", "step_succeeded",
             "step_failed", "deployment_succeeded", "deployment_rolled_back", "deployment_failed",
-            "performance_alert", "rollback_alert",
+            "performance_alert", "rollback_alert", "rollout_step", "rollout_finished",
             "config_updated",
         }  # fmt: skip
         assert set(signals.__all__) == expected

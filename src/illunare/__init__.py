@@ -21,6 +21,7 @@ from illunare._reload.default import default_reloader, hot
 from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
 from illunare._reload.watcher import Watcher
+from illunare._rollout.config import Rollout, Shadow
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
@@ -37,6 +38,7 @@ from illunare.exceptions import (
     MissingExtraError,
     PackageError,
     RollbackError,
+    RolloutError,
     StaleReferenceWarning,
     SwapError,
     UnknownModuleError,
@@ -88,6 +90,9 @@ __all__ = [
     "Reason",
     "RedisBackend",
     "RollbackError",
+    "Rollout",
+    "RolloutError",
+    "Shadow",
     "StaleReferenceWarning",
     "StepResult",
     "SwapError",

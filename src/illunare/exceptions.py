@@ -13,7 +13,8 @@ the precise illunare error or the builtin they already handle::
     │   ├── ValidationError(ValueError)               a check or ``__hot_migrate__`` refused it
     │   ├── RollbackError(LookupError)                no version to roll back to
     │   ├── UnknownModuleError(LookupError)           the module is not tracked
-    │   └── FunctionRemovedError(NameError)           the called function left the current version
+    │   ├── FunctionRemovedError(NameError)           the called function left the current version
+    │   └── RolloutError(RuntimeError)                a rollout refused it (running, or ended)
     ├── FlagError                                     feature flags
     │   ├── FlagConfigError(ValueError)               a flag config or Unleash payload is invalid
     │   ├── FlagNotFoundError(LookupError)            no flag of that name
@@ -52,6 +53,7 @@ __all__ = [
     "MissingExtraError",
     "PackageError",
     "RollbackError",
+    "RolloutError",
     "StaleReferenceWarning",
     "SwapError",
     "UnknownModuleError",
@@ -128,6 +130,22 @@ class UnknownModuleError(SwapError, LookupError):
 
 class FunctionRemovedError(SwapError, NameError):
     """A hot reference was called after its function left the current version."""
+
+
+class RolloutError(SwapError, RuntimeError):
+    """A rollout or shadow run refused the action; nothing changed.
+
+    Raised by a swap (or a release, or a watcher's save) of a module under a
+    running rollout, and by ``RolloutHandle.promote()``/``abort()`` on a
+    rollout that already ended otherwise. ``module`` names the module,
+    ``status`` the rollout's status at that moment.
+    """
+
+    def __init__(
+        self, message: str, *, module: str | None = None, status: str | None = None
+    ) -> None:
+        super().__init__(message, module=module)
+        self.status = status
 
 
 class FlagError(IllunareError):

@@ -37,6 +37,8 @@ __all__ = [
     "module_tracked",
     "performance_alert",
     "rollback_alert",
+    "rollout_finished",
+    "rollout_step",
     "step_failed",
     "step_succeeded",
     "swap_failed",
@@ -95,6 +97,39 @@ module_rolled_back = _signals.signal(
     the whole rollback.
     """,
 )
+
+# Gradual rollouts and shadow runs (HotReloader.swap(rollout=, shadow=)) ------------
+
+rollout_step = _signals.signal(
+    "rollout_step",
+    doc="""A step of a rollout took effect, or the rollout paused.
+
+    sender: the HotReloader. kwargs: ``module`` (str, the module given to
+    ``swap``), ``version`` (the candidate CodeVersion), ``previous`` (the
+    CodeVersion serving the other calls), ``weight`` (int, percent of calls
+    now on the candidate), ``status`` (``"running"`` or ``"paused"``),
+    ``verdict`` (str, the verdict on the step judged before this one:
+    ``"healthy"`` or ``"inconclusive"``; None for the first step), ``handle``
+    (the RolloutHandle). Sent by ``swap()`` for the first step, then by the
+    rollout's thread. A receiver that raises is logged; the others still run.
+    """,
+)
+
+rollout_finished = _signals.signal(
+    "rollout_finished",
+    doc="""A rollout or shadow run ended: promoted, rolled back or failed.
+
+    sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the
+    candidate CodeVersion), ``previous`` (the CodeVersion that served before),
+    ``status`` (``"promoted"``, ``"rolled_back"`` or ``"failed"``),
+    ``handle`` (the RolloutHandle), ``report`` (its final ``report()``).
+    Sent by the thread that ended it (the rollout's own, or the one calling
+    ``promote()``/``abort()``/``rollback()``), before ``wait()`` returns. A
+    promotion sends ``module_swapped`` first. A receiver that raises is
+    logged; the others still run.
+    """,
+)
+
 
 # Feature flags -----------------------------------------------------------------
 
@@ -217,7 +252,7 @@ performance_alert = _signals.signal(
 
 rollback_alert = _signals.signal(
     "rollback_alert",
-    doc="""A recorded error rate is above the monitor's ``max_error_rate``.
+    doc="""A recorded error rate is above the monitor's ``max_error_rate``, or a rollout breached.
 
     Sent once per breaching value (each call ``measure()`` sees fail, when
     ``max_error_rate`` is below 1), by the thread that recorded it, once the
@@ -226,6 +261,12 @@ rollback_alert = _signals.signal(
     (float), ``threshold`` (float, the ``max_error_rate`` breached). A
     receiver that raises is logged; the others still run, and the recording
     call does not fail.
+
+    A rollout whose step breached sends it too, once per breached metric,
+    as it rolls back: sender the monitor the rollout reports to,
+    ``deployment_id`` ``"<module>@<candidate number>"``, ``metric``
+    ``"error_rate"`` (``value``: the step's error rate) or ``"latency"``
+    (``value``: the step's p99), ``threshold`` the limit breached.
     """,
 )
 

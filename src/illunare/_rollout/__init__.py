@@ -1,0 +1,1 @@
+"""Gradual rollouts and shadow runs of a module's new version, inside the process."""
