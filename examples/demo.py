@@ -12,14 +12,19 @@ the flags live in Redis and a second, real process watches the flag change
 arrive. Then three ``Deployment``s: v4 (two modules and a config change)
 succeeds and passes its health gate; v5's migration fails and it is rolled
 back; v6 passes every step, but its pricing fails one request in five: the
-health gate sees the error rate during its bake and rolls it back. It
-prints how every request went.
+health gate sees the error rate during its bake and rolls it back. Then
+canaries of the pricing module, sticky by the ``X-Customer`` header each
+client sends: v7 takes 10 %, then 50 % of the customers, and is promoted;
+v8 fails one request in five and is rolled back at the end of its first
+step; v9, which rounds prices differently, runs in the shadow of v7 for a
+while, and its mismatches are counted. It prints how every request went.
 """
 
 from __future__ import annotations
 
 import collections
 import http.client
+import itertools
 import json
 import shutil
 import subprocess
@@ -44,13 +49,16 @@ from illunare import (  # noqa: E402  # after the path is set
     MemoryBackend,
     Migration,
     RedisBackend,
+    Rollout,
+    RolloutHandle,
+    Shadow,
     SwapError,
     Thresholds,
     default_reloader,
     signals,
 )
 from illunare.testing import RedisServer  # noqa: E402
-from illunare.web import HotASGI  # noqa: E402
+from illunare.web import HotASGI, header_key  # noqa: E402
 
 PAYMENT_FLAG = {
     "enabled": True,
@@ -80,6 +88,12 @@ PHASE_SECONDS = 1.0
 BAKE_SECONDS = 1.0
 # What a client gets from release v6's pricing bug (an HTTP 500 saying so).
 V6_BUG = "pricing v6 fails one request in five"
+# ... and from v8's, which only its canary's customers meet.
+V8_BUG = "pricing v8 fails one request in five"
+# The clients' customers, one X-Customer header each: the canaries' sticky key.
+CUSTOMER_IDS = 1000
+CANARY = Rollout(steps=(10, 50, 100), bake=1.0, sticky=header_key("x-customer"))
+SHADOW_SECONDS = 2.0
 
 
 class Traffic:
@@ -92,10 +106,12 @@ class Traffic:
         self.failures: list[str] = []
         #: when each request that met v6's bug started (time.monotonic())
         self.bad_code: list[float] = []
+        #: when each request that met v8's bug started (time.monotonic())
+        self.canary_errors: list[float] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, args=(CUSTOMERS[n % len(CUSTOMERS)],))
+            threading.Thread(target=self._run, args=(CUSTOMERS[n % len(CUSTOMERS)], n))
             for n in range(CLIENTS)
         ]
 
@@ -108,21 +124,23 @@ class Traffic:
         for thread in self._threads:
             thread.join()
 
-    def _run(self, customer: tuple[str, str]) -> None:
+    def _run(self, customer: tuple[str, str], client: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         headers = {"X-Segment": customer[0], "X-Region": customer[1]}
         seen: collections.Counter[str] = collections.Counter()
         flows: collections.Counter[tuple[str, str]] = collections.Counter()
         failures = []
-        bad_code = []
+        bugs: dict[str, list[float]] = {V6_BUG: [], V8_BUG: []}
+        customer_ids = itertools.count(client, CLIENTS)
         while not self._stop.is_set():
             started = time.monotonic()
+            headers["X-Customer"] = f"c{next(customer_ids) % CUSTOMER_IDS}"
             try:
                 connection.request("GET", "/price/apple", headers=headers)
                 response = connection.getresponse()
                 body = response.read()
-                if response.status == 500 and json.loads(body).get("error") == V6_BUG:
-                    bad_code.append(started)
+                if response.status == 500 and json.loads(body).get("error") in bugs:
+                    bugs[json.loads(body)["error"]].append(started)
                     continue
                 if response.status != 200:
                     failures.append(f"HTTP {response.status}")
@@ -141,7 +159,8 @@ class Traffic:
             self.by_release.update(seen)
             self.by_flow.update(flows)
             self.failures.extend(failures)
-            self.bad_code.extend(bad_code)
+            self.bad_code.extend(bugs[V6_BUG])
+            self.canary_errors.extend(bugs[V8_BUG])
 
 
 def flag_backend(stack: ExitStack) -> tuple[RedisBackend | MemoryBackend, str | None]:
@@ -307,6 +326,39 @@ def deployment_phase(
     return outcomes
 
 
+def canary_phase() -> tuple[list[tuple[str, RolloutHandle]], float]:
+    """Canaries of shop.pricing under load: v7 promoted, v8 rolled back, v9 in v7's shadow.
+
+    Returns the canaries' and the shadow run's handles, and when v8's
+    rollback had ended (time.monotonic()): no request started after it may
+    meet v8's bug.
+    """
+    reloader = default_reloader()
+    pricing = (HERE / "releases" / "pricing_{}.py").as_posix()
+    handles = []
+    rolled_back = 0.0
+    for release in ("v7", "v8"):
+        handle = reloader.swap(
+            "shop.pricing", Path(pricing.format(release)), reason=f"canary {release}",
+            rollout=CANARY,
+        )  # fmt: skip
+        status = handle.wait(timeout=60)
+        rolled_back = time.monotonic()
+        if status not in ("promoted", "rolled_back", "failed"):
+            handle.abort()  # stuck: the report says so
+        handles.append((f"canary {release}", handle))
+        print(f"canary {release}: {status}")
+        time.sleep(PHASE_SECONDS)
+    shadow = reloader.swap(
+        "shop.pricing", Path(pricing.format("v9")), reason="shadow v9", shadow=Shadow()
+    )
+    time.sleep(SHADOW_SECONDS)
+    shadow.abort()
+    handles.append(("shadow v9", shadow))
+    print("shadow v9: aborted after its run")
+    return handles, rolled_back
+
+
 def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
     """uvicorn serving ``app`` on a free loopback port, in a thread."""
     server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="warning", access_log=False))
@@ -341,11 +393,13 @@ def main() -> int:
         bake: list[float] = []
         deployed = {}
         deployments = deployment_phase(port, deployed, bake)
+        canaries, rolled_back = canary_phase()
         traffic.stop()
         server.should_exit = True
         thread.join(10)
     failed = report(traffic, timings, results, refused, seen=seen)
-    return failed or report_deployments(traffic, deployments, deployed, bake)
+    failed = report_deployments(traffic, deployments, deployed, bake) or failed
+    return report_canaries(traffic, canaries, rolled_back) or failed
 
 
 def report(
@@ -419,6 +473,48 @@ def report_deployments(
         problems.append("v4 is not what serves after each deployment")
     if traffic.failures or len(during) != len(traffic.bad_code):
         problems.append("a request failed because of a deployment")
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def report_canaries(
+    traffic: Traffic, handles: list[tuple[str, RolloutHandle]], rolled_back: float
+) -> int:
+    """Print the requests each version served in each canary; 0 when all went to plan."""
+    problems = []
+    outcomes = []
+    for name, handle in handles:
+        report = handle.report()
+        versions = report["versions"]
+        assert isinstance(versions, dict)
+        old, new = (
+            next(v for v in versions.values() if v["role"] == role) for role in ("old", "new")
+        )
+        steps = report["steps"]
+        assert isinstance(steps, list)
+        status = str(report["status"])
+        outcomes.append((status, steps[-1]["weight"] if steps else None))
+        if name.startswith("shadow"):
+            print(
+                f"  {name}  calls {new['calls']} mismatches {report['mismatches']} "
+                f"errors {new['errors']}"
+            )
+            if not new["calls"] or not report["mismatches"] or new["errors"]:
+                problems.append(f"{name} did not report v9's rounding alone")
+            continue
+        ended = f"{status} at {steps[-1]['weight']}%" if status != "promoted" else status
+        errors = f"  errors {new['errors']}" if new["errors"] else ""
+        print(f"  {name} {ended}  requests old {old['calls']} new {new['calls']}{errors}")
+        if not old["calls"] or not new["calls"]:
+            problems.append(f"{name} did not split the requests")
+    after = [started for started in traffic.canary_errors if started > rolled_back]
+    print(f"  requests that met v8's bug            {len(traffic.canary_errors)}")
+    print(f"  requests that met v8's bug after its rollback  {len(after)}")
+    if outcomes != [("promoted", 100), ("rolled_back", 10), ("rolled_back", None)]:
+        problems.append(f"the canaries ended {outcomes}")
+    if not traffic.canary_errors or after:
+        problems.append("v8's canary was not rolled back within its first step")
     for problem in problems:
         print(f"FAILED: {problem}")
     return 1 if problems else 0

@@ -490,3 +490,16 @@ WINDOWS = st.integers(min_value=1, max_value=12)
 
 # Hot configuration: updates of a few keys; -1 is the value the tests' validator refuses.
 CONFIG_UPDATES = st.dictionaries(st.sampled_from("abcd"), st.integers(-1, 3), max_size=3)
+
+# A package's "rollout" part as JSON might bring it: mappings keyed mostly by the fields
+# of a rollout and of its thresholds, any JSON value in them.
+_ROLLOUT_KEYS = ["steps", "bake", "min_samples", "on_inconclusive", "thresholds"]
+_ROLLOUT_KEYS += ["max_error_rate", "max_latency", "sticky", "x"]
+ROLLOUT_PARTS = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 200) | st.floats() | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(_ROLLOUT_KEYS), inner, max_size=4)
+    ),
+    max_leaves=8,
+)

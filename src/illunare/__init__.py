@@ -8,7 +8,7 @@ from illunare._deploy.gate import HealthGate
 from illunare._deploy.hotconfig import HotConfig
 from illunare._deploy.plan import DeploymentPlan
 from illunare._deploy.results import DeploymentResult, StepResult
-from illunare._deploy.steps import ConfigUpdate, FlagUpdate, HotSwap, Migration
+from illunare._deploy.steps import ConfigUpdate, FlagUpdate, HotRollout, HotSwap, Migration
 from illunare._flags.backends import FlagBackend, MemoryBackend
 from illunare._flags.file import FileBackend
 from illunare._flags.flags import FeatureFlags
@@ -77,6 +77,7 @@ __all__ = [
     "HealthGate",
     "HotConfig",
     "HotReloader",
+    "HotRollout",
     "HotSwap",
     "IllunareError",
     "InvalidArgumentError",

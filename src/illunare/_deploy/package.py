@@ -135,7 +135,9 @@ def _rollout(rollout: object, problems: list[Problem]) -> Rollout | None:
     if isinstance(rollout, Rollout):
         return rollout
     if not isinstance(rollout, Mapping):
-        problems.append(("rollout", f"must be a Rollout or a mapping of its fields, not {rollout!r}"))
+        problems.append(
+            ("rollout", f"must be a Rollout or a mapping of its fields, not {rollout!r}")
+        )
         return None
     return _made("rollout", rollout, Rollout, problems)
 
@@ -154,15 +156,14 @@ def _made(path: str, given: object, kind: Callable[..., _T], problems: list[Prob
             known = f"unknown field ({', '.join(names)})"
             found.append((at, _STICKY if key == "sticky" else known))
             continue
-        if key == "thresholds":
-            value = _made(at, value, Thresholds, found)
-            if value is None:  # its problems are listed
-                continue
+        field = _made(at, value, Thresholds, found) if key == "thresholds" else value
+        if field is None and key == "thresholds":  # its problems are listed
+            continue
         try:
-            kind(**{key: value})
+            kind(**{key: field})
         except InvalidArgumentError as error:
             found.append((at, str(error)))
-        fields[key] = value
+        fields[key] = field
     problems += found
     return None if found else kind(**fields)
 

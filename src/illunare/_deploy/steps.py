@@ -290,7 +290,9 @@ def _sources(value: object) -> Mapping[str, str]:
         )
     for module, code in value.items():
         if not isinstance(module, str) or not module:
-            raise InvalidArgumentError(f"HotRollout.modules: a module name must be a str, got {module!r}")
+            raise InvalidArgumentError(
+                f"HotRollout.modules: a module name must be a str, got {module!r}"
+            )
         if not isinstance(code, str):
             raise InvalidArgumentError(
                 f"HotRollout.modules[{module!r}] must be the new source (str), got {code!r}"
@@ -358,23 +360,30 @@ class Release:
 
         Those that changed include the modules the release executed anew
         with them (a hot web app's, ``illunare.web``): they are told by
-        ``module_swapped``, which the release sends in this thread (a
-        rollout, in the thread that promotes it).
+        ``module_swapped``, which the release sends in this thread, and a
+        rollout in the thread that promotes it.
 
         Raises:
-            RolloutError: the rollout rolled back or failed; nothing changed.
+            RolloutError: the rollout rolled back or failed: every call is
+                on the old versions again.
 
         """
         reloader = parts.reloader()
         sources = {swap.module: swap.code for swap in self.swaps}
-        made: dict[str, int] = {}
-        thread = threading.get_ident()
+        here = threading.get_ident()
+        swapped: list[tuple[int, CodeVersion]] = []
+        # Those of a rollout's release: it may be promoted by any thread, but
+        # its modules are the rollout's alone until it ends.
+        rolled_out: frozenset[str] = frozenset()
 
         def collect(sender: object, *, version: CodeVersion, **extra: object) -> None:
-            if threading.get_ident() == thread:
-                made[version.module] = version.number
+            swapped.append((threading.get_ident(), version))
 
         def undo() -> None:
+            made: dict[str, int] = {}
+            for thread, version in swapped:
+                if thread == here or version.module in rolled_out:
+                    made.setdefault(version.module, version.number)
             if not made:
                 return
             moved = [
@@ -393,28 +402,33 @@ class Release:
             if self.rollout is None:
                 reloader.swap_many(sources, reason=reason)
             else:
-                _roll_out(reloader, sources, self.rollout, reason, undo)
+                handle = reloader._start_rollout(
+                    sources, checks=(), reason=reason, rollout=self.rollout, shadow=None
+                )
+                rolled_out = _modules(handle)
+                _wait(handle, undo)
         return undo
 
 
-def _roll_out(
-    reloader: HotReloader, sources: dict[str, str], rollout: Rollout, reason: str, undo: Undo
-) -> None:
-    """Ship ``sources`` as one rollout and wait for its end; RolloutError unless it promoted.
+def _modules(handle: RolloutHandle) -> frozenset[str]:
+    """The modules of a rollout's release, its participants' dependents included."""
+    split = handle._controller._split
+    return frozenset() if split is None else frozenset(split.modules)
+
+
+def _wait(handle: RolloutHandle, undo: Undo) -> None:
+    """Wait for the end of ``handle``'s rollout; RolloutError unless it promoted.
 
     An interrupt (``KeyboardInterrupt``, ``SystemExit``) during the wait
-    aborts the rollout (or, if it promoted meanwhile, undoes the promotion),
-    then goes on.
+    aborts the rollout, or undoes it if it promoted first, then goes on.
     """
-    handle = reloader._start_rollout(
-        sources, checks=(), reason=reason, rollout=rollout, shadow=None
-    )
     try:
         status = handle.wait()
     except BaseException:
         try:
             handle.abort()
-        except RolloutError:  # it promoted first: undo that instead
+        except RolloutError:  # it promoted first: once it is told (module_swapped), undo it
+            handle.wait()
             undo()
         raise
     if status != "promoted":
