@@ -838,3 +838,44 @@ class TestHealthValue:
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             summary.count = 2  # type: ignore[misc]
         assert summary == MetricSummary(1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, (0.5,))
+
+
+class TestRecordBatch:
+    def test_a_batch_joins_the_window_and_the_count(self) -> None:
+        """_record_batch keeps the window's last values and adds the count it stands for."""
+        monitor = PerformanceMonitor(window=3)
+        monitor.record("svc@1", "latency", 0.5)
+        monitor._record_batch("svc@1", "latency", [0.1, 0.2, 0.3, 0.4], 10)
+        summary = monitor.metrics("svc@1")["latency"]
+        assert summary.values == (0.2, 0.3, 0.4)
+        assert summary.count == 11
+
+    def test_one_alert_for_the_largest_breaching_value(self, alerts: Alerts) -> None:
+        """A batch with several values over max_latency sends one alert, for the largest."""
+        monitor = PerformanceMonitor(thresholds=Thresholds(max_latency=0.25))
+        monitor._record_batch("svc@2", "latency", [0.3, 0.9, 0.1, 0.5], 4)
+        assert [(a["deployment_id"], a["value"]) for a in alerts.performance] == [("svc@2", 0.9)]
+
+    def test_no_alert_within_the_limit(self, alerts: Alerts) -> None:
+        """A batch whose values are all within the thresholds sends nothing."""
+        monitor = PerformanceMonitor(thresholds=Thresholds(max_latency=1.0, max_error_rate=0.5))
+        monitor._record_batch("svc@2", "latency", [0.3, 0.9], 2)
+        monitor._record_batch("svc@2", "error_rate", [0.5], 1)
+        assert alerts.performance == []
+        assert alerts.rollback == []
+
+    def test_measured_blocks_come_first(self) -> None:
+        """Blocks measured before a batch are settled into the window before it."""
+        monitor = PerformanceMonitor()
+        with monitor.measure("svc@3"):
+            pass
+        monitor._record_batch("svc@3", "latency", [7.0], 1)
+        values = monitor.metrics("svc@3")["latency"].values
+        assert len(values) == 2
+        assert values[-1] == 7.0
+
+    def test_an_empty_batch_starts_nothing(self) -> None:
+        """No values and no count: the id is not even started."""
+        monitor = PerformanceMonitor()
+        monitor._record_batch("svc@4", "latency", [], 0)
+        assert monitor.metrics("svc@4") == {}

@@ -18,7 +18,7 @@ import contextlib
 import gc
 import types
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from illunare._reload.classes import (
@@ -39,7 +39,16 @@ from illunare._reload.registrations import exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
-__all__ = ["Absorbed", "absorb", "class_problems", "flip", "flip_many", "plan", "stable_classes"]
+__all__ = [
+    "Absorbed",
+    "absorb",
+    "class_problems",
+    "collection_paused",
+    "flip",
+    "flip_many",
+    "plan",
+    "stable_classes",
+]
 
 _NOTHING: Mapping[type, type] = types.MappingProxyType({})
 
@@ -249,29 +258,47 @@ def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) 
     flip_many(((tracked, target, carry),))
 
 
-def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[str]]]) -> None:
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No garbage collection within the block (around a switch). The caller holds ``LOCK``.
+
+    A collection in a switch could run finalizers (Python code) in the
+    middle of it, and one triggered by the planning would walk every object
+    a swap just created: it runs right after. Paused and resumed under
+    LOCK: two switches at once could otherwise each see the other's pause
+    as the setting to restore.
+    """
+    collecting = gc.isenabled()
+    try:
+        gc.disable()  # inside the try: an interrupt right after it re-enables it
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def flip_many(
+    changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[str]]],
+    attributes: Iterable[tuple[object, str, object]] = (),
+) -> None:
     """Make each ``target`` the live version of its module, all in one atomic switch.
 
     For each module: its namespace, class contents and proxy targets.
     ``carry`` names values that move from the leaving namespace into
     ``target``'s, with the value they have at the switch. Every thread sees
     the modules wholly before or wholly after; flipping to the current version
-    re-applies all of it (the repair after an interrupted switch). The caller
+    re-applies all of it (the repair after an interrupted switch, or the end
+    of a rollout that reverts), leaving the registrations as they are. The
+    same switch sets each (owner, name, value) of ``attributes``. The caller
     holds ``LOCK``.
     """
-    # No garbage collection during the flip: one in the switch could run
-    # finalizers (Python code) in the middle of it, and one triggered by the
-    # planning would walk every object a swap just created. It runs right after.
-    # Paused and resumed under LOCK, which the caller holds: two flips at once
-    # could otherwise each see the other's pause as the setting to restore.
-    collecting = gc.isenabled()
-    try:
-        gc.disable()  # inside the try: an interrupt right after it re-enables it
+    with collection_paused():
         switch = Switch()
         registrations = []
         for tracked, target, carry in changes:
             leaving = tracked.current
-            registrations.append((leaving.registrations, target.registrations))
+            if leaving is not target:
+                registrations.append((leaving.registrations, target.registrations))
             old, new = leaving.namespace, target.namespace
             if "__path__" in old and old is not new:
                 # Submodules imported since are attributes of the package itself.
@@ -298,6 +325,8 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
                     switch.class_contents(stable, delete, contents)
             switch.retarget(proxies, functions)
             switch.attribute(tracked, "current", target)
+        for owner, name, value in attributes:
+            switch.attribute(owner, name, value)
         switch.run()
         # Right after the switch, not in it: withdrawing runs Python code (a
         # dict key's __eq__). Meanwhile another thread may see the new code
@@ -305,9 +334,6 @@ def flip_many(changes: Iterable[tuple[TrackedModule, ModuleVersion, Collection[s
         for withdrawn, restored in registrations:
             if withdrawn or restored:  # most versions register nothing
                 exchange(withdrawn, restored)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def plan(tracked: TrackedModule, version: ModuleVersion) -> None:

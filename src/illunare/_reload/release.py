@@ -20,7 +20,9 @@ modules to it, refuse it, and learn when it switched.
 The pipeline's steps are here too (``HotReloader`` drives them, holding
 each module's preparation lock): ``execute`` runs and checks the new
 sources without the lock, ``bind`` and ``commit`` (under it) bind the
-release's namespaces and switch them in one ``flip_many``.
+release's namespaces and switch them in one ``flip_many`` (or, for a
+rollout, ``record`` the new versions and split the calls between them:
+``illunare._rollout.switching``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -56,20 +58,27 @@ from illunare._reload.source import SourceText
 from illunare._reload.versions import CodeVersion, ModuleVersion, TrackedModule
 from illunare.exceptions import LoadError, ValidationError
 
+if TYPE_CHECKING:
+    from illunare._rollout.split import RequestSplit
+
 __all__ = [
+    "Change",
     "Entry",
     "Participant",
     "Siblings",
+    "Splitting",
     "bind",
     "commit",
     "ensure_current",
     "execute",
     "flip_back",
     "imports_of",
+    "new_versions",
     "notify_aborted",
     "notify_committed",
     "preparation_order",
     "rebind",
+    "record",
     "release_imports",
     "top_level_imports",
 ]
@@ -119,6 +128,27 @@ class Participant(Protocol):
 
         Apps kept for a rollback, requests in flight on them: what these refer
         to is not reported as a stale reference.
+        """
+
+
+class Splitting(Participant, Protocol):
+    """A participant that takes part in rollouts (``split`` is optional for a participant)."""
+
+    def split(
+        self,
+        namespaces: Mapping[str, dict[str, Any]],
+        previous: Mapping[str, dict[str, Any]],
+        requests: RequestSplit,
+    ) -> Sequence[tuple[object, str, object]]:
+        """A rollout of the release starts: the attributes to set while both versions serve.
+
+        ``namespaces``: the candidates' (module name -> namespace);
+        ``previous``: the versions serving until now. Returns (owner, name,
+        value) triples: the switch that starts the split sets each, the one
+        that ends it (revert or promotion) sets each back to ``None``. Called
+        under the library's lock, before anything is live: it must be quick
+        and take no lock of its own; raising refuses the release
+        (``ValidationError``).
         """
 
 
@@ -528,12 +558,14 @@ def bind(entries: Sequence[Entry], siblings: Siblings) -> list[Absorbed]:
     return bound
 
 
-def commit(
-    entries: Sequence[Entry], bound: Sequence[Absorbed]
-) -> list[tuple[CodeVersion, CodeVersion]]:
-    """Record the release's versions and make them live in one flip. Under LOCK."""
-    changes = []
-    swapped = []
+#: A module's new version and the names whose live value it takes when it
+#: goes live (``flip_many``'s ``carry``).
+Change = tuple[TrackedModule, ModuleVersion, list[str]]
+
+
+def new_versions(entries: Sequence[Entry], bound: Sequence[Absorbed]) -> list[Change]:
+    """The release's new versions, numbered but not recorded yet. Under LOCK until ``record``."""
+    changes: list[Change] = []
     for (tracked, base, prepared, reason), (targets, classes, husks) in zip(
         entries, bound, strict=True
     ):
@@ -564,17 +596,37 @@ def commit(
                 for entry in prepared.registrations
             ),
         )
-        tracked.history.add(version)
-        plan(tracked, version)
         # A preserved value that __hot_migrate__ left alone takes the latest
         # live value at the switch, not the one copied during preparation.
         carry = [key for key, value in prepared.carried.items() if namespace.get(key) is value]
         changes.append((tracked, version, carry))
-        swapped.append((base.info, info))
+    return changes
+
+
+def record(changes: Iterable[Change]) -> None:
+    """Put the new versions in their histories and plan their flips; nothing is live. Under LOCK.
+
+    A rollout records its candidates so (numbered, in ``history()``) and
+    makes them live later, or never.
+    """
+    for tracked, version, _ in changes:
+        tracked.history.add(version)
+        plan(tracked, version)
+
+
+def commit(
+    entries: Sequence[Entry], bound: Sequence[Absorbed]
+) -> list[tuple[CodeVersion, CodeVersion]]:
+    """Record the release's versions and make them live in one flip. Under LOCK."""
+    changes = new_versions(entries, bound)
+    record(changes)
     flip_many(changes)
     for tracked, version, _ in changes:
         tracked.history.evict(version)
-    return swapped
+    return [
+        (base.info, version.info)
+        for (_, base, _, _), (_, version, _) in zip(entries, changes, strict=True)
+    ]
 
 
 def flip_back(changes: Iterable[tuple[TrackedModule, ModuleVersion, ModuleVersion]]) -> None:

@@ -11,12 +11,12 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from illunare import signals
 from illunare._arguments import optional, positive_int
 from illunare._monitor.monitor import PerformanceMonitor
-from illunare._reload.binding import absorb
+from illunare._reload.binding import Absorbed, absorb
 from illunare._reload.classes import data_attributes
 from illunare._reload.courtesy import take_turn
 from illunare._reload.importer import HotFinder, ReloadFinder
@@ -33,6 +33,7 @@ from illunare._reload.prepare import (
 from illunare._reload.proxy import HotFunction, preparing
 from illunare._reload.registrations import collect_young, record
 from illunare._reload.release import (
+    Entry,
     Participant,
     Siblings,
     bind,
@@ -48,10 +49,17 @@ from illunare._reload.release import (
 from illunare._reload.source import Source, SourceText, digest, read_source
 from illunare._reload.stale import nothing_stale, stale_references, warn
 from illunare._reload.versions import CodeVersion, History, ModuleVersion, TrackedModule
+from illunare._rollout import switching
+from illunare._rollout.config import Rollout, Shadow
+from illunare._rollout.controller import Controller
+from illunare._rollout.handle import RolloutHandle
+from illunare._rollout.shadow import ShadowRun
+from illunare._rollout.split import Split
 from illunare.exceptions import (
     InvalidArgumentError,
     LoadError,
     RollbackError,
+    RolloutError,
     SwapError,
     UnknownModuleError,
     ValidationError,
@@ -63,6 +71,9 @@ if TYPE_CHECKING:
 __all__ = ["HotReloader"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Takes a prepared, bound release under the lock instead of committing it (a rollout).
+Splitter = Callable[[Sequence[Entry], Sequence[Absorbed], Sequence[Participant]], None]
 
 # Which reloader versions which module: two reloaders switching one module's
 # namespace would undo each other's work. Read and written under LOCK only,
@@ -78,8 +89,12 @@ _RELOADERS: weakref.WeakSet[HotReloader] = weakref.WeakSet()
 def _rearm_after_fork() -> None:
     # A thread of the parent may have been preparing a swap: the child got
     # that module's lock held, by a thread that does not exist in the child.
+    # A rollout's thread does not exist there either: the child serves the
+    # old version alone (it judges nothing, and must not run half-judged code).
     for reloader in list(_RELOADERS):
         reloader._preparing = {}
+        for controller in {id(c): c for c in reloader._rollouts.values()}.values():
+            controller.forked()
 
 
 if sys.platform != "win32":
@@ -189,6 +204,10 @@ class HotReloader:
         self._preparing: dict[str, threading.RLock] = {}
         # Told about every release (release.Participant), in order of registration.
         self._participants: list[Participant] = []
+        # Each module of a running rollout -> its controller (a swap of one is refused).
+        self._rollouts: dict[str, Controller] = {}
+        # The monitor rollouts report to when none was given (made at the first).
+        self._private_monitor: PerformanceMonitor | None = None
         _RELOADERS.add(self)
 
     def __repr__(self) -> str:
@@ -310,6 +329,7 @@ class HotReloader:
 
     # Swapping -------------------------------------------------------------------
 
+    @overload
     def swap(
         self,
         module: str,
@@ -317,8 +337,45 @@ class HotReloader:
         *,
         checks: Sequence[Check] = (),
         reason: str = "",
-    ) -> CodeVersion:
-        """Replace the code of a tracked module; return the new version.
+        rollout: None = None,
+        shadow: None = None,
+    ) -> CodeVersion: ...
+
+    @overload
+    def swap(
+        self,
+        module: str,
+        source: Source = None,
+        *,
+        checks: Sequence[Check] = (),
+        reason: str = "",
+        rollout: Rollout,
+        shadow: None = None,
+    ) -> RolloutHandle: ...
+
+    @overload
+    def swap(
+        self,
+        module: str,
+        source: Source = None,
+        *,
+        checks: Sequence[Check] = (),
+        reason: str = "",
+        rollout: None = None,
+        shadow: Shadow,
+    ) -> RolloutHandle: ...
+
+    def swap(
+        self,
+        module: str,
+        source: Source = None,
+        *,
+        checks: Sequence[Check] = (),
+        reason: str = "",
+        rollout: Rollout | None = None,
+        shadow: Shadow | None = None,
+    ) -> CodeVersion | RolloutHandle:
+        """Replace the code of a tracked module; return the new version (or a rollout's handle).
 
         Everything is prepared first: the source is compiled and executed in a
         fresh namespace, names in its ``__hot_preserve__`` take their live
@@ -339,6 +396,20 @@ class HotReloader:
                 module's own file.
             checks: callables given the new module before it goes live.
             reason: recorded on the version and in signals.
+            rollout: shift calls to the new version gradually (``Rollout``):
+                both versions stay live, each call of a hot function or
+                method of the module goes to the new one with the step's
+                share, and each step is judged after its bake. Returns a
+                ``RolloutHandle``, the first step in effect; ``current()``
+                stays the old version until the rollout promotes, and
+                ``module_swapped`` is sent then.
+            shadow: run the new version beside the old (``Shadow``): the old
+                one serves every call, a sample also runs on the new one off
+                the callers' path and the results are compared. Returns a
+                ``RolloutHandle`` (``promote()`` or ``abort()`` ends it).
+
+        With ``rollout`` or ``shadow``, an identical source makes no version
+        and returns a handle already ``"promoted"`` (no signals).
 
         Raises:
             CompileError, LoadError, ValidationError, UnknownModuleError:
@@ -346,13 +417,123 @@ class HotReloader:
                 code raises, ``SystemExit`` and ``KeyboardInterrupt``
                 included, is such an error's ``__cause__``. A rollback of the
                 module while its new source was being prepared is a LoadError.
-            InvalidArgumentError: ``module``, ``reason`` or ``checks`` is of the
-                wrong type; nothing was attempted.
+            RolloutError: the module is under a rollout or shadow run (end it
+                first); nothing changed, ``swap_failed`` was sent.
+            InvalidArgumentError: ``module``, ``reason``, ``checks``,
+                ``rollout`` or ``shadow`` is of the wrong type, or both
+                ``rollout`` and ``shadow`` are given; nothing was attempted.
 
         """
         started = time.perf_counter()
         name = _module_name(module)
-        return self._release({name: source}, checks, reason, started)[0]
+        if rollout is None and shadow is None:
+            return self._release({name: source}, checks, reason, started)[0]
+        return self._start_rollout(
+            {name: source}, checks=checks, reason=reason, rollout=rollout, shadow=shadow
+        )
+
+    def _start_rollout(
+        self,
+        sources: Mapping[str, Source],
+        *,
+        checks: Sequence[Check],
+        reason: str,
+        rollout: Rollout | None,
+        shadow: Shadow | None,
+    ) -> RolloutHandle:
+        """Prepare ``sources`` as one release and roll it out (or shadow it); its handle.
+
+        The release is prepared as ``swap_many`` prepares one; its first
+        module whose source changed is the rollout's subject (what the
+        handle, the signals and the monitor ids name). A first step of 100
+        is a plain swap, its handle already ``"promoted"``.
+
+        Raises:
+            as ``swap``.
+
+        """
+        started = time.perf_counter()
+        optional("rollout", rollout, Rollout)
+        optional("shadow", shadow, Shadow)
+        if rollout is not None and shadow is not None:
+            raise InvalidArgumentError("give a swap either rollout= or shadow=, not both")
+        if rollout is None and shadow is None:
+            raise InvalidArgumentError("a rollout needs rollout= or shadow=")
+        if not isinstance(reason, str):
+            raise InvalidArgumentError(f"reason must be a str, got {type(reason).__name__}")
+        valid = validate_checks(checks)
+        names = list(sources)
+        if rollout is not None and rollout.steps[0] == 100:
+            # Nothing to judge: all the calls at once is a plain swap.
+            with LOCK:
+                tracked = self._modules.get(names[0])
+                before = None if tracked is None else tracked.current.info
+            version = self._release(dict(sources), valid, reason, started)[0]
+            return self._settled(version, before or version, rollout)
+        made: list[Controller] = []
+
+        def register(split: Split, sink: ShadowRun | None) -> None:
+            # Under LOCK with the release's preparation locks held: no swap of
+            # its modules can slip in between the split and the registration.
+            controller = Controller(
+                self,
+                split,
+                subject=split.subject,
+                previous=split.old,
+                version=split.new,
+                rollout=rollout,
+                shadow=sink,
+                monitor=self._rollout_monitor(),
+                ended=self._rollout_ended,
+            )
+            for name in split.modules:
+                self._rollouts[name] = controller
+            made.append(controller)
+
+        try:
+            split = self._split_release(
+                dict(sources),
+                checks=valid,
+                reason=reason,
+                weight=0 if rollout is None else rollout.steps[0],
+                sticky=None if rollout is None else rollout.sticky,
+                mask_all=rollout is not None and rollout.thresholds.max_latency is not None,
+                shadow=shadow,
+                then=register,
+            )
+        except SwapError as error:
+            if signals.swap_failed.receivers:
+                for name in names:
+                    signals.swap_failed.send(self, module=name, error=error, reason=reason)
+            raise
+        if split is None:  # identical sources: nothing to roll out
+            with LOCK:
+                version = self._tracked(names[0]).current.info
+            return self._settled(version, version, rollout)
+        made[0].start()
+        return made[0].handle
+
+    def _settled(
+        self, version: CodeVersion, previous: CodeVersion, rollout: Rollout | None
+    ) -> RolloutHandle:
+        """The handle of a rollout that ended as it began: ``"promoted"``.
+
+        ``rollout_finished`` is sent when a version was made (``previous`` is
+        another); an identical source sends nothing.
+        """
+        controller = Controller(
+            self,
+            None,
+            subject=version.module,
+            previous=previous,
+            version=version,
+            rollout=rollout,
+            shadow=None,
+            monitor=self._rollout_monitor(),
+            ended=self._rollout_ended,
+        )
+        controller.start()
+        return controller.handle
 
     def swap_many(
         self,
@@ -480,8 +661,43 @@ class HotReloader:
     def _rollback_release(
         self, requests: dict[str, int | None], started: float
     ) -> tuple[CodeVersion, ...]:
-        """Switch each module to version ``to`` (``None``: its parent) in one flip."""
+        """Switch each module to version ``to`` (``None``: its parent) in one flip.
+
+        A module under a rollout has it aborted first, which puts it back on
+        its current version: it is done, unless ``to`` names another version.
+        """
         self._finish_pending()
+        aborted = self._abort_rollouts(requests)
+        pending = {
+            name: to
+            for name, to in requests.items()
+            if name not in aborted or to not in (None, aborted[name].number)
+        }
+        versions = self._flip_back_release(pending, started) if pending else {}
+        return tuple(versions.get(name) or aborted[name] for name in requests)
+
+    def _abort_rollouts(self, names: Iterable[str]) -> dict[str, CodeVersion]:
+        """Abort the rollouts of ``names``; each module of theirs -> its version now current."""
+        with LOCK:
+            controllers = {id(c): c for name in names if (c := self._rollouts.get(name))}
+        aborted = {}
+        for controller in controllers.values():
+            try:
+                controller.abort()
+            except RolloutError as error:
+                if error.status == "promoted":
+                    continue  # promoted meanwhile: a plain rollback of the new current
+            with LOCK:
+                for name in controller.modules:
+                    tracked = self._modules.get(name)
+                    if tracked is not None:
+                        aborted[name] = tracked.current.info
+        return aborted
+
+    def _flip_back_release(
+        self, requests: dict[str, int | None], started: float
+    ) -> dict[str, CodeVersion]:
+        """The rollback of ``requests`` (none under a rollout); the versions now current."""
         with LOCK:
             participants = tuple(self._participants) if self._participants else ()
             changes = [self._rollback_target(name, to) for name, to in requests.items()]
@@ -518,7 +734,7 @@ class HotReloader:
                     duration=duration,
                     stale=stale,
                 )
-        return tuple([target.info for _, _, target in changes])
+        return {tracked.name: target.info for tracked, _, target in changes}
 
     def _rollback_target(
         self, name: str, to: int | None
@@ -720,7 +936,10 @@ class HotReloader:
             self._track(module)
 
     def _stale(
-        self, tracked: TrackedModule | None, leaving: ModuleVersion | None
+        self,
+        tracked: TrackedModule | None,
+        leaving: ModuleVersion | None,
+        also_kept: Iterable[object] = (),
     ) -> tuple[str, ...]:
         """Report the references to version ``leaving`` of ``tracked`` that still run its code.
 
@@ -736,6 +955,7 @@ class HotReloader:
             modules = list(self._modules.values())
             participants = tuple(self._participants)
         kept = [obj for participant in participants for obj in participant.kept()]
+        kept.extend(also_kept)
         stale = stale_references(tracked, leaving, modules, kept)
         warn(stale, stacklevel=4)
         return stale
@@ -748,13 +968,19 @@ class HotReloader:
             return lock
 
     def _swap_release(
-        self, sources: dict[str, Source], checks: Sequence[Check], reason: str
+        self,
+        sources: dict[str, Source],
+        checks: Sequence[Check],
+        reason: str,
+        split: Splitter | None = None,
     ) -> tuple[dict[str, CodeVersion], list[tuple[CodeVersion, CodeVersion]]]:
         """Prepare the release without the lock, then commit it under it.
 
         Returns each requested module's version after the release, and
         (previous, new) for every module that got a new version (the
-        participants' dependents included).
+        participants' dependents included). With ``split``, the release is
+        handed to it instead of committed (see ``_prepare_release``). A
+        module under a rollout refuses the release (RolloutError).
         """
         self._finish_pending()
         with LOCK:
@@ -778,6 +1004,7 @@ class HotReloader:
                 held.enter_context(self._preparation_lock(name))
             with LOCK:
                 bases = {name: self._tracked(name).current for name in names}
+                self._refuse_rollouts(names)
             versions = {name: bases[name].info for name in texts}
             work = {
                 name: (text, reason)
@@ -789,9 +1016,22 @@ class HotReloader:
             requested = frozenset(work)
             for name in sorted(dependents - requested):
                 work[name] = self._rebuild(name, bases[name], requested)
-            swapped = self._prepare_release(bases, work, checks, participants)
+            swapped = self._prepare_release(bases, work, checks, participants, split)
         versions.update((version.module, version) for _, version in swapped)
         return versions, swapped
+
+    def _refuse_rollouts(self, names: Iterable[str]) -> None:
+        """RolloutError if a module of ``names`` is under a rollout. Under LOCK."""
+        for name in names:
+            controller = self._rollouts.get(name)
+            if controller is not None:
+                raise RolloutError(
+                    f"{name} is under a rollout of {controller.subject} "
+                    f"(v{controller.version.number}, {controller.status}); "
+                    "promote or abort it before swapping",
+                    module=name,
+                    status=controller.status,
+                )
 
     def _dependents(self, participants: Iterable[Participant], changed: frozenset[str]) -> set[str]:
         """The tracked modules the participants want executed anew with ``changed``."""
@@ -829,8 +1069,15 @@ class HotReloader:
         work: Mapping[str, tuple[SourceText, str]],
         checks: Sequence[Check],
         participants: tuple[Participant, ...],
+        split: Splitter | None = None,
     ) -> list[tuple[CodeVersion, CodeVersion]]:
-        """Execute, check and bind every module of ``work``, then switch them. Holds their locks."""
+        """Execute, check and bind every module of ``work``, then switch them. Holds their locks.
+
+        With ``split`` (a rollout), the bound release goes to
+        ``split(entries, bound, participants)`` under the lock instead of
+        being committed: nothing is swapped (the participants hear of it
+        when the split ends).
+        """
         with LOCK:
             tracked = {name: self._tracked(name) for name in work}
         undo = Undo()
@@ -850,9 +1097,13 @@ class HotReloader:
                     try:
                         ensure_current(entries)
                         bound = bind(entries, siblings)
+                        if split is not None:
+                            split(entries, bound, participants)
                     except BaseException:
                         notify_aborted(participants, namespaces)
                         raise
+                    if split is not None:
+                        return []
                     swapped = commit(entries, bound)
         except BaseException:
             self._forget_imported(undo.imported)
@@ -860,6 +1111,93 @@ class HotReloader:
         previous = {entry[0].name: entry[1].namespace for entry in entries}
         notify_committed(participants, namespaces, previous)
         return swapped
+
+    def _split_release(
+        self,
+        sources: dict[str, Source],
+        *,
+        checks: Sequence[Check],
+        reason: str,
+        weight: int,
+        sticky: Callable[..., object] | None,
+        mask_all: bool = False,
+        shadow: Shadow | None = None,
+        then: Callable[[Split, ShadowRun | None], None] | None = None,
+    ) -> Split | None:
+        """Prepare ``sources`` as one release and split its calls (a rollout named after the first).
+
+        ``None`` when every source is identical to the running one (nothing
+        to roll out). ``shadow``: the old version serves, sampled calls are
+        offered to a ``ShadowRun``. ``then(split, shadow_run)`` is called
+        under the lock right after the split, the release's modules still
+        held (so that no swap of them comes in between). Errors as
+        ``_swap_release``'s, and those of ``switching.begin``.
+        """
+        subject = next(iter(sources))
+        made: list[Split] = []
+
+        def split(
+            entries: Sequence[Entry], bound: Sequence[Absorbed], participants: Sequence[Participant]
+        ) -> None:
+            sink = None if shadow is None else ShadowRun(subject, shadow.compare)
+            made.append(
+                switching.begin(
+                    self,
+                    entries,
+                    bound,
+                    subject=subject,
+                    weight=weight,
+                    sticky=sticky,
+                    mask_all=mask_all,
+                    participants=participants,
+                    shadow=sink,
+                )
+            )
+            if then is not None:
+                then(made[0], sink)
+
+        self._swap_release(sources, checks, reason, split)
+        return made[0] if made else None
+
+    def _rollout_monitor(self) -> PerformanceMonitor:
+        """The monitor rollouts report to: the reloader's, else a private one."""
+        if self._monitor is not None:
+            return self._monitor
+        with LOCK:
+            if self._private_monitor is None:
+                self._private_monitor = PerformanceMonitor(window=1000)
+            return self._private_monitor
+
+    def _rollout_ended(self, controller: Controller) -> None:
+        """Forget a rollout that ended: its modules may be swapped again."""
+        with LOCK:
+            for name in [name for name, held in self._rollouts.items() if held is controller]:
+                del self._rollouts[name]
+
+    def _promoted(
+        self,
+        previous: CodeVersion,
+        version: CodeVersion,
+        duration: float,
+        kept: Iterable[object],
+    ) -> None:
+        """After a rollout promoted: the stale scan and ``module_swapped`` of one module.
+
+        ``kept``: what the rollout keeps on purpose (routers still running).
+        """
+        with LOCK:
+            tracked = self._modules.get(version.module)
+            leaving = tracked.history.get(previous.number) if tracked is not None else None
+        stale = self._stale(tracked, leaving, kept)
+        if signals.module_swapped.receivers:
+            signals.module_swapped.send(
+                self,
+                module=version.module,
+                version=version,
+                previous=previous,
+                duration=duration,
+                stale=stale,
+            )
 
     def _prepare_participants(
         self, participants: Sequence[Participant], namespaces: Mapping[str, dict[str, Any]]

@@ -1,1 +1,1 @@
-"""Gradual rollouts and shadow runs of a module's new version, inside the process."""
+"""Gradual rollouts, canaries and shadow runs: two versions of a release live at once."""

@@ -1,0 +1,450 @@
+"""The life of one rollout or shadow run: steps, bakes, verdicts, promotion and rollback.
+
+A ``Controller`` owns a split (the two live versions, ``split.Split``) and
+one daemon thread, ``"illunare-rollout <module>"``. Every ``TICK`` the thread
+takes the split's period (fresh counters in, the finished ones out) and
+feeds the reloader's monitor, off the callers' path; at the end of each
+bake it judges the step (``judge.verdict``) and acts: a breach reverts at
+once, an inconclusive step follows ``on_inconclusive``, a healthy one moves
+on. ``promote()`` and ``abort()`` switch in the calling thread.
+
+One condition guards the status, the weight and every use of the split, so
+the thread and the callers of ``promote``/``abort``/``rollback`` never
+switch at once: whoever ends the rollout first wins, and the others find
+its end (waiting until its ``rollout_finished`` has been sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from illunare import signals
+from illunare._monitor.monitor import PerformanceMonitor
+from illunare._reload.versions import CodeVersion
+from illunare._rollout.config import Rollout
+from illunare._rollout.handle import RolloutHandle
+from illunare._rollout.judge import Tally, Verdict, verdict
+from illunare._rollout.shadow import ShadowRun
+from illunare.exceptions import RolloutError
+
+if TYPE_CHECKING:
+    from illunare._reload.reloader import HotReloader
+
+__all__ = ["TERMINAL", "TICK", "Controller", "Step"]
+
+logger = logging.getLogger("illunare")
+
+#: how often the thread takes a period and feeds the monitor (s)
+TICK = 0.1
+#: the shortest bake an extended or paused step waits again (so bake=0 cannot spin)
+_AGAIN = 0.01
+#: the statuses a rollout ends in
+TERMINAL = frozenset({"promoted", "rolled_back", "failed"})
+
+
+class Period(Protocol):
+    """What the split counted since its last ``take()``: (old side, new side) pairs."""
+
+    @property
+    def calls(self) -> tuple[int, int]: ...
+    @property
+    def errors(self) -> tuple[int, int]: ...
+    @property
+    def samples(self) -> tuple[Sequence[float], Sequence[float]]: ...
+    @property
+    def key_errors(self) -> int: ...
+
+
+class Split(Protocol):
+    """The two live versions of a release, as ``switching.begin`` makes them."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def old(self) -> CodeVersion: ...
+    @property
+    def new(self) -> CodeVersion: ...
+    @property
+    def modules(self) -> tuple[str, ...]: ...
+    def set_weight(self, weight: int) -> None: ...
+    def take(self) -> Period: ...
+    def revert(self) -> None: ...
+    def promote(self) -> list[tuple[CodeVersion, CodeVersion]]: ...
+    def pin(self, side: int) -> AbstractContextManager[object]: ...
+    def kept(self) -> list[object]: ...
+
+
+class Step:
+    """One step of a rollout: its weight, the new version's tally, and its verdict."""
+
+    __slots__ = ("breaches", "judged_at", "started_at", "tally", "verdict", "weight")
+
+    def __init__(self, weight: int, limit: float | None) -> None:
+        self.weight = weight
+        self.tally = Tally(limit)
+        self.started_at = time.time()
+        self.judged_at: float | None = None
+        #: None while it runs; "healthy", "inconclusive", "breached", "promoted", "aborted"
+        self.verdict: str | None = None
+        self.breaches: tuple[str, ...] = ()
+
+    def report(self) -> dict[str, object]:
+        """The step as the rollout's report lists it."""
+        return {
+            "weight": self.weight,
+            "calls": self.tally.calls,
+            "errors": self.tally.errors,
+            "verdict": self.verdict,
+            "breaches": list(self.breaches),
+            "started_at": self.started_at,
+            "judged_at": self.judged_at,
+        }
+
+
+class Controller:
+    """Runs one rollout (``rollout``) or shadow run (``shadow``) of ``split``; see the module.
+
+    Made by the reloader right after the split switch; ``start()`` sends the
+    first ``rollout_step`` and starts the thread. ``split`` None: a rollout
+    that ended as it began (see below), with no thread.
+    """
+
+    def __init__(
+        self,
+        reloader: HotReloader,
+        split: Split | None,
+        *,
+        subject: str,
+        previous: CodeVersion,
+        version: CodeVersion,
+        rollout: Rollout | None,
+        shadow: ShadowRun | None,
+        monitor: PerformanceMonitor,
+        ended: Callable[[Controller], None],
+    ) -> None:
+        self.reloader = reloader
+        self._split = split
+        self.rollout = rollout
+        self.shadow = shadow
+        self.monitor = monitor
+        self.subject = subject
+        self.version = version
+        self.previous = previous
+        #: every module of the release (the subject, and those swapped with it)
+        self.modules = (subject,) if split is None else split.modules
+        self._ended = ended
+        self._cond = threading.Condition(threading.RLock())
+        self._done = threading.Event()
+        #: the thread that ended the rollout (its signal receivers find it ended)
+        self._ender: int | None = None
+        # Without a split, the rollout ended as it began (an identical source, or
+        # a first step of 100 that a plain swap made current): "promoted".
+        self.status = "running"
+        self.weight = 0 if rollout is None else rollout.steps[0]
+        if split is None:
+            self.status, self.weight = "promoted", 100
+        self.limit = rollout.thresholds.max_latency if rollout is not None else None
+        self.steps = [Step(self.weight, self.limit)] if rollout and split else list[Step]()
+        #: since the swap, per side (old, new): calls and errors; sticky keys that raised
+        self.calls = [0, 0]
+        self.errors = [0, 0]
+        self.key_errors = 0
+        self.ids = (
+            f"{self.subject}@{self.previous.number}",
+            f"{self.subject}@{self.version.number}",
+        )
+        #: set when the rollout ended otherwise than by its own judgement (e.g. "forked")
+        self.reason: str | None = None
+        self.handle = RolloutHandle(self)
+        self._thread = threading.Thread(
+            target=self._run, name=f"illunare-rollout {self.subject}", daemon=True
+        )
+
+    # Life ---------------------------------------------------------------------------
+
+    @property
+    def split(self) -> Split:
+        """The split of a rollout that has one (every one not ended as it began)."""
+        split = self._split
+        assert split is not None  # used only while running or paused
+        return split
+
+    def start(self) -> None:
+        """Announce the first step and start judging (called once, by the reloader).
+
+        A rollout that ended as it began sends ``rollout_finished`` if it made
+        a version, and nothing for an identical source.
+        """
+        if self._split is None:
+            if self.previous != self.version:
+                self._after([], 0.0, None)
+            self._done.set()
+            return
+        if self.shadow is not None:
+            self.shadow.start(self.split.pin)
+        if self.rollout is not None:
+            self._announce(None)
+        self._thread.start()
+
+    def wait(self, timeout: float | None) -> str:
+        """The status once the rollout ended and ``rollout_finished`` was sent (or at timeout)."""
+        self._done.wait(timeout)
+        return self.status
+
+    def promote(self) -> None:
+        """Put every call on the new version now; returns after ``rollout_finished``."""
+        self._end("promoted", "promoted")
+
+    def abort(self) -> None:
+        """Put every call back on the old version now; returns after ``rollout_finished``."""
+        self._end("rolled_back", "aborted")
+
+    def forked(self) -> None:
+        """In a forked child (no thread): revert at once, without signals.
+
+        The parent's threads may have held this rollout's locks at the fork:
+        the child takes fresh ones first.
+        """
+        self._cond = threading.Condition(threading.RLock())
+        self._done = threading.Event()
+        if self.shadow is not None:
+            self.shadow.forked()
+        with self._cond:
+            if self.status in TERMINAL:
+                return
+            self.split.revert()
+            self.status = "rolled_back"
+            self.weight = 0
+            self.reason = "forked"
+            self._close_step("aborted")
+        self._stop_shadow()
+        self._ended(self)
+        self._done.set()
+
+    # The thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._steps()
+        except Exception:
+            logger.exception("the rollout of %s failed; the old version serves again", self.subject)
+            self._end("failed", None, by_thread=True)
+
+    def _steps(self) -> None:
+        rollout = self.rollout
+        deadline = None if rollout is None else time.monotonic() + rollout.bake
+        while True:
+            with self._cond:
+                if self.status in TERMINAL:
+                    return
+                wait = TICK if deadline is None else min(TICK, deadline - time.monotonic())
+                if wait > 0:
+                    self._cond.wait(wait)
+                if self.status in TERMINAL:
+                    return
+                self._flush()
+                if rollout is None or deadline is None or time.monotonic() < deadline:
+                    continue
+                action, judged, found = self._decide(rollout)
+            if action in TERMINAL:
+                self._end(action, judged, by_thread=True, found=found)
+                return
+            # Extended, paused or the next step: judged again after another bake.
+            deadline = time.monotonic() + max(rollout.bake, _AGAIN)
+            if judged is not None:
+                self._announce(judged)
+
+    def _decide(self, rollout: Rollout) -> tuple[str, str | None, Verdict]:
+        """Judge the step at the end of its bake: what to do, the verdict to tell, the verdict.
+
+        Under the condition. The action is a terminal status to end in, or
+        ``"again"`` (bake again; a verdict to announce when a step began or
+        the rollout paused).
+        """
+        found = verdict(rollout.thresholds, self.steps[-1].tally, rollout.min_samples)
+        if found.breaches:
+            return "rolled_back", "breached", found
+        if self.status == "paused":  # judged for breaches only, until promote() or abort()
+            return "again", None, found
+        if found.inconclusive:
+            if rollout.on_inconclusive == "fail":
+                return "failed", "inconclusive", found
+            if rollout.on_inconclusive == "pause":
+                self.status = "paused"
+                return "again", "inconclusive", found
+            return "again", None, found  # extended: the step's counts accumulate
+        later = [weight for weight in rollout.steps if weight > self.weight]
+        if not later or later[0] == 100:
+            return "promoted", "healthy", found
+        self._close_step("healthy")
+        self.weight = later[0]
+        self.split.set_weight(self.weight)
+        self.steps.append(Step(self.weight, self.limit))
+        return "again", "healthy", found
+
+    def _flush(self) -> None:
+        """Take the split's period: into the totals, the step's tally and the monitor."""
+        period = self.split.take()
+        sides: list[tuple[int, int, Sequence[float]]]
+        if self.shadow is not None:
+            sides = [(period.calls[0], period.errors[0], period.samples[0]), self.shadow.take()]
+        else:
+            sides = list(zip(period.calls, period.errors, period.samples, strict=True))
+        self.key_errors += period.key_errors
+        for side, (calls, errors, samples) in enumerate(sides):
+            self.calls[side] += calls
+            self.errors[side] += errors
+            feed = self.ids[side]
+            if samples:
+                self.monitor._record_batch(feed, "latency", samples, len(samples))
+            if calls:
+                self.monitor._record_batch(feed, "error_rate", [errors / calls], 1)
+                self.monitor._record_batch(feed, "calls", [float(calls)], 1)
+        if self.steps and self.status not in TERMINAL:
+            self.steps[-1].tally.add(*sides[1])
+
+    # Ending ---------------------------------------------------------------------------
+
+    def _end(
+        self,
+        status: str,
+        step_verdict: str | None,
+        *,
+        by_thread: bool = False,
+        found: Verdict | None = None,
+    ) -> None:
+        """End the rollout in ``status`` (once), then send its signals outside the condition.
+
+        A rollout that ended already: the same end asked by a user is a no-op
+        (once that end's signals are sent); any other is a RolloutError.
+        """
+        promoted: list[tuple[CodeVersion, CodeVersion]] = []
+        with self._cond:
+            if self.status in TERMINAL:
+                ended = self.status
+            else:
+                ended = None
+                self._flush()
+                started = time.perf_counter()
+                if status == "promoted":
+                    promoted = self.split.promote()
+                    self.weight = 100
+                else:
+                    self.split.revert()
+                    self.weight = 0
+                duration = time.perf_counter() - started
+                self._ender = threading.get_ident()
+                self.status = status
+                if step_verdict is not None:
+                    self._close_step(step_verdict, found)
+                self._cond.notify_all()
+        if ended is not None:
+            if by_thread:
+                return
+            if self._ender != threading.get_ident():  # not a receiver of its own end
+                self._done.wait()
+            if ended != status:
+                raise RolloutError(
+                    f"the rollout of {self.subject} already ended: {ended}",
+                    module=self.subject,
+                    status=ended,
+                )
+            return
+        self._stop_shadow()
+        self._ended(self)
+        self._after(promoted, duration, found)
+
+    def _close_step(self, step_verdict: str, found: Verdict | None = None) -> None:
+        if self.steps and self.steps[-1].verdict is None:
+            step = self.steps[-1]
+            step.verdict = step_verdict
+            step.judged_at = time.time()
+            if found is not None:
+                step.breaches = tuple(map(str, found.breaches))
+
+    def _stop_shadow(self) -> None:
+        if self.shadow is not None:
+            self.shadow.stop()
+
+    def _after(
+        self,
+        promoted: list[tuple[CodeVersion, CodeVersion]],
+        duration: float,
+        found: Verdict | None,
+    ) -> None:
+        """The signals of the end: module_swapped (promoted), rollback_alert, rollout_finished."""
+        try:
+            for previous, version in promoted:
+                self.reloader._promoted(previous, version, duration, self.split.kept())
+            if found is not None:
+                for breach in found.breaches:
+                    if signals.rollback_alert.receivers:
+                        signals._send(
+                            signals.rollback_alert,
+                            self.monitor,
+                            deployment_id=self.ids[1],
+                            metric=breach.metric,
+                            value=breach.value,
+                            threshold=breach.threshold,
+                        )
+            if signals.rollout_finished.receivers:
+                signals._send(
+                    signals.rollout_finished,
+                    self.reloader,
+                    module=self.subject,
+                    version=self.version,
+                    previous=self.previous,
+                    status=self.status,
+                    handle=self.handle,
+                    report=self.handle.report(),
+                )
+        finally:
+            self._done.set()
+
+    def _announce(self, judged: str | None) -> None:
+        """Send ``rollout_step`` for the step now in effect (or the pause), unless it ended."""
+        if signals.rollout_step.receivers and self.status not in TERMINAL:
+            signals._send(
+                signals.rollout_step,
+                self.reloader,
+                module=self.subject,
+                version=self.version,
+                previous=self.previous,
+                weight=self.weight,
+                status=self.status,
+                verdict=judged,
+                handle=self.handle,
+            )
+
+    # Reading --------------------------------------------------------------------------
+
+    def figures(self) -> Figures:
+        """A consistent copy of the counts the report needs."""
+        with self._cond:
+            return Figures(
+                status=self.status,
+                weight=self.weight,
+                calls=(self.calls[0], self.calls[1]),
+                errors=(self.errors[0], self.errors[1]),
+                steps=[step.report() for step in self.steps],
+                key_errors=self.key_errors,
+            )
+
+
+@attrs.frozen
+class Figures:
+    """The counts of a rollout at one instant (``Controller.figures``)."""
+
+    status: str
+    weight: int
+    calls: tuple[int, int]
+    errors: tuple[int, int]
+    steps: list[dict[str, object]]
+    key_errors: int

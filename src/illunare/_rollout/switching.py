@@ -1,0 +1,226 @@
+"""The switches of a rollout: split a release's calls between two versions, then end it.
+
+``begin`` runs where a release would commit (under ``LOCK``, the release
+prepared and bound): it records the candidates in their histories without
+making them live, and, in one atomic ``Switch``, points every proxy of the
+release's modules at a router (``routers.py``) and sets the participants'
+attributes. The old version stays each module's namespace and ``current``;
+the candidate's namespace is live only through the routers, and what its
+code registered while executing is withdrawn until it is promoted.
+
+Both ends are the ordinary ``flip_many``: a revert flips each module to its
+current version again (which also removes every router), a promotion flips
+to the candidate. Afterwards every proxy points at a plain function: the
+call path is the one before the rollout, exactly.
+"""
+
+from __future__ import annotations
+
+import types
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from illunare._reload.binding import Absorbed, collection_paused, flip_many
+from illunare._reload.courtesy import take_turn
+from illunare._reload.locking import LOCK
+from illunare._reload.proxy import HotFunction
+from illunare._reload.registrations import exchange
+from illunare._reload.release import (
+    Change,
+    Entry,
+    Participant,
+    new_versions,
+    notify_aborted,
+    notify_committed,
+    record,
+)
+from illunare._reload.switch import Switch
+from illunare._reload.versions import CodeVersion, ModuleVersion, TrackedModule
+from illunare._rollout.routers import Routing
+from illunare._rollout.split import Split
+from illunare.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from illunare._reload.reloader import HotReloader
+
+__all__ = ["begin"]
+
+#: One timed call in ``TIMED_EVERY`` when no latency threshold is set.
+TIMED_EVERY = 64
+
+
+def begin(
+    reloader: HotReloader,
+    entries: Sequence[Entry],
+    bound: Sequence[Absorbed],
+    *,
+    subject: str,
+    weight: int,
+    sticky: Callable[..., object] | None,
+    mask_all: bool,
+    participants: Sequence[Participant],
+    shadow: object = None,
+) -> Split:
+    """Record the release's candidates and split its calls between them and the old versions.
+
+    ``entries`` and ``bound`` are the prepared, bound release (as
+    ``release.commit`` takes them); ``subject`` its module the rollout is
+    named after; ``weight`` the first step's percent; ``sticky`` the key
+    function; ``mask_all``: time every top-level call (a latency threshold
+    is judged), else one in ``TIMED_EVERY``. Takes ``LOCK``.
+
+    Raises:
+        ValidationError: nothing of the release can be split per call (no
+            function, method or participant to route), or a participant's
+            ``split`` raised. Nothing changed.
+
+    """
+    del reloader, shadow  # shadow runs are not routed here yet
+    with LOCK:
+        changes = new_versions(entries, bound)
+        bases = {tracked.name: base for tracked, base, _, _ in entries}
+        candidates = {tracked.name: version for tracked, version, _ in changes}
+        split = Split(
+            subject=subject,
+            old=bases[subject].info,
+            new=candidates[subject].info,
+            modules=tuple(candidates),
+            salt=f"{subject}:{candidates[subject].info.sha256}",
+            sticky=sticky,
+            weight=weight,
+        )
+        namespaces = {name: version.namespace for name, version in candidates.items()}
+        previous = {name: base.namespace for name, base in bases.items()}
+        sides = {id(namespace): 0 for namespace in previous.values()}
+        sides.update((id(namespace), 1) for namespace in namespaces.values())
+        routing = Routing(
+            split=split,
+            errors=split.errors,
+            counted=split.counted,
+            record=split.record,
+            mask=0 if mask_all else TIMED_EVERY - 1,
+            sticky=sticky,
+            key_error=split.key_error,
+            pinned=split.pinned,
+            namespaces=sides,
+        )
+        routes = [
+            _routes(routing, tracked, bases[tracked.name], version)
+            for tracked, version, _ in changes
+        ]
+        attributes = _participant_attributes(participants, namespaces, previous, split)
+        if not any(proxies for proxies, _ in routes) and not attributes:
+            raise ValidationError(
+                f"nothing of {subject} can be split between two versions per call (no "
+                "function, method or request router): swap it without a rollout",
+                module=subject,
+            )
+        record(changes)
+        ends = _Ends(
+            changes=changes,
+            bases=bases,
+            attributes=[(owner, name, None) for owner, name, _ in attributes],
+            participants=tuple(participants),
+            namespaces=namespaces,
+            previous=previous,
+        )
+        for _, routers in routes:
+            ends.routers.update(routers)
+        split.ends = ends
+        with collection_paused():
+            switch = Switch()
+            for proxies, routers in routes:
+                switch.retarget(proxies, routers)
+            for owner, name, value in attributes:
+                switch.attribute(owner, name, value)
+            switch.run()
+            # What the candidates registered while executing is in effect only
+            # once they are current (right after the switch, as flip_many does).
+            for tracked, version, _ in changes:
+                if version.registrations or bases[tracked.name].registrations:
+                    exchange(version.registrations, bases[tracked.name].registrations)
+    return split
+
+
+def _routes(
+    routing: Routing, tracked: TrackedModule, base: ModuleVersion, candidate: ModuleVersion
+) -> tuple[list[HotFunction], list[Callable[..., Any]]]:
+    """The module's proxies whose target differs between the versions, and a router for each."""
+    proxies, olds = tracked.bindings(base)
+    _, news = tracked.bindings(candidate)
+    routed: list[HotFunction] = []
+    routers: list[Callable[..., Any]] = []
+    for proxy, old, new in zip(proxies, olds, news, strict=True):
+        if old is not new:
+            routed.append(proxy)
+            routers.append(routing.route(old, new, base.namespace, candidate.namespace))
+    return routed, routers
+
+
+def _participant_attributes(
+    participants: Sequence[Participant],
+    namespaces: Mapping[str, dict[str, Any]],
+    previous: Mapping[str, dict[str, Any]],
+    split: Split,
+) -> list[tuple[object, str, object]]:
+    """What the participants set while the calls are split (``release.Splitting``)."""
+    attributes: list[tuple[object, str, object]] = []
+    view, before = types.MappingProxyType(namespaces), types.MappingProxyType(previous)
+    for participant in participants:
+        split_of = getattr(participant, "split", None)
+        if split_of is None:
+            continue  # a participant that takes no part in rollouts
+        try:
+            attributes.extend(split_of(view, before, split.requests))
+        except BaseException as error:
+            raise ValidationError(
+                f"{participant!r} refused the rollout of {split.subject}: "
+                f"{type(error).__name__}: {error}",
+                module=split.subject,
+            ) from error
+    return attributes
+
+
+@attrs.define(eq=False)
+class _Ends:
+    """The two ways a split ends, both ``flip_many``."""
+
+    changes: list[Change]
+    bases: dict[str, ModuleVersion]
+    #: the participants' attributes, each back to None
+    attributes: list[tuple[object, str, object]]
+    participants: tuple[Participant, ...]
+    namespaces: dict[str, dict[str, Any]]
+    previous: dict[str, dict[str, Any]]
+    routers: weakref.WeakSet[Callable[..., Any]] = attrs.Factory(weakref.WeakSet)
+
+    def revert(self) -> None:
+        """Every module on its current (old) version again, routers and attributes gone."""
+        take_turn()  # so that the switch runs whole
+        with LOCK:
+            flip_many(
+                [(tracked, tracked.current, ()) for tracked, _, _ in self.changes],
+                self.attributes,
+            )
+            for tracked, _, _ in self.changes:
+                tracked.history.evict(tracked.current)
+        notify_aborted(self.participants, self.namespaces)
+
+    def promote(self) -> list[tuple[CodeVersion, CodeVersion]]:
+        """Every module on its candidate, routers and attributes gone; (previous, new) each."""
+        take_turn()
+        with LOCK:
+            flip_many(self.changes, self.attributes)
+            for tracked, version, _ in self.changes:
+                tracked.history.evict(version)
+        notify_committed(self.participants, self.namespaces, self.previous)
+        return [
+            (self.bases[tracked.name].info, version.info) for tracked, version, _ in self.changes
+        ]
+
+    def kept(self) -> list[object]:
+        """The routers still alive."""
+        return list(self.routers)

@@ -1,0 +1,538 @@
+"""Routing during a rollout: a Split driven by hand (shares, sticky keys, affinity, kinds, ends)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib
+import inspect
+import subprocess
+import sys
+import textwrap
+import threading
+import types
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from illunare import HotReloader, InvalidArgumentError, ValidationError
+from illunare._flags.hashing import murmur3_32, python_murmur3_32
+from illunare._reload.proxy import HotFunction
+from illunare._rollout.assign import PATTERN, Draw, bucket
+from illunare._rollout.split import Split
+
+from .conftest import Package
+
+# Every function returns the tags of the versions whose code ran for the call.
+MODULE = """
+import {package}.{name} as me
+
+TAG = {tag!r}
+
+def top(x):
+    return (TAG, *helper(x))
+
+def helper(x):
+    return (TAG,)
+
+def through_module(x):
+    return (TAG, *me.helper(x))
+
+def fails(x):
+    if {fails}:
+        raise ValueError(TAG)
+    return (TAG,)
+
+def gen(n):
+    for _ in range(n):
+        yield (TAG, *helper(0))
+
+async def co(x):
+    await asyncio.sleep(0)
+    return (TAG, *helper(x))
+
+async def agen(n):
+    for _ in range(n):
+        await asyncio.sleep(0)
+        yield (TAG, *helper(0))
+
+def callback(x):
+    return tuple(sorted(map(lambda y: (TAG, *helper(y)), [x])))[0]
+
+def shaped(a, b, *rest, c=1, **more):
+    return (TAG,)
+
+import asyncio
+"""
+
+
+def source(package: Package, tag: str, *, fails: bool = False, name: str = "m") -> str:
+    return textwrap.dedent(MODULE).format(package=package.name, name=name, tag=tag, fails=fails)
+
+
+@pytest.fixture
+def module(package: Package, reloader: HotReloader) -> types.ModuleType:
+    """Version 1 of a tracked module (tag "old")."""
+    reloader.install(package.name)
+    return package.module("m", source(package, "old"))
+
+
+def split(
+    reloader: HotReloader,
+    module: types.ModuleType,
+    text: str,
+    *,
+    weight: int = 50,
+    sticky: Callable[..., object] | None = None,
+    mask_all: bool = False,
+) -> Split:
+    """The release of ``text`` for ``module``, split at ``weight`` percent."""
+    made = reloader._split_release(
+        {module.__name__: text},
+        checks=(),
+        reason="candidate",
+        weight=weight,
+        sticky=sticky,
+        mask_all=mask_all,
+    )
+    assert made is not None
+    return made
+
+
+@pytest.fixture
+def halves(
+    package: Package, reloader: HotReloader, module: types.ModuleType
+) -> Iterator[tuple[types.ModuleType, Split]]:
+    """The module split 50/50 between "old" and "new"; reverted afterwards."""
+    made = split(reloader, module, source(package, "new"))
+    yield module, made
+    made.revert()
+
+
+def sides(results: list[tuple[str, ...]]) -> collections.Counter[str]:
+    """How many results came from each version; every result from one version only."""
+    for result in results:
+        assert len(set(result)) == 1, result
+    return collections.Counter(result[0] for result in results)
+
+
+class TestShare:
+    @pytest.mark.parametrize("weight", [10, 50, 90])
+    def test_the_share_of_new_calls_is_the_weight(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType, weight: int
+    ) -> None:
+        """Over 10,000 top-level calls the new version's share is the step's, within 3 points."""
+        made = split(reloader, module, source(package, "new"), weight=weight)
+        counts = sides([module.top(1) for _ in range(10_000)])
+        assert abs(counts["new"] / 100 - weight) <= 3
+        period = made.take()
+        assert period.calls == (counts["old"], counts["new"])
+
+    def test_each_step_has_its_share_from_threads(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Four threads calling through steps 10, 50, 90: each step's share within 3 points."""
+        made = split(reloader, module, source(package, "new"), weight=10)
+        for weight in (10, 50, 90):
+            made.set_weight(weight)
+            results: list[tuple[str, ...]] = []
+
+            def call() -> None:
+                results.extend(module.top(1) for _ in range(2_500))  # noqa: B023  # joined below
+
+            threads = [threading.Thread(target=call) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            counts = sides(results)
+            assert abs(counts["new"] / 100 - weight) <= 3
+            assert made.take().calls == (counts["old"], counts["new"])
+
+    @given(weight=st.integers(0, 100), start=st.integers(0, 5000))
+    def test_a_draw_is_exact_over_each_cycle(self, weight: int, start: int) -> None:
+        """Any 1000 consecutive draws, also across a continuation, hold exactly 10 x weight new."""
+        draw = Draw.of(weight)
+        for _ in range(start):
+            draw.next()
+        (old, new), following = draw.stop()
+        assert old + new == start
+        window = [following.next()[1] for _ in range(PATTERN)]
+        assert sum(window) == PATTERN * weight // 100
+
+    def test_a_weight_outside_0_to_100_is_refused(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """set_weight takes an int percent only."""
+        _, made = halves
+        for bad in (-1, 101, 50.0, True, "50"):
+            with pytest.raises(InvalidArgumentError):
+                made.set_weight(bad)  # type: ignore[arg-type]
+        assert made.weight == 50
+
+
+def _outcome(function: Callable[[int], tuple[str, ...]]) -> str:
+    """The version that served a call: its result's tag, or the tag its ValueError carries."""
+    try:
+        return function(1)[0]
+    except ValueError as error:
+        return str(error)
+
+
+class TestCounting:
+    def test_errors_and_timed_calls_are_counted_per_side(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """An exception counts as its side's error; with mask_all every call is timed."""
+        made = split(reloader, module, source(package, "new", fails=True), mask_all=True)
+        outcomes = collections.Counter(_outcome(module.fails) for _ in range(1000))
+        period = made.take()
+        assert period.calls == (outcomes["old"], outcomes["new"])
+        assert period.errors == (0, outcomes["new"])
+        assert period.timed == (outcomes["old"], 0)
+        assert len(period.samples[0]) == outcomes["old"]
+        assert all(seconds >= 0 for seconds in period.samples[0])
+        assert made.take().calls == (0, 0)
+        made.revert()
+
+    def test_one_call_in_64_is_timed_by_default(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Without mask_all, timing is sampled: 6400 calls give 100 timed."""
+        module, made = halves
+        for _ in range(6400):
+            module.top(1)
+        period = made.take()
+        assert sum(period.timed) == 100
+
+    def test_nested_calls_are_not_counted(self, halves: tuple[types.ModuleType, Split]) -> None:
+        """Only top-level calls count: a call from inside a version is affine."""
+        module, made = halves
+        for _ in range(100):
+            module.top(1)
+        assert sum(made.take().calls) == 100
+
+
+class TestSticky:
+    def test_the_same_key_gets_the_same_side_within_a_step(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Each key's calls all go to one version; about the weight's share of keys are new."""
+        made = split(reloader, module, source(package, "new"), weight=30, sticky=lambda x: x)
+        first = {key: module.top(key)[0] for key in range(2000)}
+        again = {key: module.top(key)[0] for key in reversed(range(2000))}
+        assert first == again
+        share = sum(side == "new" for side in first.values()) / 20
+        assert abs(share - 30) <= 5
+        made.revert()
+
+    def test_keys_move_to_new_only_as_the_weight_grows(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A key on the new version at 10 % is on it at 50 % and at 100 %."""
+        made = split(reloader, module, source(package, "new"), weight=10, sticky=lambda x: x)
+        on_new: set[int] = set()
+        for weight in (10, 50, 100):
+            made.set_weight(weight)
+            now = {key for key in range(1000) if module.top(key)[0] == "new"}
+            assert on_new <= now
+            on_new = now
+        assert len(on_new) == 1000
+        made.revert()
+
+    def test_the_side_is_the_keys_bucket_under_the_releases_salt(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A key is new iff murmur3(salt:key) % 100 < weight; the salt names module and digest."""
+        made = split(reloader, module, source(package, "new"), weight=40, sticky=lambda x: x)
+        assert made.salt == f"{module.__name__}:{made.new.sha256}"
+        for key in ["user-1", 7, ("a", 1)]:
+            expected = "new" if bucket(made.salt, key) < 40 else "old"
+            assert module.top(key)[0] == expected
+        made.revert()
+
+    def test_none_and_unhashable_keys(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A None key gets a weighted draw; an unhashable key gets its bucket, uncached."""
+        made = split(
+            reloader,
+            module,
+            source(package, "new"),
+            weight=50,
+            sticky=lambda x: None if x == "anyone" else x,
+        )
+        counts = sides([module.top("anyone") for _ in range(1000)])
+        assert counts["new"] == 500  # a draw: exact over 1000 calls
+        key = ["not", "hashable"]
+        expected = "new" if bucket(made.salt, key) < 50 else "old"
+        assert {module.top(key)[0] for _ in range(10)} == {expected}
+        period = made.take()
+        assert sum(period.calls) == 1010
+        made.revert()
+
+    def test_a_raising_key_function_gives_a_draw_and_is_counted(
+        self,
+        package: Package,
+        reloader: HotReloader,
+        module: types.ModuleType,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The call goes through on a draw; the errors are counted and logged once."""
+
+        def key(x: object) -> object:
+            raise KeyError(x)
+
+        made = split(reloader, module, source(package, "new"), sticky=key)
+        counts = sides([module.top(1) for _ in range(1000)])
+        assert counts["new"] == 500
+        assert made.take().key_errors == 1000
+        assert len([r for r in caplog.records if "sticky key function" in r.getMessage()]) == 1
+        made.revert()
+
+    def test_buckets_are_the_same_in_another_process(self) -> None:
+        """A subprocess (its own hash seed) computes the same buckets for 1000 keys."""
+        salt = "shop.pricing:" + "ab" * 32
+        keys = [f"user-{n}" for n in range(500)] + list(range(500))
+        code = (
+            "import sys\n"
+            "from illunare._rollout.assign import bucket\n"
+            f"print([bucket({salt!r}, key) for key in {keys!r}])\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"PYTHONPATH": ":".join(sys.path), "PYTHONHASHSEED": "random"},
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str([bucket(salt, key) for key in keys])
+
+    @given(text=st.text(max_size=40), seed=st.integers(0, 2**32 - 1))
+    def test_the_pure_python_murmur3_is_the_one_in_use(self, text: str, seed: int) -> None:
+        """python_murmur3_32 agrees with murmur3_32 (mmh3 when installed)."""
+        assert python_murmur3_32(text, seed) == murmur3_32(text, seed)
+
+
+class TestAffinity:
+    @pytest.mark.parametrize(
+        "call",
+        [
+            pytest.param(lambda m: m.top(1), id="nested"),
+            pytest.param(lambda m: m.through_module(1), id="through-the-module"),
+            pytest.param(lambda m: m.callback(1), id="callback-run-by-C"),
+            pytest.param(lambda m: tuple(x for item in m.gen(3) for x in item), id="generator"),
+            pytest.param(lambda m: asyncio.run(m.co(1)), id="coroutine"),
+            pytest.param(
+                lambda m: asyncio.run(_collect(m.agen(3))),
+                id="async-generator",
+            ),
+        ],
+    )
+    def test_a_call_stays_in_the_version_it_started_in(
+        self,
+        halves: tuple[types.ModuleType, Split],
+        call: Callable[[types.ModuleType], tuple[str, ...]],
+    ) -> None:
+        """Over many calls at 50 %, every result's tags come from one version; both serve."""
+        module, _ = halves
+        counts = sides([call(module) for _ in range(400)])
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+
+    def test_a_pin_holds_a_context_on_one_side(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Under pin(1) every call runs the new version, uncounted; pin(0) the old."""
+        module, made = halves
+        made.take()
+        with made.pin(1):
+            assert sides([module.top(1) for _ in range(100)]) == {"new": 100}
+        with made.pin(0):
+            assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
+        assert made.take().calls == (0, 0)
+        with pytest.raises(InvalidArgumentError):
+            made.pin(2).__enter__()
+
+    def test_calls_from_many_threads_through_steps_and_a_revert(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Eight threads call nested functions while the weight moves and the split ends."""
+        made = split(reloader, module, source(package, "new"), weight=10)
+        failures: list[BaseException] = []
+        mixed: list[tuple[str, ...]] = []
+        stop = threading.Event()
+
+        def call() -> None:
+            while not stop.is_set():
+                try:
+                    result = module.through_module(1)
+                except BaseException as error:  # reported below
+                    failures.append(error)
+                    return
+                if len(set(result)) != 1:
+                    mixed.append(result)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for weight in (10, 50, 90, 100, 30):
+            made.set_weight(weight)
+            made.take()
+        made.revert()
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert mixed == []
+        assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
+
+
+async def _collect(agen: object) -> tuple[str, ...]:
+    return tuple([x async for item in agen for x in item])  # type: ignore[attr-defined]
+
+
+class TestKinds:
+    def test_kinds_and_introspection_are_kept(self, halves: tuple[types.ModuleType, Split]) -> None:
+        """Frameworks see the same kind, name and signature during the split."""
+        module, _ = halves
+        assert inspect.iscoroutinefunction(module.co)
+        assert inspect.isgeneratorfunction(module.gen)
+        assert inspect.isasyncgenfunction(module.agen)
+        assert not inspect.iscoroutinefunction(module.top)
+        assert module.top.__name__ == "top"
+        assert str(inspect.signature(module.top)) == "(x)"
+        assert str(inspect.signature(module.shaped)) == "(a, b, *rest, c=1, **more)"
+
+    def test_argument_errors_name_the_function(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """A wrong call reads as it would without a rollout."""
+        module, _ = halves
+        with pytest.raises(TypeError, match=r"top\(\) missing 1 required positional argument"):
+            module.top()
+        assert module.shaped(1, 2, 3, c=4, d=5)[0] in ("old", "new")
+
+    def test_an_async_generator_forwards_asend_athrow_and_aclose(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Values sent in, exceptions thrown in and closing reach the version's generator."""
+        reloader.install(package.name)
+        text = """
+            LOG = []
+            async def echo():
+                try:
+                    received = yield "ready"
+                    while True:
+                        try:
+                            received = yield f"{{TAG}}:{{received}}"
+                        except ValueError as error:
+                            received = f"caught {{error}}"
+                finally:
+                    LOG.append(TAG)
+            TAG = {tag!r}
+        """
+        module = package.module("echo", textwrap.dedent(text).format(tag="old"))
+        made = split(reloader, module, textwrap.dedent(text).format(tag="new"))
+
+        async def run() -> list[str]:
+            agen = module.echo()
+            seen = [await agen.asend(None), await agen.asend("a")]
+            seen.append(await agen.athrow(ValueError("x")))
+            await agen.aclose()
+            return seen
+
+        for _ in range(10):
+            seen = asyncio.run(run())
+            tag = seen[1].partition(":")[0]
+            assert seen == ["ready", f"{tag}:a", f"{tag}:caught x"]
+        made.revert()
+
+
+class TestEnds:
+    def test_a_revert_leaves_raw_old_functions_and_old_registrations(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader
+    ) -> None:
+        """After revert every proxy points at version 1's own function again."""
+        module, made = halves
+        tracked = reloader._modules[module.__name__]
+        made.revert()
+        made.revert()  # idempotent
+        for qualname, proxy in tracked.proxies.items():
+            assert proxy.__wrapped__ is tracked.current.targets[qualname]
+        assert made.kept() == [] or all(callable(router) for router in made.kept())
+        assert reloader.current(module.__name__).number == 1
+        assert [v.number for v in reloader.history(module.__name__)] == [1, 2]
+        assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
+        with pytest.raises(InvalidArgumentError):
+            made.promote()
+
+    def test_a_promotion_leaves_raw_new_functions(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader
+    ) -> None:
+        """After promote the candidate is current and every proxy points at its function."""
+        module, made = halves
+        tracked = reloader._modules[module.__name__]
+        assert reloader.current(module.__name__).number == 1
+        swapped = made.promote()
+        assert swapped == [(made.old, made.new)]
+        assert made.promote() == swapped
+        assert reloader.current(module.__name__) == made.new
+        for qualname, proxy in tracked.proxies.items():
+            assert type(proxy) is HotFunction
+            assert proxy.__wrapped__ is tracked.current.targets[qualname]
+        assert sides([module.top(1) for _ in range(100)]) == {"new": 100}
+        made.revert()  # a no-op now
+        assert reloader.current(module.__name__) == made.new
+
+    def test_the_candidate_is_in_history_at_once_and_current_stays(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader
+    ) -> None:
+        """During the split current() is the old version and history() has the candidate."""
+        module, made = halves
+        assert reloader.current(module.__name__) == made.old
+        assert reloader.history(module.__name__)[-1] == made.new
+        assert made.new.parent == made.old.number
+
+    def test_registrations_follow_the_serving_version(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The candidate's registrations are withdrawn during the split, in effect once promoted."""
+        registry = package.module("registry", "HANDLERS = {}\n")
+        plugin = "from {p} import registry\ndef handler():\n    return {n}\n"
+        plugin += "registry.HANDLERS['h'] = handler\n"
+        module = package.module("plugin", plugin.format(p=package.name, n=1))
+        reloader.track(module.__name__)
+        made = split(reloader, module, plugin.format(p=package.name, n=2))
+        assert {registry.HANDLERS["h"]() for _ in range(100)} == {1}
+        made.promote()
+        assert registry.HANDLERS["h"]() == 2
+        assert importlib.import_module(module.__name__).handler() == 2
+
+    def test_nothing_to_split_is_refused_and_nothing_changes(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A module without functions cannot be rolled out per call: ValidationError."""
+        module = package.module("data", "VALUE = 1\n")
+        reloader.track(module.__name__)
+        with pytest.raises(ValidationError, match="swap it without a rollout"):
+            split(reloader, module, "VALUE = 2\n")
+        assert [v.number for v in reloader.history(module.__name__)] == [1]
+        assert module.VALUE == 1
+
+    def test_an_identical_source_splits_nothing(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """The same source gives no split (None) and no version."""
+        made = reloader._split_release(
+            {module.__name__: source(package, "old")},
+            checks=(),
+            reason="",
+            weight=50,
+            sticky=None,
+        )
+        assert made is None
+        assert [v.number for v in reloader.history(module.__name__)] == [1]
