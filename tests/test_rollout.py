@@ -2,10 +2,143 @@
 
 from __future__ import annotations
 
+import collections
+import json
+import threading
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 
-from illunare import Thresholds
+from illunare import (
+    HotReloader,
+    InvalidArgumentError,
+    PerformanceMonitor,
+    Rollout,
+    RolloutError,
+    RolloutHandle,
+    Shadow,
+    SwapError,
+    Thresholds,
+    ValidationError,
+    signals,
+)
 from illunare._rollout.judge import RESERVOIR, Tally, verdict
+
+from .conftest import Package, eventually, in_child
+
+MODULE = """
+import random
+import time
+
+TAG = {tag!r}
+
+def f(x):
+    if {delay}:
+        time.sleep({delay})
+    if random.random() < {fail}:
+        raise ValueError("the new version fails")
+    return (TAG, x)
+"""
+
+#: a rollout quick enough for tests: short bakes, few samples
+QUICK = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=5)
+#: a rollout that only acts when told (its bake never ends within a test)
+FOREVER = Rollout(bake=3600)
+
+
+def source(tag: str, *, fail: float = 0.0, delay: float = 0.0) -> str:
+    """A module whose f(x) returns (tag, x), failing a ``fail`` share of calls."""
+    return MODULE.format(tag=tag, fail=fail, delay=delay)
+
+
+@pytest.fixture
+def module(package: Package, reloader: HotReloader) -> Iterator[types.ModuleType]:
+    """Version 1 of a tracked module (tag "old"); any rollout left running is aborted after."""
+    reloader.install(package.name)
+    yield package.module("m", source("old"))
+    for controller in {id(c): c for c in reloader._rollouts.values()}.values():
+        controller.abort()
+
+
+class Load:
+    """Threads calling ``function`` until the block ends; results by tag, and errors."""
+
+    def __init__(self, function: Callable[[int], Any], threads: int = 1) -> None:
+        self.function = function
+        self.tags: collections.Counter[str] = collections.Counter()
+        self.errors = 0
+        self.unexpected: list[BaseException] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._call) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _call(self) -> None:
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            try:
+                tag, _ = self.function(number)
+            except ValueError:
+                with self._lock:
+                    self.errors += 1
+            except BaseException as error:
+                self.unexpected.append(error)
+                raise
+            else:
+                with self._lock:
+                    self.tags[tag] += 1
+
+
+class Received:
+    """Every rollout-related signal sent, in order, as (signal name, kwargs)."""
+
+    NAMES = (
+        "rollout_step",
+        "rollout_finished",
+        "module_swapped",
+        "module_rolled_back",
+        "rollback_alert",
+        "swap_failed",
+    )
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._receivers = [self._receiver(name) for name in self.NAMES]
+
+    def _receiver(self, name: str) -> Callable[..., None]:
+        def receive(sender: object, **kwargs: Any) -> None:
+            with self._lock:
+                self.events.append((name, {"sender": sender, **kwargs}))
+
+        getattr(signals, name).connect(receive)
+        return receive
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [kwargs for event, kwargs in self.events if event == name]
+
+    def order(self) -> list[str]:
+        with self._lock:
+            return [event for event, _ in self.events]
+
+
+@pytest.fixture
+def received() -> Received:
+    """Receivers on every rollout-related signal for the test."""
+    return Received()
 
 
 def _tally(
@@ -86,3 +219,431 @@ class TestVerdict:
         tally.add(0, 0, [0.5] * (RESERVOIR // 10))  # > 1 % of all, few in the sample
         found = verdict(Thresholds(max_latency=0.25), tally, min_samples=0)
         assert found.breaches[0].value > 0.25
+
+
+class TestHealthyRollout:
+    def test_a_healthy_rollout_promotes(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """Steps 10 and 50 are judged healthy, 100 promotes: the new version is current."""
+        name = module.__name__
+        handle = reloader.swap(name, source("new"), rollout=QUICK)
+        assert isinstance(handle, RolloutHandle)
+        assert (handle.status, handle.weight) == ("running", 10)
+        with Load(module.f) as load:
+            assert handle.wait(timeout=30) == "promoted"
+        assert not load.unexpected
+        assert (handle.status, handle.weight) == ("promoted", 100)
+        assert reloader.current(name) == handle.version
+        assert handle.version.parent == handle.previous.number == 1
+        assert module.f(1) == ("new", 1)
+        steps = received.named("rollout_step")
+        assert [(s["weight"], s["status"], s["verdict"]) for s in steps] == [
+            (10, "running", None),
+            (50, "running", "healthy"),
+        ]
+        assert [step["verdict"] for step in handle.report()["steps"]] == ["healthy", "healthy"]
+
+    def test_signals_come_in_order_before_wait_returns(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """rollout_step per step, then module_swapped (only then), then rollout_finished."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=QUICK)
+        with Load(module.f):
+            handle.wait(timeout=30)
+        order = [e for e in received.order() if e != "swap_failed"]
+        assert order == ["rollout_step", "rollout_step", "module_swapped", "rollout_finished"]
+        swapped = received.named("module_swapped")[0]
+        assert (swapped["version"], swapped["previous"]) == (handle.version, handle.previous)
+        finished = received.named("rollout_finished")[0]
+        assert finished["status"] == "promoted"
+        assert finished["handle"] is handle
+        assert finished["report"]["status"] == "promoted"
+        assert finished["sender"] is reloader
+
+    def test_a_last_step_below_100_promotes_after_its_bake(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """steps=(10, 50): two steps judged, then promoted."""
+        rollout = Rollout(steps=(10, 50), bake=0.05, min_samples=5)
+        handle = reloader.swap(module.__name__, source("new"), rollout=rollout)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "promoted"
+        assert [step["weight"] for step in handle.report()["steps"]] == [10, 50]
+
+    def test_a_first_step_of_100_promotes_at_once(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """steps=(100,): swap() returns a handle already promoted; the swap is a plain one."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(100,)))
+        assert (handle.status, handle.weight) == ("promoted", 100)
+        assert handle.wait(timeout=0) == "promoted"
+        assert module.f(1) == ("new", 1)
+        assert reloader.current(module.__name__) == handle.version
+        assert handle.previous.number == 1
+        assert received.order() == ["module_swapped", "rollout_finished"]
+
+    def test_the_candidate_is_in_history_but_not_current(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """During a rollout current() is the old version; the candidate is numbered already."""
+        name = module.__name__
+        handle = reloader.swap(name, source("new"), rollout=FOREVER, reason="canary")
+        assert reloader.current(name).number == 1
+        assert [v.number for v in reloader.history(name)] == [1, 2]
+        assert handle.version == reloader.history(name)[-1]
+        assert handle.version.reason == "canary"
+        assert handle.previous == reloader.current(name)
+        assert handle.module == name
+
+    def test_an_identical_source_makes_no_version(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """The running source again: a handle already promoted, no version, no signal."""
+        handle = reloader.swap(module.__name__, source("old"), rollout=QUICK)
+        assert handle.status == "promoted"
+        assert handle.version == handle.previous == reloader.current(module.__name__)
+        assert len(reloader.history(module.__name__)) == 1
+        assert received.order() == []
+
+
+class TestFailingRollout:
+    def test_a_failing_canary_rolls_back_at_its_first_step(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """A new version failing 20 % of calls is rolled back at 10 %, with a rollback_alert."""
+        name = module.__name__
+        handle = reloader.swap(name, source("bad", fail=0.2), rollout=QUICK)
+        with Load(module.f) as load:
+            assert handle.wait(timeout=30) == "rolled_back"
+        assert not load.unexpected
+        assert (handle.status, handle.weight) == ("rolled_back", 0)
+        report = handle.report()
+        assert [step["verdict"] for step in report["steps"]] == ["breached"]
+        assert report["steps"][0]["breaches"][0].startswith("error_rate ")
+        assert reloader.current(name).number == 1
+        assert [v.number for v in reloader.history(name)] == [1, 2]
+        assert module.f(1) == ("old", 1)
+        alerts = received.named("rollback_alert")
+        assert [(a["deployment_id"], a["metric"], a["threshold"]) for a in alerts] == [
+            (f"{name}@2", "error_rate", 0.01)
+        ]
+        assert alerts[0]["value"] > 0.01
+        assert received.named("module_swapped") == []
+        assert received.named("module_rolled_back") == []
+        assert [f["status"] for f in received.named("rollout_finished")] == ["rolled_back"]
+
+    def test_a_latency_breach_rolls_back(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """A new version slower than max_latency at p99 is rolled back, the alert on latency."""
+        rollout = Rollout(
+            steps=(50, 100), bake=0.05, min_samples=1, thresholds=Thresholds(max_latency=0.001)
+        )
+        handle = reloader.swap(module.__name__, source("slow", delay=0.003), rollout=rollout)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "rolled_back"
+        assert handle.report()["steps"][0]["breaches"][0].startswith("latency p99 ")
+        assert [a["metric"] for a in received.named("rollback_alert")] == ["latency"]
+
+    def test_the_alert_comes_from_the_reloaders_monitor(
+        self, package: Package, received: Received
+    ) -> None:
+        """With a monitor given, rollback_alert's sender is that monitor."""
+        monitor = PerformanceMonitor()
+        reloader = HotReloader(monitor=monitor)
+        reloader.install(package.name)
+        module = package.module("m", source("old"))
+        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=QUICK)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "rolled_back"
+        assert [a["sender"] for a in received.named("rollback_alert")] == [monitor]
+
+
+class TestInconclusive:
+    def test_extend_bakes_again_until_there_are_calls(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """No calls: the first step runs on; once calls come, the rollout goes on and promotes."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=QUICK)
+        assert handle.wait(timeout=0.3) == "running"
+        assert handle.weight == 10
+        assert handle.report()["steps"][0]["verdict"] is None
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "promoted"
+
+    def test_pause_waits_for_promote(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """No calls under "pause": status paused (announced), until promote() promotes it."""
+        rollout = Rollout(bake=0.05, on_inconclusive="pause")
+        handle = reloader.swap(module.__name__, source("new"), rollout=rollout)
+        assert eventually(lambda: handle.status == "paused", timeout=30)
+        assert handle.wait(timeout=0.2) == "paused"
+        paused = received.named("rollout_step")[-1]
+        assert (paused["status"], paused["verdict"], paused["weight"]) == (
+            "paused",
+            "inconclusive",
+            10,
+        )
+        handle.promote()
+        assert handle.status == "promoted"
+        assert module.f(1) == ("new", 1)
+
+    def test_a_paused_rollout_still_rolls_back_on_a_breach(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Paused, then failing calls: the breach rolls it back (safety wins)."""
+        rollout = Rollout(bake=0.05, on_inconclusive="pause", min_samples=10**9)
+        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=rollout)
+        assert eventually(lambda: handle.status == "paused", timeout=30)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "rolled_back"
+
+    def test_fail_ends_in_failed(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """No calls under "fail": status failed, the old version serving, no alert."""
+        rollout = Rollout(bake=0.05, on_inconclusive="fail")
+        handle = reloader.swap(module.__name__, source("new"), rollout=rollout)
+        assert handle.wait(timeout=30) == "failed"
+        assert handle.report()["steps"][0]["verdict"] == "inconclusive"
+        assert module.f(1) == ("old", 1)
+        assert reloader.current(module.__name__).number == 1
+        assert received.named("rollback_alert") == []
+        assert [f["status"] for f in received.named("rollout_finished")] == ["failed"]
+
+
+class TestPromoteAndAbort:
+    def test_promote_from_another_thread(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """promote() in another thread ends the rollout; wait() in this one sees it."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with Load(module.f) as load:
+            threading.Thread(target=handle.promote).start()
+            assert handle.wait(timeout=30) == "promoted"
+        assert not load.unexpected
+        assert handle.report()["steps"][0]["verdict"] == "promoted"
+        assert module.f(1) == ("new", 1)
+
+    def test_abort_from_another_thread(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """abort() in another thread rolls back; wait() in this one sees "rolled_back"."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with Load(module.f) as load:
+            threading.Thread(target=handle.abort).start()
+            assert handle.wait(timeout=30) == "rolled_back"
+        assert not load.unexpected
+        assert handle.report()["steps"][0]["verdict"] == "aborted"
+        assert module.f(1) == ("old", 1)
+
+    def test_the_same_end_twice_is_a_no_op(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """promote() on a promoted rollout does nothing (one rollout_finished)."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        handle.promote()
+        handle.promote()
+        assert len(received.named("rollout_finished")) == 1
+
+    def test_another_end_is_a_rollout_error(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """abort() after promotion, promote() after a rollback: RolloutError naming the status."""
+        promoted = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        promoted.promote()
+        with pytest.raises(RolloutError, match="promoted") as caught:
+            promoted.abort()
+        assert (caught.value.status, caught.value.module) == ("promoted", module.__name__)
+        aborted = reloader.swap(module.__name__, source("newer"), rollout=FOREVER)
+        aborted.abort()
+        with pytest.raises(RolloutError, match="rolled_back"):
+            aborted.promote()
+
+    def test_a_receiver_may_end_the_rollout_it_is_told_of(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """abort() from a rollout_step receiver (the swapping thread) rolls back at once."""
+        handles: list[RolloutHandle] = []
+
+        def abort(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
+            handle.abort()
+            handles.append(handle)
+
+        with signals.rollout_step.connected_to(abort):
+            handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        assert handles == [handle]
+        assert handle.status == "rolled_back"
+
+
+class TestReloaderDuringRollout:
+    def test_a_swap_of_the_module_is_refused(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """swap() during a rollout: RolloutError (a SwapError), swap_failed, nothing changed."""
+        name = module.__name__
+        handle = reloader.swap(name, source("new"), rollout=FOREVER)
+        with pytest.raises(RolloutError) as caught:
+            reloader.swap(name, source("other"))
+        assert isinstance(caught.value, SwapError)
+        assert isinstance(caught.value, RuntimeError)
+        assert caught.value.status == "running"
+        assert [f["error"] for f in received.named("swap_failed")] == [caught.value]
+        with pytest.raises(RolloutError):
+            reloader.swap_many({name: source("other")})
+        with pytest.raises(RolloutError):
+            reloader.swap(name, source("other"), rollout=QUICK)
+        assert [v.number for v in reloader.history(name)] == [1, 2]
+        assert handle.status == "running"
+        handle.promote()
+        assert reloader.swap(name, source("after")).number == 3
+
+    def test_rollback_aborts_the_rollout(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """rollback() during a rollout aborts it and returns the version serving (the old)."""
+        name = module.__name__
+        handle = reloader.swap(name, source("new"), rollout=FOREVER)
+        assert reloader.rollback(name).number == 1
+        assert handle.status == "rolled_back"
+        assert received.named("module_rolled_back") == []
+        assert module.f(1) == ("old", 1)
+
+    def test_rollback_to_an_older_version_aborts_then_rolls_back(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """rollback(m, to=1) during a rollout of v3 over v2: aborted, then back to v1."""
+        name = module.__name__
+        reloader.swap(name, source("second"))
+        handle = reloader.swap(name, source("third"), rollout=FOREVER)
+        assert reloader.rollback(name, to=1).number == 1
+        assert handle.status == "rolled_back"
+        assert module.f(1) == ("old", 1)
+
+    def test_rollback_many_aborts_and_rolls_back_the_others(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """rollback_many: the module under rollout is aborted, the other one rolled back."""
+        other = package.module("other", source("o1"))
+        reloader.swap(other.__name__, source("o2"))
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        versions = reloader.rollback_many([module.__name__, other.__name__])
+        assert [v.number for v in versions] == [1, 1]
+        assert handle.status == "rolled_back"
+        assert other.f(1) == ("o1", 1)
+
+    def test_a_new_rollout_after_the_end(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Once a rollout ended, the module can be rolled out again (the next number)."""
+        reloader.swap(module.__name__, source("new"), rollout=FOREVER).abort()
+        handle = reloader.swap(module.__name__, source("newer"), rollout=FOREVER)
+        assert handle.version.number == 3
+        assert handle.previous.number == 1
+
+
+class TestArguments:
+    @pytest.mark.parametrize("rollout", ["steps", {"steps": (10,)}, 10])
+    def test_rollout_must_be_a_rollout(
+        self, reloader: HotReloader, module: types.ModuleType, rollout: object
+    ) -> None:
+        """rollout= takes a Rollout (or None); nothing is attempted otherwise."""
+        with pytest.raises(InvalidArgumentError, match="rollout"):
+            reloader.swap(module.__name__, source("new"), rollout=rollout)  # type: ignore[call-overload]
+        assert len(reloader.history(module.__name__)) == 1
+
+    def test_shadow_must_be_a_shadow(self, reloader: HotReloader, module: types.ModuleType) -> None:
+        """shadow= takes a Shadow (or None)."""
+        with pytest.raises(InvalidArgumentError, match="shadow"):
+            reloader.swap(module.__name__, source("new"), shadow=0.5)  # type: ignore[call-overload]
+
+    def test_not_both(self, reloader: HotReloader, module: types.ModuleType) -> None:
+        """rollout= and shadow= together are refused."""
+        with pytest.raises(InvalidArgumentError, match="not both"):
+            reloader.swap(  # type: ignore[call-overload]
+                module.__name__, source("new"), rollout=QUICK, shadow=Shadow()
+            )
+
+    def test_wait_timeout_must_be_a_number(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """wait(timeout=-1) or a string is refused."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        for timeout in (-1, "1", True):
+            with pytest.raises(InvalidArgumentError):
+                handle.wait(timeout=timeout)  # type: ignore[arg-type]
+
+    def test_a_module_with_nothing_to_route_is_refused(
+        self, package: Package, reloader: HotReloader, received: Received
+    ) -> None:
+        """A module of constants only cannot be split per call: ValidationError, nothing changed."""
+        reloader.install(package.name)
+        constants = package.module("constants", "X = 1\n")
+        with pytest.raises(ValidationError, match="without a rollout"):
+            reloader.swap(constants.__name__, "X = 2\n", rollout=QUICK)
+        assert reloader.current(constants.__name__).number == 1
+        assert len(received.named("swap_failed")) == 1
+
+
+class TestReport:
+    def test_the_report_is_plain_data(self, package: Package) -> None:
+        """report() has the contract's keys, per-version counts, and json.dumps takes it."""
+        monitor = PerformanceMonitor()
+        reloader = HotReloader(monitor=monitor)
+        reloader.install(package.name)
+        module = package.module("m", source("old"))
+        name = module.__name__
+        handle = reloader.swap(name, source("new"), rollout=QUICK)
+        with Load(module.f) as load:
+            assert handle.wait(timeout=30) == "promoted"
+        report = handle.report()
+        json.loads(json.dumps(report))
+        assert set(report) == {"module", "status", "weight", "versions", "steps", "key_errors"}
+        assert (report["module"], report["status"], report["weight"]) == (name, "promoted", 100)
+        old, new = report["versions"][1], report["versions"][2]
+        assert (old["role"], new["role"]) == ("old", "new")
+        assert old["calls"] > 0
+        assert new["calls"] > 0
+        assert old["calls"] + new["calls"] <= sum(load.tags.values())
+        assert new["errors"] == 0
+        assert set(new["latency"]) == {"count", "mean", "min", "max", "p50", "p95", "p99"}
+        assert report["steps"][0]["calls"] <= new["calls"]
+        assert set(report["steps"][0]) == {
+            "weight", "calls", "errors", "verdict", "breaches", "started_at", "judged_at",
+        }  # fmt: skip
+        metrics = monitor.metrics(f"{name}@2")
+        assert {"latency", "error_rate", "calls"} <= set(metrics)
+        assert monitor.metrics(f"{name}@1")["calls"].count > 0
+
+    def test_without_a_monitor_a_private_one_is_used(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A reloader with no monitor still reports latencies (its private monitor)."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=QUICK)
+        with Load(module.f):
+            handle.wait(timeout=30)
+        assert handle.report()["versions"][1]["latency"]["count"] > 0
+        assert reloader.monitor is None
+
+
+class TestFork:
+    def test_a_forked_child_serves_the_old_version(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """In a child forked during a rollout, it is rolled back at once ("forked"), silently."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        events = len(received.events)
+
+        def child() -> bool:
+            return (
+                handle.status == "rolled_back"
+                and handle.report()["reason"] == "forked"
+                and all(module.f(n) == ("old", n) for n in range(200))
+                and reloader.swap(module.__name__, source("child")).number == 3
+                and len(received.events) == events + 1  # only the child's module_swapped
+            )
+
+        assert in_child(child) == 0
+        assert handle.status == "running"

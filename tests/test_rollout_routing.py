@@ -12,6 +12,7 @@ import textwrap
 import threading
 import types
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -20,7 +21,9 @@ from hypothesis import strategies as st
 from illunare import HotReloader, InvalidArgumentError, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
+from illunare._rollout import switching
 from illunare._rollout.assign import PATTERN, Draw, bucket
+from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
 
 from .conftest import Package
@@ -393,6 +396,259 @@ class TestAffinity:
 
 async def _collect(agen: object) -> tuple[str, ...]:
     return tuple([x async for item in agen for x in item])  # type: ignore[attr-defined]
+
+
+CLASSES = """
+TAG = {tag!r}
+
+class Shop:
+    LIMIT = TAG
+    COUNT = 0
+
+    def __init__(self):
+        self.made = TAG
+
+    def price(self, item):
+        return (TAG, self.helper(), self.LIMIT, self.made, self.prop[0])
+
+    def helper(self):
+        return TAG
+
+    @staticmethod
+    def stat():
+        return (TAG, Shop.inner())
+
+    @staticmethod
+    def inner():
+        return TAG
+
+    @classmethod
+    def klass(cls):
+        return (TAG, cls.inner())
+
+    @property
+    def prop(self):
+        return (TAG, self.helper())
+
+    def __repr__(self):
+        return TAG
+{extra}
+def make():
+    return Shop().price(1)
+"""
+
+
+def classes(package: Package, tag: str, extra: str = "") -> str:
+    return CLASSES.format(tag=tag, extra=textwrap.indent(textwrap.dedent(extra), "    "))
+
+
+def _without_maker(result: tuple[str, ...]) -> tuple[str, ...]:
+    """A price's tags but the one of the version whose __init__ made the instance."""
+    return result[:3] + result[4:]
+
+
+class TestClasses:
+    @pytest.fixture
+    def shop(
+        self, package: Package, reloader: HotReloader
+    ) -> Iterator[tuple[types.ModuleType, Split]]:
+        """A module with a class, split 50/50."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old"))
+        made = split(reloader, module, classes(package, "new"))
+        yield module, made
+        made.revert()
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            pytest.param(lambda m, shop: m.make(), id="constructed-inside"),
+            pytest.param(lambda m, shop: _without_maker(shop.price(1)), id="method"),
+            pytest.param(lambda m, shop: m.Shop.stat(), id="staticmethod"),
+            pytest.param(lambda m, shop: m.Shop.klass(), id="classmethod"),
+            pytest.param(lambda m, shop: shop.prop, id="property"),
+            pytest.param(lambda m, shop: (repr(shop),), id="dunder"),
+        ],
+    )
+    def test_methods_are_routed_with_affinity(
+        self,
+        shop: tuple[types.ModuleType, Split],
+        call: Callable[[types.ModuleType, object], tuple[str, ...]],
+    ) -> None:
+        """Each kind of method serves both versions; self.x() and Cls.x() stay in the caller's."""
+        module, _ = shop
+        instance = module.Shop()
+        counts = sides([call(module, instance) for _ in range(400)])
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+
+    def test_data_that_differs_is_read_by_the_callers_version(
+        self, shop: tuple[types.ModuleType, Split]
+    ) -> None:
+        """LIMIT differs: a pin, else its reader's version, else old decides; COUNT stays live."""
+        module, made = shop
+        assert module.Shop.LIMIT == "old"
+        assert type(module.Shop.__dict__["LIMIT"]) is SplitAttribute
+        with made.pin(1):
+            assert module.Shop.LIMIT == "new"
+        assert {result[2] == result[0] for result in (module.make() for _ in range(50))} == {True}
+        assert type(module.Shop.__dict__["COUNT"]) is int
+
+    def test_ending_leaves_plain_contents(
+        self, package: Package, reloader: HotReloader, shop: tuple[types.ModuleType, Split]
+    ) -> None:
+        """After revert, and after a promotion, the class holds plain functions and values."""
+        module, made = shop
+        made.revert()
+        assert not [v for v in vars(module.Shop).values() if type(v) is SplitAttribute]
+        assert module.Shop.price.__code__.co_filename.endswith("shop.py")
+        assert sides([module.make() for _ in range(50)]) == {"old": 50}
+        again = split(reloader, module, classes(package, "newer"))
+        again.promote()
+        contents = vars(module.Shop)
+        assert not [v for v in contents.values() if type(v) is SplitAttribute]
+        assert contents["price"] in reloader._modules[module.__name__].current.targets.values()
+        assert sides([module.make() for _ in range(50)]) == {"newer": 50}
+
+    def test_a_method_one_version_lacks_raises_attribute_error_on_that_side(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A method added by the candidate: old-side calls raise AttributeError, new ones run."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old"))
+        extra = "def added(self):\n    return (TAG,)\n"
+        made = split(reloader, module, classes(package, "new", extra))
+        instance = module.Shop()
+        with made.pin(1):
+            assert instance.added() == ("new",)
+        with made.pin(0), pytest.raises(AttributeError, match="added"):
+            instance.added()
+        made.revert()
+        with pytest.raises(AttributeError):
+            instance.added()
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            pytest.param("__hash__ = None\n", id="hash-None"),
+            pytest.param(
+                "class Guard:\n    def __get__(self, i, o): return 1\n"
+                "    def __set__(self, i, v): pass\n"
+                "guarded = Guard()\n",
+                id="data-descriptor",
+            ),
+        ],
+    )
+    def test_unsplittable_attributes_refuse_the_rollout(
+        self, package: Package, reloader: HotReloader, extra: str
+    ) -> None:
+        """A differing data descriptor or __hash__ = None: ValidationError naming it; no change."""
+        reloader.install(package.name)
+        module = package.module("shop", classes(package, "old", extra))
+        with pytest.raises(ValidationError, match=r"Shop\.(__hash__|guarded)"):
+            split(
+                reloader,
+                module,
+                classes(
+                    package,
+                    "new",
+                    extra.replace("None", "object.__hash__") if "hash" in extra else extra,
+                ),
+            )
+        assert [v.number for v in reloader.history(module.__name__)] == [1]
+        assert sides([module.make() for _ in range(20)]) == {"old": 20}
+
+
+class Recorder:
+    """A shadow sink that runs nothing: it records what the routers offer."""
+
+    def __init__(self) -> None:
+        self.offered: list[tuple[object, tuple[object, ...], dict[str, object], object]] = []
+
+    def offer(
+        self,
+        new: Callable[..., object],
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        outcome: tuple[bool, object],
+        seconds: float,
+    ) -> bool:
+        assert seconds >= 0
+        self.offered.append((new, args, kwargs, outcome))
+        return True
+
+
+def shadowed(
+    reloader: HotReloader, module: types.ModuleType, text: str, sink: Recorder, sample: float
+) -> Split:
+    """A shadow run of ``text`` for ``module`` offering ``sample`` of the calls to ``sink``."""
+    made: list[Split] = []
+
+    def begin(entries: Any, bound: Any, participants: Any) -> None:
+        made.append(
+            switching.begin(
+                reloader,
+                entries,
+                bound,
+                subject=module.__name__,
+                weight=0,
+                sticky=None,
+                mask_all=False,
+                participants=participants,
+                shadow=sink,
+                sample=sample,
+            )
+        )
+
+    reloader._swap_release({module.__name__: text}, (), "shadow", begin)
+    return made[0]
+
+
+class TestShadowRouting:
+    def test_old_serves_every_call_and_a_sample_is_offered(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """At sample 0.25, 1000 calls: all served by old, counted old, exactly 250 offered."""
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 0.25)
+        assert sides([module.top(x) for x in range(1000)]) == {"old": 1000}
+        assert len(sink.offered) == 250
+        new, args, kwargs, outcome = sink.offered[0]
+        assert new(*args, **kwargs) == ("new", "new")
+        assert outcome == (False, ("old", "old"))
+        assert made.take().calls == (1000, 0)
+        made.revert()
+
+    def test_the_old_versions_exception_is_offered_and_raised(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The caller gets old's exception; the sink gets it as the outcome."""
+        reloader.install(package.name)
+        module = package.module("m", source(package, "old", fails=True))
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 1.0)
+        with pytest.raises(ValueError, match="old"):
+            module.fails(1)
+        ((new, args, kwargs, (raised, error)),) = sink.offered
+        assert raised is True
+        assert isinstance(error, ValueError)
+        assert new(*args, **kwargs) == ("new",)
+        assert made.take().errors == (1, 0)
+        made.revert()
+
+    def test_coroutines_are_offered_and_generators_are_not(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A coroutine function's calls are offered after old's result; a generator's never."""
+        sink = Recorder()
+        made = shadowed(reloader, module, source(package, "new"), sink, 1.0)
+        assert asyncio.run(module.co(1)) == ("old", "old")
+        assert list(module.gen(2)) == [("old", "old")] * 2
+        ((new, args, _, outcome),) = sink.offered
+        assert inspect.iscoroutinefunction(new)
+        assert outcome == (False, ("old", "old"))
+        assert asyncio.run(new(*args)) == ("new", "new")
+        made.revert()
 
 
 class TestKinds:

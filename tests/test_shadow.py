@@ -8,12 +8,16 @@ import contextvars
 import operator
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from illunare import HotReloader, RolloutHandle, Shadow, signals
 from illunare._rollout.shadow import EXAMPLES, MAX_PENDING, ShadowRun, describe, matches
+
+from .conftest import Package, eventually
 
 PINNED: contextvars.ContextVar[int | None] = contextvars.ContextVar("pinned", default=None)
 
@@ -25,6 +29,60 @@ def pin(side: int) -> Iterator[None]:
         yield
     finally:
         PINNED.reset(token)
+
+
+OLD = """
+def price(item):
+    return len(item) * 10
+
+def total(items):
+    return sum(price(item) for item in items)
+
+async def fetch(item):
+    return price(item)
+"""
+
+NEW = """
+from tests.test_shadow import GATE
+
+def price(item):
+    GATE.wait()
+    if item == "boom":
+        raise ValueError("the new version fails")
+    if item == "exit":
+        raise SystemExit(3)
+    return len(item) * 10 + (1 if item.startswith("a") else 0)
+
+def total(items):
+    return sum(price(item) for item in items)
+
+async def fetch(item):
+    return price(item)
+"""
+
+
+#: the new version's price() waits for it (set: it does not wait)
+GATE = threading.Event()
+GATE.set()
+
+
+@pytest.fixture
+def shop(package: Package, reloader: HotReloader) -> Iterator[types.ModuleType]:
+    """A tracked module "shop" (the old prices); a shadow left running is aborted after."""
+    reloader.install(package.name)
+    yield package.module("shop", OLD)
+    for controller in {id(c): c for c in reloader._rollouts.values()}.values():
+        controller.abort()
+
+
+def _shadow(reloader: HotReloader, shop: types.ModuleType, **options: Any) -> RolloutHandle:
+    return reloader.swap(shop.__name__, NEW, shadow=Shadow(**options))
+
+
+def _report_when(handle: RolloutHandle, new_calls: int) -> dict[str, Any]:
+    """The report once the new version ran ``new_calls`` shadow calls (or after 30 s)."""
+    eventually(lambda: handle.report()["versions"][2]["calls"] >= new_calls, timeout=30)
+    return handle.report()
 
 
 def _settle(run: ShadowRun, runs: int) -> tuple[int, int, list[float]]:
@@ -221,3 +279,140 @@ class TestShadowRun:
         assert loops[0][0] is loops[-1]
         assert loops[0][1] == 1
         assert run.figures()["mismatches"] == 1
+
+
+class TestShadowThroughSwap:
+    def test_the_old_result_is_always_returned(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """Every call returns the old version's result, though the new one differs."""
+        handle = _shadow(reloader, shop)
+        items = ["apple", "pear", "avocado", "fig"] * 50
+        assert [shop.price(item) for item in items] == [len(item) * 10 for item in items]
+        assert (handle.status, handle.weight) == ("running", 0)
+        assert reloader.current(shop.__name__).number == 1
+
+    def test_mismatches_are_counted_with_examples(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """Calls whose results differ are mismatches; the first ones are shown as reprs."""
+        handle = _shadow(reloader, shop)
+        for item in ["apple", "pear", "avocado", "fig"]:
+            shop.price(item)
+        report = _report_when(handle, 4)
+        assert report["mismatches"] == 2
+        assert report["versions"][2]["errors"] == 0
+        assert report["mismatch_examples"] == [
+            {"args": "('apple',)", "kwargs": "{}", "old": "50", "new": "51"},
+            {"args": "('avocado',)", "kwargs": "{}", "old": "70", "new": "71"},
+        ]
+        assert report["versions"][1]["calls"] == 4
+        assert report["dropped"] == 0
+
+    def test_new_exceptions_never_reach_the_caller(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """The new version raising (even SystemExit) is counted as an error, never raised here."""
+        handle = _shadow(reloader, shop)
+        assert shop.price("boom") == 40
+        assert shop.price("exit") == 40
+        assert shop.price("kiwi") == 40
+        report = _report_when(handle, 3)
+        assert report["versions"][2]["errors"] == 2
+        assert report["versions"][2]["error_rate"] == pytest.approx(2 / 3)
+        assert report["mismatches"] == 0
+        assert report["versions"][1]["errors"] == 0
+
+    def test_nested_calls_of_the_new_version_stay_in_it(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """total() run on the new version calls the new price() (one mismatch, not a mix)."""
+        handle = _shadow(reloader, shop)
+        assert shop.total(["apple", "fig"]) == 80
+        report = _report_when(handle, 1)
+        assert report["mismatch_examples"][0]["new"] == "81"
+        assert (
+            report["versions"][1]["calls"] == 1
+        )  # price() inside total() is not a call of its own
+
+    def test_a_raising_compare_is_counted(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """compare raising: compare_errors, not a mismatch."""
+
+        def compare(old: object, new: object) -> bool:
+            raise TypeError("cannot compare")
+
+        handle = _shadow(reloader, shop, compare=compare)
+        shop.price("apple")
+        report = _report_when(handle, 1)
+        assert (report["compare_errors"], report["mismatches"]) == (1, 0)
+
+    def test_a_sample_of_the_calls_is_shadowed(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """sample=0.1: a tenth of 1000 calls run on the new version too."""
+        handle = _shadow(reloader, shop, sample=0.1)
+        for _ in range(1000):
+            shop.price("kiwi")
+        report = _report_when(handle, 100)
+        assert report["versions"][1]["calls"] == 1000
+        assert report["versions"][2]["calls"] == 100
+
+    def test_a_blocked_new_version_drops_calls(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """The new version stuck: callers go on, the queue fills, and the rest are dropped."""
+        handle = _shadow(reloader, shop)
+        GATE.clear()
+        try:
+            for _ in range(MAX_PENDING + 200):
+                assert shop.price("kiwi") == 40
+            assert handle.report()["dropped"] >= 199
+        finally:
+            GATE.set()
+        report = _report_when(handle, MAX_PENDING)
+        assert report["versions"][1]["calls"] == MAX_PENDING + 200
+
+    def test_coroutines_are_shadowed_on_the_callers_loop(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """An async function: the caller awaits the old result; the new one runs as a task."""
+        handle = _shadow(reloader, shop)
+
+        async def main() -> list[int]:
+            results = [await shop.fetch(item) for item in ("apple", "fig")]
+            await asyncio.sleep(0.05)  # the tasks run on this loop
+            return results
+
+        assert asyncio.run(main()) == [50, 30]
+        report = _report_when(handle, 2)
+        assert report["mismatches"] == 1
+
+    def test_promote_makes_the_new_version_current(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """promote() ends the shadow run: the new version serves, module_swapped is sent."""
+        handle = _shadow(reloader, shop)
+        assert handle.wait(timeout=0.1) == "running"
+        swapped: list[int] = []
+
+        def on_swapped(sender: object, *, version: Any, **extra: Any) -> None:
+            swapped.append(version.number)
+
+        with signals.module_swapped.connected_to(on_swapped):
+            handle.promote()
+        assert handle.status == "promoted"
+        assert swapped == [2]
+        assert shop.price("apple") == 51
+
+    def test_abort_keeps_the_old_version(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """abort() ends the shadow run: rolled back, nothing more offered."""
+        handle = _shadow(reloader, shop)
+        handle.abort()
+        assert handle.status == "rolled_back"
+        shop.price("apple")
+        assert handle.report()["versions"][2]["calls"] == 0
+        assert shop.price("apple") == 50

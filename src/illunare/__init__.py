@@ -22,6 +22,7 @@ from illunare._reload.reloader import HotReloader
 from illunare._reload.versions import CodeVersion
 from illunare._reload.watcher import Watcher
 from illunare._rollout.config import Rollout, Shadow
+from illunare._rollout.handle import RolloutHandle
 from illunare.exceptions import (
     BackendUnavailableError,
     CompileError,
@@ -93,6 +94,7 @@ __all__ = [
     "RollbackError",
     "Rollout",
     "RolloutError",
+    "RolloutHandle",
     "Shadow",
     "StaleReferenceWarning",
     "StepResult",

@@ -46,6 +46,7 @@ __all__ = [
     "collection_paused",
     "flip",
     "flip_many",
+    "kept_data",
     "plan",
     "stable_classes",
 ]
@@ -316,7 +317,7 @@ def flip_many(
                     # special names (which get no placeholders) or a hand set.
                     names = stable.__dict__.keys()
                     delete = () if names <= kept else list(names - kept)
-                    live = _kept_data(leaving, target, name, stable) if data else ()
+                    live = kept_data(leaving, target, name, stable) if data else ()
                     contents = (
                         {key: value for key, value in planned.items() if key not in live}
                         if live
@@ -368,7 +369,7 @@ def _class_plans(
     return cached[1]
 
 
-def _kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type) -> list[str]:
+def kept_data(leaving: ModuleVersion, target: ModuleVersion, name: str, stable: type) -> list[str]:
     """The data attributes of class ``name`` defined alike in both versions: they stay live.
 
     Not set by the switch, they keep the value they have at that moment,

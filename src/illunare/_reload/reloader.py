@@ -1151,6 +1151,7 @@ class HotReloader:
                     mask_all=mask_all,
                     participants=participants,
                     shadow=sink,
+                    sample=1.0 if shadow is None else shadow.sample,
                 )
             )
             if then is not None:

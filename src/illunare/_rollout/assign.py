@@ -50,7 +50,12 @@ class Draw:
     @classmethod
     def of(cls, weight: int) -> Draw:
         """A draw giving exactly ``weight`` percent of new sides per cycle, shuffled."""
-        ones = PATTERN * weight // 100
+        return cls.sampling(weight / 100)
+
+    @classmethod
+    def sampling(cls, share: float) -> Draw:
+        """A draw whose share of ones per cycle is ``share`` (0..1) to the nearest 1/1000."""
+        ones = round(PATTERN * share)
         pattern = [1] * ones + [0] * (PATTERN - ones)
         _shuffle(pattern)
         return cls(pattern)

@@ -30,15 +30,17 @@ import keyword
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from illunare.exceptions import ValidationError
+
 if TYPE_CHECKING:
     from illunare._rollout.split import Split
 
-__all__ = ["Routing", "kind_of"]
+__all__ = ["Routing", "SplitAttribute", "kind_of"]
 
 _PLAIN, _COROUTINE, _GENERATOR, _ASYNC_GENERATOR = 0, 1, 2, 3
 _FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -62,9 +64,11 @@ _CELLS = (
     "sticky",
     "key_error",
     "pinned",
+    "offer",
+    "sampled",
 )
 _RESERVED = frozenset((*_CELLS, "side", "n", "live", "key", "caller", "start", "result"))
-_RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make"))
+_RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
 
 
 def kind_of(function: object) -> int:
@@ -181,6 +185,31 @@ else:
     n = counted[side]()
 """
 
+# A shadow run: old serves every top-level call, counted; a sampled one is
+# timed and offered, with its outcome, to run again on new off the caller's path.
+_SHADOW = """\
+n = counted[0]()
+side = 0
+if sampled()[1]:
+    start = clock()
+    try:
+        result = {await_}old({args})
+    except Exception as error:
+        seconds = clock() - start
+        errors[0]()
+        offer(new, {packed}, (True, error), seconds)
+        raise
+    seconds = clock() - start
+    record[0](seconds)
+    offer(new, {packed}, (False, result), seconds)
+    return result
+"""
+
+_UNSHADOWED = """\
+n = counted[0]()
+side = 0
+"""
+
 # A top-level call: one in ``mask + 1`` timed; errors counted.
 _TIMED = """\
 target = new if side else old
@@ -230,7 +259,8 @@ def _call(kind: int, target: str, args: str, level: int) -> str:
 class _Shape:
     kind: int
     parameters: tuple[str, ...] | None
-    sticky: bool
+    #: "weighted", "sticky" or "shadow"
+    mode: str
     pins: bool
     several: bool
 
@@ -241,8 +271,11 @@ def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
     kind = shape.kind
     if shape.parameters is None:
         params = args = "*args, **kwargs"
+        packed = "args, kwargs"
     else:
         params = args = ", ".join(shape.parameters)
+        packed = f"({args}{',' if len(shape.parameters) == 1 else ''}), {{}}"
+    await_ = "await " if kind == _COROUTINE else ""
     body = ""
     if shape.pins:
         body += _PIN.format(call_side=_call(kind, "(new if side else old)", args, 1))
@@ -251,13 +284,13 @@ def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
     )
     if shape.several:
         body += _AFFINE.format(call_side=_call(kind, "(new if side else old)", args, 1))
-    body += _STICKY.format(args=args) if shape.sticky else _WEIGHTED
-    if kind in (_PLAIN, _COROUTINE):
-        body += _TIMED.format(
-            call_target=_call(kind, "target", args, 2),
-            await_="await " if kind == _COROUTINE else "",
-            args=args,
-        )
+    timed = kind in (_PLAIN, _COROUTINE)
+    if shape.mode == "shadow":
+        body += _SHADOW.format(await_=await_, args=args, packed=packed) if timed else _UNSHADOWED
+    else:
+        body += _STICKY.format(args=args) if shape.mode == "sticky" else _WEIGHTED
+    if timed:
+        body += _TIMED.format(call_target=_call(kind, "target", args, 2), await_=await_, args=args)
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"
@@ -297,10 +330,16 @@ class Routing:
     key_error: Callable[[], None]
     #: the pin in effect in this context (0, 1 or None)
     pinned: Callable[[], int | None]
+    #: a shadow run's sink: ``offer(new, args, kwargs, outcome, seconds)`` (None: a rollout)
+    offer: Callable[..., object] | None = None
+    #: a shadow run's draw: ``sampled()[1]`` is 1 for the calls to offer
+    sampled: Callable[[], tuple[int, int]] | None = None
     #: id of a namespace of a version of a release of several modules -> its side
     namespaces: dict[int, int] = attrs.Factory(dict)
     #: whether routers check ``pinned``
     pins: bool = True
+    #: every router made
+    made: list[Callable[..., Any]] = attrs.Factory(list)
 
     def route(
         self,
@@ -308,13 +347,20 @@ class Routing:
         new: Callable[..., Any],
         old_globals: dict[str, Any],
         new_globals: dict[str, Any],
+        face: Callable[..., Any] | None = None,
     ) -> Callable[..., Any]:
-        """A router between ``old`` and ``new`` (functions whose globals are the two namespaces)."""
-        kind = kind_of(old) if type(old) is types.FunctionType else kind_of(new)
+        """A router between ``old`` and ``new``, the two versions' targets.
+
+        ``old_globals``, ``new_globals``: the two versions' namespaces;
+        ``face``: the one whose name, signature and kind it shows (``old``
+        unless that is a stand-in for a missing name).
+        """
+        face = old if face is None else face
+        kind = kind_of(face)
         shape = _Shape(
             kind=kind,
             parameters=_shape(old, new),
-            sticky=self.sticky is not None,
+            mode="shadow" if self.offer else "sticky" if self.sticky else "weighted",
             pins=self.pins,
             several=len(self.namespaces) > 2,
         )
@@ -334,8 +380,9 @@ class Routing:
             self.sticky or _never,
             self.key_error,
             self.pinned,
+            self.offer,
+            self.sampled,
         )
-        face = old if type(old) is types.FunctionType else new
         code = getattr(face, "__code__", None)
         if isinstance(code, types.CodeType):
             # Argument errors and tracebacks name the user's function.
@@ -344,4 +391,212 @@ class Routing:
                 names["co_qualname"] = code.co_qualname
             routed.__code__ = routed.__code__.replace(**names)
         functools.update_wrapper(routed, face)
+        self.made.append(routed)
         return routed
+
+    def contents(
+        self,
+        cls: type,
+        old: Mapping[str, object],
+        new: Mapping[str, object],
+        *,
+        kept: Collection[str],
+        namespaces: tuple[dict[str, Any], dict[str, Any]],
+    ) -> dict[str, object]:
+        """What the stable class ``cls`` holds during the split, where its versions differ.
+
+        ``old``, ``new``: the two versions' contents of it; ``kept``: data
+        attributes that stay live; ``namespaces``: the two versions'. A
+        method (also inside a staticmethod, classmethod or property) gets a
+        router; other values that differ a ``SplitAttribute``.
+
+        Raises:
+            ValidationError: an attribute cannot be split per call (a data
+                descriptor other than property, or a special attribute the
+                interpreter reads from the type's slots, such as ``__hash__ = None``).
+
+        """
+        contents: dict[str, object] = {}
+        for name in [*old, *(name for name in new if name not in old)]:
+            before, after = old.get(name, _MISSING), new.get(name, _MISSING)
+            if before is after or name in _MACHINERY or name in kept:
+                continue
+            contents[name] = self._attribute(cls, name, before, after, namespaces)
+        return contents
+
+    def _attribute(
+        self,
+        cls: type,
+        name: str,
+        old: object,
+        new: object,
+        namespaces: tuple[dict[str, Any], dict[str, Any]],
+    ) -> object:
+        wrapper = _wrapper(old, new)
+        if wrapper is not None:
+
+            def route(before: object, after: object) -> Callable[..., Any] | None:
+                if before is None and after is None:
+                    return None
+                missing = _missing(cls, name)
+                return self.route(
+                    before if callable(before) else missing,
+                    after if callable(after) else missing,
+                    *namespaces,
+                    face=before if callable(before) else after,  # type: ignore[arg-type]
+                )
+
+            if wrapper is types.FunctionType:
+                return route(_unwrapped(old), _unwrapped(new))
+            if wrapper is property:
+                present: Any = new if old is _MISSING else old
+                fget, fset, fdel = (route(_part(old, part), _part(new, part)) for part in _PROPERTY)
+                return property(fget, fset, fdel, present.__doc__)
+            return wrapper(route(_unwrapped(old), _unwrapped(new)))
+        what = f"{cls.__qualname__}.{name}"
+        if any(_is_data_descriptor(value) for value in (old, new)):
+            raise ValidationError(
+                f"{what} is a data descriptor that differs between the versions: it cannot "
+                "be split per call; swap the module without a rollout",
+                module=cls.__module__,
+            )
+        if name.startswith("__") and name.endswith("__") and (old is None or new is None):
+            raise ValidationError(
+                f"{what} is set to None in one version: the interpreter reads it from the "
+                "type, so it cannot be split per call; swap the module without a rollout",
+                module=cls.__module__,
+            )
+        return SplitAttribute(name, (old, new), self.pinned, self.namespaces)
+
+
+# Class attributes -----------------------------------------------------------------
+
+# What a class is made of rather than what it offers: never split.
+_MACHINERY = frozenset(
+    {
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__annotations__",
+        "__annotate__",
+        "__annotate_func__",
+        "__annotations_cache__",
+        "__dict__",
+        "__weakref__",
+        "__slots__",
+        "__orig_bases__",
+        "__parameters__",
+        "__type_params__",
+        "__firstlineno__",
+        "__static_attributes__",
+    }
+)
+
+_PROPERTY = ("fget", "fset", "fdel")
+
+
+class _Missing:
+    """An attribute one version of a class lacks."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+_WRAPPERS = (staticmethod, classmethod)
+
+
+def _wrapper(old: object, new: object) -> type | None:
+    """How the two values wrap the functions a router can take (None: they do not alike)."""
+    kinds: set[type] = set()
+    for value in (old, new):
+        if value is _MISSING:
+            continue
+        if type(value) is types.FunctionType:
+            kinds.add(types.FunctionType)
+        elif type(value) in _WRAPPERS and type(value.__func__) is types.FunctionType:  # type: ignore[attr-defined]
+            kinds.add(type(value))
+        elif type(value) is property and all(
+            part is None or type(part) is types.FunctionType
+            for part in (value.fget, value.fset, value.fdel)
+        ):
+            kinds.add(property)
+        else:
+            return None
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _unwrapped(value: object) -> object:
+    """The function of a method, staticmethod or classmethod (``_MISSING`` stays)."""
+    return value.__func__ if type(value) in _WRAPPERS else value  # type: ignore[attr-defined]
+
+
+def _part(value: object, part: str) -> object:
+    return None if value is _MISSING else getattr(value, part)
+
+
+def _is_data_descriptor(value: object) -> bool:
+    kind = type(value)
+    return kind is not property and (hasattr(kind, "__set__") or hasattr(kind, "__delete__"))
+
+
+def _missing(cls: type, name: str) -> Callable[..., Any]:
+    """What a router calls on the side whose version of ``cls`` lacks ``name``."""
+
+    def missing(*args: object, **kwargs: object) -> Any:
+        raise AttributeError(
+            f"this version of {cls.__qualname__} has no attribute {name!r}", name=name
+        )
+
+    return missing
+
+
+class SplitAttribute:
+    """Stands in a stable class, during a split, for a value that differs between the versions.
+
+    A non-data descriptor (an instance attribute of the same name wins, as
+    for any class attribute): the pinned side's value, else the value of
+    the version whose code looks it up (the caller frame's globals), else
+    the old version's. A value that is itself a descriptor is bound as the
+    class would bind it.
+    """
+
+    __slots__ = ("name", "pinned", "sides", "values")
+
+    def __init__(
+        self,
+        name: str,
+        values: tuple[object, object],
+        pinned: Callable[[], int | None],
+        sides: Mapping[int, int],
+    ) -> None:
+        self.name = name
+        self.values = values
+        self.pinned = pinned
+        #: id of a version's namespace -> its side
+        self.sides = sides
+
+    def __repr__(self) -> str:
+        return f"<attribute {self.name!r} split between two versions>"
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        side = self.pinned()
+        if side is None:
+            try:
+                caller = sys._getframe(1).f_globals
+            except ValueError:  # looked up from C with no Python frame
+                caller = None
+            side = self.sides.get(id(caller), 0)
+        value = self.values[side]
+        if value is _MISSING:
+            kind = owner if instance is None else type(instance)
+            raise AttributeError(
+                f"this version of {getattr(kind, '__qualname__', kind)} has no attribute "
+                f"{self.name!r}",
+                name=self.name,
+            )
+        get = getattr(type(value), "__get__", None)
+        if get is None:
+            return value
+        return get(value, instance, owner if owner is not None else type(instance))

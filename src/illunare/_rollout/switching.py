@@ -19,11 +19,11 @@ from __future__ import annotations
 import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from illunare._reload.binding import Absorbed, collection_paused, flip_many
+from illunare._reload.binding import Absorbed, collection_paused, flip_many, kept_data
 from illunare._reload.courtesy import take_turn
 from illunare._reload.locking import LOCK
 from illunare._reload.proxy import HotFunction
@@ -39,6 +39,7 @@ from illunare._reload.release import (
 )
 from illunare._reload.switch import Switch
 from illunare._reload.versions import CodeVersion, ModuleVersion, TrackedModule
+from illunare._rollout.assign import Draw
 from illunare._rollout.routers import Routing
 from illunare._rollout.split import Split
 from illunare.exceptions import ValidationError
@@ -46,7 +47,26 @@ from illunare.exceptions import ValidationError
 if TYPE_CHECKING:
     from illunare._reload.reloader import HotReloader
 
-__all__ = ["begin"]
+__all__ = ["ShadowSink", "begin"]
+
+
+class ShadowSink(Protocol):
+    """Where a shadow run's routers offer their sampled calls (``shadow.ShadowRun``)."""
+
+    def offer(
+        self,
+        new: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        outcome: tuple[bool, object],
+        seconds: float,
+    ) -> bool:
+        """Run ``new(*args, **kwargs)`` off the caller's path; False: dropped.
+
+        ``outcome``: (True, the exception) or (False, the result) of the old
+        version, which took ``seconds``.
+        """
+
 
 #: One timed call in ``TIMED_EVERY`` when no latency threshold is set.
 TIMED_EVERY = 64
@@ -62,7 +82,8 @@ def begin(
     sticky: Callable[..., object] | None,
     mask_all: bool,
     participants: Sequence[Participant],
-    shadow: object = None,
+    shadow: ShadowSink | None = None,
+    sample: float = 1.0,
 ) -> Split:
     """Record the release's candidates and split its calls between them and the old versions.
 
@@ -70,7 +91,10 @@ def begin(
     ``release.commit`` takes them); ``subject`` its module the rollout is
     named after; ``weight`` the first step's percent; ``sticky`` the key
     function; ``mask_all``: time every top-level call (a latency threshold
-    is judged), else one in ``TIMED_EVERY``. Takes ``LOCK``.
+    is judged), else one in ``TIMED_EVERY``. With ``shadow``, a shadow run:
+    the old version serves every call and ``sample`` (0..1) of the
+    top-level ones are offered to ``shadow`` to run again on the new one
+    (``weight`` is then 0). Takes ``LOCK``.
 
     Raises:
         ValidationError: nothing of the release can be split per call (no
@@ -78,7 +102,7 @@ def begin(
             ``split`` raised. Nothing changed.
 
     """
-    del reloader, shadow  # shadow runs are not routed here yet
+    del reloader  # the contract's: what a split needs of it comes in the entries
     with LOCK:
         changes = new_versions(entries, bound)
         bases = {tracked.name: base for tracked, base, _, _ in entries}
@@ -106,13 +130,15 @@ def begin(
             key_error=split.key_error,
             pinned=split.pinned,
             namespaces=sides,
+            offer=None if shadow is None else shadow.offer,
+            sampled=None if shadow is None else Draw.sampling(sample).next,
         )
         routes = [
             _routes(routing, tracked, bases[tracked.name], version)
             for tracked, version, _ in changes
         ]
         attributes = _participant_attributes(participants, namespaces, previous, split)
-        if not any(proxies for proxies, _ in routes) and not attributes:
+        if not any(proxies or classes for proxies, _, classes in routes) and not attributes:
             raise ValidationError(
                 f"nothing of {subject} can be split between two versions per call (no "
                 "function, method or request router): swap it without a rollout",
@@ -127,13 +153,14 @@ def begin(
             namespaces=namespaces,
             previous=previous,
         )
-        for _, routers in routes:
-            ends.routers.update(routers)
+        ends.routers.update(routing.made)
         split.ends = ends
         with collection_paused():
             switch = Switch()
-            for proxies, routers in routes:
+            for proxies, routers, classes in routes:
                 switch.retarget(proxies, routers)
+                for stable, contents in classes:
+                    switch.class_contents(stable, (), contents)
             for owner, name, value in attributes:
                 switch.attribute(owner, name, value)
             switch.run()
@@ -145,19 +172,40 @@ def begin(
     return split
 
 
+#: What a split sets for one module: its proxies and their routers, and, for
+#: each stable class, the contents that route where its versions differ.
+_Routes = tuple[list[HotFunction], list[Callable[..., Any]], list[tuple[type, dict[str, object]]]]
+
+
 def _routes(
     routing: Routing, tracked: TrackedModule, base: ModuleVersion, candidate: ModuleVersion
-) -> tuple[list[HotFunction], list[Callable[..., Any]]]:
-    """The module's proxies whose target differs between the versions, and a router for each."""
+) -> _Routes:
+    """The proxies whose target differs between the versions, a router for each, and classes."""
     proxies, olds = tracked.bindings(base)
     _, news = tracked.bindings(candidate)
     routed: list[HotFunction] = []
     routers: list[Callable[..., Any]] = []
+    old_globals, new_globals = base.namespace, candidate.namespace
     for proxy, old, new in zip(proxies, olds, news, strict=True):
         if old is not new:
             routed.append(proxy)
-            routers.append(routing.route(old, new, base.namespace, candidate.namespace))
-    return routed, routers
+            face = new if old is proxy.removed_stub() else old
+            routers.append(routing.route(old, new, old_globals, new_globals, face=face))
+    classes = []
+    # Classes of both versions only: one that a version lacks is reached by
+    # that version's code alone, or only by instances the other one made.
+    for name in base.classes.keys() & candidate.classes.keys():
+        stable = tracked.classes[name]
+        contents = routing.contents(
+            stable,
+            base.classes[name],
+            candidate.classes[name],
+            kept=kept_data(base, candidate, name, stable),
+            namespaces=(old_globals, new_globals),
+        )
+        if contents:
+            classes.append((stable, contents))
+    return routed, routers, classes
 
 
 def _participant_attributes(
