@@ -60,3 +60,24 @@ class TestDemo:
         during = re.search(r"requests that met v6's bug during its bake\s+(\d+)\n", report)
         assert during is not None
         assert int(during[1]) > 0
+
+    def test_demo_canaries_promote_roll_back_and_shadow_with_requests_per_version(
+        self, report: str
+    ) -> None:
+        """v7's canary promotes, v8's is rolled back at 10 %, v9's shadow counts mismatches."""
+        promoted = re.search(r"canary v7 promoted  requests old (\d+) new (\d+)\n", report)
+        assert promoted is not None
+        assert int(promoted[1]) > 0
+        assert int(promoted[2]) > 0
+        rolled_back = re.search(
+            r"canary v8 rolled_back at 10%  requests old (\d+) new (\d+)  errors (\d+)\n", report
+        )
+        assert rolled_back is not None
+        old, new, errors = map(int, rolled_back.groups())
+        assert old > new > 0
+        assert 0 < errors < new
+        shadow = re.search(r"shadow v9  calls (\d+) mismatches (\d+) errors 0\n", report)
+        assert shadow is not None
+        assert int(shadow[1]) >= int(shadow[2]) > 0
+        assert re.search(r"requests that met v8's bug after its rollback\s+0\n", report)
+        assert "FAILED" not in report

@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +44,63 @@ FAILING_CODE = "def tag():\n    raise RuntimeError('the new code fails')\n"
 
 
 FIXTURE = HealthCheck.function_scoped_fixture
+
+
+# A deployment interrupted by Ctrl-C (SIGINT) while it waits for its rollout:
+# running (argv[2] "running"), or just promoted from another thread ("promoted").
+INTERRUPTED = """
+import os, signal, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+with open(os.path.join(sys.argv[1], "canary_mod.py"), "w") as file:
+    file.write("def tag():\\n    return 1\\n")
+from illunare import ConfigUpdate, Deployment, HotConfig, HotReloader, HotRollout, Rollout, signals
+import canary_mod
+
+reloader = HotReloader()
+reloader.track("canary_mod")
+config = HotConfig({"pool": 1})
+deployment = Deployment("canary", reloader=reloader, config=config)
+handles = []
+main = threading.main_thread().ident
+
+def waiting():
+    # The main thread is in the handle's wait(), no longer in swap().
+    frame = sys._current_frames().get(main)
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and frame.f_locals.get("self") is handles[0]:
+            return True
+        frame = frame.f_back
+    return False
+
+def interrupt():
+    while not waiting():
+        time.sleep(0.001)
+    if sys.argv[2] == "promoted":
+        handles[0].promote()
+    else:
+        os.kill(os.getpid(), signal.SIGINT)
+
+def started(sender, *, handle, **kwargs):
+    handles.append(handle)
+    threading.Thread(target=interrupt).start()
+
+def promoted(sender, **kwargs):
+    # Promoted, and wait() not yet returned (it returns once this receiver did).
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+
+signals.rollout_step.connect(started)
+signals.rollout_finished.connect(promoted)
+try:
+    deployment.run([
+        ConfigUpdate({"pool": 2}),
+        HotRollout({"canary_mod": "def tag():\\n    return 2\\n"}, Rollout(bake=3600)),
+    ])
+except KeyboardInterrupt:
+    result = deployment.history()[-1]
+    print(handles[0].status, result.status, [step.status for step in result.steps],
+          config["pool"], canary_mod.tag(), reloader.current("canary_mod").number)
+"""
 
 
 @pytest.fixture
@@ -269,67 +325,24 @@ class TestHotRolloutStep:
         assert result.steps[1].error is not None
         assert result.steps[1].error.startswith("RolloutError: ")
 
-    def test_a_keyboard_interrupt_in_the_wait_aborts_the_rollout(self, tmp_path: Path) -> None:
-        """Ctrl-C while the rollout runs: aborted, the deployment undone, the interrupt goes on."""
-        script = textwrap.dedent(
-            """
-            import os, signal, sys, threading, time
-            sys.path.insert(0, sys.argv[1])
-            with open(os.path.join(sys.argv[1], "canary_mod.py"), "w") as file:
-                file.write("def tag():\\n    return 1\\n")
-            from illunare import ConfigUpdate, Deployment, HotConfig, HotReloader, HotRollout
-            from illunare import Rollout, signals
-            import canary_mod
-
-            reloader = HotReloader()
-            reloader.track("canary_mod")
-            config = HotConfig({"pool": 1})
-            deployment = Deployment("canary", reloader=reloader, config=config)
-            handles = []
-            main = threading.main_thread().ident
-
-            def waiting():
-                frames = sys._current_frames().get(main)
-                while frames is not None:
-                    if frames.f_code.co_name == "wait" and frames.f_code.co_filename.endswith(
-                        "threading.py"
-                    ):
-                        return True
-                    frames = frames.f_back
-                return False
-
-            def interrupt():
-                while not waiting():
-                    time.sleep(0.001)
-                os.kill(os.getpid(), signal.SIGINT)
-
-            def started(sender, *, handle, **kwargs):
-                handles.append(handle)
-                threading.Thread(target=interrupt).start()
-
-            signals.rollout_step.connect(started)
-            try:
-                deployment.run([
-                    ConfigUpdate({"pool": 2}),
-                    HotRollout({"canary_mod": "def tag():\\n    return 2\\n"},
-                               Rollout(bake=3600)),
-                ])
-            except KeyboardInterrupt:
-                result = deployment.history()[-1]
-                print(handles[0].status, result.status,
-                      [step.status for step in result.steps],
-                      config["pool"], canary_mod.tag(), reloader.current("canary_mod").number)
-            """
-        )
+    @pytest.mark.parametrize(
+        ("when", "handle_status"), [("running", "rolled_back"), ("promoted", "promoted")]
+    )
+    def test_a_keyboard_interrupt_in_the_wait_undoes_the_rollout(
+        self, tmp_path: Path, when: str, handle_status: str
+    ) -> None:
+        """Ctrl-C in the wait: the rollout aborted (or its promotion undone); then the interrupt."""
         done = subprocess.run(
-            [sys.executable, "-c", script, str(tmp_path)],
+            [sys.executable, "-c", INTERRUPTED, str(tmp_path), when],
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        assert done.stdout.split("\n")[0] == "rolled_back rolled_back ['undone', 'failed'] 1 1 1"
+        assert (
+            done.stdout.split("\n")[0] == f"{handle_status} rolled_back ['undone', 'failed'] 1 1 1"
+        )
 
 
 class TestHotRolloutValues:
