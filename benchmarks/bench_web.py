@@ -23,7 +23,8 @@ drift of a shared machine weighs on both alike.
 A request through HotASGI against the bare app: wrk saturating each server
 for one second, in pairs whose order alternates, the median of the ratios
 (pairs cancel the drift of a shared machine); and the cost of a direct
-call, in process, without a server.
+call, in process, without a server; and, for information, that of a direct
+call through a canary release splitting the requests 50/50.
 
 Run: make bench  (or .venv/bin/python benchmarks/bench_web.py); needs wrk.
 """
@@ -48,7 +49,7 @@ from typing import Any
 import uvicorn
 
 from _common import report
-from illunare import HotReloader
+from illunare import HotReloader, Rollout
 from illunare.web import HotASGI
 
 ROUTES = 20
@@ -315,6 +316,13 @@ def main() -> None:
     bare, through = call_cost(bare_module.app), call_cost(hot)
     print(f"a direct call: {bare * 1e6:.1f} us to the bare app, {through * 1e6:.1f} us through")
     report("direct ASGI call through HotASGI / bare app (no server)", through / bare, "x", "-")
+    canary = reloader.swap(
+        "benchshop.routes", routes_source(RELEASES + 2), rollout=Rollout(steps=(50,), bake=3600)
+    )
+    split = call_cost(hot)
+    canary.abort()
+    print(f"a direct call through a 50% canary: {split * 1e6:.1f} us")
+    report("direct ASGI call through a 50% canary / through HotASGI", split / through, "x", "-")
     rebuild = statistics.median(durations)
     cold = cold_import(root)
     print(f"rebuild of the app {rebuild * 1e3:.1f} ms, cold import {cold * 1e3:.1f} ms")

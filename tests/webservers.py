@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,7 +48,10 @@ def wsgi_server(app: Any) -> Iterator[str]:
 
 
 class Load:
-    """Client threads sending GET ``path`` until stopped; every answer is counted."""
+    """Client threads sending GET ``path`` until stopped; every answer is counted.
+
+    ``headers(n)`` gives the headers of the ``n``-th request (0, 1, 2 ... over all clients).
+    """
 
     def __init__(
         self,
@@ -56,10 +60,13 @@ class Load:
         *,
         clients: int = 4,
         accept: Callable[[httpx.Response], bool] = lambda response: response.status_code == 200,
+        headers: Callable[[int], Mapping[str, str]] = lambda n: {},
     ) -> None:
         self.url = url
         self.path = path
         self.accept = accept
+        self.headers = headers
+        self._numbers = itertools.count()
         self.answers = 0
         self.failures: list[str] = []
         self._lock = threading.Lock()
@@ -84,7 +91,7 @@ class Load:
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self._stop.is_set():
                 try:
-                    response = client.get(self.path)
+                    response = client.get(self.path, headers=self.headers(next(self._numbers)))
                 except httpx.HTTPError as error:
                     failure: str | None = repr(error)
                 else:

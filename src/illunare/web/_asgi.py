@@ -71,9 +71,13 @@ class HotASGI(HotApp):
         receive: Callable[[], Awaitable[Message]],
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
-        """Serve one connection: with the current app, or the server's lifespan ourselves."""
+        """Serve one connection: with the current app (or a canary's), or the lifespan ourselves."""
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
+            return
+        canary = self._canary
+        if canary is not None:
+            await canary.handle(scope, receive, send)
             return
         served: Served = self._module.__dict__[self._key]
         await served.handle(scope, receive, send)

@@ -11,7 +11,12 @@ participant protocol of ``illunare._reload.release``):
 * ``prepare``: the new version of the app's module gives the new app
   (attribute or factory), which is started and checked before anything
   switches; raising refuses the whole release;
-* ``committed`` / ``abort``: bookkeeping of the apps kept started.
+* ``split``: a release with ``rollout=`` switches no app: the hot app
+  gets a ``Canary`` that splits the requests between the old app and the
+  new one until the rollout ends (``_canary``, set and reset by the
+  rollout's switches);
+* ``committed`` / ``abort``: bookkeeping of the apps kept started (a
+  promoted rollout is committed, a reverted one aborted).
 
 The app serving new requests is always the one the app module's *current*
 namespace holds (under ``self._key``): the reloader's flip switches it together
@@ -24,15 +29,19 @@ import itertools
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from illunare._reload.courtesy import courteous
 from illunare._reload.default import default_reloader
 from illunare._reload.prepare import run_checks, validate_checks
 from illunare._reload.reloader import HotReloader
 from illunare.exceptions import InvalidArgumentError, ValidationError
+from illunare.web._canary import Canary
 from illunare.web._inflight import Served, served_key
 from illunare.web._spec import AppSpec
+
+if TYPE_CHECKING:
+    from illunare._rollout.split import RequestSplit
 
 __all__ = ["HotApp"]
 
@@ -77,6 +86,8 @@ class HotApp:
         self._module.__dict__[self._key] = served
         #: the app that was current before the last release that changed it
         self._previous: Served | None = None
+        #: the rollout's split of the requests while a release with rollout= runs
+        self._canary: Canary | None = None
         self._reloader._add_participant(self)  # the release protocol is private
 
     def __repr__(self) -> str:
@@ -153,6 +164,23 @@ class HotApp:
             raise
         served.number = next(self._numbers)
         namespace[self._key] = served
+
+    def split(
+        self, namespaces: Namespaces, previous: Namespaces, requests: RequestSplit
+    ) -> Sequence[tuple[object, str, object]]:
+        """A rollout of a release that rebuilt the app: its requests split between the two apps.
+
+        Called after ``prepare`` (the new app is started and checked). The
+        rollout's split switch sets ``self._canary``; the switch ending it
+        resets it to None, and then ``committed`` (promoted) or ``abort``
+        (reverted: the new app is shut down after its last request) follows.
+        """
+        namespace = namespaces.get(self._spec.module)
+        if namespace is None:
+            return ()  # the release does not rebuild the app: its calls alone are split
+        old: Served = previous[self._spec.module][self._key]
+        new: Served = namespace[self._key]
+        return [(self, "_canary", Canary(requests, (old, new)))]
 
     def abort(self, namespaces: Namespaces) -> None:
         """The release did not switch: shut down what ``prepare`` started for it."""

@@ -37,7 +37,10 @@ class HotWSGI(HotApp):
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        """Serve one request with the current app."""
+        """Serve one request with the current app (or a canary's)."""
+        canary = self._canary
+        if canary is not None:
+            return canary.call(environ, start_response)
         served = self._module.__dict__[self._key]
         app: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]] = served.app
         served.requests[id(environ)] = environ
