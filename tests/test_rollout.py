@@ -500,6 +500,27 @@ class TestReloaderDuringRollout:
         handle.promote()
         assert reloader.swap(name, source("after")).number == 3
 
+    def test_a_watched_save_is_refused_until_the_rollout_ends(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A watcher's save during a rollout: swap_failed (RolloutError); saves after it land."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        refused = threading.Event()
+        errors: list[BaseException] = []
+
+        def on_failed(sender: object, *, error: BaseException, **extra: Any) -> None:
+            errors.append(error)
+            refused.set()
+
+        with signals.swap_failed.connected_to(on_failed), reloader.watch(package.path):
+            package.write("m", source("saved"))
+            assert refused.wait(30)
+            assert isinstance(errors[0], RolloutError)
+            assert handle.status == "running"
+            handle.abort()
+            package.write("m", source("saved again"))
+            assert eventually(lambda: module.f(1) == ("saved again", 1), timeout=30)
+
     def test_rollback_aborts_the_rollout(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
     ) -> None:
@@ -542,6 +563,48 @@ class TestReloaderDuringRollout:
         handle = reloader.swap(module.__name__, source("newer"), rollout=FOREVER)
         assert handle.version.number == 3
         assert handle.previous.number == 1
+
+
+class TestReleaseOfSeveralModules:
+    def test_one_rollout_for_the_whole_release(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """_start_rollout of two modules: named after the first that changed; both held."""
+        other = package.module("other", source("o1"))
+        handle = reloader._start_rollout(
+            {module.__name__: source("old"), other.__name__: source("o2")},
+            checks=(),
+            reason="release",
+            rollout=FOREVER,
+            shadow=None,
+        )
+        assert handle.module == other.__name__
+        assert handle.version.number == 2
+        assert reloader.current(module.__name__).number == 1
+        with pytest.raises(RolloutError):
+            reloader.swap(other.__name__, source("o3"))
+        handle.promote()
+        assert other.f(1) == ("o2", 1)
+
+    def test_every_module_of_the_release_is_held(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Both modules changed: a swap of either is refused; abort reverts both."""
+        other = package.module("other", source("o1"))
+        handle = reloader._start_rollout(
+            {module.__name__: source("new"), other.__name__: source("o2")},
+            checks=(),
+            reason="release",
+            rollout=FOREVER,
+            shadow=None,
+        )
+        assert handle.module == module.__name__
+        for name in (module.__name__, other.__name__):
+            with pytest.raises(RolloutError):
+                reloader.swap(name, source("x"))
+        handle.abort()
+        assert (module.f(1), other.f(1)) == (("old", 1), ("o1", 1))
+        assert reloader.swap(other.__name__, source("o3")).number == 3
 
 
 class TestArguments:

@@ -453,6 +453,9 @@ class HotReloader:
 
         """
         started = time.perf_counter()
+        if not isinstance(sources, Mapping):
+            raise InvalidArgumentError(f"sources must be a mapping, got {sources!r}")
+        names = _distinct_names(sources, "sources", "release")
         optional("rollout", rollout, Rollout)
         optional("shadow", shadow, Shadow)
         if rollout is not None and shadow is not None:
@@ -462,13 +465,13 @@ class HotReloader:
         if not isinstance(reason, str):
             raise InvalidArgumentError(f"reason must be a str, got {type(reason).__name__}")
         valid = validate_checks(checks)
-        names = list(sources)
+        release = dict(zip(names, sources.values(), strict=True))
         if rollout is not None and rollout.steps[0] == 100:
             # Nothing to judge: all the calls at once is a plain swap.
             with LOCK:
                 tracked = self._modules.get(names[0])
                 before = None if tracked is None else tracked.current.info
-            version = self._release(dict(sources), valid, reason, started)[0]
+            version = self._release(release, valid, reason, started)[0]
             return self._settled(version, before or version, rollout)
         made: list[Controller] = []
 
@@ -492,7 +495,7 @@ class HotReloader:
 
         try:
             split = self._split_release(
-                dict(sources),
+                release,
                 checks=valid,
                 reason=reason,
                 weight=0 if rollout is None else rollout.steps[0],
@@ -566,6 +569,8 @@ class HotReloader:
         Raises:
             CompileError, LoadError, ValidationError, UnknownModuleError:
                 nothing changed; ``swap_failed`` was sent for each module.
+            RolloutError: a module of the release is under a rollout or
+                shadow run; nothing changed, ``swap_failed`` was sent.
             InvalidArgumentError: ``sources`` is not a non-empty mapping of
                 module names (each once), or ``checks`` or ``reason`` is of
                 the wrong type; nothing was attempted.
@@ -621,6 +626,11 @@ class HotReloader:
         Names either version preserves (``__hot_preserve__``) keep their
         live values.
 
+        During a rollout or shadow run of the module, it is aborted (status
+        ``"rolled_back"``, the old version serving), and the version serving
+        is returned; with ``to`` naming another version, the module then
+        rolls back to it.
+
         Raises:
             RollbackError: no parent, or ``to`` is evicted or unknown.
             ValidationError: something built from the module (a hot web app)
@@ -639,7 +649,8 @@ class HotReloader:
         """Roll each module back to its parent version, all in one atomic flip.
 
         Returns the versions now current, in the order given. If any module
-        cannot be rolled back, none is.
+        cannot be rolled back, none is. Modules under a rollout have it
+        aborted instead (as ``rollback`` does); the others roll back.
 
         Raises:
             RollbackError: a module has no parent to roll back to.
@@ -1124,21 +1135,24 @@ class HotReloader:
         shadow: Shadow | None = None,
         then: Callable[[Split, ShadowRun | None], None] | None = None,
     ) -> Split | None:
-        """Prepare ``sources`` as one release and split its calls (a rollout named after the first).
+        """Prepare ``sources`` as one release and split its calls between the versions.
 
-        ``None`` when every source is identical to the running one (nothing
-        to roll out). ``shadow``: the old version serves, sampled calls are
-        offered to a ``ShadowRun``. ``then(split, shadow_run)`` is called
-        under the lock right after the split, the release's modules still
-        held (so that no swap of them comes in between). Errors as
-        ``_swap_release``'s, and those of ``switching.begin``.
+        The rollout is named after the first module of ``sources`` that gets
+        a new version (its subject). ``None`` when every source is identical
+        to the running one (nothing to roll out). ``shadow``: the old version
+        serves, sampled calls are offered to a ``ShadowRun``.
+        ``then(split, shadow_run)`` is called under the lock right after the
+        split, the release's modules still held (so that no swap of them
+        comes in between). Errors as ``_swap_release``'s, and those of
+        ``switching.begin``.
         """
-        subject = next(iter(sources))
         made: list[Split] = []
 
         def split(
             entries: Sequence[Entry], bound: Sequence[Absorbed], participants: Sequence[Participant]
         ) -> None:
+            released = {entry[0].name for entry in entries}
+            subject = next(name for name in sources if name in released)
             sink = None if shadow is None else ShadowRun(subject, shadow.compare)
             made.append(
                 switching.begin(

@@ -16,7 +16,9 @@ its end (waiting until its ``rollout_finished`` has been sent).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +29,7 @@ import attrs
 
 from illunare import signals
 from illunare._monitor.monitor import PerformanceMonitor
+from illunare._reload.courtesy import courteous
 from illunare._reload.versions import CodeVersion
 from illunare._rollout.config import Rollout
 from illunare._rollout.handle import RolloutHandle
@@ -239,27 +242,41 @@ class Controller:
 
     def _steps(self) -> None:
         rollout = self.rollout
-        deadline = None if rollout is None else time.monotonic() + rollout.bake
-        while True:
-            with self._cond:
-                if self.status in TERMINAL:
-                    return
-                wait = TICK if deadline is None else min(TICK, deadline - time.monotonic())
-                if wait > 0:
-                    self._cond.wait(wait)
-                if self.status in TERMINAL:
-                    return
-                self._flush()
-                if rollout is None or deadline is None or time.monotonic() < deadline:
-                    continue
-                action, judged, found = self._decide(rollout)
-            if action in TERMINAL:
-                self._end(action, judged, by_thread=True, found=found)
-                return
-            # Extended, paused or the next step: judged again after another bake.
-            deadline = time.monotonic() + max(rollout.bake, _AGAIN)
-            if judged is not None:
-                self._announce(judged)
+        deadline: float | None = math.inf if rollout is None else time.monotonic() + rollout.bake
+        while deadline is not None:
+            # Near the end of a bake, threads busy calling would keep this one
+            # waiting for the GIL (a switch interval each, in turns), which
+            # delays the verdict and the revert: the releases' courtesy (a
+            # short switch interval) holds from the last tick to the action.
+            near = deadline - time.monotonic() <= TICK
+            with courteous() if near else contextlib.nullcontext():
+                deadline = self._tick(rollout, deadline)
+
+    def _tick(self, rollout: Rollout | None, deadline: float) -> float | None:
+        """Wait a tick (or to the deadline), take a period, judge at the deadline.
+
+        Returns the deadline to wait for next; None once the rollout ended.
+        """
+        with self._cond:
+            if self.status in TERMINAL:
+                return None
+            wait = min(TICK, deadline - time.monotonic())
+            if wait > 0:
+                self._cond.wait(wait)
+            if self.status in TERMINAL:
+                return None
+            self._flush()
+            if rollout is None or time.monotonic() < deadline:
+                return deadline
+            action, judged, found = self._decide(rollout)
+        if action in TERMINAL:
+            self._end(action, judged, by_thread=True, found=found)
+            return None
+        # Extended, paused or the next step: judged again after another bake.
+        deadline = time.monotonic() + max(rollout.bake, _AGAIN)
+        if judged is not None:
+            self._announce(judged)
+        return deadline
 
     def _decide(self, rollout: Rollout) -> tuple[str, str | None, Verdict]:
         """Judge the step at the end of its bake: what to do, the verdict to tell, the verdict.

@@ -11,9 +11,10 @@ the weighted draw picks its side; it is counted, one in ``mask + 1`` timed,
 and an ``Exception`` leaving it is counted as that side's error.
 
 Routers are generated (``exec`` of a template, once per shape) so that the
-per-call path is a handful of bytecodes: everything fixed for the rollout
-is in closure cells, and what a weight change replaces is read from
-``split.live`` once per call. When both versions take the same plain
+per-call path is a handful of bytecodes: everything they use is in closure
+cells, and the cells of what a weight change replaces (the draw, the sticky
+sides) are shared by every router of the split, so that one store of a
+cell's contents moves them all. When both versions take the same plain
 arguments (positional-or-keyword, no defaults) the router takes exactly
 those; otherwise ``(*args, **kwargs)``. The function's kind is kept:
 coroutine functions get an ``async def`` router (deciding when awaited),
@@ -31,14 +32,11 @@ import sys
 import time
 import types
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from illunare.exceptions import ValidationError
-
-if TYPE_CHECKING:
-    from illunare._rollout.split import Split
 
 __all__ = ["Routing", "SplitAttribute", "kind_of"]
 
@@ -47,15 +45,19 @@ _FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATO
 _SIMPLE = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 # The names a generated router closes over: arguments with any of these
-# names get the generic shape.
+# names get the generic shape. Each router has cells of its own for the first
+# four; it shares the others with every router of its split.
 _CELLS = (
     "old",
     "new",
-    "split",
-    "getframe",
-    "clock",
     "old_globals",
     "new_globals",
+    "draw",
+    "sides",
+    "assign",
+    "pins",
+    "getframe",
+    "clock",
     "affine",
     "errors",
     "counted",
@@ -67,7 +69,7 @@ _CELLS = (
     "offer",
     "sampled",
 )
-_RESERVED = frozenset((*_CELLS, "side", "n", "live", "key", "caller", "start", "result"))
+_RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result"))
 _RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
 
 
@@ -142,9 +144,10 @@ while True:
             return"""
 
 _PIN = """\
-side = pinned()
-if side is not None:
-    {call_side}
+if pins:
+    side = pinned()
+    if side is not None:
+        {call_side}
 """
 
 _AFFINITY = """\
@@ -165,23 +168,21 @@ if side is not None:
 """
 
 _WEIGHTED = """\
-live = split.live
-n, side = live.draw()
+n, side = draw()
 """
 
 _STICKY = """\
-live = split.live
 try:
     key = sticky({args})
 except Exception:
     key = key_error()
 if key is None:
-    n, side = live.draw()
+    n, side = draw()
 else:
     try:
-        side = live.sides[key]
+        side = sides[key]
     except Exception:
-        side = live.assign(key)
+        side = assign(key)
     n = counted[side]()
 """
 
@@ -261,13 +262,19 @@ class _Shape:
     parameters: tuple[str, ...] | None
     #: "weighted", "sticky" or "shadow"
     mode: str
-    pins: bool
     several: bool
 
 
 @functools.cache
-def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
-    """The function making routers of ``shape`` (their fixed parts as its arguments)."""
+def _factory(shape: _Shape) -> types.CodeType:
+    """The code of routers of ``shape`` (made with closures of their cells: ``_CELLS``)."""
+    code = compile(_source(shape), f"<illunare router {shape.kind}>", "exec")
+    make = next(const for const in code.co_consts if isinstance(const, types.CodeType))
+    return next(const for const in make.co_consts if isinstance(const, types.CodeType))
+
+
+def _source(shape: _Shape) -> str:
+    """The source of ``make(<cells>)``, which defines a router of ``shape`` and returns it."""
     kind = shape.kind
     if shape.parameters is None:
         params = args = "*args, **kwargs"
@@ -276,9 +283,7 @@ def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
         params = args = ", ".join(shape.parameters)
         packed = f"({args}{',' if len(shape.parameters) == 1 else ''}), {{}}"
     await_ = "await " if kind == _COROUTINE else ""
-    body = ""
-    if shape.pins:
-        body += _PIN.format(call_side=_call(kind, "(new if side else old)", args, 1))
+    body = _PIN.format(call_side=_call(kind, "(new if side else old)", args, 2))
     body += _AFFINITY.format(
         call_new=_call(kind, "new", args, 1), call_old=_call(kind, "old", args, 1)
     )
@@ -294,16 +299,16 @@ def _factory(shape: _Shape) -> Callable[..., Callable[..., Any]]:
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"
-    source = (
+    return (
         f"def make({', '.join(_CELLS)}):\n"
         f"    {prefix} routed({params}):\n"
         f"{_indent(body, 2)}\n"
         f"    return routed\n"
     )
-    scope: dict[str, Any] = {}
-    exec(compile(source, f"<illunare router {kind}>", "exec"), scope)  # noqa: S102  # our template
-    made: Callable[..., Callable[..., Any]] = scope["make"]
-    return made
+
+
+# What routers find as their globals: builtins only (everything else is a cell).
+_GLOBALS: dict[str, Any] = {"__builtins__": __builtins__}
 
 
 def _never() -> None:
@@ -314,8 +319,9 @@ def _never() -> None:
 class Routing:
     """What every router of one split shares; ``route`` makes one for a pair of targets."""
 
-    #: has ``live``: the per-weight draw and sticky sides (``split.Live``)
-    split: Split
+    #: the cells a weight change stores into (``split.Split.cells``): "draw",
+    #: "sides", "assign" and "pins" (whether a pin may be in effect)
+    cells: Mapping[str, types.CellType]
     #: per side: count one error
     errors: tuple[Callable[[], int], Callable[[], int]]
     #: per side: count one sticky call (its number decides timing)
@@ -336,10 +342,27 @@ class Routing:
     sampled: Callable[[], tuple[int, int]] | None = None
     #: id of a namespace of a version of a release of several modules -> its side
     namespaces: dict[int, int] = attrs.Factory(dict)
-    #: whether routers check ``pinned``
-    pins: bool = True
     #: every router made
     made: list[Callable[..., Any]] = attrs.Factory(list)
+    _shared: dict[str, types.CellType] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        values = {
+            "getframe": sys._getframe,
+            "clock": time.perf_counter,
+            "affine": self.namespaces.get,
+            "errors": self.errors,
+            "counted": self.counted,
+            "record": self.record,
+            "mask": self.mask,
+            "sticky": self.sticky or _never,
+            "key_error": self.key_error,
+            "pinned": self.pinned,
+            "offer": self.offer,
+            "sampled": self.sampled,
+        }
+        self._shared = {name: types.CellType(value) for name, value in values.items()}
+        self._shared.update(self.cells)
 
     def route(
         self,
@@ -356,40 +379,26 @@ class Routing:
         unless that is a stand-in for a missing name).
         """
         face = old if face is None else face
-        kind = kind_of(face)
         shape = _Shape(
-            kind=kind,
+            kind=kind_of(face),
             parameters=_shape(old, new),
             mode="shadow" if self.offer else "sticky" if self.sticky else "weighted",
-            pins=self.pins,
             several=len(self.namespaces) > 2,
         )
-        routed = _factory(shape)(
-            old,
-            new,
-            self.split,
-            sys._getframe,
-            time.perf_counter,
-            old_globals,
-            new_globals,
-            self.namespaces.get,
-            self.errors,
-            self.counted,
-            self.record,
-            self.mask,
-            self.sticky or _never,
-            self.key_error,
-            self.pinned,
-            self.offer,
-            self.sampled,
+        code = _factory(shape)
+        own = {"old": old, "new": new, "old_globals": old_globals, "new_globals": new_globals}
+        shared = self._shared
+        closure = tuple(
+            types.CellType(own[name]) if name in own else shared[name] for name in code.co_freevars
         )
-        code = getattr(face, "__code__", None)
-        if isinstance(code, types.CodeType):
+        named = getattr(face, "__code__", None)
+        if isinstance(named, types.CodeType):
             # Argument errors and tracebacks name the user's function.
-            names: dict[str, Any] = {"co_name": code.co_name}
+            names: dict[str, Any] = {"co_name": named.co_name}
             if sys.version_info >= (3, 11):
-                names["co_qualname"] = code.co_qualname
-            routed.__code__ = routed.__code__.replace(**names)
+                names["co_qualname"] = named.co_qualname
+            code = code.replace(**names)
+        routed = types.FunctionType(code, _GLOBALS, code.co_name, None, closure)
         functools.update_wrapper(routed, face)
         self.made.append(routed)
         return routed

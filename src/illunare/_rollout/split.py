@@ -15,6 +15,7 @@ import contextvars
 import itertools
 import logging
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -105,8 +106,11 @@ class Split:
     sticky: Callable[..., object] | None = attrs.field(repr=False)
     #: percent of top-level calls on the new version now
     weight: int
-    #: read by the routers on every call
+    #: how calls are assigned now (its parts are also in ``cells``)
     live: Live = attrs.field(init=False, repr=False)
+    #: the cells every router of the split reads: "draw", "sides" and
+    #: "assign" (of ``live``), and "pins" (whether a pin may be in effect)
+    cells: dict[str, types.CellType] = attrs.field(init=False, repr=False)
     #: routes whole requests of a canary web app
     requests: RequestSplit = attrs.field(init=False, repr=False)
     # Counters that live as long as the split (read by ``take``).
@@ -131,12 +135,24 @@ class Split:
 
     def __attrs_post_init__(self) -> None:
         _check_weight(self.weight)
-        self.live = Live(Draw.of(self.weight), Buckets(self.salt, self.weight))
+        self.cells = {name: types.CellType() for name in ("draw", "sides", "assign")}
+        self.cells["pins"] = types.CellType(False)
+        self._use(Live(Draw.of(self.weight), Buckets(self.salt, self.weight)))
         self.requests = RequestSplit(self)
         self._counted = (_counter(), _counter())
         self._errors = (_counter(), _counter())
         self._samples = ([], [])
         self._pin = contextvars.ContextVar(f"illunare_pin_{self.subject}", default=None)
+
+    def _use(self, live: Live) -> None:
+        """Assign calls by ``live`` from now on (its parts into the routers' cells)."""
+        self.live = live
+        cells = self.cells
+        # A router reading the sides of one weight and assigning by another
+        # caches in a dict no longer in use: harmless.
+        cells["assign"].cell_contents = live.assign
+        cells["sides"].cell_contents = live.sides
+        cells["draw"].cell_contents = live.draw
 
     # Read by the routers (``routers.Routing``) ----------------------------------
 
@@ -209,7 +225,7 @@ class Split:
             if self.state != "running":
                 return
             self._retired.append(self.live.source)
-            self.live = Live(Draw.of(weight), Buckets(self.salt, weight))
+            self._use(Live(Draw.of(weight), Buckets(self.salt, weight)))
             self.weight = weight
 
     def take(self) -> Period:
@@ -219,7 +235,7 @@ class Split:
             drawn, following = live.source.stop()
             retired, self._retired = self._retired, []
             if self.state == "running":
-                self.live = Live(following, live.buckets)
+                self._use(Live(following, live.buckets))
             calls = list(drawn)
             for draw in retired:
                 old, new = draw.stop()[0]
@@ -251,6 +267,8 @@ class Split:
         """
         if side not in (0, 1) or type(side) is not int:
             raise InvalidArgumentError(f"side must be 0 (old) or 1 (new), got {side!r}")
+        # From the first pin on, routers look for pins (until then they skip it).
+        self.cells["pins"].cell_contents = True
         token = self._pin.set(side)
         try:
             yield
@@ -269,7 +287,7 @@ class Split:
                 return
             # A router that read its proxy's target just before the switch
             # still picks old.
-            self.live = Live(Draw.of(0), Buckets(self.salt, 0))
+            self._use(Live(Draw.of(0), Buckets(self.salt, 0)))
             self.weight = 0
             self.state = "reverted"
         assert self.ends is not None  # set before the split is handed out
@@ -289,7 +307,7 @@ class Split:
                 return list(self._promoted)
             if self.state != "running":
                 raise InvalidArgumentError(f"the rollout of {self.subject} was reverted")
-            self.live = Live(Draw.of(100), Buckets(self.salt, 100))
+            self._use(Live(Draw.of(100), Buckets(self.salt, 100)))
             self.weight = 100
             self.state = "promoted"
         assert self.ends is not None  # set before the split is handed out

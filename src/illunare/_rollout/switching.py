@@ -121,7 +121,7 @@ def begin(
         sides = {id(namespace): 0 for namespace in previous.values()}
         sides.update((id(namespace), 1) for namespace in namespaces.values())
         routing = Routing(
-            split=split,
+            cells=split.cells,
             errors=split.errors,
             counted=split.counted,
             record=split.record,
