@@ -266,7 +266,9 @@ class TestHotRolloutStep:
         cause = caught.value.__cause__
         assert isinstance(cause, RolloutError)
         assert (cause.module, cause.status) == (service.alpha, "failed")
-        assert str(cause).startswith("rollout failed at 10%: inconclusive")
+        assert str(cause) == (
+            "rollout failed at 10%: inconclusive: 0 calls of the new version, min_samples 20"
+        )
         assert service.reloader.current(service.alpha).number == 1
 
     def test_an_abort_fails_the_step(self, service: Service) -> None:

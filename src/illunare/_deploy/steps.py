@@ -406,7 +406,7 @@ class Release:
                     sources, checks=(), reason=reason, rollout=self.rollout, shadow=None
                 )
                 rolled_out = _modules(handle)
-                _wait(handle, undo)
+                _wait(handle, self.rollout, undo)
         return undo
 
 
@@ -416,7 +416,7 @@ def _modules(handle: RolloutHandle) -> frozenset[str]:
     return frozenset() if split is None else frozenset(split.modules)
 
 
-def _wait(handle: RolloutHandle, undo: Undo) -> None:
+def _wait(handle: RolloutHandle, rollout: Rollout, undo: Undo) -> None:
     """Wait for the end of ``handle``'s rollout; RolloutError unless it promoted.
 
     An interrupt (``KeyboardInterrupt``, ``SystemExit``) during the wait
@@ -432,10 +432,10 @@ def _wait(handle: RolloutHandle, undo: Undo) -> None:
             undo()
         raise
     if status != "promoted":
-        raise RolloutError(_failure(handle), module=handle.module, status=status)
+        raise RolloutError(_failure(handle, rollout), module=handle.module, status=status)
 
 
-def _failure(handle: RolloutHandle) -> str:
+def _failure(handle: RolloutHandle, rollout: Rollout) -> str:
     """Why a rollout ended without promoting: ``rollout rolled back at 10%: error_rate ...``."""
     report = handle.report()
     status = str(report["status"]).replace("_", " ")
@@ -445,4 +445,6 @@ def _failure(handle: RolloutHandle) -> str:
         return f"rollout {status}"
     last = steps[-1]
     why = "; ".join(last["breaches"]) or last["verdict"]
+    if why == "inconclusive":
+        why += f": {last['calls']} calls of the new version, min_samples {rollout.min_samples}"
     return f"rollout {status} at {last['weight']}%: {why}"
