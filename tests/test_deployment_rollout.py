@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from illunare import (
     ConfigUpdate,
+    Deployment,
     DeploymentError,
     HotReloader,
     HotRollout,
@@ -280,6 +281,50 @@ class TestHotRolloutStep:
         assert result.status == "rolled_back"
         assert result.steps[0].error == "RolloutError: rollout rolled back at 10%: aborted"
         assert service.tag(service.alpha) == "alpha-1"
+
+    def test_a_first_step_of_100_is_a_swap_undone_like_any(self, service: Service) -> None:
+        """steps=(100,): promoted at once, in the deployment's thread; the undo rolls it back."""
+        before = service.state()
+        result = outcome(
+            service.deployment,
+            [
+                HotRollout({service.alpha: module_code("alpha-2")}, Rollout(steps=(100,))),
+                service.migration("orders", fails=True),
+            ],
+        )
+        assert [step.status for step in result.steps] == ["undone", "failed"]
+        assert service.state() == before
+
+    def test_the_undo_rolls_back_a_hot_app_rebuilt_by_the_canary(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A canary of a hot app's module: the undo also rolls back the app module it rebuilt."""
+        from illunare.web import HotASGI
+
+        package.write("pricing", "def price_of(item):\n    return 100\n")
+        package.write(
+            "main",
+            "from starlette.applications import Starlette\n\nfrom .pricing import price_of\n\n"
+            "PRICE = price_of('apple')\napp = Starlette()\n",
+        )
+        main, pricing = package.qualified("main"), package.qualified("pricing")
+        hot = HotASGI(f"{main}:app", reloader=reloader)
+        served = hot.app
+        before = {module: reloader.current(module).number for module in (main, pricing)}
+        canary = HotRollout({pricing: "def price_of(item):\n    return 90\n"}, QUICK)
+
+        def check_then_fail() -> None:
+            assert sys.modules[main].PRICE == 90
+            raise RuntimeError("the migration fails")
+
+        result = outcome(
+            Deployment("web", reloader=reloader), [canary, Migration("x", check_then_fail)]
+        )
+        assert [step.status for step in result.steps] == ["undone", "failed"]
+        assert result.steps[1].error == "RuntimeError: the migration fails"
+        assert hot.app is served
+        assert {module: reloader.current(module).number for module in (main, pricing)} == before
+        assert sys.modules[main].PRICE == 100
 
     def test_the_undo_refuses_a_module_swapped_since(self, service: Service) -> None:
         """Swapped again after the step: the undo leaves it and says so (rollback_failed)."""
