@@ -15,6 +15,7 @@ from illunare import (
     HotReloader,
     InvalidArgumentError,
     PerformanceMonitor,
+    RollbackError,
     Rollout,
     RolloutError,
     RolloutHandle,
@@ -42,8 +43,13 @@ def f(x):
     return (TAG, x)
 """
 
+#: what the hung version of a test waits for
+HANG = threading.Event()
+
 #: a rollout quick enough for tests: short bakes, few samples
 QUICK = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=5)
+#: as QUICK, with enough calls per step that a version failing 20 % surely fails in each
+STRICT = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=50)
 #: a rollout that only acts when told (its bake never ends within a test)
 FOREVER = Rollout(bake=3600)
 
@@ -173,6 +179,14 @@ class TestVerdict:
         thresholds = Thresholds(max_error_rate=0.01)
         assert verdict(thresholds, _tally(19), min_samples=20).name == "inconclusive"
         assert verdict(thresholds, _tally(20), min_samples=20).name == "healthy"
+
+    def test_with_max_latency_unfinished_calls_are_too_few(self) -> None:
+        """max_latency judged: 20 calls started but 19 finished (timed) is inconclusive."""
+        thresholds = Thresholds(max_latency=1.0)
+        running = _tally(20, 0, (0.01,) * 19, 1.0)
+        assert verdict(thresholds, running, min_samples=20).name == "inconclusive"
+        finished = _tally(20, 0, (0.01,) * 20, 1.0)
+        assert verdict(thresholds, finished, min_samples=20).name == "healthy"
 
     def test_no_calls_no_error_breach(self) -> None:
         """A step without calls breaches nothing (there is no rate), and is inconclusive."""
@@ -313,7 +327,7 @@ class TestFailingRollout:
     ) -> None:
         """A new version failing 20 % of calls is rolled back at 10 %, with a rollback_alert."""
         name = module.__name__
-        handle = reloader.swap(name, source("bad", fail=0.2), rollout=QUICK)
+        handle = reloader.swap(name, source("bad", fail=0.2), rollout=STRICT)
         with Load(module.f) as load:
             assert handle.wait(timeout=30) == "rolled_back"
         assert not load.unexpected
@@ -338,7 +352,7 @@ class TestFailingRollout:
     ) -> None:
         """A new version slower than max_latency at p99 is rolled back, the alert on latency."""
         rollout = Rollout(
-            steps=(50, 100), bake=0.05, min_samples=1, thresholds=Thresholds(max_latency=0.001)
+            steps=(50, 100), bake=0.05, min_samples=5, thresholds=Thresholds(max_latency=0.001)
         )
         handle = reloader.swap(module.__name__, source("slow", delay=0.003), rollout=rollout)
         with Load(module.f):
@@ -354,7 +368,7 @@ class TestFailingRollout:
         reloader = HotReloader(monitor=monitor)
         reloader.install(package.name)
         module = package.module("m", source("old"))
-        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=QUICK)
+        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=STRICT)
         with Load(module.f):
             assert handle.wait(timeout=30) == "rolled_back"
         assert [a["sender"] for a in received.named("rollback_alert")] == [monitor]
@@ -399,6 +413,31 @@ class TestInconclusive:
         assert eventually(lambda: handle.status == "paused", timeout=30)
         with Load(module.f):
             assert handle.wait(timeout=30) == "rolled_back"
+
+    def test_a_hung_version_is_not_promoted(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """New calls still running at the bake's end are too few under max_latency: not healthy."""
+        rollout = Rollout(
+            steps=(50,),
+            bake=0.1,
+            min_samples=1,
+            on_inconclusive="fail",
+            thresholds=Thresholds(max_latency=0.5),
+        )
+        hung = "from tests.test_rollout import HANG\n\ndef f(x):\n    HANG.wait()\n    return x\n"
+        HANG.clear()
+        handle = reloader.swap(module.__name__, hung, rollout=rollout)
+        callers = [threading.Thread(target=module.f, args=(n,)) for n in range(20)]
+        try:
+            for caller in callers:
+                caller.start()
+            assert handle.wait(timeout=30) == "failed"
+            assert handle.report()["steps"][0]["calls"] > 0
+        finally:
+            HANG.set()
+            for caller in callers:
+                caller.join()
 
     def test_fail_ends_in_failed(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
@@ -462,6 +501,70 @@ class TestPromoteAndAbort:
         with pytest.raises(RolloutError, match="rolled_back"):
             aborted.promote()
 
+
+class TestPin:
+    def test_a_block_runs_on_one_version(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Every call in a pinned block runs the version whose number the block got."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
+        tags = {handle.previous.number: "old", handle.version.number: "new"}
+        seen = set()
+        for _ in range(200):
+            with handle.pin() as number:
+                assert {module.f(n)[0] for n in range(5)} == {tags[number]}
+            seen.add(number)
+        assert seen == set(tags)
+
+    def test_the_same_key_gets_the_same_version(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """pin(key) is sticky: a key always gets the same version within a step."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
+        for key in ("alice", "bob", 42):
+            numbers = set()
+            for _ in range(20):
+                with handle.pin(key) as number:
+                    numbers.add(number)
+            assert len(numbers) == 1
+
+    def test_a_block_counts_as_one_call(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A block is one call of its version (its inner calls are not); raising, one error."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
+        numbers: list[int] = []
+
+        def job() -> None:
+            with handle.pin() as number:
+                numbers.append(number)
+                module.f(1)
+                raise KeyError(number)
+
+        for _ in range(10):
+            with pytest.raises(KeyError):
+                job()
+        handle.promote()
+        versions = handle.report()["versions"]
+        for number in set(numbers):
+            assert versions[number]["calls"] == numbers.count(number)
+            assert versions[number]["errors"] == numbers.count(number)
+
+    def test_after_the_end_a_block_runs_what_serves(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Once promoted, pin() yields the new version's number; once rolled back, the old's."""
+        promoted = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        promoted.promote()
+        with promoted.pin() as number:
+            assert (number, module.f(1)) == (promoted.version.number, ("new", 1))
+        aborted = reloader.swap(module.__name__, source("newer"), rollout=FOREVER)
+        aborted.abort()
+        with aborted.pin() as number:
+            assert (number, module.f(1)) == (aborted.previous.number, ("new", 1))
+
+
+class TestReceivers:
     def test_a_receiver_may_end_the_rollout_it_is_told_of(
         self, reloader: HotReloader, module: types.ModuleType
     ) -> None:
@@ -476,6 +579,25 @@ class TestPromoteAndAbort:
             handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
         assert handles == [handle]
         assert handle.status == "rolled_back"
+
+    def test_a_receiver_of_the_end_may_wait_and_end_it_again(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """In a rollout_finished receiver, wait() and the same end return at once (no hang)."""
+        seen: list[str] = []
+
+        def finished(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
+            seen.append(handle.wait())
+            handle.promote()
+            seen.append(handle.status)
+
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with signals.rollout_finished.connected_to(finished):
+            ender = threading.Thread(target=handle.promote, daemon=True)
+            ender.start()
+            ender.join(timeout=30)
+        assert not ender.is_alive()
+        assert seen == ["promoted", "promoted"]
 
 
 class TestReloaderDuringRollout:
@@ -554,6 +676,16 @@ class TestReloaderDuringRollout:
         assert [v.number for v in versions] == [1, 1]
         assert handle.status == "rolled_back"
         assert other.f(1) == ("o1", 1)
+
+    def test_a_refused_rollback_many_aborts_nothing(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """rollback_many with a module that has no parent: RollbackError, the rollout runs on."""
+        other = package.module("other", source("o1"))
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with pytest.raises(RollbackError):
+            reloader.rollback_many([module.__name__, other.__name__])
+        assert handle.status == "running"
 
     def test_a_new_rollout_after_the_end(
         self, reloader: HotReloader, module: types.ModuleType

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import importlib
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -66,6 +69,21 @@ def callback(x):
 
 def shaped(a, b, *rest, c=1, **more):
     return (TAG,)
+
+def entry(x):
+    return (TAG, *helper(x))
+
+def dynamic(x):
+    return (TAG, *getattr(me, "by_name")(x))
+
+def by_name(x):
+    return (TAG,)
+
+__hot_preserve__ = ["RESULTS"]  # one list, shared by the versions
+RESULTS = []
+
+def collect(x):
+    RESULTS.append((TAG, *helper(x)))
 
 import asyncio
 """
@@ -346,6 +364,22 @@ class TestAffinity:
         assert counts["old"] > 0
         assert counts["new"] > 0
 
+    def test_only_functions_the_release_can_name_check_their_caller(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """entry() is named by no code of either version: its router skips the caller check."""
+        module, _ = halves
+        checks = {
+            name: "getframe" in getattr(module, name).__wrapped__.__code__.co_freevars
+            for name in ("entry", "helper", "by_name")
+        }
+        assert checks == {"entry": False, "helper": True, "by_name": True}
+        counts = sides(
+            [module.entry(1) for _ in range(200)] + [module.dynamic(1) for _ in range(200)]
+        )
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+
     def test_a_pin_holds_a_context_on_one_side(
         self, halves: tuple[types.ModuleType, Split]
     ) -> None:
@@ -360,24 +394,48 @@ class TestAffinity:
         with pytest.raises(InvalidArgumentError):
             made.pin(2).__enter__()
 
-    def test_calls_from_many_threads_through_steps_and_a_revert(
-        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    def test_a_call_with_no_python_caller_is_routed(
+        self, halves: tuple[types.ModuleType, Split]
     ) -> None:
-        """Eight threads call nested functions while the weight moves and the split ends."""
+        """Called straight from C in a new thread (no Python frame above it), a call still works."""
+        module, _ = halves
+        done = threading.Event()
+        for _ in range(20):
+            _thread.start_new_thread(module.collect, (1,))
+        _thread.start_new_thread(done.set, ())
+        assert done.wait(10)
+        for _ in range(500):
+            if len(module.RESULTS) == 20:
+                break
+            time.sleep(0.01)
+        assert sum(sides(module.RESULTS).values()) == 20
+
+    @pytest.mark.parametrize(("end", "tag"), [("revert", "old"), ("promote", "new")])
+    def test_calls_from_many_threads_through_steps_and_the_end(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType, end: str, tag: str
+    ) -> None:
+        """Eight threads call nested functions while the weight moves and the split ends.
+
+        No call fails; every call made while the split runs stays in one
+        version, every call started after the end runs the version it ends
+        on. (A call in flight across the end may see both: the end is a
+        plain switch, as a swap is.)
+        """
         made = split(reloader, module, source(package, "new"), weight=10)
         failures: list[BaseException] = []
-        mixed: list[tuple[str, ...]] = []
+        calls: list[tuple[int, tuple[str, ...], int]] = []
+        phase = [0]  # 0: split, 1: ending, 2: ended
         stop = threading.Event()
 
         def call() -> None:
             while not stop.is_set():
+                started = phase[0]
                 try:
                     result = module.through_module(1)
                 except BaseException as error:  # reported below
                     failures.append(error)
                     return
-                if len(set(result)) != 1:
-                    mixed.append(result)
+                calls.append((started, result, phase[0]))
 
         threads = [threading.Thread(target=call) for _ in range(8)]
         for thread in threads:
@@ -385,13 +443,18 @@ class TestAffinity:
         for weight in (10, 50, 90, 100, 30):
             made.set_weight(weight)
             made.take()
-        made.revert()
+        phase[0] = 1
+        getattr(made, end)()
+        phase[0] = 2
+        time.sleep(0.05)
         stop.set()
         for thread in threads:
             thread.join()
         assert failures == []
-        assert mixed == []
-        assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
+        during = [result for started, result, ended in calls if started == ended == 0]
+        after = [result for started, result, _ in calls if started == 2]
+        assert len(sides(during)) == 2
+        assert sides(after).keys() == {tag}
 
 
 async def _collect(agen: object) -> tuple[str, ...]:
@@ -527,6 +590,44 @@ class TestClasses:
         with pytest.raises(AttributeError):
             instance.added()
 
+    def test_everyday_classes_are_split(self, package: Package, reloader: HotReloader) -> None:
+        """Dataclasses, attrs classes, enums, pydantic models, cached properties: both serve."""
+        text = """
+            import dataclasses, enum, functools
+            import attrs, pydantic
+            TAG = {tag!r}
+            @dataclasses.dataclass(frozen=True)
+            class Point:
+                x: int
+                def tag(self): return TAG
+            @attrs.define
+            class Item:
+                name: str
+                def tag(self): return TAG
+            class Color(enum.Enum):
+                RED = 1
+                def tag(self): return TAG
+            class Model(pydantic.BaseModel):
+                a: int
+                def tag(self): return TAG
+            class Cached:
+                @functools.cached_property
+                def value(self): return TAG
+            def run():
+                made = (Point(1), Item("a"), Color.RED, Model(a=1))
+                return (*(thing.tag() for thing in made), Cached().value)
+        """
+        reloader.install(package.name)
+        module = package.module("everyday", textwrap.dedent(text).format(tag="old"))
+        made = split(reloader, module, textwrap.dedent(text).format(tag="new"))
+        counts = sides([module.run() for _ in range(200)])
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+        assert module.Model(a=2).a == 2
+        assert hash(module.Point(1)) == hash(module.Point(1))
+        made.promote()
+        assert sides([module.run() for _ in range(10)]) == {"new": 10}
+
     @pytest.mark.parametrize(
         "extra",
         [
@@ -651,6 +752,132 @@ class TestShadowRouting:
         made.revert()
 
 
+class TestRequests:
+    def test_requests_are_drawn_or_sticky_counted_and_timed(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """choose() takes the key from the request; finished() times it and counts its error."""
+        made = split(
+            reloader,
+            module,
+            source(package, "new"),
+            weight=30,
+            sticky=lambda request: request.get("user"),  # type: ignore[attr-defined]
+        )
+        requests = made.requests
+        anonymous = [requests.choose({}) for _ in range(1000)]
+        assert sum(anonymous) == 300
+        users = {user: requests.choose({"user": user}) for user in map(str, range(200))}
+        assert all(requests.choose({"user": u}) == side for u, side in users.items())
+        assert all(side == int(bucket(made.salt, u) < 30) for u, side in users.items())
+        requests.finished(1, 0.25, error=True)
+        requests.finished(0, 0.5, error=False)
+        period = made.take()
+        new_users = sum(users.values())
+        assert period.calls == (700 + 2 * (200 - new_users), 300 + 2 * new_users)
+        assert period.errors == (0, 1)
+        assert period.samples == ((0.5,), (0.25,))
+        made.revert()
+
+    def test_a_request_pins_every_call_it_makes(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Within pinned(side), the module's functions run that side, uncounted."""
+        module, made = halves
+        for side, tag in ((0, "old"), (1, "new")):
+            with made.requests.pinned(side):
+                assert sides([module.top(1) for _ in range(50)]) == {tag: 50}
+        assert made.take().calls == (0, 0)
+
+
+class Canary:
+    """A participant that takes part in rollouts: it holds a request router while one runs."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.router: object = None
+        self.refuse = refuse
+        self.told: list[str] = []
+
+    def dependents(self, changed: frozenset[str]) -> frozenset[str]:
+        return frozenset()
+
+    def prepare(self, namespaces: object) -> None:
+        self.told.append("prepare")
+
+    def abort(self, namespaces: object) -> None:
+        self.told.append("abort")
+
+    def committed(self, namespaces: object, previous: object) -> None:
+        self.told.append("committed")
+
+    def kept(self) -> list[object]:
+        return []
+
+    def split(self, namespaces: object, previous: object, requests: object) -> list[object]:
+        if self.refuse:
+            raise RuntimeError("no canary today")
+        self.told.append("split")
+        return [(self, "router", requests)]
+
+
+class TestParticipants:
+    @pytest.mark.parametrize("end", ["revert", "promote"])
+    def test_a_participant_holds_its_attribute_while_the_split_runs(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType, end: str
+    ) -> None:
+        """split() gives attributes set by the switch, reset to None by the end; then told."""
+        canary = Canary()
+        reloader._add_participant(canary)
+        made = split(reloader, module, source(package, "new"))
+        assert canary.router is made.requests
+        assert canary.told == ["prepare", "split"]
+        getattr(made, end)()
+        assert canary.router is None
+        assert canary.told[-1] == ("abort" if end == "revert" else "committed")
+
+    def test_a_participant_refusing_the_split_refuses_the_release(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A split() that raises: ValidationError naming it, no version, nothing routed."""
+        canary = Canary(refuse=True)
+        reloader._add_participant(canary)
+        with pytest.raises(ValidationError, match="no canary today"):
+            split(reloader, module, source(package, "new"))
+        assert canary.told == ["prepare", "abort"]
+        assert [v.number for v in reloader.history(module.__name__)] == [1]
+        assert type(module.top.__wrapped__) is types.FunctionType
+
+
+class TestReleases:
+    def test_calls_between_modules_of_one_release_stay_in_one_version(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A release of two modules: a's function calling b's runs both of one version."""
+        reloader.install(package.name)
+        # A parameter named like a builtin the routers use.
+        low = "TAG = {tag!r}\ndef tag(id):\n    return TAG\n"
+        high = "from {p} import low\nTAG = {tag!r}\ndef pair():\n    return (TAG, low.tag(1))\n"
+        package.module("low", low.format(tag="old"))
+        top = package.module("high", high.format(p=package.name, tag="old"))
+        made = reloader._split_release(
+            {
+                top.__name__: high.format(p=package.name, tag="new"),
+                package.qualified("low"): low.format(tag="new"),
+            },
+            checks=(),
+            reason="",
+            weight=50,
+            sticky=None,
+        )
+        assert made is not None
+        assert made.subject == top.__name__
+        assert set(made.modules) == {top.__name__, package.qualified("low")}
+        counts = sides([top.pair() for _ in range(1000)])
+        assert counts == {"old": 500, "new": 500}
+        made.promote()
+        assert sides([top.pair() for _ in range(10)]) == {"new": 10}
+
+
 class TestKinds:
     def test_kinds_and_introspection_are_kept(self, halves: tuple[types.ModuleType, Split]) -> None:
         """Frameworks see the same kind, name and signature during the split."""
@@ -715,16 +942,40 @@ class TestEnds:
         """After revert every proxy points at version 1's own function again."""
         module, made = halves
         tracked = reloader._modules[module.__name__]
+        routers = made.kept()
+        assert {router.__name__ for router in routers} >= {"top", "helper", "co", "gen"}
+        assert {proxy.__wrapped__ for proxy in tracked.proxies.values()} == set(routers)
+        del routers
         made.revert()
         made.revert()  # idempotent
         for qualname, proxy in tracked.proxies.items():
             assert proxy.__wrapped__ is tracked.current.targets[qualname]
-        assert made.kept() == [] or all(callable(router) for router in made.kept())
+        assert made.kept() == []
         assert reloader.current(module.__name__).number == 1
         assert [v.number for v in reloader.history(module.__name__)] == [1, 2]
         assert sides([module.top(1) for _ in range(100)]) == {"old": 100}
         with pytest.raises(InvalidArgumentError):
             made.promote()
+
+    @pytest.mark.parametrize("end", ["revert", "promote"])
+    def test_no_router_is_freed_inside_the_end_switch(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader, end: str
+    ) -> None:
+        """Routers die after the switch: their weakref callbacks see every proxy switched."""
+        module, made = halves
+        tracked = reloader._modules[module.__name__]
+        snapshots: list[set[bool]] = []
+
+        def look(_: object) -> None:
+            current = tracked.current.targets
+            snapshots.append(
+                {proxy.__wrapped__ is current.get(name) for name, proxy in tracked.proxies.items()}
+            )
+
+        refs = [weakref.ref(router, look) for router in made.kept()]
+        getattr(made, end)()
+        assert len(snapshots) == len(refs) > 1
+        assert all(snapshot == {True} for snapshot in snapshots)
 
     def test_a_promotion_leaves_raw_new_functions(
         self, halves: tuple[types.ModuleType, Split], reloader: HotReloader
@@ -743,6 +994,44 @@ class TestEnds:
         assert sides([module.top(1) for _ in range(100)]) == {"new": 100}
         made.revert()  # a no-op now
         assert reloader.current(module.__name__) == made.new
+
+    def test_calls_before_the_end_are_in_the_next_period(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Calls made between the last take() and a revert are counted by the next take()."""
+        module, made = halves
+        for _ in range(1000):
+            module.top(1)
+        made.revert()
+        assert made.take().calls == (500, 500)
+
+    def test_promotions_from_two_threads_flip_once(
+        self, halves: tuple[types.ModuleType, Split], reloader: HotReloader
+    ) -> None:
+        """Both callers get the same (previous, new); a revert racing them changes nothing."""
+        module, made = halves
+        results: list[object] = []
+        barrier = threading.Barrier(3)
+
+        def end(action: Callable[[], object]) -> None:
+            barrier.wait()
+            try:
+                results.append(action())
+            except InvalidArgumentError:
+                results.append("refused")
+
+        threads = [threading.Thread(target=end, args=(made.promote,)) for _ in range(2)]
+        threads.append(threading.Thread(target=end, args=(made.revert,)))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if made.state == "promoted":
+            assert [r for r in results if r is not None] == [[(made.old, made.new)]] * 2
+            assert reloader.current(module.__name__) == made.new
+        else:  # the revert came first: both promotions were refused
+            assert sorted(map(str, results)) == ["None", "refused", "refused"]
+            assert reloader.current(module.__name__) == made.old
 
     def test_the_candidate_is_in_history_at_once_and_current_stays(
         self, halves: tuple[types.ModuleType, Split], reloader: HotReloader

@@ -248,6 +248,28 @@ class TestShadowRun:
             run.stop()
         assert (runs, run.figures()["mismatches"]) == (1, 1)
 
+    def test_a_coroutine_offered_before_start_waits_for_it(self) -> None:
+        """A coroutine offered before start() runs once started, pinned, not as an error."""
+        run = ShadowRun("shop.pricing", operator.eq)
+        pins: list[int | None] = []
+
+        async def new() -> int:
+            pins.append(PINNED.get())
+            return 1
+
+        async def main() -> None:
+            assert run.offer(new, (), {}, (False, 1), 0.0)
+            await asyncio.sleep(0.01)
+            run.start(pin)
+            await asyncio.sleep(0.05)
+
+        try:
+            asyncio.run(main())
+            runs, errors, _ = _settle(run, 1)
+        finally:
+            run.stop()
+        assert (runs, errors, pins) == (1, 0, [1])
+
     def test_offers_after_stop_are_dropped(self) -> None:
         """A stopped run takes nothing more."""
         run = self._run()

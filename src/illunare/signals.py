@@ -69,7 +69,9 @@ module_swapped = _signals.signal(
     version's functions or classes that the library could not move, each
     also issued as a ``StaleReferenceWarning``; empty when there are none).
     A release of several modules (``swap_many``, a watcher's) sends it once
-    per module, each with the duration of the whole release.
+    per module, each with the duration of the whole release. A rollout
+    sends it when it promotes (never before), from the thread that promoted
+    it, with the duration of the promotion's switch.
     """,
 )
 

@@ -678,6 +678,11 @@ class HotReloader:
         its current version: it is done, unless ``to`` names another version.
         """
         self._finish_pending()
+        with LOCK:
+            # Refused before anything changes (no rollout aborted for nothing).
+            for name, to in requests.items():
+                if name not in self._rollouts or to is not None:
+                    self._rollback_target(name, to)
         aborted = self._abort_rollouts(requests)
         pending = {
             name: to
@@ -1168,6 +1173,8 @@ class HotReloader:
                     sample=1.0 if shadow is None else shadow.sample,
                 )
             )
+            if sink is not None:  # at once: calls are offered from the switch on
+                sink.start(made[0].pin)
             if then is not None:
                 then(made[0], sink)
 

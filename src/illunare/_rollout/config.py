@@ -106,7 +106,8 @@ class Rollout:
     thresholds: Thresholds = attrs.field(
         default=Thresholds(max_error_rate=0.01), validator=_check_thresholds
     )
-    #: fewer new-version calls than this in a step make it inconclusive
+    #: fewer new-version calls than this in a step make it inconclusive (with
+    #: ``max_latency``, calls that finished: a hung version is not healthy)
     min_samples: int = attrs.field(default=20, validator=_check_min_samples)
     #: what an inconclusive step does: bake again ("extend"), wait for
     #: ``promote()``/``abort()`` ("pause"), or end in "failed" ("fail")

@@ -21,9 +21,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -35,6 +34,7 @@ from illunare._rollout.config import Rollout
 from illunare._rollout.handle import RolloutHandle
 from illunare._rollout.judge import Tally, Verdict, verdict
 from illunare._rollout.shadow import ShadowRun
+from illunare._rollout.split import Split
 from illunare.exceptions import RolloutError
 
 if TYPE_CHECKING:
@@ -50,38 +50,6 @@ TICK = 0.1
 _AGAIN = 0.01
 #: the statuses a rollout ends in
 TERMINAL = frozenset({"promoted", "rolled_back", "failed"})
-
-
-class Period(Protocol):
-    """What the split counted since its last ``take()``: (old side, new side) pairs."""
-
-    @property
-    def calls(self) -> tuple[int, int]: ...
-    @property
-    def errors(self) -> tuple[int, int]: ...
-    @property
-    def samples(self) -> tuple[Sequence[float], Sequence[float]]: ...
-    @property
-    def key_errors(self) -> int: ...
-
-
-class Split(Protocol):
-    """The two live versions of a release, as ``switching.begin`` makes them."""
-
-    @property
-    def subject(self) -> str: ...
-    @property
-    def old(self) -> CodeVersion: ...
-    @property
-    def new(self) -> CodeVersion: ...
-    @property
-    def modules(self) -> tuple[str, ...]: ...
-    def set_weight(self, weight: int) -> None: ...
-    def take(self) -> Period: ...
-    def revert(self) -> None: ...
-    def promote(self) -> list[tuple[CodeVersion, CodeVersion]]: ...
-    def pin(self, side: int) -> AbstractContextManager[object]: ...
-    def kept(self) -> list[object]: ...
 
 
 class Step:
@@ -190,15 +158,18 @@ class Controller:
                 self._after([], 0.0, None)
             self._done.set()
             return
-        if self.shadow is not None:
-            self.shadow.start(self.split.pin)
         if self.rollout is not None:
             self._announce(None)
         self._thread.start()
 
     def wait(self, timeout: float | None) -> str:
-        """The status once the rollout ended and ``rollout_finished`` was sent (or at timeout)."""
-        self._done.wait(timeout)
+        """The status once the rollout ended and ``rollout_finished`` was sent (or at timeout).
+
+        A receiver of the end's own signals (in the thread that ended it) gets
+        the status at once: waiting for the signals to be sent would hang.
+        """
+        if self._ender != threading.get_ident():
+            self._done.wait(timeout)
         return self.status
 
     def promote(self) -> None:
@@ -208,6 +179,24 @@ class Controller:
     def abort(self) -> None:
         """Put every call back on the old version now; returns after ``rollout_finished``."""
         self._end("rolled_back", "aborted")
+
+    @contextlib.contextmanager
+    def pin(self, key: object) -> Iterator[int]:
+        """Run the block on one version, chosen once; yields its number (see the handle)."""
+        split = self._split
+        if split is None or self.status in TERMINAL:
+            # Ended: the block runs what serves now, as every call does.
+            yield (self.version if self.status == "promoted" else self.previous).number
+            return
+        side = split.choose(key)
+        started = time.perf_counter()
+        try:
+            with split.pin(side):
+                yield (self.previous, self.version)[side].number
+        except Exception:
+            split.requests.finished(side, time.perf_counter() - started, True)
+            raise
+        split.requests.finished(side, time.perf_counter() - started, False)
 
     def forked(self) -> None:
         """In a forked child (no thread): revert at once, without signals.
@@ -227,7 +216,6 @@ class Controller:
             self.weight = 0
             self.reason = "forked"
             self._close_step("aborted")
-        self._stop_shadow()
         self._ended(self)
         self._done.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from illunare._monitor.monitor import PerformanceMonitor
@@ -101,6 +102,20 @@ class RolloutHandle:
 
         """
         self._controller.abort()
+
+    def pin(self, key: object = None) -> AbstractContextManager[int]:
+        """Run a block (a job, a message, a request) wholly on one version; yields its number.
+
+        For work that is not a call of the module (a task queue's job, a
+        gRPC handler): the version is chosen once, by ``key`` as a sticky
+        key (the same key, the same version within a step) or else by the
+        step's weighted draw, and every call of the module's functions and
+        methods within the block, in this thread or task, runs that version.
+        The block counts as one top-level call of that version (timed; an
+        ``Exception`` leaving it is an error). Once the rollout ended, the
+        block runs the version serving then.
+        """
+        return self._controller.pin(key)
 
     def report(self) -> dict[str, object]:
         """What the rollout saw since ``swap()``, as plain data (``json.dumps`` takes it).

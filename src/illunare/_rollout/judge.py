@@ -122,6 +122,12 @@ def verdict(thresholds: Thresholds, tally: Tally, min_samples: int) -> Verdict:
     timed calls of which ``S`` took longer, the nearest-rank p99 (the value
     of rank ``ceil(0.99 T)``) is above the limit exactly when ``S >= T -
     ceil(0.99 T) + 1``, so every latency of the step counts, none sorted.
+
+    Too few: fewer than ``min_samples`` calls, or, when ``max_latency`` is
+    judged (every call is then timed), fewer than ``min_samples`` calls that
+    finished. Calls count when they start and are timed when they end: a
+    version whose calls are still running at the bake's end (slow, or hung)
+    must not pass for healthy on the few that did not finish yet.
     """
     breaches = []
     limit = thresholds.max_error_rate
@@ -138,4 +144,5 @@ def verdict(thresholds: Thresholds, tally: Tally, min_samples: int) -> Verdict:
         breaches.append(Breach("latency", p99, limit))
     if breaches:
         return Verdict(tuple(breaches))
-    return Verdict(inconclusive=tally.calls < min_samples)
+    timed = thresholds.max_latency is None or tally.timed >= min_samples
+    return Verdict(inconclusive=tally.calls < min_samples or not timed)

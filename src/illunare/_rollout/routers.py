@@ -25,20 +25,21 @@ counted when first resumed and never timed.
 
 from __future__ import annotations
 
+import dis
 import functools
 import inspect
 import keyword
 import sys
 import time
 import types
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from illunare.exceptions import ValidationError
 
-__all__ = ["Routing", "SplitAttribute", "kind_of"]
+__all__ = ["Routing", "SplitAttribute", "kind_of", "named"]
 
 _PLAIN, _COROUTINE, _GENERATOR, _ASYNC_GENERATOR = 0, 1, 2, 3
 _FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -69,8 +70,11 @@ _CELLS = (
     "offer",
     "sampled",
 )
+# Its locals and the builtins it uses too (a parameter ``id`` would hide ``id()``).
 _RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result"))
 _RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
+_RESERVED |= frozenset(("id", "Exception", "BaseException", "ValueError"))
+_RESERVED |= frozenset(("GeneratorExit", "StopAsyncIteration"))
 
 
 def kind_of(function: object) -> int:
@@ -117,7 +121,6 @@ _CALL = {
     _PLAIN: "return {target}({args})",
     _COROUTINE: "return await {target}({args})",
     _GENERATOR: "return (yield from {target}({args}))",
-    _ASYNC_GENERATOR: "{forward}",
 }
 
 _FORWARD = """\
@@ -262,6 +265,8 @@ class _Shape:
     parameters: tuple[str, ...] | None
     #: "weighted", "sticky" or "shadow"
     mode: str
+    #: whether it checks the caller's frame (affinity)
+    frames: bool
     several: bool
 
 
@@ -284,10 +289,11 @@ def _source(shape: _Shape) -> str:
         packed = f"({args}{',' if len(shape.parameters) == 1 else ''}), {{}}"
     await_ = "await " if kind == _COROUTINE else ""
     body = _PIN.format(call_side=_call(kind, "(new if side else old)", args, 2))
-    body += _AFFINITY.format(
-        call_new=_call(kind, "new", args, 1), call_old=_call(kind, "old", args, 1)
-    )
-    if shape.several:
+    if shape.frames:
+        body += _AFFINITY.format(
+            call_new=_call(kind, "new", args, 1), call_old=_call(kind, "old", args, 1)
+        )
+    if shape.frames and shape.several:
         body += _AFFINE.format(call_side=_call(kind, "(new if side else old)", args, 1))
     timed = kind in (_PLAIN, _COROUTINE)
     if shape.mode == "shadow":
@@ -371,18 +377,23 @@ class Routing:
         old_globals: dict[str, Any],
         new_globals: dict[str, Any],
         face: Callable[..., Any] | None = None,
+        *,
+        frames: bool = True,
     ) -> Callable[..., Any]:
         """A router between ``old`` and ``new``, the two versions' targets.
 
         ``old_globals``, ``new_globals``: the two versions' namespaces;
         ``face``: the one whose name, signature and kind it shows (``old``
-        unless that is a stand-in for a missing name).
+        unless that is a stand-in for a missing name); ``frames``: check the
+        caller's version (False only where no code of the release can call
+        it directly: ``named``).
         """
         face = old if face is None else face
         shape = _Shape(
             kind=kind_of(face),
             parameters=_shape(old, new),
             mode="shadow" if self.offer else "sticky" if self.sticky else "weighted",
+            frames=frames,
             several=len(self.namespaces) > 2,
         )
         code = _factory(shape)
@@ -417,7 +428,9 @@ class Routing:
         ``old``, ``new``: the two versions' contents of it; ``kept``: data
         attributes that stay live; ``namespaces``: the two versions'. A
         method (also inside a staticmethod, classmethod or property) gets a
-        router; other values that differ a ``SplitAttribute``.
+        router; other values that differ a ``SplitAttribute``, but for
+        special data attributes (a library's bookkeeping), which keep the
+        old version's.
 
         Raises:
             ValidationError: an attribute cannot be split per call (a data
@@ -430,7 +443,9 @@ class Routing:
             before, after = old.get(name, _MISSING), new.get(name, _MISSING)
             if before is after or name in _MACHINERY or name in kept:
                 continue
-            contents[name] = self._attribute(cls, name, before, after, namespaces)
+            value = self._attribute(cls, name, before, after, namespaces)
+            if value is not _KEEP:
+                contents[name] = value
         return contents
 
     def _attribute(
@@ -469,13 +484,96 @@ class Routing:
                 "be split per call; swap the module without a rollout",
                 module=cls.__module__,
             )
-        if name.startswith("__") and name.endswith("__") and (old is None or new is None):
-            raise ValidationError(
-                f"{what} is set to None in one version: the interpreter reads it from the "
-                "type, so it cannot be split per call; swap the module without a rollout",
-                module=cls.__module__,
-            )
+        if name.startswith("__") and name.endswith("__"):
+            if old is None or new is None:
+                raise ValidationError(
+                    f"{what} is set to None in one version: the interpreter reads it from the "
+                    "type, so it cannot be split per call; swap the module without a rollout",
+                    module=cls.__module__,
+                )
+            if _is_data(old) and _is_data(new):
+                # A library's bookkeeping (__dataclass_fields__, __attrs_attrs__,
+                # __pydantic_validator__ ...), often read from the class's
+                # __dict__: the old version's serves until the promotion.
+                return _KEEP
         return SplitAttribute(name, (old, new), self.pinned, self.namespaces)
+
+
+# Affinity ---------------------------------------------------------------------------
+
+
+def named(roots: Iterable[object]) -> frozenset[str]:
+    """Every name the code of ``roots`` (code objects, functions, class attributes) may look up.
+
+    The names its bytecode loads (globals, attributes) and its string
+    constants (``getattr(module, "f")``, ``globals()["f"]``), in every code
+    object nested in it; not the names a module or class body only defines.
+    A module-level function no code of a release can name is called from
+    that code only through something outside the release: its routers need
+    no caller check.
+    """
+    found: set[str] = set()
+    pending: list[object] = [part for root in roots for part in _parts(root)]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, types.CodeType):
+            found.update(_loaded(item))
+            pending.extend(_constants(item))
+        elif isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, (tuple, frozenset)):  # a code object's constants
+            pending.extend(item)
+    return frozenset(found)
+
+
+def _loaded(code: types.CodeType) -> Iterable[str]:
+    """The names ``code`` looks up (not those a module or class body only defines)."""
+    if code.co_flags & inspect.CO_OPTIMIZED:
+        return code.co_names  # a function's: stores to globals are rare, and harmless here
+    return (
+        instruction.argval
+        for instruction in dis.get_instructions(code)
+        if instruction.opname not in _STORES and instruction.opname != "LOAD_CONST"
+        if isinstance(instruction.argval, str)
+    )
+
+
+def _constants(code: types.CodeType) -> Iterable[object]:
+    """The constants of ``code``, but a body's functions' qualified names (before 3.11)."""
+    if code.co_flags & inspect.CO_OPTIMIZED:
+        return code.co_consts
+    instructions = list(dis.get_instructions(code))
+    return [
+        instruction.argval
+        for instruction, following in zip(instructions, [*instructions[1:], None], strict=True)
+        if instruction.opname == "LOAD_CONST"
+        and not (following is not None and following.opname == "MAKE_FUNCTION")
+    ]
+
+
+_STORES = frozenset({"STORE_NAME", "STORE_GLOBAL", "DELETE_NAME", "DELETE_GLOBAL"})
+
+
+def _parts(value: object) -> Iterator[object]:
+    """The code of a code object, function or class attribute wrapping functions."""
+    if isinstance(value, types.CodeType):
+        yield value
+    elif isinstance(value, types.FunctionType):
+        yield value.__code__
+        wrapped = getattr(value, "__wrapped__", None)
+        if wrapped is not None:
+            yield from _parts(wrapped)
+    elif isinstance(value, (staticmethod, classmethod)):
+        yield from _parts(value.__func__)
+    elif isinstance(value, property):
+        for part in (value.fget, value.fset, value.fdel):
+            yield from _parts(part)
+    elif isinstance(value, functools.cached_property):
+        yield from _parts(value.func)
 
 
 # Class attributes -----------------------------------------------------------------
@@ -513,6 +611,9 @@ class _Missing:
 
 _MISSING: Any = _Missing()
 
+# ``_attribute``: the class keeps the old version's value.
+_KEEP: Any = object()
+
 _WRAPPERS = (staticmethod, classmethod)
 
 
@@ -543,6 +644,11 @@ def _unwrapped(value: object) -> object:
 
 def _part(value: object, part: str) -> object:
     return None if value is _MISSING else getattr(value, part)
+
+
+def _is_data(value: object) -> bool:
+    """Plain data: neither callable nor a descriptor (as ``classes.data_attributes`` sees it)."""
+    return value is not _MISSING and not callable(value) and not hasattr(type(value), "__get__")
 
 
 def _is_data_descriptor(value: object) -> bool:

@@ -50,10 +50,6 @@ def describe(value: object) -> str:
     return text if len(text) <= _LONGEST else text[: _LONGEST - 3] + "..."
 
 
-def _unpinned(side: int) -> AbstractContextManager[object]:
-    raise AssertionError("a shadow run is started with the split's pin")
-
-
 def matches(old: Outcome, new: object, compare: Callable[[object, object], object]) -> bool:
     """Whether the new version's result ``new`` agrees with the old version's ``old`` outcome.
 
@@ -67,7 +63,8 @@ def matches(old: Outcome, new: object, compare: Callable[[object, object], objec
 class ShadowRun:
     """The sink sampled calls are offered to, its worker, and what they found.
 
-    Calls offered before ``start()`` wait for it.
+    Calls offered before ``start()`` (between the switch that splits the
+    calls and the start) wait for it.
 
     Args:
         subject: the module whose rollout this is (names the worker thread).
@@ -78,7 +75,7 @@ class ShadowRun:
     def __init__(self, subject: str, compare: Callable[[object, object], object]) -> None:
         self._subject = subject
         self._compare = compare
-        self._pin: Callable[[int], AbstractContextManager[object]] = _unpinned
+        self._pin: Callable[[int], AbstractContextManager[object]] | None = None
         self._queue: queue.SimpleQueue[
             tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Outcome, float] | None
         ] = queue.SimpleQueue()
@@ -96,14 +93,13 @@ class ShadowRun:
         self.compare_errors = 0
         self.dropped = 0
         self.examples: list[dict[str, str]] = []
-        self._thread = threading.Thread(
-            target=self._work, name=f"illunare-shadow {subject}", daemon=True
-        )
 
     def start(self, pin: Callable[[int], AbstractContextManager[object]]) -> None:
         """Start the worker; ``pin(side)`` keeps every call in its block on that side."""
         self._pin = pin
-        self._thread.start()
+        threading.Thread(
+            target=self._work, args=(pin,), name=f"illunare-shadow {self._subject}", daemon=True
+        ).start()
 
     def offer(
         self,
@@ -173,23 +169,27 @@ class ShadowRun:
         with self._lock:
             self.dropped += 1
 
-    def _work(self) -> None:
+    def _work(self, pin: Callable[[int], AbstractContextManager[object]]) -> None:
         while True:
             item = self._queue.get()
             if item is None or self._stopped:
                 return
             new, args, kwargs, outcome, _ = item
             try:
-                self._judge((args, kwargs), outcome, *self._run(new, args, kwargs))
+                self._judge((args, kwargs), outcome, *self._run(pin, new, args, kwargs))
             finally:
                 self._pending.release()
 
+    @staticmethod
     def _run(
-        self, new: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        pin: Callable[[int], AbstractContextManager[object]],
+        new: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> tuple[Outcome, float]:
         started = time.perf_counter()
         try:
-            with self._pin(1):
+            with pin(1):
                 result: Outcome = (False, new(*args, **kwargs))
         except BaseException as error:  # noqa: BLE001  # whatever the new code raises stays here
             result = (True, error)
@@ -203,9 +203,12 @@ class ShadowRun:
         outcome: Outcome,
     ) -> None:
         try:
+            while self._pin is None:  # offered between the split and the start
+                await asyncio.sleep(0.001)
+            pin = self._pin
             started = time.perf_counter()
             try:
-                with self._pin(1):
+                with pin(1):
                     result: Outcome = (False, await new(*args, **kwargs))
             except Exception as error:  # noqa: BLE001  # a cancellation still ends the task
                 result = (True, error)

@@ -125,6 +125,8 @@ class Split:
     _retired: list[Draw] = attrs.field(init=False, repr=False, factory=list)
     _pin: contextvars.ContextVar[int | None] = attrs.field(init=False, repr=False)
     _lock: threading.Lock = attrs.field(init=False, repr=False, factory=threading.Lock)
+    # Held while the split ends (a second revert or promote waits for the first).
+    _ending: threading.RLock = attrs.field(init=False, repr=False, factory=threading.RLock)
     #: set by ``switching.begin`` once the routers are live
     ends: Ends | None = attrs.field(init=False, repr=False, default=None)
     #: "running", "reverted" or "promoted"
@@ -282,16 +284,11 @@ class Split:
 
         A no-op after ``promote()``.
         """
-        with self._lock:
-            if self.state != "running":
+        with self._ending:
+            if not self._end("reverted", 0):
                 return
-            # A router that read its proxy's target just before the switch
-            # still picks old.
-            self._use(Live(Draw.of(0), Buckets(self.salt, 0)))
-            self.weight = 0
-            self.state = "reverted"
-        assert self.ends is not None  # set before the split is handed out
-        self.ends.revert()
+            assert self.ends is not None  # set before the split is handed out
+            self.ends.revert()
 
     def promote(self) -> list[tuple[CodeVersion, CodeVersion]]:
         """Every call on the new version from now on, by the pre-rollout path; (previous, new).
@@ -302,17 +299,26 @@ class Split:
             InvalidArgumentError: the split was reverted.
 
         """
-        with self._lock:
-            if self.state == "promoted":
-                return list(self._promoted)
-            if self.state != "running":
+        with self._ending:
+            if self.state == "reverted":
                 raise InvalidArgumentError(f"the rollout of {self.subject} was reverted")
-            self._use(Live(Draw.of(100), Buckets(self.salt, 100)))
-            self.weight = 100
-            self.state = "promoted"
-        assert self.ends is not None  # set before the split is handed out
-        self._promoted = self.ends.promote()
-        return list(self._promoted)
+            if self._end("promoted", 100):
+                assert self.ends is not None  # set before the split is handed out
+                self._promoted = self.ends.promote()
+            return list(self._promoted)
+
+    def _end(self, state: str, weight: int) -> bool:
+        """Whether the split was running: then every call goes to the side of ``weight``."""
+        with self._lock:
+            if self.state != "running":
+                return False
+            # A router that read its proxy's target just before the switch
+            # takes this draw; the one replaced is counted by the next take().
+            self._retired.append(self.live.source)
+            self._use(Live(Draw.of(weight), Buckets(self.salt, weight)))
+            self.weight = weight
+            self.state = state
+            return True
 
     def kept(self) -> list[object]:
         """The routers still alive: they hold old functions on purpose (not stale)."""

@@ -40,7 +40,7 @@ from illunare._reload.release import (
 from illunare._reload.switch import Switch
 from illunare._reload.versions import CodeVersion, ModuleVersion, TrackedModule
 from illunare._rollout.assign import Draw
-from illunare._rollout.routers import Routing
+from illunare._rollout.routers import Routing, named
 from illunare._rollout.split import Split
 from illunare.exceptions import ValidationError
 
@@ -133,8 +133,22 @@ def begin(
             offer=None if shadow is None else shadow.offer,
             sampled=None if shadow is None else Draw.sampling(sample).next,
         )
+        # What the release's code can name: other functions keep no caller check.
+        versions = [*bases.values(), *candidates.values()]
+        used = named(
+            [
+                *(version.code for version in versions),
+                *(function for version in versions for function in version.targets.values()),
+                *(
+                    value
+                    for version in versions
+                    for state in version.classes.values()
+                    for value in state.values()
+                ),
+            ]
+        )
         routes = [
-            _routes(routing, tracked, bases[tracked.name], version)
+            _routes(routing, tracked, bases[tracked.name], version, used)
             for tracked, version, _ in changes
         ]
         attributes = _participant_attributes(participants, namespaces, previous, split)
@@ -152,8 +166,8 @@ def begin(
             participants=tuple(participants),
             namespaces=namespaces,
             previous=previous,
+            held=routing.made,
         )
-        ends.routers.update(routing.made)
         split.ends = ends
         with collection_paused():
             switch = Switch()
@@ -178,7 +192,11 @@ _Routes = tuple[list[HotFunction], list[Callable[..., Any]], list[tuple[type, di
 
 
 def _routes(
-    routing: Routing, tracked: TrackedModule, base: ModuleVersion, candidate: ModuleVersion
+    routing: Routing,
+    tracked: TrackedModule,
+    base: ModuleVersion,
+    candidate: ModuleVersion,
+    used: frozenset[str],
 ) -> _Routes:
     """The proxies whose target differs between the versions, a router for each, and classes."""
     proxies, olds = tracked.bindings(base)
@@ -190,7 +208,12 @@ def _routes(
         if old is not new:
             routed.append(proxy)
             face = new if old is proxy.removed_stub() else old
-            routers.append(routing.route(old, new, old_globals, new_globals, face=face))
+            qualname = proxy._self_qualname
+            # Methods always check: getattr(self, name) is common.
+            frames = "." in qualname or qualname in used
+            routers.append(
+                routing.route(old, new, old_globals, new_globals, face=face, frames=frames)
+            )
     classes = []
     # Classes of both versions only: one that a version lacks is reached by
     # that version's code alone, or only by instances the other one made.
@@ -243,7 +266,15 @@ class _Ends:
     participants: tuple[Participant, ...]
     namespaces: dict[str, dict[str, Any]]
     previous: dict[str, dict[str, Any]]
-    routers: weakref.WeakSet[Callable[..., Any]] = attrs.Factory(weakref.WeakSet)
+    #: the routers, held until the end's switch is over: the proxies are
+    #: their only other holders, and one freed in the switch would run its
+    #: weak references' callbacks (Python code) in the middle of it
+    held: list[Callable[..., Any]]
+    #: the routers still alive after the end (on a stack)
+    routers: weakref.WeakSet[Callable[..., Any]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.routers = weakref.WeakSet(self.held)
 
     def revert(self) -> None:
         """Every module on its current (old) version again, routers and attributes gone."""
@@ -255,6 +286,7 @@ class _Ends:
             )
             for tracked, _, _ in self.changes:
                 tracked.history.evict(tracked.current)
+        self.held.clear()
         notify_aborted(self.participants, self.namespaces)
 
     def promote(self) -> list[tuple[CodeVersion, CodeVersion]]:
@@ -264,6 +296,7 @@ class _Ends:
             flip_many(self.changes, self.attributes)
             for tracked, version, _ in self.changes:
                 tracked.history.evict(version)
+        self.held.clear()
         notify_committed(self.participants, self.namespaces, self.previous)
         return [
             (self.bases[tracked.name].info, version.info) for tracked, version, _ in self.changes
