@@ -25,7 +25,7 @@ from illunare import HotReloader, InvalidArgumentError, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
 from illunare._rollout import switching
-from illunare._rollout.assign import PATTERN, Draw, bucket
+from illunare._rollout.assign import PATTERN, Buckets, Draw, bucket
 from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
 
@@ -312,6 +312,20 @@ class TestSticky:
         assert made.take().key_errors == 1000
         assert len([r for r in caplog.records if "sticky key function" in r.getMessage()]) == 1
         made.revert()
+
+    @given(
+        salt=st.text(max_size=30),
+        key=st.one_of(st.text(max_size=20), st.integers(), st.uuids(), st.tuples(st.integers())),
+        weights=st.lists(st.integers(0, 100), min_size=2, max_size=6).map(sorted),
+    )
+    def test_a_keys_side_is_fixed_per_weight_and_only_moves_to_new(
+        self, salt: str, key: object, weights: list[int]
+    ) -> None:
+        """For any salt, key and growing weights: the same side each time, never back to old."""
+        sides = [Buckets(salt, weight).assign(key) for weight in weights]
+        assert sides == [Buckets(salt, weight).assign(key) for weight in weights]
+        assert sides == sorted(sides)
+        assert sides[-1] == int(bucket(salt, key) < weights[-1])
 
     def test_buckets_are_the_same_in_another_process(self) -> None:
         """A subprocess (its own hash seed) computes the same buckets for 1000 keys."""

@@ -273,7 +273,7 @@ class _Shape:
 @functools.cache
 def _factory(shape: _Shape) -> types.CodeType:
     """The code of routers of ``shape`` (made with closures of their cells: ``_CELLS``)."""
-    code = compile(_source(shape), f"<illunare router {shape.kind}>", "exec")
+    code = compile(_source(shape), "<illunare rollout router>", "exec")
     make = next(const for const in code.co_consts if isinstance(const, types.CodeType))
     return next(const for const in make.co_consts if isinstance(const, types.CodeType))
 
