@@ -259,13 +259,27 @@ def shop(package: Package, reloader: HotReloader) -> Iterator[Shop]:
         sys.modules.pop(events_name, None)
 
 
+#: client threads of a load
+CLIENTS = 4
+
+
 def by_user(n: int) -> dict[str, str]:
     """The headers of the ``n``-th request of a load: 1000 users in turn."""
     return {"X-User": f"u{n % 1000}"}
 
 
+def mixed(answer: dict[str, Any]) -> bool:
+    """Whether the parts of an answer came from different versions."""
+    return len({answer["app"], answer["direct"], answer["dep"]}) != 1
+
+
 class Answers:
-    """What a load's answers said: each is one version throughout, or a failure."""
+    """What a load's answers said: which app served each, and those not of one version.
+
+    A request that took the app just before the switch starting the split is
+    not pinned, and one in flight at the switch ending it calls the version
+    then current: at most one per client at each switch may mix versions.
+    """
 
     def __init__(self, *, failing: str | None = None) -> None:
         self.failing = failing
@@ -273,9 +287,9 @@ class Answers:
         self.mixed: list[dict[str, str]] = []
 
     def accept(self, response: httpx.Response) -> bool:
-        """An answer is good: 200 (or 500 from the ``failing`` release), all of one version."""
+        """An answer is good: 200 (or 500 from the ``failing`` release), whatever its version."""
         answer = response.json()
-        if len({answer["app"], answer["direct"], answer["dep"]}) != 1:
+        if mixed(answer):
             self.mixed.append(answer)
         self.apps[answer["app"]] += 1
         return response.status_code == 200 or (
@@ -290,10 +304,13 @@ class TestCanaryASGI:
         """Both apps serve during the rollout, no request fails, and the new app then serves all."""
         answers = Answers()
         rollout = Rollout(steps=(50, 100), bake=0.5, min_samples=10, sticky=header_key("x-user"))
-        with Load(shop.url, "/tag", accept=answers.accept, headers=by_user) as load:
+        with Load(
+            shop.url, "/tag", clients=CLIENTS, accept=answers.accept, headers=by_user
+        ) as load:
             handle = shop.release(rollout)
             assert handle.wait(timeout=60) == "promoted"
-        assert (load.failures, answers.mixed) == ([], [])
+        assert load.failures == []
+        assert len(answers.mixed) <= 2 * CLIENTS, answers.mixed
         assert {"v1", "v2"} <= set(answers.apps)
         assert [shop.get(user=f"u{n}").json()["app"] for n in range(20)] == ["v2"] * 20
         assert (
@@ -307,7 +324,9 @@ class TestCanaryASGI:
         """The new app fails one request in five: rolled back at 10%; then the old app serves."""
         answers = Answers(failing="v2")
         rollout = Rollout(steps=(10, 50, 100), bake=0.5, min_samples=20)
-        with Load(shop.url, "/tag", accept=answers.accept, headers=by_user) as load:
+        with Load(
+            shop.url, "/tag", clients=CLIENTS, accept=answers.accept, headers=by_user
+        ) as load:
             handle = shop.release(rollout, fail_every=5)
             assert handle.wait(timeout=60) == "rolled_back"
             # Requests in flight at the revert may still finish on the new app.
@@ -315,7 +334,8 @@ class TestCanaryASGI:
             assert eventually(lambda: sum(answers.apps.values()) >= settled)
             after = answers.apps.copy()
             assert eventually(lambda: sum((answers.apps - after).values()) >= 50)
-        assert (load.failures, answers.mixed) == ([], [])
+        assert load.failures == []
+        assert len(answers.mixed) <= 2 * CLIENTS, answers.mixed
         assert answers.apps["v2"] == after["v2"] > 0
         report = handle.report()
         assert [(step["weight"], step["verdict"]) for step in report["steps"]] == [(10, "breached")]
@@ -328,14 +348,31 @@ class TestCanaryASGI:
         assert shop.lifespans("v1") == ["startup"]
 
     def test_a_user_keeps_one_app_within_a_step(self, shop: Shop) -> None:
-        """Sticky by a header: each user's requests all go to one app; both apps have users."""
+        """Sticky by a header: each user's requests all go to one app, every call on its version."""
         handle = shop.release(Rollout(steps=(50,), bake=3600, sticky=header_key("x-user")))
         users = [f"user-{n}" for n in range(100)]
-        first = {user: shop.get(user=user).json()["app"] for user in users}
-        again = {user: shop.get(user=user).json()["app"] for user in reversed(users)}
+        first = {user: shop.get(user=user).json() for user in users}
+        again = {user: shop.get(user=user).json() for user in reversed(users)}
         handle.abort()
         assert first == again
-        assert set(first.values()) == {"v1", "v2"}
+        assert {answer["app"] for answer in first.values()} == {"v1", "v2"}
+        assert [answer for answer in first.values() if mixed(answer)] == []
+
+    def test_a_rollout_outside_the_package_splits_no_request(self, shop: Shop) -> None:
+        """A module outside the app's package under rollout: no new app; its calls alone split."""
+        name = shop.package.name + "_outside"
+        (shop.package.path.parent / f"{name}.py").write_text("def tag():\n    return 'v1'\n")
+        try:
+            module = shop.reloader.track(name)
+            handle = shop.reloader.swap(
+                name, "def tag():\n    return 'v2'\n", rollout=Rollout(steps=(50,), bake=3600)
+            )
+            apps = {shop.get(user=f"u{n}").json()["app"] for n in range(20)}
+            tags = {module.tag() for _ in range(200)}
+            handle.abort()
+        finally:
+            sys.modules.pop(name, None)
+        assert (apps, tags, shop.hot.version) == ({"v1"}, {"v1", "v2"}, 1)
 
     def test_requests_in_flight_finish_on_their_app_after_an_abort(self, shop: Shop) -> None:
         """A slow request on the new app outlives an abort; the new app shuts down after it."""
@@ -374,14 +411,20 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": RELEASE.encode()})
 """
 
-# A generator: the WSGI server runs the app's code (start_response too) as it iterates.
 WSGI_APP = """
 RELEASE = "v1"
-FAILURE = None
+FAILURE = None                    # "status", "raises", or "raises iterating": in the response
 
 
 def app(environ, start_response):
     if FAILURE == "raises":
+        raise RuntimeError("the new app fails")
+    return answer(start_response)
+
+
+def answer(start_response):
+    # A generator: the server runs it (start_response too) as it iterates.
+    if FAILURE == "raises iterating":
         raise RuntimeError("the new app fails")
     start_response("503 Service Unavailable" if FAILURE == "status" else "200 OK", [])
     yield RELEASE.encode()
@@ -391,8 +434,16 @@ def app(environ, start_response):
 class TestErrors:
     """What the split is told: a request is an error when the app raises or answers 5xx."""
 
-    @pytest.mark.parametrize("failure", ["status", "raises"])
-    @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+    @pytest.mark.parametrize(
+        ("kind", "failure"),
+        [
+            ("asgi", "status"),
+            ("asgi", "raises"),
+            ("wsgi", "status"),
+            ("wsgi", "raises"),
+            ("wsgi", "raises iterating"),
+        ],
+    )
     def test_failing_requests_are_errors(
         self, package: Package, reloader: HotReloader, kind: str, failure: str
     ) -> None:
@@ -489,10 +540,11 @@ class TestCanaryWSGI:
         source = source.replace("FAIL_EVERY = 0", f"FAIL_EVERY = {fail_every}")
         pricing = package.qualified("pricing")
         rollout = Rollout(steps=(20, 100), bake=0.5, min_samples=20, sticky=header_key("x-user"))
-        with Load(url, "/tag", accept=answers.accept, headers=by_user) as load:
+        with Load(url, "/tag", clients=CLIENTS, accept=answers.accept, headers=by_user) as load:
             handle = reloader.swap(pricing, source, rollout=rollout)
             assert handle.wait(timeout=60) == status
-        assert (load.failures, answers.mixed) == ([], [])
+        assert load.failures == []
+        assert len(answers.mixed) <= 2 * CLIENTS, answers.mixed
         assert {"v1", "v2"} <= set(answers.apps)
         expected = 2 if status == "promoted" else 1
         assert (hot.version, reloader.current(pricing).number) == (expected, expected)
@@ -574,8 +626,6 @@ class TestGunicorn:
         apps = {user: {answer["app"] for answer in got} for user, got in answers.items()}
         assert all(len(released) == 1 for released in apps.values()), apps
         assert {app for (app,) in apps.values()} == {"v1", "v2"}
-        assert all(
-            len({a["app"], a["direct"], a["dep"]}) == 1 for got in answers.values() for a in got
-        )
+        assert [answer for got in answers.values() for answer in got if mixed(answer)] == []
         workers = {user: {answer["pid"] for answer in got} for user, got in answers.items()}
         assert max(map(len, workers.values())) == 2, workers

@@ -65,7 +65,6 @@ class Canary:
                 status = message["status"]
             await send(message)
 
-        failed = True  # unless the app returns
         start = time.perf_counter()
         try:
             # Chosen and recorded by the app in one step of the loop: a
@@ -73,9 +72,10 @@ class Canary:
             # waits for this request.
             with requests.pinned(side):
                 await self.served[side].handle(scope, receive, watched)
-            failed = _failed(status)
-        finally:
-            requests.finished(side, time.perf_counter() - start, failed)
+        except Exception:
+            requests.finished(side, time.perf_counter() - start, True)
+            raise
+        requests.finished(side, time.perf_counter() - start, _failed(status))
 
     def call(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Serve one WSGI request with the app of its side; counted when its response is closed."""
@@ -88,7 +88,7 @@ class Canary:
         try:
             with requests.pinned(side):
                 body = app(environ, exchange.start_response)
-        except BaseException:
+        except Exception:
             exchange.finish(failed=True)
             raise
         finally:
@@ -158,18 +158,18 @@ class _Exchange:
                 return next(self._iterator)
             except StopIteration:
                 raise
-            except BaseException:
+            except Exception:
                 self.finish(failed=True)
                 raise
 
     def close(self) -> None:
         """Close the app's response (pinned), and account for the request."""
         close = getattr(self.body, "close", None)
-        failed = True
         try:
             if close is not None:
                 with self.requests.pinned(self._side):
                     close()
-            failed = False
-        finally:
-            self.finish(failed=failed)
+        except Exception:
+            self.finish(failed=True)
+            raise
+        self.finish(failed=False)

@@ -170,7 +170,8 @@ class HotApp:
     ) -> Sequence[tuple[object, str, object]]:
         """A rollout of a release that rebuilt the app: its requests split between the two apps.
 
-        Called after ``prepare`` (the new app is started and checked). The
+        Called under the library's lock after ``prepare`` (the new app is
+        started and checked), so it only looks the two apps up. The
         rollout's split switch sets ``self._canary``; the switch ending it
         resets it to None, and then ``committed`` (promoted) or ``abort``
         (reverted: the new app is shut down after its last request) follows.
