@@ -79,16 +79,17 @@ def interrupt():
     if sys.argv[2] == "promoted":
         handles[0].promote()
     else:
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.pthread_kill(main, signal.SIGINT)  # at the main thread, blocked in wait()
 
 def started(sender, *, handle, **kwargs):
     handles.append(handle)
     threading.Thread(target=interrupt).start()
 
-def promoted(sender, **kwargs):
+def promoted(sender, *, status, **kwargs):
     # Promoted, and wait() not yet returned (it returns once this receiver did).
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.5)
+    if status == "promoted":
+        signal.pthread_kill(main, signal.SIGINT)  # at the main thread, blocked in wait()
+        time.sleep(0.5)
 
 signals.rollout_step.connect(started)
 signals.rollout_finished.connect(promoted)
