@@ -840,6 +840,25 @@ class TestHealthValue:
         assert summary == MetricSummary(1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, (0.5,))
 
 
+class TestHugeValues:
+    @pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 40])
+    def test_the_mean_of_the_largest_floats_is_the_largest_float(self, size: int) -> None:
+        """A window of sys.float_info.max values sums up without overflow: its mean is that."""
+        monitor = PerformanceMonitor(window=size)
+        for _ in range(size):
+            monitor.record("huge", "m", sys.float_info.max)
+        summary = monitor.metrics("huge")["m"]
+        assert summary.mean == sys.float_info.max
+
+    def test_huge_values_of_both_signs(self) -> None:
+        """Huge values of both signs: a finite mean between the smallest and the largest."""
+        monitor = PerformanceMonitor(window=3)
+        for value in (sys.float_info.max, sys.float_info.max, -sys.float_info.max):
+            monitor.record("huge", "m", value)
+        summary = monitor.metrics("huge")["m"]
+        assert summary.mean == pytest.approx(sys.float_info.max / 3)
+
+
 class TestRecordBatch:
     def test_a_batch_joins_the_window_and_the_count(self) -> None:
         """_record_batch keeps the window's last values and adds the count it stands for."""

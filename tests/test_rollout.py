@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import collections
+import gc
 import json
+import os
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -634,13 +637,19 @@ class TestReloaderDuringRollout:
             errors.append(error)
             refused.set()
 
+        def save(text: str) -> None:
+            # As editors save (write, then rename): the watcher never reads half a file.
+            partial = package.path / "m.py.partial"
+            partial.write_text(text)
+            os.replace(partial, package.path / "m.py")
+
         with signals.swap_failed.connected_to(on_failed), reloader.watch(package.path):
-            package.write("m", source("saved"))
+            save(source("saved"))
             assert refused.wait(30)
             assert isinstance(errors[0], RolloutError)
             assert handle.status == "running"
             handle.abort()
-            package.write("m", source("saved again"))
+            save(source("saved again"))
             assert eventually(lambda: module.f(1) == ("saved again", 1), timeout=30)
 
     def test_rollback_aborts_the_rollout(
@@ -695,6 +704,28 @@ class TestReloaderDuringRollout:
         handle = reloader.swap(module.__name__, source("newer"), rollout=FOREVER)
         assert handle.version.number == 3
         assert handle.previous.number == 1
+
+
+class TestControllerFailure:
+    def test_an_error_in_the_rollouts_thread_ends_it_failed(
+        self, package: Package, caplog: pytest.LogCaptureFixture, received: Received
+    ) -> None:
+        """The rollout's own thread failing (its monitor raising): reverted, "failed", logged."""
+
+        class BrokenMonitor(PerformanceMonitor):
+            def _record_batch(self, *args: object, **kwargs: object) -> None:
+                raise RuntimeError("the monitor is broken")
+
+        reloader = HotReloader(monitor=BrokenMonitor())
+        reloader.install(package.name)
+        module = package.module("m", source("old"))
+        handle = reloader.swap(module.__name__, source("new"), rollout=QUICK)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "failed"
+        assert module.f(1) == ("old", 1)
+        assert reloader.swap(module.__name__, source("after")).number == 3
+        assert any("the rollout of" in r.getMessage() for r in caplog.records)
+        assert [f["status"] for f in received.named("rollout_finished")] == ["failed"]
 
 
 class TestReleaseOfSeveralModules:
@@ -821,6 +852,28 @@ class TestReport:
             handle.wait(timeout=30)
         assert handle.report()["versions"][1]["latency"]["count"] > 0
         assert reloader.monitor is None
+
+
+class TestRelease:
+    def test_a_kept_handle_keeps_no_version_alive(
+        self, package: Package, module: types.ModuleType
+    ) -> None:
+        """A handle kept after its rollout ended holds neither version: evicted ones are freed."""
+        reloader = HotReloader(keep=1)
+        reloader.install(package.name)
+        tracked = package.module("tracked", source("v1"))
+        first = weakref.ref(tracked.f.__wrapped__)
+        handle = reloader.swap(tracked.__name__, source("v2"), rollout=FOREVER)
+        candidate = weakref.ref(reloader._modules[tracked.__name__].history.get(2).targets["f"])
+        handle.promote()
+        aborted = reloader.swap(tracked.__name__, source("v3"), rollout=FOREVER)
+        aborted.abort()
+        for tag in ("v4", "v5"):
+            reloader.swap(tracked.__name__, source(tag))
+        gc.collect()
+        assert (first(), candidate()) == (None, None)
+        assert (handle.status, aborted.status) == ("promoted", "rolled_back")
+        assert handle.report()["versions"][2]["role"] == "new"
 
 
 class TestFork:

@@ -25,7 +25,7 @@ from illunare import HotReloader, InvalidArgumentError, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
 from illunare._rollout import switching
-from illunare._rollout.assign import PATTERN, Buckets, Draw, bucket
+from illunare._rollout.assign import PATTERN, TIMED, Buckets, Draw, bucket
 from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
 
@@ -172,16 +172,23 @@ class TestShare:
             assert abs(counts["new"] / 100 - weight) <= 3
             assert made.take().calls == (counts["old"], counts["new"])
 
-    @given(weight=st.integers(0, 100), start=st.integers(0, 5000))
-    def test_a_draw_is_exact_over_each_cycle(self, weight: int, start: int) -> None:
-        """Any 1000 consecutive draws, also across a continuation, hold exactly 10 x weight new."""
-        draw = Draw.of(weight)
-        for _ in range(start):
-            draw.next()
+    @given(
+        weight=st.integers(0, 100),
+        start=st.integers(0, 5000),
+        timed_every=st.sampled_from([0, 1, 64]),
+    )
+    def test_a_draw_is_exact_over_each_cycle(
+        self, weight: int, start: int, timed_every: int
+    ) -> None:
+        """Any 1000 consecutive draws (a continuation too) hold exactly 10 x weight new."""
+        draw = Draw.of(weight, timed_every)
+        sides = [draw.next()[1] for _ in range(start)]
         (old, new), following = draw.stop()
-        assert old + new == start
+        assert (old, new) == (start - sum(side & 1 for side in sides), sum(s & 1 for s in sides))
         window = [following.next()[1] for _ in range(PATTERN)]
-        assert sum(window) == PATTERN * weight // 100
+        assert sum(side & 1 for side in window) == PATTERN * weight // 100
+        timed = sum(side >= TIMED for side in window)
+        assert timed == (0 if not timed_every else -(-PATTERN // timed_every))
 
     def test_a_weight_outside_0_to_100_is_refused(
         self, halves: tuple[types.ModuleType, Split]
@@ -219,14 +226,20 @@ class TestCounting:
         made.revert()
 
     def test_one_call_in_64_is_timed_by_default(
-        self, halves: tuple[types.ModuleType, Split]
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
     ) -> None:
-        """Without mask_all, timing is sampled: 6400 calls give 100 timed."""
-        module, made = halves
-        for _ in range(6400):
+        """Without mask_all, timing is sampled: 16 calls in each 1000 drawn, 1 in 64 keyed."""
+        made = split(reloader, module, source(package, "new"))
+        for _ in range(10_000):
             module.top(1)
-        period = made.take()
-        assert sum(period.timed) == 100
+        assert sum(made.take().timed) == 160
+        made.revert()
+        keyed = split(reloader, module, source(package, "newer"), sticky=lambda x: x)
+        for key in range(6400):
+            module.top(key)
+        period = keyed.take()
+        assert sum(period.timed) in (100, 101)  # the 1st, 65th ... call of each side
+        keyed.revert()
 
     def test_nested_calls_are_not_counted(self, halves: tuple[types.ModuleType, Split]) -> None:
         """Only top-level calls count: a call from inside a version is affine."""

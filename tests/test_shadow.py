@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import operator
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -269,6 +271,24 @@ class TestShadowRun:
         finally:
             run.stop()
         assert (runs, errors, pins) == (1, 0, [1])
+
+    def test_stop_lets_go_of_the_queued_calls(self) -> None:
+        """Calls still queued when the run stops are dropped with their arguments."""
+        run = self._run()
+        release = threading.Event()
+
+        class Argument:
+            pass
+
+        argument = Argument()
+        kept = weakref.ref(argument)
+        run.offer(release.wait, (), {}, (False, True), 0.0)  # the worker is busy with it
+        for _ in range(5):
+            run.offer(lambda value: value, (argument,), {}, (False, argument), 0.0)
+        del argument
+        run.stop()
+        release.set()
+        assert eventually(lambda: (gc.collect(), kept() is None)[1], timeout=30)
 
     def test_offers_after_stop_are_dropped(self) -> None:
         """A stopped run takes nothing more."""

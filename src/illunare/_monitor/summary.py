@@ -49,8 +49,12 @@ def summarize(count: int, values: tuple[float, ...]) -> MetricSummary:
     size = len(values)
     try:
         mean = math.fsum(values) / size
-    except OverflowError:  # huge values: divided first, their sum stays finite
-        mean = math.fsum(value / size for value in values)
+    except OverflowError:
+        # Huge values: scaled down by a power of two first (exactly, unlike a
+        # division by ``size``, whose roundings can still add up past the
+        # largest float), so that their sum stays finite.
+        scale = 2.0 ** (size.bit_length() + 1)
+        mean = math.fsum(value / scale for value in values) / size * scale
     # Rounding may put the mean a hair outside the values it averages.
     return MetricSummary(
         count=count,

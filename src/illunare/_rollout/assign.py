@@ -23,10 +23,12 @@ from collections.abc import Callable, Sequence
 
 from illunare._flags.hashing import murmur3_32
 
-__all__ = ["PATTERN", "Buckets", "Draw", "bucket", "key_text"]
+__all__ = ["PATTERN", "TIMED", "Buckets", "Draw", "bucket", "key_text"]
 
 #: Calls per cycle of a weighted draw: a weight's share is exact over each.
 PATTERN = 1000
+#: Added to a drawn side: time this call.
+TIMED = 2
 #: The most sides ``Buckets`` caches; then it starts again.
 CACHED = 65_536
 
@@ -36,7 +38,12 @@ _shuffle = random.Random().shuffle  # noqa: S311  # spreads calls; no secret in 
 
 
 class Draw:
-    """An endless run of sides (0 old, 1 new) cycling through one pattern of ``PATTERN``."""
+    """An endless run of sides cycling through one pattern of ``PATTERN``.
+
+    A side is 0 (old) or 1 (new), plus ``TIMED`` for a call to time: the
+    timing is in the pattern, so that a router tells a call to time from
+    the value it draws anyway.
+    """
 
     __slots__ = ("_pattern", "next")
 
@@ -48,16 +55,23 @@ class Draw:
         ).__next__
 
     @classmethod
-    def of(cls, weight: int) -> Draw:
-        """A draw giving exactly ``weight`` percent of new sides per cycle, shuffled."""
-        return cls.sampling(weight / 100)
+    def of(cls, weight: int, timed_every: int = 0) -> Draw:
+        """A draw giving exactly ``weight`` percent of new sides per cycle, shuffled.
+
+        ``timed_every``: one draw in that many (in every cycle) is marked
+        ``TIMED``; 0: none.
+        """
+        return cls.sampling(weight / 100, timed_every)
 
     @classmethod
-    def sampling(cls, share: float) -> Draw:
+    def sampling(cls, share: float, timed_every: int = 0) -> Draw:
         """A draw whose share of ones per cycle is ``share`` (0..1) to the nearest 1/1000."""
         ones = round(PATTERN * share)
         pattern = [1] * ones + [0] * (PATTERN - ones)
         _shuffle(pattern)
+        if timed_every:
+            for index in range(0, PATTERN, timed_every):
+                pattern[index] |= TIMED
         return cls(pattern)
 
     def stop(self) -> tuple[tuple[int, int], Draw]:
@@ -69,8 +83,13 @@ class Draw:
         drawn, _ = self.next()
         cycles, rest = divmod(drawn, PATTERN)
         pattern = self._pattern
-        new = cycles * sum(pattern) + sum(pattern[:rest])
+        new = cycles * _new(pattern) + _new(pattern[:rest])
         return (drawn - new, new), Draw(pattern[rest:] + pattern[:rest])
+
+
+def _new(sides: Sequence[int]) -> int:
+    """How many of ``sides`` are new."""
+    return sum(side & 1 for side in sides)
 
 
 def key_text(key: object) -> str:

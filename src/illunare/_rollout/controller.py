@@ -134,9 +134,6 @@ class Controller:
         #: set when the rollout ended otherwise than by its own judgement (e.g. "forked")
         self.reason: str | None = None
         self.handle = RolloutHandle(self)
-        self._thread = threading.Thread(
-            target=self._run, name=f"illunare-rollout {self.subject}", daemon=True
-        )
 
     # Life ---------------------------------------------------------------------------
 
@@ -158,9 +155,16 @@ class Controller:
                 self._after([], 0.0, None)
             self._done.set()
             return
+        # The first bake runs from the switch, not from when the thread first runs.
+        began = time.monotonic()
         if self.rollout is not None:
             self._announce(None)
-        self._thread.start()
+        threading.Thread(
+            target=self._steps_from,
+            args=(began,),
+            name=f"illunare-rollout {self.subject}",
+            daemon=True,
+        ).start()
 
     def wait(self, timeout: float | None) -> str:
         """The status once the rollout ended and ``rollout_finished`` was sent (or at timeout).
@@ -216,29 +220,29 @@ class Controller:
             self.weight = 0
             self.reason = "forked"
             self._close_step("aborted")
+            self._split = None
         self._ended(self)
         self._done.set()
 
     # The thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _steps_from(self, began: float) -> None:
+        """The thread: take periods every tick, judge each step at the end of its bake."""
         try:
-            self._steps()
+            rollout = self.rollout
+            deadline: float | None = math.inf if rollout is None else began + rollout.bake
+            while deadline is not None:
+                # Near the end of a bake, threads busy calling would keep this
+                # one waiting for the GIL (a switch interval each, in turns),
+                # which delays the verdict and the revert: the releases'
+                # courtesy (a short switch interval) holds from the last tick
+                # to the action.
+                near = deadline - time.monotonic() <= TICK
+                with courteous() if near else contextlib.nullcontext():
+                    deadline = self._tick(rollout, deadline)
         except Exception:
             logger.exception("the rollout of %s failed; the old version serves again", self.subject)
             self._end("failed", None, by_thread=True)
-
-    def _steps(self) -> None:
-        rollout = self.rollout
-        deadline: float | None = math.inf if rollout is None else time.monotonic() + rollout.bake
-        while deadline is not None:
-            # Near the end of a bake, threads busy calling would keep this one
-            # waiting for the GIL (a switch interval each, in turns), which
-            # delays the verdict and the revert: the releases' courtesy (a
-            # short switch interval) holds from the last tick to the action.
-            near = deadline - time.monotonic() <= TICK
-            with courteous() if near else contextlib.nullcontext():
-                deadline = self._tick(rollout, deadline)
 
     def _tick(self, rollout: Rollout | None, deadline: float) -> float | None:
         """Wait a tick (or to the deadline), take a period, judge at the deadline.
@@ -257,8 +261,10 @@ class Controller:
             if rollout is None or time.monotonic() < deadline:
                 return deadline
             action, judged, found = self._decide(rollout)
-        if action in TERMINAL:
-            self._end(action, judged, by_thread=True, found=found)
+            # The end's switch right away, under the same hold (no other turn first).
+            ending = self._switch(action, judged, found) if action in TERMINAL else None
+        if ending is not None:
+            self._conclude(ending, action, by_thread=True)
             return None
         # Extended, paused or the next step: judged again after another bake.
         deadline = time.monotonic() + max(rollout.bake, _AGAIN)
@@ -330,41 +336,56 @@ class Controller:
         A rollout that ended already: the same end asked by a user is a no-op
         (once that end's signals are sent); any other is a RolloutError.
         """
-        promoted: list[tuple[CodeVersion, CodeVersion]] = []
         with self._cond:
-            if self.status in TERMINAL:
-                ended = self.status
-            else:
-                ended = None
-                self._flush()
-                started = time.perf_counter()
-                if status == "promoted":
-                    promoted = self.split.promote()
-                    self.weight = 100
-                else:
-                    self.split.revert()
-                    self.weight = 0
-                duration = time.perf_counter() - started
-                self._ender = threading.get_ident()
-                self.status = status
-                if step_verdict is not None:
-                    self._close_step(step_verdict, found)
-                self._cond.notify_all()
-        if ended is not None:
+            ending = self._switch(status, step_verdict, found)
+        self._conclude(ending, status, by_thread=by_thread)
+
+    def _switch(self, status: str, step_verdict: str | None, found: Verdict | None) -> Ending:
+        """Under the condition: the switch that ends the rollout in ``status``, unless it ended."""
+        if self.status in TERMINAL:
+            return Ending(already=self.status)
+        try:
+            self._flush()
+        except Exception:  # the accounting failing must not stop the switch
+            logger.exception("the rollout of %s could not count its last calls", self.subject)
+        started = time.perf_counter()
+        promoted = []
+        if status == "promoted":
+            promoted = self.split.promote()
+            self.weight = 100
+        else:
+            self.split.revert()
+            self.weight = 0
+        duration = time.perf_counter() - started
+        self._ender = threading.get_ident()
+        self.status = status
+        if step_verdict is not None:
+            self._close_step(step_verdict, found)
+        self._cond.notify_all()
+        return Ending(already=None, promoted=promoted, duration=duration, found=found)
+
+    def _conclude(self, ending: Ending, status: str, *, by_thread: bool) -> None:
+        """Outside the condition: the end's signals, or what a second end asked gets."""
+        if ending.already is not None:
             if by_thread:
                 return
             if self._ender != threading.get_ident():  # not a receiver of its own end
                 self._done.wait()
-            if ended != status:
+            if ending.already != status:
                 raise RolloutError(
-                    f"the rollout of {self.subject} already ended: {ended}",
+                    f"the rollout of {self.subject} already ended: {ending.already}",
                     module=self.subject,
-                    status=ended,
+                    status=ending.already,
                 )
             return
         self._stop_shadow()
         self._ended(self)
-        self._after(promoted, duration, found)
+        try:
+            self._after(ending.promoted, ending.duration, ending.found)
+        finally:
+            # What the split holds (both versions' namespaces, the routers) goes:
+            # a handle kept after the end must not keep evicted versions alive.
+            self._split = None
 
     def _close_step(self, step_verdict: str, found: Verdict | None = None) -> None:
         if self.steps and self.steps[-1].verdict is None:
@@ -441,6 +462,20 @@ class Controller:
                 steps=[step.report() for step in self.steps],
                 key_errors=self.key_errors,
             )
+
+
+@attrs.frozen
+class Ending:
+    """What ending a rollout did under its condition, for what follows outside it."""
+
+    #: the status the rollout had already ended in (None: this end ended it)
+    already: str | None
+    #: (previous, new) of each module a promotion made current
+    promoted: list[tuple[CodeVersion, CodeVersion]] = attrs.Factory(list)
+    #: seconds the end's switch took
+    duration: float = 0.0
+    #: the verdict that ended it, if one did
+    found: Verdict | None = None
 
 
 @attrs.frozen

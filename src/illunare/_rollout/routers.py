@@ -37,6 +37,7 @@ from typing import Any
 
 import attrs
 
+from illunare._rollout.assign import TIMED
 from illunare.exceptions import ValidationError
 
 __all__ = ["Routing", "SplitAttribute", "kind_of", "named"]
@@ -181,6 +182,7 @@ except Exception:
     key = key_error()
 if key is None:
     n, side = draw()
+    side &= 1  # timed by n, as keyed calls are
 else:
     try:
         side = sides[key]
@@ -214,15 +216,16 @@ n = counted[0]()
 side = 0
 """
 
-# A top-level call: one in ``mask + 1`` timed; errors counted.
+# A top-level call: some are timed (a weighted one when its side is drawn
+# with TIMED, a sticky or shadowed one when ``n & mask`` is 0); errors counted.
 _TIMED = """\
-target = new if side else old
-if n & mask:
+if {untimed}:
     try:
         {call_target}
     except Exception:
         errors[side]()
         raise
+{timed_side}target = new if side else old
 start = clock()
 try:
     result = {await_}target({args})
@@ -298,10 +301,19 @@ def _source(shape: _Shape) -> str:
     timed = kind in (_PLAIN, _COROUTINE)
     if shape.mode == "shadow":
         body += _SHADOW.format(await_=await_, args=args, packed=packed) if timed else _UNSHADOWED
+    elif shape.mode == "sticky":
+        body += _STICKY.format(args=args)
     else:
-        body += _STICKY.format(args=args) if shape.mode == "sticky" else _WEIGHTED
+        body += _WEIGHTED if timed else _WEIGHTED + "side &= 1  # never timed\n"
     if timed:
-        body += _TIMED.format(call_target=_call(kind, "target", args, 2), await_=await_, args=args)
+        weighted = shape.mode == "weighted"
+        body += _TIMED.format(
+            untimed=f"side < {TIMED}" if weighted else "n & mask",
+            call_target=_call(kind, "(new if side else old)", args, 2),
+            timed_side=f"side -= {TIMED}\n" if weighted else "",
+            await_=await_,
+            args=args,
+        )
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"

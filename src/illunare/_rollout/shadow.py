@@ -173,6 +173,10 @@ class ShadowRun:
         while True:
             item = self._queue.get()
             if item is None or self._stopped:
+                # The calls still queued hold the new version's functions and the
+                # callers' arguments: they go with the run, not with the handle.
+                while not self._queue.empty():
+                    self._queue.get_nowait()
                 return
             new, args, kwargs, outcome, _ = item
             try:

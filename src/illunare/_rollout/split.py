@@ -106,6 +106,8 @@ class Split:
     sticky: Callable[..., object] | None = attrs.field(repr=False)
     #: percent of top-level calls on the new version now
     weight: int
+    #: one top-level call in that many is timed (1: every call)
+    timed_every: int = attrs.field(default=64, repr=False)
     #: how calls are assigned now (its parts are also in ``cells``)
     live: Live = attrs.field(init=False, repr=False)
     #: the cells every router of the split reads: "draw", "sides" and
@@ -139,12 +141,15 @@ class Split:
         _check_weight(self.weight)
         self.cells = {name: types.CellType() for name in ("draw", "sides", "assign")}
         self.cells["pins"] = types.CellType(False)
-        self._use(Live(Draw.of(self.weight), Buckets(self.salt, self.weight)))
+        self._use(self._live(self.weight))
         self.requests = RequestSplit(self)
         self._counted = (_counter(), _counter())
         self._errors = (_counter(), _counter())
         self._samples = ([], [])
         self._pin = contextvars.ContextVar(f"illunare_pin_{self.subject}", default=None)
+
+    def _live(self, weight: int) -> Live:
+        return Live(Draw.of(weight, self.timed_every), Buckets(self.salt, weight))
 
     def _use(self, live: Live) -> None:
         """Assign calls by ``live`` from now on (its parts into the routers' cells)."""
@@ -207,7 +212,7 @@ class Split:
         """The side of one top-level call or request with this key (None: a draw), counted."""
         live = self.live
         if key is None:
-            return live.draw()[1]
+            return live.draw()[1] & 1  # not TIMED
         try:
             side = live.sides[key]
         except Exception:  # noqa: BLE001  # not cached yet, or unhashable: assign() copes
@@ -227,7 +232,7 @@ class Split:
             if self.state != "running":
                 return
             self._retired.append(self.live.source)
-            self._use(Live(Draw.of(weight), Buckets(self.salt, weight)))
+            self._use(self._live(weight))
             self.weight = weight
 
     def take(self) -> Period:
@@ -315,7 +320,7 @@ class Split:
             # A router that read its proxy's target just before the switch
             # takes this draw; the one replaced is counted by the next take().
             self._retired.append(self.live.source)
-            self._use(Live(Draw.of(weight), Buckets(self.salt, weight)))
+            self._use(self._live(weight))
             self.weight = weight
             self.state = state
             return True

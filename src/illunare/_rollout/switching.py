@@ -115,6 +115,7 @@ def begin(
             salt=f"{subject}:{candidates[subject].info.sha256}",
             sticky=sticky,
             weight=weight,
+            timed_every=1 if mask_all else TIMED_EVERY,
         )
         namespaces = {name: version.namespace for name, version in candidates.items()}
         previous = {name: base.namespace for name, base in bases.items()}
