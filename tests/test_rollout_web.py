@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import types
@@ -551,6 +552,16 @@ class TestCanaryWSGI:
         assert httpx.get(url + "/tag", timeout=30).json()["app"] == f"v{expected}"
 
 
+def listening(path: Path) -> bool:
+    """Whether a server accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 # Each gunicorn worker starts the same canary release once it has loaded the app.
 GUNICORN_CONF = """
 import pathlib
@@ -600,12 +611,12 @@ class TestGunicorn:
             )
         # No connection is kept: each request is accepted by whichever worker is free.
         client = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(sock), retries=50),
+            transport=httpx.HTTPTransport(uds=str(sock)),
             limits=httpx.Limits(max_keepalive_connections=0),
             timeout=30,
         )
         try:
-            assert eventually(sock.exists, timeout=60), log.read_text()
+            assert eventually(lambda: listening(sock), timeout=60), log.read_text()
 
             def get(n: int) -> tuple[str, dict[str, Any]]:
                 user = f"u{n % 40}"
