@@ -412,8 +412,7 @@ class Release:
 
 def _modules(handle: RolloutHandle) -> frozenset[str]:
     """The modules of a rollout's release, its participants' dependents included."""
-    split = handle._controller._split
-    return frozenset() if split is None else frozenset(split.modules)
+    return frozenset(handle._controller.modules)
 
 
 def _wait(handle: RolloutHandle, rollout: Rollout, undo: Undo) -> None:
