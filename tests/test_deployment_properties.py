@@ -78,7 +78,8 @@ def _apply(
             model.tags[modules[index]] = f"{modules[index]}-{tag}"
         return lambda: model.tags.update(before)
     if kind == "config":
-        if spec[1] > max_pool:
+        # An update that changes nothing is not validated: it makes no version.
+        if spec[1] > max_pool and spec[1] != model.config["pool"]:
             raise RuntimeError("refused by the validator")
         config = dict(model.config)
         model.config["pool"] = spec[1]
