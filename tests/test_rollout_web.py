@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -624,9 +625,22 @@ class TestGunicorn:
                 return user, answer
 
             answers: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-            with ThreadPoolExecutor(6) as pool:
-                for user, answer in pool.map(get, range(400)):
+
+            def sample(requests: int) -> set[int]:
+                """``requests`` requests, six at a time; the workers that answered."""
+                with ThreadPoolExecutor(6) as pool:
+                    got = list(pool.map(get, range(requests)))
+                for user, answer in got:
                     answers[user].append(answer)
+                return {answer["pid"] for _, answer in got}
+
+            # Both workers have booted (and started their canary) before the sample.
+            deadline = time.monotonic() + 60
+            workers: set[int] = set()
+            while len(workers) < 2:
+                assert time.monotonic() < deadline, log.read_text()
+                workers |= sample(40)
+            sample(400)
         finally:
             client.close()
             os.killpg(server.pid, signal.SIGTERM)
@@ -638,5 +652,5 @@ class TestGunicorn:
         assert all(len(released) == 1 for released in apps.values()), apps
         assert {app for (app,) in apps.values()} == {"v1", "v2"}
         assert [answer for got in answers.values() for answer in got if mixed(answer)] == []
-        workers = {user: {answer["pid"] for answer in got} for user, got in answers.items()}
-        assert max(map(len, workers.values())) == 2, workers
+        served_by = {user: {answer["pid"] for answer in got} for user, got in answers.items()}
+        assert max(map(len, served_by.values())) == 2, served_by

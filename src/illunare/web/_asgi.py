@@ -32,7 +32,9 @@ class HotASGI(HotApp):
     its lifespan startup (when the server runs lifespans) and every check
     have passed. Requests in flight finish on the app that took them; an
     app that is neither current nor the previous one is shut down after its
-    last request. A rollback serves the previous app again at once.
+    last request. A rollback serves the previous app again at once. A
+    release made with ``rollout=`` is a canary: each step's share of the
+    requests goes to the new app, each request served whole by one app.
 
     Args:
         app: ``"package.module:attribute"`` naming an ASGI application, or

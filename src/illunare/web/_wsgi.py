@@ -17,7 +17,8 @@ class HotWSGI(HotApp):
     Works as ``HotASGI`` does, without lifespans: the new app takes new
     requests once every check has passed; a request keeps the app that took
     it until its response is sent (the response iterable is that app's);
-    a rollback serves the previous app again at once.
+    a rollback serves the previous app again at once; a release made with
+    ``rollout=`` splits the requests between the two apps (a canary).
 
     Args:
         app: ``"package.module:attribute"`` naming a WSGI application, or
