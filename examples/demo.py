@@ -12,7 +12,13 @@ the flags live in Redis and a second, real process watches the flag change
 arrive. Then three ``Deployment``s: v4 (two modules and a config change)
 succeeds and passes its health gate; v5's migration fails and it is rolled
 back; v6 passes every step, but its pricing fails one request in five: the
-health gate sees the error rate during its bake and rolls it back. Last,
+health gate sees the error rate during its bake and rolls it back. Then
+canaries of the pricing module, sticky by the ``X-Customer`` header each
+client sends: v7 takes 10 %, then 50 % of the customers, and is promoted;
+v8 fails one request in five and is rolled back at the end of its first
+step; v9, which rounds prices to the nearest cent instead of down (a new
+version of the ``rounding`` library the pricing calls), runs in the shadow
+of the running version for a while, and its mismatches are counted. Last,
 a ``reports`` service (examples/services) is plugged in while the traffic
 flows: a Deployment's LoadService step loads it into a ServiceRegistry whose
 router a second uvicorn serves; report clients call it; it is unloaded with
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import http.client
+import itertools
 import json
 import shutil
 import subprocess
@@ -55,14 +62,17 @@ from illunare import (  # noqa: E402  # after the path is set
     MemoryBackend,
     Migration,
     RedisBackend,
+    Rollout,
+    RolloutHandle,
     ServiceRegistry,
+    Shadow,
     SwapError,
     Thresholds,
     default_reloader,
     signals,
 )
 from illunare.testing import RedisServer  # noqa: E402
-from illunare.web import HotASGI  # noqa: E402
+from illunare.web import HotASGI, header_key  # noqa: E402
 
 PAYMENT_FLAG = {
     "enabled": True,
@@ -92,6 +102,12 @@ PHASE_SECONDS = 1.0
 BAKE_SECONDS = 1.0
 # What a client gets from release v6's pricing bug (an HTTP 500 saying so).
 V6_BUG = "pricing v6 fails one request in five"
+# ... and from v8's, which only its canary's customers meet.
+V8_BUG = "pricing v8 fails one request in five"
+# The clients' customers, one X-Customer header each: the canaries' sticky key.
+CUSTOMER_IDS = 1000
+CANARY = Rollout(steps=(10, 50, 100), bake=1.0, sticky=header_key("x-customer"))
+SHADOW_SECONDS = 2.0
 
 
 class Traffic:
@@ -104,10 +120,12 @@ class Traffic:
         self.failures: list[str] = []
         #: when each request that met v6's bug started (time.monotonic())
         self.bad_code: list[float] = []
+        #: when each request that met v8's bug started (time.monotonic())
+        self.canary_errors: list[float] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, args=(CUSTOMERS[n % len(CUSTOMERS)],))
+            threading.Thread(target=self._run, args=(CUSTOMERS[n % len(CUSTOMERS)], n))
             for n in range(CLIENTS)
         ]
 
@@ -120,21 +138,24 @@ class Traffic:
         for thread in self._threads:
             thread.join()
 
-    def _run(self, customer: tuple[str, str]) -> None:
+    def _run(self, customer: tuple[str, str], client: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         headers = {"X-Segment": customer[0], "X-Region": customer[1]}
         seen: collections.Counter[str] = collections.Counter()
         flows: collections.Counter[tuple[str, str]] = collections.Counter()
         failures = []
-        bad_code = []
+        bugs: dict[str, list[float]] = {V6_BUG: [], V8_BUG: []}
+        customer_ids = itertools.count(client, CLIENTS)
         while not self._stop.is_set():
             started = time.monotonic()
+            headers["X-Customer"] = f"c{next(customer_ids) % CUSTOMER_IDS}"
             try:
                 connection.request("GET", "/price/apple", headers=headers)
                 response = connection.getresponse()
                 body = response.read()
-                if response.status == 500 and json.loads(body).get("error") == V6_BUG:
-                    bad_code.append(started)
+                bug = json.loads(body).get("error") if response.status == 500 else None
+                if bug in bugs:
+                    bugs[bug].append(started)
                     continue
                 if response.status != 200:
                     failures.append(f"HTTP {response.status}")
@@ -153,7 +174,8 @@ class Traffic:
             self.by_release.update(seen)
             self.by_flow.update(flows)
             self.failures.extend(failures)
-            self.bad_code.extend(bad_code)
+            self.bad_code.extend(bugs[V6_BUG])
+            self.canary_errors.extend(bugs[V8_BUG])
 
 
 def flag_backend(stack: ExitStack) -> tuple[RedisBackend | MemoryBackend, str | None]:
@@ -457,6 +479,40 @@ def serve_in_thread(app: object) -> Iterator[int]:
         thread.join(10)
 
 
+def canary(release: str) -> RolloutHandle:
+    """Roll release ``release`` of shop.pricing out as a canary; its handle once it ended."""
+    source = HERE / "releases" / f"pricing_{release}.py"
+    handle = default_reloader().swap(
+        "shop.pricing", source, reason=f"canary {release}", rollout=CANARY
+    )
+    status = handle.wait(timeout=60)
+    if status not in ("promoted", "rolled_back", "failed"):
+        handle.abort()  # stuck: the report says so
+    print(f"canary {release}: {status}")
+    return handle
+
+
+def canary_phase() -> tuple[list[tuple[str, RolloutHandle]], float]:
+    """Canaries of shop.pricing under load: v7 promoted, v8 rolled back; v9 shadowed.
+
+    Returns the canaries' and the shadow run's handles, and when v8's
+    canary had ended (time.monotonic()): no request started after it may
+    meet v8's bug.
+    """
+    v7 = canary("v7")
+    time.sleep(PHASE_SECONDS)
+    v8 = canary("v8")
+    rolled_back = time.monotonic()
+    time.sleep(PHASE_SECONDS)
+    shadow = default_reloader().swap(
+        "rounding", HERE / "releases" / "pricing_v9.py", reason="shadow v9", shadow=Shadow()
+    )
+    time.sleep(SHADOW_SECONDS)
+    shadow.abort()
+    print("shadow v9: aborted after its run")
+    return [("canary v7", v7), ("canary v8", v8), ("shadow v9", shadow)], rolled_back
+
+
 def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
     """uvicorn serving ``app`` on a free loopback port, in a thread."""
     server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="warning", access_log=False))
@@ -468,7 +524,11 @@ def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
 
 
 def main() -> int:
-    from shop import flags as shop_flags  # imported after the path is set
+    import rounding  # imported after the path is set
+
+    # Tracked before the pricing imports it, so that its releases reach the pricing.
+    default_reloader().track(rounding.__name__)
+    from shop import flags as shop_flags
     from shop.hot import app as hot
 
     with ExitStack() as stack:
@@ -491,12 +551,14 @@ def main() -> int:
         bake: list[float] = []
         deployed = {}
         deployments = deployment_phase(port, deployed, bake)
+        canaries, rolled_back = canary_phase()
         services = services_phase(port)
         traffic.stop()
         server.should_exit = True
         thread.join(10)
     failed = report(traffic, timings, results, refused, seen=seen)
     failed = report_deployments(traffic, deployments, deployed, bake) or failed
+    failed = report_canaries(traffic, canaries, rolled_back) or failed
     return report_services(services) or failed
 
 
@@ -608,6 +670,46 @@ def report_services(outcome: ServicesOutcome) -> int:
         problems.append("the unloaded service's route did not answer 404 after the unload")
     if set(by_status) - {200, 404, 503}:
         problems.append(f"report requests failed: {sorted(by_status.items())}")
+
+
+def report_canaries(
+    traffic: Traffic, handles: list[tuple[str, RolloutHandle]], rolled_back: float
+) -> int:
+    """Print the requests each version served in each canary; 0 when all went to plan."""
+    problems = []
+    outcomes = []
+    for name, handle in handles:
+        report = handle.report()
+        versions = report["versions"]
+        assert isinstance(versions, dict)
+        old, new = (
+            next(v for v in versions.values() if v["role"] == role) for role in ("old", "new")
+        )
+        steps = report["steps"]
+        assert isinstance(steps, list)
+        status = str(report["status"])
+        outcomes.append((status, steps[-1]["weight"] if steps else None))
+        if name.startswith("shadow"):
+            print(
+                f"  {name}  calls {new['calls']} mismatches {report['mismatches']} "
+                f"errors {new['errors']}"
+            )
+            if not new["calls"] or not report["mismatches"] or new["errors"]:
+                problems.append(f"{name} found no mismatch, or errors")
+            continue
+        ended = f"{status} at {steps[-1]['weight']}%" if status != "promoted" else status
+        errors = f"  errors {new['errors']}" if new["errors"] else ""
+        print(f"  {name} {ended}  requests old {old['calls']} new {new['calls']}{errors}")
+        if not old["calls"] or not new["calls"]:
+            problems.append(f"{name} did not split the requests")
+    after = [started for started in traffic.canary_errors if started > rolled_back]
+    print(f"  requests that met v8's bug            {len(traffic.canary_errors)}")
+    print(f"  requests that met v8's bug after its rollback  {len(after)}")
+    # (status, the weight of the last step judged): v7 promoted after its 50 % step
+    if outcomes != [("promoted", 50), ("rolled_back", 10), ("rolled_back", None)]:
+        problems.append(f"the canaries ended {outcomes}")
+    if not traffic.canary_errors or after:
+        problems.append("v8's canary was not rolled back within its first step")
     for problem in problems:
         print(f"FAILED: {problem}")
     return 1 if problems else 0

@@ -417,6 +417,16 @@ def _module_entry(draw: st.DrawFn, index: int, tracked: list[str]) -> tuple[obje
     return entry, problems
 
 
+#: a package's "rollout" part, and the paths of its problems
+_ROLLOUTS = [
+    ({"steps": [10, 100], "bake": 1, "thresholds": {"max_error_rate": 0.05}}, set()),
+    ({"steps": [50, 10]}, {"rollout.steps"}),
+    ({"sticky": "x-user", "bake": -1}, {"rollout.sticky", "rollout.bake"}),
+    ({"thresholds": {"max_latency": "1s"}}, {"rollout.thresholds.max_latency"}),
+    ("fast", {"rollout"}),
+]
+
+
 @st.composite
 def bad_packages(draw: st.DrawFn, tracked: list[str], migration: object) -> tuple[object, set[str]]:
     """A package in the mapping form with at least one problem, and the paths of all of them.
@@ -472,12 +482,17 @@ def bad_packages(draw: st.DrawFn, tracked: list[str], migration: object) -> tupl
             problems |= {
                 f"migrations[{n}]" for n, item in enumerate(items) if item is not migration
             }
+    if draw(st.booleans()):
+        package["rollout"], where = draw(st.sampled_from(_ROLLOUTS))
+        problems |= where
     for key in draw(st.lists(st.sampled_from(["extra", "module", "flag"]), unique=True)):
         package[key] = {}
         problems.add(key)
     if not problems:
         package["modules"] = [{"name": tracked[0], "code": "def broken(:\n"}]
         problems.add("modules[0].code")
+    if "rollout" in package and not package.get("modules"):
+        problems.add("rollout")  # nothing to roll out
     return package, problems
 
 
@@ -512,4 +527,17 @@ ROUTE_PATHS = st.lists(
 #: request paths: those segments and others, empty ones included ("/a//b", "/a/")
 REQUEST_PATHS = st.lists(st.sampled_from(["a", "b", "ab", "abc", "x", ""]), max_size=6).map(
     lambda segments: "/" + "/".join(segments)
+)
+
+# A package's "rollout" part as JSON might bring it: mappings keyed mostly by the fields
+# of a rollout and of its thresholds, any JSON value in them.
+_ROLLOUT_KEYS = ["steps", "bake", "min_samples", "on_inconclusive", "thresholds"]
+_ROLLOUT_KEYS += ["max_error_rate", "max_latency", "sticky", "x"]
+ROLLOUT_PARTS = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 200) | st.floats() | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(_ROLLOUT_KEYS), inner, max_size=4)
+    ),
+    max_leaves=8,
 )

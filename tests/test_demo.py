@@ -78,3 +78,25 @@ class TestDemo:
         assert gone is not None
         assert int(gone[1]) > 0
         assert re.search(r"reports requests failed\s+0\n", report)
+
+    def test_demo_canaries_promote_roll_back_and_shadow_with_requests_per_version(
+        self, report: str
+    ) -> None:
+        """v7 promoted; v8 rolled back at 10 % for good; v9's shadow finds mismatches."""
+        promoted = re.search(r"canary v7 promoted  requests old (\d+) new (\d+)\n", report)
+        assert promoted is not None
+        assert int(promoted[1]) > 0
+        assert int(promoted[2]) > 0
+        rolled_back = re.search(
+            r"canary v8 rolled_back at 10%  requests old (\d+) new (\d+)  errors (\d+)\n", report
+        )
+        assert rolled_back is not None
+        old, new, errors = map(int, rolled_back.groups())
+        assert old > new > 0
+        assert 0 < errors < new
+        shadow = re.search(r"shadow v9  calls (\d+) mismatches (\d+) errors 0\n", report)
+        assert shadow is not None
+        assert int(shadow[1]) > 0
+        assert int(shadow[2]) > 0
+        assert re.search(r"requests that met v8's bug after its rollback\s+0\n", report)
+        assert "FAILED" not in report

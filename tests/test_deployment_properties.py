@@ -17,8 +17,10 @@ from illunare import (
     ConfigUpdate,
     FlagUpdate,
     HotReloader,
+    HotRollout,
     HotSwap,
     PackageError,
+    Rollout,
     signals,
 )
 
@@ -30,15 +32,24 @@ TABLES = ["orders", "users", "carts"]
 FLAGS = ["new_flow", "dark_mode", "existing"]
 
 # One step of a generated deployment, as data the model understands:
-# ("swap", module, tag, fails), ("config", pool), ("flag", name, enabled),
-# ("migration", table, reversible, fails, down_fails).
+# ("swap", module, tag, fails), ("rollout", [(module, tag, fails), ...]), ("config", pool),
+# ("flag", name, enabled), ("migration", table, reversible, fails, down_fails).
 swaps = st.tuples(st.just("swap"), st.integers(0, 1), st.sampled_from("abc"), st.booleans())
+releases = st.lists(
+    st.tuples(st.integers(0, 1), st.sampled_from("abc"), st.booleans()),
+    min_size=1,
+    max_size=2,
+    unique_by=lambda m: m[0],
+)
+rollouts = st.tuples(st.just("rollout"), releases)
 configs = st.tuples(st.just("config"), st.integers(0, 150))
 flag_updates = st.tuples(st.just("flag"), st.sampled_from(FLAGS), st.booleans())
 migrations = st.tuples(
     st.just("migration"), st.sampled_from(TABLES), st.booleans(), st.booleans(), st.booleans()
 )
-specs = st.one_of(swaps, configs, flag_updates, migrations)
+specs = st.one_of(swaps, rollouts, configs, flag_updates, migrations)
+#: promotes with no call to judge, after two short bakes
+QUICK = Rollout(steps=(50, 100), bake=0.005, min_samples=0)
 
 
 class Model:
@@ -67,7 +78,8 @@ def _apply(
             model.tags[modules[index]] = f"{modules[index]}-{tag}"
         return lambda: model.tags.update(before)
     if kind == "config":
-        if spec[1] > max_pool:
+        # An update that changes nothing is not validated: it makes no version.
+        if spec[1] > max_pool and spec[1] != model.config["pool"]:
             raise RuntimeError("refused by the validator")
         config = dict(model.config)
         model.config["pool"] = spec[1]
@@ -163,6 +175,14 @@ class DeploymentMachine(RuleBasedStateMachine):
         if kind == "swap":
             module = service.modules[spec[1]]
             return HotSwap(module, BROKEN_CODE if spec[3] else module_code(f"{module}-{spec[2]}"))
+        if kind == "rollout":
+            codes = {
+                service.modules[index]: BROKEN_CODE
+                if fails
+                else module_code(f"{service.modules[index]}-{tag}")
+                for index, tag, fails in spec[1]
+            }
+            return HotRollout(codes, QUICK)
         if kind == "config":
             return ConfigUpdate({"pool": spec[1]})
         if kind == "flag":
@@ -211,9 +231,13 @@ class DeploymentMachine(RuleBasedStateMachine):
     def deploy_steps(
         self, steps: list[tuple[Any, ...]], refused: frozenset[str], max_pool: int
     ) -> None:
-        """A list of steps, each its own unit (a swap is a release of one module)."""
+        """A list of steps, each its own unit (a swap is a release of one module, a rollout one)."""
         units = [
-            ("release", [(spec[1], spec[2], spec[3])]) if spec[0] == "swap" else spec
+            ("release", [(spec[1], spec[2], spec[3])])
+            if spec[0] == "swap"
+            else ("release", spec[1])
+            if spec[0] == "rollout"
+            else spec
             for spec in steps
         ]
         package = [self._step(spec) for spec in steps]
@@ -226,6 +250,7 @@ class DeploymentMachine(RuleBasedStateMachine):
         flags=st.dictionaries(st.sampled_from(FLAGS), st.booleans(), max_size=2),
         tables=st.lists(migrations, max_size=2),
         max_pool=st.sampled_from([100, 60]),
+        rolled_out=st.booleans(),
     )  # fmt: skip
     def deploy_package(
         self,
@@ -234,8 +259,9 @@ class DeploymentMachine(RuleBasedStateMachine):
         flags: dict[str, bool],
         tables: list[tuple[Any, ...]],
         max_pool: int,
+        rolled_out: bool,
     ) -> None:
-        """A package mapping: its modules are one release, then config, flags, migrations."""
+        """A package mapping: its modules one release (or rollout), config, flags, migrations."""
         service = self.service
         package: dict[str, Any] = {
             "modules": [
@@ -250,6 +276,8 @@ class DeploymentMachine(RuleBasedStateMachine):
             "flags": {name: {"enabled": enabled} for name, enabled in flags.items()},
             "migrations": [self._step(spec) for spec in tables],
         }
+        if rolled_out and modules:
+            package["rollout"] = {"steps": [50, 100], "bake": QUICK.bake, "min_samples": 0}
         units: list[tuple[Any, ...]] = [("release", modules)] if modules else []
         sizes = [len(modules)] if modules else []
         if pool is not None:

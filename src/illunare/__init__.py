@@ -11,6 +11,7 @@ from illunare._deploy.results import DeploymentResult, StepResult
 from illunare._deploy.steps import (
     ConfigUpdate,
     FlagUpdate,
+    HotRollout,
     HotSwap,
     LoadService,
     Migration,
@@ -96,6 +97,7 @@ __all__ = [
     "HealthGate",
     "HotConfig",
     "HotReloader",
+    "HotRollout",
     "HotSwap",
     "IllunareError",
     "InvalidArgumentError",

@@ -172,15 +172,17 @@ class Deployment:
         """Check the whole package and compile its code; run nothing.
 
         ``package`` is a mapping (``modules``: a list of ``{"name", "code"}``,
-        ``config``: values to merge, ``flags``: flag name -> config,
-        ``migrations``: a list of ``Migration``) or a list of steps.
+        ``rollout``: a ``Rollout``, or a mapping of its fields, that ships the
+        modules as one gradual rollout, ``config``: values to merge,
+        ``flags``: flag name -> config, ``migrations``: a list of
+        ``Migration``) or a list of steps.
 
         Raises:
             PackageError: listing every problem with its path (code that does
                 not compile, a module not tracked, an invalid flag config, a
                 config update the config's validator refuses, merged in turn
                 as ``run()`` will merge it, a config or flag update without
-                ``config=`` or ``flags=`` ...).
+                ``config=`` or ``flags=``, a bad rollout field ...).
                 Nothing ran; no history entry, no signal.
 
         """
@@ -190,7 +192,8 @@ class Deployment:
         """Apply the steps in order (modules, config, flags, migrations); return the result.
 
         A package's modules are one release: prepared together and switched
-        in one flip, each with its own StepResult. After the last step the
+        in one flip (or shipped as one rollout, which must promote), each
+        with its own StepResult. After the last step the
         health gate (if any) watches the monitor for ``bake`` seconds.
 
         Raises:

@@ -1,20 +1,21 @@
 """Reading a deployment package: the seed's mapping format, or a list of steps.
 
 Every problem of the package's shape is collected with its path
-(``"modules[1].code"``, ``"flags.new_payment_flow"``) before any step is
-checked or run.
+(``"modules[1].code"``, ``"flags.new_payment_flow"``, ``"rollout.steps"``)
+before any step is checked or run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import attrs
 
 from illunare._deploy.steps import (
     ConfigUpdate,
     FlagUpdate,
+    HotRollout,
     HotSwap,
     LoadService,
     Migration,
@@ -25,11 +26,21 @@ from illunare._deploy.steps import (
     code_problems,
     module_problems,
 )
+from illunare._monitor.health import Thresholds
+from illunare._rollout.config import Rollout
+from illunare.exceptions import InvalidArgumentError
 
 __all__ = ["Entry", "Package", "read_package"]
 
-_PARTS = ("modules", "config", "flags", "migrations")
-_STEPS = (HotSwap, ConfigUpdate, FlagUpdate, Migration, LoadService, UnloadService)
+_PARTS = ("modules", "rollout", "config", "flags", "migrations")
+_STEPS = (HotSwap, HotRollout, ConfigUpdate, FlagUpdate, Migration, LoadService, UnloadService)
+#: the fields a package may give of the values it makes (a rollout's ``sticky`` is a function)
+_FIELDS: dict[object, tuple[str, ...]] = {
+    Rollout: ("steps", "bake", "thresholds", "min_samples", "on_inconclusive"),
+    Thresholds: ("max_error_rate", "max_latency"),
+}
+_STICKY = "a key function cannot come in a package: ship the modules with a HotRollout step"
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -44,11 +55,15 @@ class Entry:
 
 @attrs.frozen
 class Package:
-    """The steps of a package in run order; the first ``release`` are the package's modules."""
+    """The steps of a package in run order; the first ``release`` are the package's modules.
+
+    ``rollout``: the modules are shipped as one rollout.
+    """
 
     entries: tuple[Entry, ...]
     release: int
     problems: tuple[Problem, ...]
+    rollout: Rollout | None = None
 
 
 def _is_list(value: object) -> bool:
@@ -90,12 +105,17 @@ def _read_steps(package: Sequence[object]) -> Package:
 
 def _read_mapping(package: Mapping[Any, Any], parts: Parts) -> Package:
     problems: list[Problem] = [
-        (str(key), "not a part of a package (modules, config, flags, migrations)")
+        (str(key), "not a part of a package (modules, rollout, config, flags, migrations)")
         for key in package
         if key not in _PARTS
     ]
     modules = _modules(package.get("modules", ()), parts, problems)
     entries = list(modules)
+    rollout = None
+    if "rollout" in package:
+        rollout = _rollout(package["rollout"], problems)
+        if not package.get("modules"):
+            problems.append(("rollout", "a rollout ships the package's modules: it has none"))
     if "config" in package:
         if isinstance(package["config"], Mapping):
             entries.append(Entry("config", ConfigUpdate(package["config"])))
@@ -105,7 +125,45 @@ def _read_mapping(package: Mapping[Any, Any], parts: Parts) -> Package:
     entries += _migrations(package.get("migrations", ()), problems)
     if not entries and not problems:
         problems.append(("", "the package has no steps"))
-    return Package(tuple(entries), len(modules), tuple(problems))
+    return Package(tuple(entries), len(modules), tuple(problems), rollout)
+
+
+def _rollout(rollout: object, problems: list[Problem]) -> Rollout | None:
+    """The package's ``Rollout``: one given, or one made of a mapping of its fields (as in JSON)."""
+    if isinstance(rollout, Rollout):
+        return rollout
+    if not isinstance(rollout, Mapping):
+        problems.append(
+            ("rollout", f"must be a Rollout or a mapping of its fields, not {rollout!r}")
+        )
+        return None
+    return _made("rollout", rollout, Rollout, problems)
+
+
+def _made(path: str, given: object, kind: Callable[..., _T], problems: list[Problem]) -> _T | None:
+    """A ``kind`` made of the mapping ``given`` of its fields; None, its problems added."""
+    names = _FIELDS[kind]
+    if not isinstance(given, Mapping):
+        problems.append((path, f"must be a mapping of {', '.join(names)}, not {given!r}"))
+        return None
+    found: list[Problem] = []
+    fields: dict[str, object] = {}
+    for key, value in given.items():
+        at = f"{path}.{key}"
+        if key not in names:
+            known = f"unknown field ({', '.join(names)})"
+            found.append((at, _STICKY if key == "sticky" else known))
+            continue
+        field = _made(at, value, Thresholds, found) if key == "thresholds" else value
+        if field is None and key == "thresholds":  # its problems are listed
+            continue
+        try:
+            kind(**{key: field})
+        except InvalidArgumentError as error:
+            found.append((at, str(error)))
+        fields[key] = field
+    problems += found
+    return None if found else kind(**fields)
 
 
 def _modules(modules: object, parts: Parts, problems: list[Problem]) -> list[Entry]:

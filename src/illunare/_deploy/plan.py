@@ -7,7 +7,16 @@ from collections.abc import Iterator, Sequence
 import attrs
 
 from illunare._deploy.package import Entry, read_package
-from illunare._deploy.steps import Action, ConfigUpdate, HotSwap, Parts, Problem, Release, Step
+from illunare._deploy.steps import (
+    Action,
+    ConfigUpdate,
+    HotSwap,
+    Parts,
+    Problem,
+    Release,
+    Step,
+)
+from illunare._rollout.config import Rollout
 from illunare.exceptions import PackageError
 
 __all__ = ["DeploymentPlan", "make_plan"]
@@ -20,7 +29,7 @@ class DeploymentPlan:
     Made by ``Deployment.plan()``, and run by the Deployment that made it.
     ``paths[i]`` is the path of ``steps[i]`` in the package. The first
     ``release`` steps are the package's modules: one release, switched in
-    one flip.
+    one flip, or shipped as one gradual ``rollout``.
     """
 
     service: str
@@ -29,12 +38,14 @@ class DeploymentPlan:
     release: int = 0
     #: the Deployment that checked the steps against its parts
     owner: object = attrs.field(default=None, eq=False, repr=False)
+    #: how the package's modules are rolled out (None: switched at once)
+    rollout: Rollout | None = None
 
     def stages(self) -> Iterator[tuple[range, Action]]:
         """What ``run()`` applies in turn: the indices of the steps each covers, and the action."""
         if self.release:
             swaps = tuple(step for step in self.steps[: self.release] if isinstance(step, HotSwap))
-            yield range(self.release), Release(swaps)
+            yield range(self.release), Release(swaps, self.rollout)
         for index in range(self.release, len(self.steps)):
             step = self.steps[index]
             yield (
@@ -64,6 +75,7 @@ def make_plan(service: str, package: object, parts: Parts, owner: object) -> Dep
         tuple(entry.path for entry in read.entries),
         read.release,
         owner,
+        read.rollout,
     )
 
 

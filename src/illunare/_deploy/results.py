@@ -15,9 +15,10 @@ __all__ = ["DeploymentResult", "StepResult"]
 class StepResult:
     """How one step went.
 
-    ``kind`` is the step's class name (``"HotSwap"``, ``"ConfigUpdate"``,
-    ``"FlagUpdate"``, ``"Migration"``), ``target`` what it changed (a module,
-    the config keys, a flag, a migration's name). ``status`` is
+    ``kind`` is the step's class name (``"HotSwap"``, ``"HotRollout"``,
+    ``"ConfigUpdate"``, ``"FlagUpdate"``, ``"Migration"``), ``target`` what
+    it changed (a module, the modules of a rollout, the config keys, a flag,
+    a migration's name). ``status`` is
     ``"succeeded"``, ``"failed"``, ``"undone"``, ``"undo_failed"`` or
     ``"not_run"``; ``error`` says what failed (the step, or its undo), else
     None. The times (``time.time()``) are those of applying the step; None

@@ -9,6 +9,7 @@ point of no return). An undo puts back what the step replaced; it refuses
 
 from __future__ import annotations
 
+import json
 import threading
 import types
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ import attrs
 
 from illunare import signals
 from illunare._reload.source import compile_source
+from illunare._rollout.config import Rollout
 from illunare._services.spec import ServiceSpec
 from illunare.exceptions import (
     ConfigError,
@@ -26,6 +28,7 @@ from illunare.exceptions import (
     FlagError,
     InvalidArgumentError,
     RollbackError,
+    RolloutError,
     ServiceError,
     SwapError,
 )
@@ -35,11 +38,13 @@ if TYPE_CHECKING:
     from illunare._flags.flags import FeatureFlags
     from illunare._reload.reloader import HotReloader
     from illunare._reload.versions import CodeVersion
+    from illunare._rollout.handle import RolloutHandle
     from illunare._services.registry import ServiceRegistry
 
 __all__ = [
     "ConfigUpdate",
     "FlagUpdate",
+    "HotRollout",
     "HotSwap",
     "LoadService",
     "Migration",
@@ -376,34 +381,108 @@ class UnloadService:
         return lambda: services.load(spec)
 
 
-Step = HotSwap | ConfigUpdate | FlagUpdate | Migration | LoadService | UnloadService
+def _sources(value: object) -> Mapping[str, str]:
+    """A read-only copy of ``HotRollout.modules``, or InvalidArgumentError."""
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidArgumentError(
+            f"HotRollout.modules must be a non-empty mapping of module names to code, got {value!r}"
+        )
+    for module, code in value.items():
+        if not isinstance(module, str) or not module:
+            raise InvalidArgumentError(
+                f"HotRollout.modules: a module name must be a str, got {module!r}"
+            )
+        if not isinstance(code, str):
+            raise InvalidArgumentError(
+                f"HotRollout.modules[{module!r}] must be the new source (str), got {code!r}"
+            )
+    return types.MappingProxyType(dict(value))
+
+
+def _rollout(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Rollout):
+        raise InvalidArgumentError(f"HotRollout.rollout must be a Rollout, got {value!r}")
+
+
+@attrs.frozen
+class HotRollout:
+    """Ship tracked modules as one release, rolled out gradually: a canary.
+
+    The new versions take each step's share of calls in turn, as
+    ``HotReloader.swap(..., rollout=)`` shifts them. The step succeeds when
+    the rollout promotes; it fails, and the deployment's earlier steps are
+    undone, when the rollout rolls back or fails (the error names the step's
+    weight and the breach). A ``KeyboardInterrupt`` while the rollout runs
+    aborts it, then goes on. The undo rolls the modules back to the versions
+    current before the step (refused if they were swapped since).
+    """
+
+    #: module -> its new source: one release
+    modules: Mapping[str, str] = attrs.field(converter=_sources, repr=False)
+    rollout: Rollout = attrs.field(factory=Rollout, validator=_rollout)
+
+    @property
+    def target(self) -> str:
+        """The modules shipped, comma separated."""
+        return ", ".join(self.modules)
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """Each module must be tracked and its code must compile."""
+        problems: list[Problem] = []
+        for module, code in self.modules.items():
+            at = f"{path}.modules[{json.dumps(module)}]"
+            problems += module_problems(parts, module, at) + code_problems(module, code, at)
+        return problems
+
+    def apply(self, parts: Parts, reason: str) -> Undo:
+        """Roll the release out and wait for its end; the undo rolls the modules back."""
+        swaps = tuple(HotSwap(module, code) for module, code in self.modules.items())
+        return Release(swaps, self.rollout).apply(parts, reason)
+
+
+Step = HotSwap | HotRollout | ConfigUpdate | FlagUpdate | Migration | LoadService | UnloadService
 
 
 @attrs.frozen
 class Release:
-    """Modules swapped as one release (``swap_many``: one flip), each its own step."""
+    """Modules swapped as one release (``swap_many``: one flip), each its own step.
+
+    With ``rollout``, the release is shipped as one gradual rollout, and
+    applied when it promotes.
+    """
 
     swaps: tuple[HotSwap, ...]
+    rollout: Rollout | None = None
 
     def apply(self, parts: Parts, reason: str) -> Undo:
         """Swap every module in one flip; the undo rolls back, in one flip, those that changed.
 
         Those that changed include the modules the release executed anew
         with them (a hot web app's, ``illunare.web``): they are told by
-        ``module_swapped``, which the release sends in this thread.
+        ``module_swapped``, which the release sends in this thread, and a
+        rollout in the thread that promotes it.
+
+        Raises:
+            RolloutError: the rollout rolled back or failed: every call is
+                on the old versions again.
+
         """
         reloader = parts.reloader()
-        made: dict[str, int] = {}
-        thread = threading.get_ident()
+        sources = {swap.module: swap.code for swap in self.swaps}
+        here = threading.get_ident()
+        swapped: list[tuple[int, CodeVersion]] = []
+        # Those of a rollout's release: it may be promoted by any thread, but
+        # its modules are the rollout's alone until it ends.
+        rolled_out: frozenset[str] = frozenset()
 
         def collect(sender: object, *, version: CodeVersion, **extra: object) -> None:
-            if threading.get_ident() == thread:
-                made[version.module] = version.number
-
-        with signals.module_swapped.connected_to(collect, sender=reloader):
-            reloader.swap_many({swap.module: swap.code for swap in self.swaps}, reason=reason)
+            swapped.append((threading.get_ident(), version))
 
         def undo() -> None:
+            made: dict[str, int] = {}
+            for thread, version in swapped:
+                if thread == here or version.module in rolled_out:
+                    made.setdefault(version.module, version.number)
             if not made:
                 return
             moved = [
@@ -418,4 +497,52 @@ class Release:
                 )
             reloader.rollback_many(list(made))
 
+        with signals.module_swapped.connected_to(collect, sender=reloader):
+            if self.rollout is None:
+                reloader.swap_many(sources, reason=reason)
+            else:
+                handle = reloader._start_rollout(
+                    sources, checks=(), reason=reason, rollout=self.rollout, shadow=None
+                )
+                rolled_out = _modules(handle)
+                _wait(handle, self.rollout, undo)
         return undo
+
+
+def _modules(handle: RolloutHandle) -> frozenset[str]:
+    """The modules of a rollout's release, its participants' dependents included."""
+    return frozenset(handle._controller.modules)
+
+
+def _wait(handle: RolloutHandle, rollout: Rollout, undo: Undo) -> None:
+    """Wait for the end of ``handle``'s rollout; RolloutError unless it promoted.
+
+    An interrupt (``KeyboardInterrupt``, ``SystemExit``) during the wait
+    aborts the rollout, or undoes it if it promoted first, then goes on.
+    """
+    try:
+        status = handle.wait()
+    except BaseException:
+        try:
+            handle.abort()
+        except RolloutError:  # it promoted first: once it is told (module_swapped), undo it
+            handle.wait()
+            undo()
+        raise
+    if status != "promoted":
+        raise RolloutError(_failure(handle, rollout), module=handle.module, status=status)
+
+
+def _failure(handle: RolloutHandle, rollout: Rollout) -> str:
+    """Why a rollout ended without promoting: ``rollout rolled back at 10%: error_rate ...``."""
+    report = handle.report()
+    status = str(report["status"]).replace("_", " ")
+    steps = report["steps"]
+    assert isinstance(steps, list)
+    if not steps:
+        return f"rollout {status}"
+    last = steps[-1]
+    why = "; ".join(last["breaches"]) or last["verdict"]
+    if why == "inconclusive":
+        why += f": {last['calls']} calls of the new version, min_samples {rollout.min_samples}"
+    return f"rollout {status} at {last['weight']}%: {why}"
