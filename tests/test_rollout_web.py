@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import illunare
-from illunare import HotReloader, InvalidArgumentError, Rollout
+from illunare import HotReloader, InvalidArgumentError, Rollout, Shadow, ValidationError
 from illunare.web import HotASGI, HotWSGI, client_key, cookie_key, header_key
 
 from .conftest import Package, dedent, eventually
@@ -375,6 +375,17 @@ class TestCanaryASGI:
         finally:
             sys.modules.pop(name, None)
         assert (apps, tags, shop.hot.version) == ({"v1"}, {"v1", "v2"}, 1)
+
+    def test_a_shadow_run_that_would_rebuild_the_app_is_refused(self, shop: Shop) -> None:
+        """A shadow run of a release rebuilding the app (which would shadow nothing) is refused."""
+        source = dedent(PRICING).replace('"v1"', '"v2"')
+        with pytest.raises(ValidationError, match="cannot shadow a release that rebuilds"):
+            shop.reloader.swap(shop.package.qualified("pricing"), source, shadow=Shadow())
+        assert {shop.get(user=f"u{n}").json()["app"] for n in range(10)} == {"v1"}
+        assert shop.hot.version == 1
+        # Nothing is left held: the release goes through as a plain swap.
+        shop.reloader.swap(shop.package.qualified("pricing"), source)
+        assert shop.get().json()["app"] == "v2"
 
     def test_requests_in_flight_finish_on_their_app_after_an_abort(self, shop: Shop) -> None:
         """A slow request on the new app outlives an abort; the new app shuts down after it."""

@@ -98,8 +98,9 @@ def begin(
 
     Raises:
         ValidationError: nothing of the release can be split per call (no
-            function, method or participant to route), or a participant's
-            ``split`` raised. Nothing changed.
+            function, method or participant to route), a participant's
+            ``split`` raised, or a shadow run would rebuild a hot web app.
+            Nothing changed.
 
     """
     del reloader  # the contract's: what a split needs of it comes in the entries
@@ -153,6 +154,15 @@ def begin(
             for tracked, version, _ in changes
         ]
         attributes = _participant_attributes(participants, namespaces, previous, split)
+        if shadow is not None and attributes:
+            # The old app serves every request, its calls pinned to the old
+            # version: nothing would run the new code.
+            raise ValidationError(
+                f"a shadow run of {subject} cannot shadow a release that rebuilds a hot "
+                "web app: its requests are served by the old app alone; roll it out as a "
+                "canary (rollout=), or shadow a module the app does not import",
+                module=subject,
+            )
         if not any(proxies or classes for proxies, _, classes in routes) and not attributes:
             raise ValidationError(
                 f"nothing of {subject} can be split between two versions per call (no "
