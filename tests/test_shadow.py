@@ -45,9 +45,10 @@ async def fetch(item):
 """
 
 NEW = """
-from tests.test_shadow import GATE
+from tests.test_shadow import ENTERED, GATE
 
 def price(item):
+    ENTERED.set()
     GATE.wait()
     if item == "boom":
         raise ValueError("the new version fails")
@@ -66,6 +67,8 @@ async def fetch(item):
 #: the new version's price() waits for it (set: it does not wait)
 GATE = threading.Event()
 GATE.set()
+#: set by the new version's price() when it starts
+ENTERED = threading.Event()
 
 
 @pytest.fixture
@@ -333,6 +336,22 @@ class TestShadowThroughSwap:
         assert [shop.price(item) for item in items] == [len(item) * 10 for item in items]
         assert (handle.status, handle.weight) == ("running", 0)
         assert reloader.current(shop.__name__).number == 1
+
+    def test_the_report_counts_every_run_it_compared_after_an_abort(
+        self, reloader: HotReloader, shop: types.ModuleType
+    ) -> None:
+        """A run the worker finishes after the end is in the new version's calls."""
+        handle = _shadow(reloader, shop)
+        GATE.clear()
+        ENTERED.clear()
+        try:
+            shop.price("apple")  # the new version differs: a mismatch, once it runs
+            assert ENTERED.wait(30)  # the worker is inside the new version, held by the gate
+            handle.abort()  # takes the last period: the run has not ended yet
+        finally:
+            GATE.set()
+        eventually(lambda: handle.report()["mismatches"] == 1, timeout=30)
+        assert handle.report()["versions"][2]["calls"] == 1
 
     def test_mismatches_are_counted_with_examples(
         self, reloader: HotReloader, shop: types.ModuleType

@@ -456,11 +456,16 @@ class Controller:
     def figures(self) -> Figures:
         """A consistent copy of the counts the report needs."""
         with self._cond:
+            # After the end no period is taken any more, but the shadow's worker
+            # counted runs since the last one (and may finish its last call):
+            # they count with the mismatches they found.
+            ended = self.shadow is not None and self.status in TERMINAL
+            runs, failed = self.shadow.untaken() if ended and self.shadow else (0, 0)
             return Figures(
                 status=self.status,
                 weight=self.weight,
-                calls=(self.calls[0], self.calls[1]),
-                errors=(self.errors[0], self.errors[1]),
+                calls=(self.calls[0], self.calls[1] + runs),
+                errors=(self.errors[0], self.errors[1] + failed),
                 steps=[step.report() for step in self.steps],
                 key_errors=self.key_errors,
             )

@@ -141,6 +141,11 @@ class ShadowRun:
             self._latencies = []
         return taken
 
+    def untaken(self) -> tuple[int, int]:
+        """The new version's runs and errors that ``take()`` has not drained yet."""
+        with self._lock:
+            return self._runs, self._errors
+
     def figures(self) -> dict[str, object]:
         """What the shadow run found since it started, as its report gives it."""
         with self._lock:
