@@ -346,10 +346,6 @@ class Controller:
         """Under the condition: the switch that ends the rollout in ``status``, unless it ended."""
         if self.status in TERMINAL:
             return Ending(already=self.status)
-        try:
-            self._flush()
-        except Exception:  # the accounting failing must not stop the switch
-            logger.exception("the rollout of %s could not count its last calls", self.subject)
         started = time.perf_counter()
         promoted = []
         if status == "promoted":
@@ -359,6 +355,12 @@ class Controller:
             self.split.revert()
             self.weight = 0
         duration = time.perf_counter() - started
+        # The last calls are counted after the switch (which a revert must not
+        # wait for): a period taken after the end still has them all.
+        try:
+            self._flush()
+        except Exception:  # the accounting failing must not stop the end
+            logger.exception("the rollout of %s could not count its last calls", self.subject)
         self._ender = threading.get_ident()
         self.status = status
         if step_verdict is not None:
