@@ -19,6 +19,7 @@ import pytest
 
 from illunare import HotReloader, RedisBackend
 from illunare.testing import RedisServer, reset_default_reloader
+from illunare.web import HotASGI
 
 _counter = itertools.count()
 
@@ -60,6 +61,22 @@ def package(tmp_path: Path) -> Iterator[Package]:
         sys.path.remove(str(tmp_path))
         for name in [name for name in sys.modules if name.split(".")[0] == created.name]:
             del sys.modules[name]
+
+
+def priced_app(package: Package, reloader: HotReloader) -> tuple[HotASGI, str, str]:
+    """A hot Starlette app whose module imports a price from a pricing module (100 cents).
+
+    Returns the HotASGI, and the names of the app's module and of the pricing module:
+    a release of the pricing module rebuilds the app.
+    """
+    package.write("pricing", "def price_of(item):\n    return 100\n")
+    package.write(
+        "main",
+        "from starlette.applications import Starlette\n\nfrom .pricing import price_of\n\n"
+        "PRICE = price_of('apple')\napp = Starlette()\n",
+    )
+    main, pricing = package.qualified("main"), package.qualified("pricing")
+    return HotASGI(f"{main}:app", reloader=reloader), main, pricing
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from illunare import (
     signals,
 )
 
-from .conftest import Package, in_child
+from .conftest import Package, in_child, priced_app
 from .service import BROKEN_CODE, Service, module_code
 
 DEPLOYMENT_SIGNALS = (
@@ -822,16 +822,7 @@ class TestHotWebApps:
         self, package: Package, reloader: HotReloader
     ) -> None:
         """A module of a hot app's package: the undo also rolls back the app module rebuilt."""
-        from illunare.web import HotASGI
-
-        package.write("pricing", "def price_of(item):\n    return 100\n")
-        package.write(
-            "main",
-            "from starlette.applications import Starlette\n\nfrom .pricing import price_of\n\n"
-            "PRICE = price_of('apple')\napp = Starlette()\n",
-        )
-        main, pricing = package.qualified("main"), package.qualified("pricing")
-        hot = HotASGI(f"{main}:app", reloader=reloader)
+        hot, main, pricing = priced_app(package, reloader)
         served = hot.app
         before = {module: reloader.current(module).number for module in (main, pricing)}
         service = Deployment("web", reloader=reloader)

@@ -29,7 +29,7 @@ from illunare import (
     signals,
 )
 
-from .conftest import Package
+from .conftest import Package, priced_app
 from .service import Service, module_code, outcome
 from .strategies import ROLLOUT_PARTS
 
@@ -303,16 +303,7 @@ class TestHotRolloutStep:
         self, package: Package, reloader: HotReloader
     ) -> None:
         """A canary of a hot app's module: the undo also rolls back the app module it rebuilt."""
-        from illunare.web import HotASGI
-
-        package.write("pricing", "def price_of(item):\n    return 100\n")
-        package.write(
-            "main",
-            "from starlette.applications import Starlette\n\nfrom .pricing import price_of\n\n"
-            "PRICE = price_of('apple')\napp = Starlette()\n",
-        )
-        main, pricing = package.qualified("main"), package.qualified("pricing")
-        hot = HotASGI(f"{main}:app", reloader=reloader)
+        hot, main, pricing = priced_app(package, reloader)
         served = hot.app
         before = {module: reloader.current(module).number for module in (main, pricing)}
         canary = HotRollout({pricing: "def price_of(item):\n    return 90\n"}, QUICK)
