@@ -759,6 +759,7 @@ class TestReleaseOfSeveralModules:
             shadow=None,
         )
         assert handle.module == other.__name__
+        assert handle.modules == (other.__name__,)  # the unchanged one is not in the release
         assert handle.version.number == 2
         assert reloader.current(module.__name__).number == 1
         with pytest.raises(RolloutError):

@@ -504,14 +504,9 @@ class Release:
                 handle = reloader._start_rollout(
                     sources, checks=(), reason=reason, rollout=self.rollout, shadow=None
                 )
-                rolled_out = _modules(handle)
+                rolled_out = frozenset(handle.modules)
                 _wait(handle, self.rollout, undo)
         return undo
-
-
-def _modules(handle: RolloutHandle) -> frozenset[str]:
-    """The modules of a rollout's release, its participants' dependents included."""
-    return frozenset(handle._controller.modules)
 
 
 def _wait(handle: RolloutHandle, rollout: Rollout, undo: Undo) -> None:

@@ -42,6 +42,11 @@ class RolloutHandle:
         return self._controller.subject
 
     @property
+    def modules(self) -> tuple[str, ...]:
+        """Every module of the rollout's release: ``module``, and those rebuilt with it."""
+        return tuple(self._controller.modules)
+
+    @property
     def version(self) -> CodeVersion:
         """The new version (the candidate)."""
         return self._controller.version
