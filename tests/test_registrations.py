@@ -409,6 +409,23 @@ class TestMemos:
 
 
 class TestOtherThreads:
+    def test_a_switch_ending_leaves_collection_paused_for_an_open_snapshot(self) -> None:
+        """A switch begun before a snapshot and ended during it does not resume collection."""
+        import gc
+
+        from illunare._reload.locking import LOCK
+        from illunare._reload.registrations import Snapshot, collection_paused
+
+        assert gc.isenabled()
+        with LOCK, collection_paused():
+            snapshot = Snapshot()
+        try:
+            assert not gc.isenabled()  # the snapshot's code runs with collection paused
+            assert snapshot.intact
+        finally:
+            snapshot.release()
+        assert gc.isenabled()  # the last pause over: collection resumes
+
     def test_tuples_built_in_other_threads_during_swaps_never_fail(
         self, package: Package, reloader: HotReloader
     ) -> None:

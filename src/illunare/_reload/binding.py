@@ -15,10 +15,9 @@ deleted.
 from __future__ import annotations
 
 import contextlib
-import gc
 import types
 import weakref
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from illunare._reload.classes import (
@@ -35,7 +34,7 @@ from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.models import unpin
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
-from illunare._reload.registrations import exchange
+from illunare._reload.registrations import collection_paused, exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 
@@ -43,7 +42,6 @@ __all__ = [
     "Absorbed",
     "absorb",
     "class_problems",
-    "collection_paused",
     "flip",
     "flip_many",
     "kept_data",
@@ -257,25 +255,6 @@ def class_problems(
 def flip(tracked: TrackedModule, target: ModuleVersion, carry: Collection[str]) -> None:
     """``flip_many`` of one module."""
     flip_many(((tracked, target, carry),))
-
-
-@contextlib.contextmanager
-def collection_paused() -> Iterator[None]:
-    """No garbage collection within the block (around a switch). The caller holds ``LOCK``.
-
-    A collection in a switch could run finalizers (Python code) in the
-    middle of it, and one triggered by the planning would walk every object
-    a swap just created: it runs right after. Paused and resumed under
-    LOCK: two switches at once could otherwise each see the other's pause
-    as the setting to restore.
-    """
-    collecting = gc.isenabled()
-    try:
-        gc.disable()  # inside the try: an interrupt right after it re-enables it
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def flip_many(

@@ -65,6 +65,7 @@ __all__ = [
     "Registration",
     "Snapshot",
     "collect_young",
+    "collection_paused",
     "describe",
     "dict_owners",
     "exchange",
@@ -312,6 +313,24 @@ def collect_young() -> bool:
         return False
     gc.collect(0)
     return True
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No garbage collection within the block (around a switch). The caller holds ``LOCK``.
+
+    A collection in a switch could run finalizers (Python code) in the
+    middle of it, and one triggered by the planning would walk every object
+    a swap just created: it runs right after. Counted with the snapshots'
+    pauses (``_Pause``): a switch ending while another thread's snapshot is
+    open must not resume collection under it, which would make that
+    release's registrations a guess.
+    """
+    _PAUSE.enter()
+    try:
+        yield
+    finally:
+        _PAUSE.leave()
 
 
 def _collections() -> int:

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from illunare._reload.binding import Absorbed, collection_paused, flip_many, kept_data
+from illunare._reload.binding import Absorbed, flip_many, kept_data
 from illunare._reload.courtesy import take_turn
 from illunare._reload.locking import LOCK
 from illunare._reload.proxy import HotFunction
-from illunare._reload.registrations import exchange
+from illunare._reload.registrations import collection_paused, exchange
 from illunare._reload.release import (
     Change,
     Entry,
