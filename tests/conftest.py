@@ -92,6 +92,33 @@ def _fresh_default_reloader() -> Iterator[None]:
     reset_default_reloader()
 
 
+# The start of a child script that presses Ctrl-C at a chosen moment:
+# ``ctrl_c_in("name")`` sends SIGINT to the main thread once it runs a
+# function of that name. Ctrl-C raises even where the parent ignores SIGINT
+# (a background job of a shell does), and a loaded machine cannot make it
+# come early or late.
+CTRL_C = """
+import signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+def ctrl_c_in(name):
+    main = threading.main_thread().ident
+
+    def inside():
+        frame = sys._current_frames().get(main)
+        while frame is not None and frame.f_code.co_name != name:
+            frame = frame.f_back
+        return frame is not None
+
+    def press():
+        while not inside():
+            time.sleep(0.001)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=press, daemon=True).start()
+"""
+
+
 def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     """Whether ``condition()`` becomes true within ``timeout`` seconds (polled)."""
     deadline = time.monotonic() + timeout

@@ -33,7 +33,7 @@ from illunare import (
     signals,
 )
 
-from .conftest import Package, in_child, priced_app
+from .conftest import CTRL_C, Package, in_child, priced_app
 from .service import BROKEN_CODE, Service, module_code
 
 DEPLOYMENT_SIGNALS = (
@@ -276,19 +276,19 @@ class TestPlan:
             Deployment("s", reloader=reloader, monitor=PerformanceMonitor(), health=HealthGate())
 
 
-INTERRUPTED_UNDO = """
-import os, signal, threading, time
-from illunare import Deployment, HotReloader, Migration
-
+INTERRUPTED_UNDO = CTRL_C + """
 tables = set()
 def fail():
     raise RuntimeError("c cannot run")
+def hang():
+    time.sleep(30)
+from illunare import Deployment, HotReloader, Migration
 deployment = Deployment("orders", reloader=HotReloader())
-threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+ctrl_c_in("hang")
 try:
     deployment.run([
         Migration("a", lambda: tables.add("a"), lambda: tables.discard("a")),
-        Migration("b", lambda: tables.add("b"), lambda: time.sleep(30)),
+        Migration("b", lambda: tables.add("b"), hang),
         Migration("c", fail),
     ])
 except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from illunare import (
     signals,
 )
 
-from .conftest import Package
+from .conftest import CTRL_C, Package
 from .service import outcome
 
 STRICT = Thresholds(max_error_rate=0.05)
@@ -240,8 +240,7 @@ class TestHealthGate:
         assert tables == {"a"}
 
 
-INTERRUPTED_BAKE = """
-import os, signal, threading
+INTERRUPTED_BAKE = CTRL_C + """
 from illunare import Deployment, HealthGate, HotReloader, Migration, PerformanceMonitor, Thresholds
 
 tables = set()
@@ -249,7 +248,7 @@ deployment = Deployment(
     "pay", reloader=HotReloader(), monitor=PerformanceMonitor(),
     health=HealthGate(bake=30.0, thresholds=Thresholds(max_error_rate=0.05)),
 )
-threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+ctrl_c_in("_bake")
 try:
     deployment.run([Migration("a", lambda: tables.add("a"), lambda: tables.discard("a"))])
 except KeyboardInterrupt:

@@ -51,6 +51,7 @@ FIXTURE = HealthCheck.function_scoped_fixture
 # running (argv[2] "running"), or just promoted from another thread ("promoted").
 INTERRUPTED = """
 import os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the parent ignores it
 sys.path.insert(0, sys.argv[1])
 with open(os.path.join(sys.argv[1], "canary_mod.py"), "w") as file:
     file.write("def tag():\\n    return 1\\n")

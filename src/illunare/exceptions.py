@@ -30,6 +30,9 @@ the precise illunare error or the builtin they already handle::
     │   ├── NoRouteError(LookupError)                 no route matches the path
     │   ├── ServiceUnavailableError(RuntimeError)     the service drains: no new work
     │   └── DrainTimeoutError(TimeoutError)           requests still in flight at the timeout
+    ├── PlatformError(RuntimeError)                   a platform's API failed (``__cause__``)
+    │   ├── KubernetesRolloutError                    a Deployment's rollout failed (``status``)
+    │   └── TrafficShiftError                         a traffic shift was put back (``result``)
     └── StaleReferenceWarning(UserWarning)            a swap left a reference to the old code
 
 Errors carry their context as attributes (``module``, ``filename``,
@@ -43,6 +46,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from illunare._deploy.results import DeploymentResult
+    from illunare.gcp import TrafficResult
+    from illunare.kubernetes import RolloutStatus
 
 __all__ = [
     "BackendUnavailableError",
@@ -57,10 +62,12 @@ __all__ = [
     "FunctionRemovedError",
     "IllunareError",
     "InvalidArgumentError",
+    "KubernetesRolloutError",
     "LoadError",
     "MissingExtraError",
     "NoRouteError",
     "PackageError",
+    "PlatformError",
     "RollbackError",
     "RolloutError",
     "ServiceError",
@@ -70,6 +77,7 @@ __all__ = [
     "ServiceUnavailableError",
     "StaleReferenceWarning",
     "SwapError",
+    "TrafficShiftError",
     "UnknownModuleError",
     "UnsupportedInterpreterError",
     "ValidationError",
@@ -295,6 +303,43 @@ class DrainTimeoutError(ServiceError, TimeoutError):
     def __init__(self, message: str, *, service: str | None = None, inflight: int = 0) -> None:
         super().__init__(message, service=service)
         self.inflight = inflight
+
+
+class PlatformError(IllunareError, RuntimeError):
+    """A platform's API refused or failed a call, or a platform rollout failed.
+
+    An HTTP error (4xx/5xx) from Kubernetes or Google Cloud keeps the
+    platform's own message, and the client's exception is the ``__cause__``.
+    """
+
+
+class KubernetesRolloutError(PlatformError):
+    """A Deployment's rollout failed; ``status`` (a ``RolloutStatus``) is the last judgement.
+
+    Raised by ``KubernetesDeployer.deploy`` on ProgressDeadlineExceeded, a
+    timeout or the Deployment deleted, after the undo when it was asked for.
+    """
+
+    def __init__(self, message: str, status: RolloutStatus | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[type[KubernetesRolloutError], tuple[str, RolloutStatus | None]]:
+        return type(self), (self.args[0], self.status)
+
+
+class TrafficShiftError(PlatformError):
+    """A traffic shift breached its health gate; ``result`` (a ``TrafficResult``) says how.
+
+    By then the traffic is back exactly as it was before the shift.
+    """
+
+    def __init__(self, message: str, result: TrafficResult | None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[TrafficShiftError], tuple[str, TrafficResult | None]]:
+        return type(self), (self.args[0], self.result)
 
 
 class StaleReferenceWarning(IllunareError, UserWarning):  # noqa: N818  # a warning, named so

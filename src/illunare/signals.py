@@ -108,14 +108,31 @@ rollout_step = _signals.signal(
     "rollout_step",
     doc="""A step of a rollout took effect, or the rollout paused.
 
-    sender: the HotReloader. kwargs: ``module`` (str, the module given to
-    ``swap``), ``version`` (the candidate CodeVersion), ``previous`` (the
-    CodeVersion serving the other calls), ``weight`` (int, percent of calls
-    now on the candidate), ``status`` (``"running"`` or ``"paused"``),
-    ``verdict`` (str, the verdict on the step judged before this one:
-    ``"healthy"`` or ``"inconclusive"``; None for the first step), ``handle``
-    (the RolloutHandle). Sent by ``swap()`` for the first step, then by the
-    rollout's thread. A receiver that raises is logged; the others still run.
+    Every sender gives ``platform`` (str), ``weight`` (int, percent now on the
+    new version), ``status`` and ``verdict`` (str, the verdict on the step
+    judged before this one: ``"healthy"`` or ``"inconclusive"``; None for the
+    first step), so one receiver can log every kind of rollout.
+
+    In the process (``platform="process"``): sender: the HotReloader. kwargs
+    also: ``module`` (str, the module given to ``swap``), ``version`` (the
+    candidate CodeVersion), ``previous`` (the CodeVersion serving the other
+    calls), ``status`` (``"running"`` or ``"paused"``), ``handle`` (the
+    RolloutHandle). Sent by ``swap()`` for the first step, then by the
+    rollout's thread.
+
+    On Kubernetes (``platform="kubernetes"``): sender: the
+    KubernetesDeployer. kwargs also: ``target`` (``"namespace/name"`` of the
+    Deployment), ``revision`` (int), ``image`` (str), ``status``
+    (``"running"``), ``rollout`` (the latest RolloutStatus); ``weight`` is
+    the updated replicas' share of the desired ones. Sent on each change of
+    the rollout's counts.
+
+    On Cloud Run (``platform="cloudrun"``): sender: the CloudRunTraffic.
+    kwargs also: ``target`` (the service's resource name), ``revision`` (str,
+    the new revision), ``status`` (``"running"``). Sent once the step's split
+    is in effect, before its bake.
+
+    A receiver that raises is logged; the others still run.
     """,
 )
 
@@ -123,14 +140,27 @@ rollout_finished = _signals.signal(
     "rollout_finished",
     doc="""A rollout or shadow run ended: promoted, rolled back or failed.
 
-    sender: the HotReloader. kwargs: ``module`` (str), ``version`` (the
-    candidate CodeVersion), ``previous`` (the CodeVersion that served before),
-    ``status`` (``"promoted"``, ``"rolled_back"`` or ``"failed"``),
-    ``handle`` (the RolloutHandle), ``report`` (its final ``report()``).
-    Sent by the thread that ended it (the rollout's own, or the one calling
+    Every sender gives ``platform`` (str) and ``status`` (``"promoted"``,
+    ``"rolled_back"`` or ``"failed"``).
+
+    In the process (``platform="process"``): sender: the HotReloader. kwargs
+    also: ``module`` (str), ``version`` (the candidate CodeVersion),
+    ``previous`` (the CodeVersion that served before), ``handle`` (the
+    RolloutHandle), ``report`` (its final ``report()``). Sent by the thread
+    that ended it (the rollout's own, or the one calling
     ``promote()``/``abort()``/``rollback()``), before ``wait()`` returns. A
-    promotion sends ``module_swapped`` first. A receiver that raises is
-    logged; the others still run.
+    promotion sends ``module_swapped`` first.
+
+    On Kubernetes (``platform="kubernetes"``): sender: the
+    KubernetesDeployer. kwargs also: ``target``, ``revision``, ``image`` and
+    ``rollout`` (the final RolloutStatus). ``"rolled_back"``: the rollout
+    failed and was undone; ``"failed"``: it failed and was left as it is.
+
+    On Cloud Run (``platform="cloudrun"``): sender: the CloudRunTraffic.
+    kwargs also: ``target``, ``revision`` and ``result`` (the
+    TrafficResult).
+
+    A receiver that raises is logged; the others still run.
     """,
 )
 

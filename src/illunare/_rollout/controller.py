@@ -428,6 +428,7 @@ class Controller:
                 signals._send(
                     signals.rollout_finished,
                     self.reloader,
+                    platform="process",
                     module=self.subject,
                     version=self.version,
                     previous=self.previous,
@@ -444,6 +445,7 @@ class Controller:
             signals._send(
                 signals.rollout_step,
                 self.reloader,
+                platform="process",
                 module=self.subject,
                 version=self.version,
                 previous=self.previous,
