@@ -276,7 +276,9 @@ class TestPlan:
             Deployment("s", reloader=reloader, monitor=PerformanceMonitor(), health=HealthGate())
 
 
-INTERRUPTED_UNDO = CTRL_C + """
+INTERRUPTED_UNDO = (
+    CTRL_C
+    + """
 tables = set()
 def fail():
     raise RuntimeError("c cannot run")
@@ -296,6 +298,7 @@ except KeyboardInterrupt:
     print(result.status, [step.status for step in result.steps], sorted(tables),
           result.steps[1].error)
 """
+)
 
 
 class TestRun:

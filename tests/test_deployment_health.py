@@ -240,7 +240,9 @@ class TestHealthGate:
         assert tables == {"a"}
 
 
-INTERRUPTED_BAKE = CTRL_C + """
+INTERRUPTED_BAKE = (
+    CTRL_C
+    + """
 from illunare import Deployment, HealthGate, HotReloader, Migration, PerformanceMonitor, Thresholds
 
 tables = set()
@@ -255,6 +257,7 @@ except KeyboardInterrupt:
     result = deployment.history()[0]
     print(result.status, sorted(tables), result.error)
 """
+)
 
 
 class TestInterruptedBake:
