@@ -45,7 +45,7 @@ class TestConcurrency:
     def test_callers_never_fail_and_never_see_a_mixed_version(
         self, package: Package, reloader: HotReloader
     ) -> None:
-        """8 threads call a hot function and a method during 400 swaps and rollbacks."""
+        """8 threads call a hot function and a method during 100 swaps and rollbacks."""
         module = _track(package, reloader, "busy", SOURCE.format(n=0))
         sources = [SOURCE.format(n=n) for n in range(1, 6)]
         value, worker = module.value, module.Worker()
@@ -74,7 +74,7 @@ class TestConcurrency:
             thread.start()
         start.wait()
         try:
-            for i in range(200):
+            for i in range(50):
                 reloader.swap(module.__name__, sources[i % 5])
                 oldest_kept = reloader.history(module.__name__)[0].number
                 reloader.rollback(module.__name__, to=oldest_kept)

@@ -172,7 +172,7 @@ class TestOwnership:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(1e-6)
         try:
-            for _ in range(50):
+            for _ in range(25):
                 start = threading.Barrier(6)
 
                 def track(reloader: HotReloader, start: threading.Barrier = start) -> None:
@@ -187,6 +187,42 @@ class TestOwnership:
                 owners = [r for r in reloaders if module.__name__ in r.modules()]
                 assert len(owners) == 1
         finally:
+            sys.setswitchinterval(interval)
+
+
+class TestLiveNamespaces:
+    def test_a_thread_adding_and_removing_globals_meanwhile_breaks_nothing(
+        self, package: Package
+    ) -> None:
+        """Track, swap and roll back while a thread adds and removes the module's globals."""
+        source = SOURCE + "\nclass Item:\n    def price(self):\n        return VERSION\n"
+        module = package.module("churned", source.format(n=0))
+        namespace = vars(module)
+        done = threading.Event()
+
+        def churn() -> None:  # a registry filling and emptying itself, lazy globals ...
+            while not done.is_set():
+                for n in range(50):
+                    namespace[f"lazy_{n}"] = n
+                for n in range(50):
+                    del namespace[f"lazy_{n}"]
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        thread = threading.Thread(target=churn)
+        thread.start()
+        try:
+            reloader = HotReloader()
+            reloader.track(module)
+            for round_ in range(1, 16):
+                reloader.swap(module.__name__, source.format(n=round_))
+                assert module.value() == module.Item().price() == round_
+                reloader.rollback(module.__name__)
+                assert module.value() == round_ - 1
+                reloader.swap(module.__name__, source.format(n=round_))
+        finally:
+            done.set()
+            thread.join()
             sys.setswitchinterval(interval)
 
 

@@ -106,7 +106,7 @@ def absorb(tracked: TrackedModule, namespace: dict[str, Any], hot_names: set[str
     stable_of: dict[type, type] = {}
     rebound: dict[str, object] = {}
     others: list[str] = []
-    for key, value in namespace.items():
+    for key, value in list(namespace.items()):
         if key.startswith("__") and key.endswith("__"):
             continue  # module machinery and hooks stay per version
         kind = type(value)
@@ -228,7 +228,7 @@ def _stable(
 def stable_classes(tracked: TrackedModule, namespace: Mapping[str, Any]) -> dict[type, type]:
     """Each new class of ``namespace`` that will be moved into a stable class -> that class."""
     found = {}
-    for key, new in namespace.items():
+    for key, new in list(namespace.items()):
         stable = tracked.classes.get(key)
         if stable is not None and stable is not new and kept_class(tracked, new, key) is not None:
             found[new] = stable

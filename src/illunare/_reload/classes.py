@@ -48,7 +48,7 @@ def _slots(cls: type) -> frozenset[str]:
 def class_state(cls: type) -> dict[str, object]:
     """The attributes of ``cls`` that a version defines."""
     skip = _LAYOUT | _slots(cls)
-    return {name: value for name, value in cls.__dict__.items() if name not in skip}
+    return {name: value for name, value in list(cls.__dict__.items()) if name not in skip}
 
 
 def keeps_identity(new: type, stable: type) -> bool:
@@ -101,7 +101,7 @@ def rewritable(cls: type) -> bool:
         or (name in own and (hasattr(type(value), "__set__") or hasattr(type(value), "__delete__")))
         for klass in inspect.getmro(type(cls))
         if klass not in _KNOWN_METACLASSES
-        for name, value in vars(klass).items()
+        for name, value in list(vars(klass).items())
     )
 
 
@@ -150,9 +150,9 @@ def data_attributes(source: str, namespace: Mapping[str, object]) -> dict[str, d
         and value.__module__ == name
         and any(
             _is_data(item) and not (key.startswith("__") and key.endswith("__"))
-            for key, item in value.__dict__.items()
+            for key, item in list(value.__dict__.items())
         )
-        for value in namespace.values()
+        for value in list(namespace.values())
     ):
         return {}  # no class with data: the source need not be parsed again
     try:
@@ -238,7 +238,7 @@ def _functions(value: object) -> Iterator[types.FunctionType]:
 
 def rebind_class_cells(new: type, stable: type) -> None:
     """Point the ``__class__`` cells of the methods of ``new`` at ``stable``."""
-    for value in new.__dict__.values():
+    for value in list(new.__dict__.values()):
         for function in _functions(value):
             code = function.__code__
             if "__class__" not in code.co_freevars or function.__closure__ is None:

@@ -168,7 +168,9 @@ def rebind_models(namespace: Mapping[str, object], stable_of: Mapping[type, type
 
     module = namespace.get("__name__")
     models: list[Any] = [
-        value for value in namespace.values() if _is_model(value) and value.__module__ == module
+        value
+        for value in list(namespace.values())
+        if _is_model(value) and value.__module__ == module
     ]
     _resolve_running(models, {stable: new for new, stable in stable_of.items()}, namespace)
     for cls in models:

@@ -30,7 +30,7 @@ def mapped_classes(namespace: Mapping[str, object], module: str) -> list[str]:
     """The names of the ORM-mapped classes that ``module`` defines at its top level."""
     return [
         key
-        for key, value in namespace.items()
+        for key, value in list(namespace.items())
         if _mapped(value)
         and getattr(value, "__module__", None) == module
         and getattr(value, "__qualname__", None) == key

@@ -192,7 +192,7 @@ def prepare(
         # The live mapped classes stand in for their statements, which do not run.
         code = without_classes(text.text, filename, mapped)
     namespace: dict[str, Any] = {}
-    inherited = {id(value) for value in base.namespace.values()}
+    inherited = {id(value) for value in list(base.namespace.values())}
     with recording(name, namespace, base.registrations, inherited) as registrations:
         hot_names = _execute(name, base.namespace, code, mapped, namespace)
         preserve = preserved_names(namespace, name)

@@ -409,7 +409,7 @@ def _near(namespace: dict[str, Any], module_values: set[int]) -> set[int]:
     module's machinery (``__builtins__``, ``__spec__`` ...).
     """
     near: set[int] = set()
-    frontier = [value for key, value in namespace.items() if not key.startswith("__")]
+    frontier = [value for key, value in list(namespace.items()) if not key.startswith("__")]
     for _ in range(3):
         frontier = [
             value
@@ -727,7 +727,7 @@ class _Record:
             if (
                 type(holder) is dict
                 and id(holder) not in self.module_dicts
-                and any(v is holder for v in self.namespace.values())
+                and any(v is holder for v in list(self.namespace.values()))
             ):
                 return  # the version's own data, e.g. HANDLERS = {"a": f}
             for value in held:
@@ -741,16 +741,16 @@ class _Record:
 def _version_internals(namespace: dict[str, Any], seeds: list[object]) -> list[object]:
     """What refers to a version's functions and classes as part of the version itself."""
     known: list[object] = [namespace, *internals(seeds)]
-    for value in namespace.values():
+    for value in list(namespace.values()):
         if isinstance(value, (HotFunction, *NOT_HOLDERS)):
             known.append(value)
             known.append(getattr(value, "__dict__", None))  # a memo's __wrapped__
     for seed in seeds:
         if isinstance(seed, type):
             known.extend(
-                member for member in seed.__dict__.values() if isinstance(member, DESCRIPTORS)
+                member for member in list(seed.__dict__.values()) if isinstance(member, DESCRIPTORS)
             )
-            known.extend(value for value in namespace.values() if _subclass_of(value, seed))
+            known.extend(value for value in list(namespace.values()) if _subclass_of(value, seed))
     return known
 
 

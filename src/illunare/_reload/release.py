@@ -402,7 +402,7 @@ def rebind(
     """
     for namespace in namespaces:
         replaced = {}
-        for key, value in namespace.items():
+        for key, value in list(namespace.items()):
             entry = stable.get(id(value))
             if entry is not None and entry[0] is value:
                 replaced[key] = entry[1]

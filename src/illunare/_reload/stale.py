@@ -84,7 +84,7 @@ def _kept_objects(
     returns how many references to each of ``olds`` the objects followed
     hold (those of ``known`` are counted apart).
     """
-    live = {id(value) for module in modules for value in module.current.namespace.values()}
+    live = {id(value) for module in modules for value in list(module.current.namespace.values())}
     live.update(map(id, known))
     kept, held = _graph(extra, live, olds)
     kept.update(
@@ -215,7 +215,7 @@ def _version_records(leaving: ModuleVersion, old: list[object]) -> list[object]:
     for state in leaving.classes.values():
         known.append(state)
         known.extend(member for member in state.values() if isinstance(member, DESCRIPTORS))
-    for value in leaving.namespace.values():
+    for value in list(leaving.namespace.values()):
         if isinstance(value, NOT_HOLDERS):
             known.append(value)
             known.append(getattr(value, "__dict__", None))

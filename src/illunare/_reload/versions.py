@@ -140,7 +140,7 @@ class ModuleVersion:
             stable = {id(cls) for cls in tracked.classes.values()}
             classes = self._classes = tuple(
                 value
-                for key, value in self.namespace.items()
+                for key, value in list(self.namespace.items())
                 if issubclass(type(value), type)  # not isinstance: a proxy lies about its class
                 and value.__module__ == tracked.name
                 and value.__qualname__ == key
