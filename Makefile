@@ -30,12 +30,14 @@ python_for = $(shell for candidate in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/ver
 # One virtual environment per supported Python (.venv-3.X), made on first use,
 # made one after another; then the suite runs on JOBS of them at once, each
 # one's output printed whole when it ends.
+# The suite of .venv's own Python runs in .venv (it has every test extra).
 test-all: $(STAMP)
 	@$(eval FOUND := $(foreach version,$(SUPPORTED),$(if $(call python_for,$(version)),$(version))))
+	@$(eval MAIN := $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'))
 	@for version in $(filter-out $(FOUND),$(SUPPORTED)); do echo "== Python $$version: not on this machine, not tested"; done
 	@if [ -z "$(FOUND)" ]; then echo "no supported Python found"; exit 1; fi
-	@$(MAKE) --no-print-directory $(foreach version,$(FOUND),.venv-$(version)/.installed-stamp)
-	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target $(addprefix suite-,$(FOUND))
+	@$(MAKE) --no-print-directory $(foreach version,$(filter-out $(MAIN),$(FOUND)),.venv-$(version)/.installed-stamp)
+	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target MAIN=$(MAIN) $(addprefix suite-,$(FOUND))
 	@echo "== the suite passed on Python $(FOUND)"
 
 .venv-%/.installed-stamp: pyproject.toml
@@ -43,9 +45,11 @@ test-all: $(STAMP)
 	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,watch]'
 	touch $@
 
+venv_of = $(if $(filter $(1),$(MAIN)),$(VENV),.venv-$(1))
+
 $(addprefix suite-,$(SUPPORTED)): suite-%:
-	@echo "== Python $* ($$(.venv-$*/bin/python --version))"
-	.venv-$*/bin/python -m pytest
+	@echo "== Python $* ($$($(call venv_of,$*)/bin/python --version))"
+	$(call venv_of,$*)/bin/python -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples

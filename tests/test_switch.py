@@ -154,7 +154,7 @@ threads = [threading.Thread(target=caller) for _ in range(4)]
 threads.append(threading.Thread(target=reader))
 for thread in threads:
     thread.start()
-for flip in range(10_000):
+for flip in range(4_000):
     reloader.rollback("flipped", to=1 + flip % 2)
 done.set()
 for thread in threads:
@@ -206,7 +206,7 @@ class TestAtomicSwitch:
     def test_callers_never_fail_nor_mix_versions_at_the_finest_switch_interval(
         self, tmp_path: Path
     ) -> None:
-        """4 threads call methods and functions, 1 reads state, while 10,000 flips run at 1 us."""
+        """4 threads call methods and functions, 1 reads state, while 4,000 flips run at 1 us."""
         write_versions(tmp_path, "flipped")
         output = run_script(
             PRELUDE + CALLERS,
