@@ -528,6 +528,10 @@ ROUTE_PATHS = st.lists(
 REQUEST_PATHS = st.lists(st.sampled_from(["a", "b", "ab", "abc", "x", ""]), max_size=6).map(
     lambda segments: "/" + "/".join(segments)
 )
+#: one segment of a request path: any text but "/" (and lone surrogates, which no URL holds)
+PATH_SEGMENTS = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="/"), min_size=1, max_size=6
+)
 
 # A package's "rollout" part as JSON might bring it: mappings keyed mostly by the fields
 # of a rollout and of its thresholds, any JSON value in them.

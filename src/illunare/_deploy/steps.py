@@ -23,13 +23,12 @@ from illunare._rollout.config import Rollout
 from illunare._services.spec import ServiceSpec
 from illunare.exceptions import (
     ConfigError,
-    DrainTimeoutError,
     FlagConfigError,
     FlagError,
     InvalidArgumentError,
     RollbackError,
     RolloutError,
-    ServiceError,
+    ServiceNotFoundError,
     SwapError,
 )
 
@@ -312,8 +311,10 @@ class LoadService:
     """Load ``spec`` into the Deployment's ServiceRegistry (``services=``); undone by unloading it.
 
     The undo unloads the service with ``drain_timeout`` (its requests in
-    flight finish first); it refuses if the service was unloaded, or loaded
-    again from another spec, since the step.
+    flight finish first); it refuses (ServiceNotFoundError) if the service
+    was unloaded, or loaded again from another spec, since the step. An undo
+    that fails (its drain times out, ``stop`` raises) leaves the service
+    loaded and serving, as the step left it.
     """
 
     spec: ServiceSpec = attrs.field(validator=_spec)
@@ -336,11 +337,11 @@ class LoadService:
 
         def undo() -> None:
             if services._spec(self.spec.name) is not self.spec:
-                raise ServiceError(
+                raise ServiceNotFoundError(
                     f"service {self.spec.name!r} was loaded again since the step; left as it is",
                     service=self.spec.name,
                 )
-            services.unload(self.spec.name, drain_timeout=self.drain_timeout)
+            services._unload(self.spec.name, self.drain_timeout, restore=True)
 
         return undo
 
@@ -350,8 +351,9 @@ class UnloadService:
     """Unload service ``name`` from the Deployment's ServiceRegistry; undone by loading it again.
 
     The unload drains the service for up to ``drain_timeout`` seconds; if
-    requests are still in flight then, the step fails and the service,
-    not stopped, takes requests again. The undo loads the same spec again
+    requests are still in flight then, or ``stop`` raises, the step fails
+    and the service takes requests again (a failed step changes nothing;
+    what a raising ``stop`` did is not undone). The undo loads the same spec again
     (its ``start`` runs anew: a new service object); it refuses if a
     service of that name was loaded since.
     """
@@ -373,11 +375,7 @@ class UnloadService:
         services = parts.services
         assert services is not None  # checked by plan()
         spec = services._spec(self.name)
-        try:
-            services.unload(self.name, drain_timeout=self.drain_timeout)
-        except DrainTimeoutError:
-            services._resume(self.name)  # a failed step changes nothing
-            raise
+        services._unload(self.name, self.drain_timeout, restore=True)
         return lambda: services.load(spec)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -84,7 +85,9 @@ class ServiceRegistry:
             ServiceSpecError: a service of that name is loaded (or loading),
                 a route clashes with a route of a loaded service (the same
                 shape: ``/a/{x}`` and ``/a/{y}``), or a dependency is not
-                loaded. The message names each. Nothing started.
+                loaded. The message names each. Nothing started. Also when
+                ``spec.start()`` returns a coroutine (the body of an async
+                function, which nothing runs): nothing is registered.
             InvalidArgumentError: ``spec`` is not a ServiceSpec.
             Whatever ``spec.start()`` raises, as it is: nothing is registered.
 
@@ -99,7 +102,7 @@ class ServiceRegistry:
                 )
             entry = self._entries[spec.name] = _Entry(spec, Flow(spec.name))
         try:
-            service = spec.start() if spec.start is not None else None
+            service = None if spec.start is None else _returned(spec, "start", spec.start())
         except BaseException:
             with self._lock:
                 del self._entries[spec.name]
@@ -139,9 +142,39 @@ class ServiceRegistry:
                 requests, and is not stopped; call ``unload`` again to go on.
             Whatever ``spec.stop`` raises, as it is: the service stays
                 registered and refusing new requests; ``unload`` may be called
-                again (it calls ``stop`` again).
-            InvalidArgumentError: ``drain_timeout`` is not a number >= 0.
+                again (it calls ``stop`` again). A ``stop`` that returns a
+                coroutine (which nothing runs) is a ServiceSpecError, alike.
+            InvalidArgumentError: ``name`` is not a str, or ``drain_timeout``
+                is not a number >= 0.
 
+        """
+        self._unload(name, drain_timeout, restore=False)
+
+    def lookup(self, name: str) -> object:
+        """The service object of loaded service ``name`` (what its ``start`` returned).
+
+        Raises:
+            ServiceNotFoundError: no service ``name`` is loaded (a service
+                still starting is not).
+            InvalidArgumentError: ``name`` is not a str.
+
+        """
+        return self._entry(name).service
+
+    def services(self) -> tuple[str, ...]:
+        """The names of the loaded services (those draining included), in load order."""
+        with self._lock:
+            return tuple(name for name, entry in self._entries.items() if entry.loaded)
+
+    # Internals ------------------------------------------------------------------
+
+    def _unload(self, name: str, drain_timeout: float, *, restore: bool) -> None:
+        """``unload()``; with ``restore``, an unload that fails leaves the service as it found it.
+
+        A Deployment's service step that fails changes nothing: a service
+        that was serving when the unload began serves again when its drain
+        times out, its ``stop`` raises or an interrupt comes (what ``stop``
+        did before it raised is the service's own: not undone).
         """
         if (
             isinstance(drain_timeout, bool)
@@ -175,11 +208,14 @@ class ServiceRegistry:
                         service=name,
                         dependents=dependents,
                     )
+                serving = not entry.flow.draining
                 entry.flow.draining = True
-            if not entry.flow.drained(max(0.0, deadline - time.monotonic())):
-                raise self._timeout(entry, drain_timeout)
-            if entry.spec.stop is not None:
-                entry.spec.stop(entry.service)
+            try:
+                self._stop(entry, deadline, drain_timeout)
+            except BaseException:
+                if restore and serving:
+                    entry.flow.draining = False  # no other unload of it runs: we hold it
+                raise
             with self._lock:
                 del self._entries[name]
                 self._publish()
@@ -190,24 +226,22 @@ class ServiceRegistry:
                 signals.service_unloaded, self, name=name, service=entry.service, spec=entry.spec
             )
 
-    def lookup(self, name: str) -> object:
-        """The service object of loaded service ``name`` (what its ``start`` returned).
+    def _stop(self, entry: _Entry, deadline: float, drain_timeout: float) -> None:
+        """Wait until ``deadline`` for no request of ``entry`` in flight, then stop its service.
 
         Raises:
-            ServiceNotFoundError: no service ``name`` is loaded (a service
-                still starting is not).
+            DrainTimeoutError: requests are still in flight at ``deadline``.
+            Whatever ``stop`` raises; ServiceSpecError if it returns a coroutine.
 
         """
-        return self._entry(name).service
-
-    def services(self) -> tuple[str, ...]:
-        """The names of the loaded services (those draining included), in load order."""
-        with self._lock:
-            return tuple(name for name, entry in self._entries.items() if entry.loaded)
-
-    # Internals ------------------------------------------------------------------
+        if not entry.flow.drained(max(0.0, deadline - time.monotonic())):
+            raise self._timeout(entry, drain_timeout)
+        if entry.spec.stop is not None:
+            _returned(entry.spec, "stop", entry.spec.stop(entry.service))
 
     def _entry(self, name: str) -> _Entry:
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"a service name is a str, got {type(name).__name__}")
         entry = self._entries.get(name)
         if entry is None or not entry.loaded:
             raise ServiceNotFoundError(f"no service {name!r} is loaded", service=name)
@@ -216,22 +250,6 @@ class ServiceRegistry:
     def _spec(self, name: str) -> ServiceSpec:
         """The spec of loaded service ``name``; ServiceNotFoundError if none."""
         return self._entry(name).spec
-
-    def _resume(self, name: str) -> None:
-        """Serve ``name`` again after an unload of it timed out, unless another unload drains it.
-
-        A deployment's UnloadService step that fails changes nothing: the
-        service, drained in vain but not stopped, takes requests again.
-        """
-        entry = self._entry(name)
-        if not entry.unloading.acquire(blocking=False):
-            return
-        try:
-            with self._lock:
-                if self._entries.get(name) is entry:
-                    entry.flow.draining = False
-        finally:
-            entry.unloading.release()
 
     def _problems(self, spec: ServiceSpec) -> list[str]:
         """Why ``spec`` cannot be loaded now (under the lock)."""
@@ -278,3 +296,20 @@ class ServiceRegistry:
             service=entry.spec.name,
             inflight=inflight,
         )
+
+
+def _returned(spec: ServiceSpec, role: str, result: object) -> object:
+    """``result`` of the spec's ``start`` or ``stop`` (``role``); ServiceSpecError for a coroutine.
+
+    A coroutine is the body of an async function, never run: nothing was
+    started (or stopped). It is closed, so that Python does not warn of it.
+    """
+    if inspect.iscoroutine(result):
+        result.close()
+        raise ServiceSpecError(
+            f"the {role} of service {spec.name!r} returned a coroutine, which nothing runs: "
+            f"{role} must be a plain function (it may run async code with asyncio.run, or "
+            "hand it to the service's own event loop)",
+            service=spec.name,
+        )
+    return result

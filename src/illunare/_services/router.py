@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from illunare._services.routes import Match, RouteTable
+from illunare._services.spec import coroutine_function
 from illunare._services.web import ASGIAdapter, WSGIAdapter
 from illunare.exceptions import InvalidArgumentError
 
@@ -70,13 +71,22 @@ class Router:
     async def adispatch(self, path: str, /, *args: Any, **kwargs: Any) -> Any:
         """``dispatch`` for a coroutine handler: awaited, and counted in flight until it finishes.
 
+        The handler is an ``async def`` (or an object whose ``__call__`` is
+        one, such as an ASGI app); any other is refused before it is called.
+
         Raises:
             NoRouteError: no route matches ``path``.
             ServiceUnavailableError: the service is being unloaded.
-            InvalidArgumentError: ``path`` is not a str.
+            InvalidArgumentError: ``path`` is not a str, or its handler is
+                not a coroutine function (``dispatch()`` calls those).
 
         """
         handler, params, flow, _ = self._table.match(path)
+        if not coroutine_function(handler):
+            raise InvalidArgumentError(
+                f"adispatch() awaits coroutine functions; the handler of {path!r} is not one "
+                f"(call it with dispatch()): {handler!r}"
+            )
         flow.enter()
         try:
             return await handler(*args, **kwargs, **params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -11,7 +12,7 @@ import attrs
 from illunare._services.routes import Route, parse_route
 from illunare.exceptions import ServiceSpecError
 
-__all__ = ["ServiceSpec"]
+__all__ = ["ServiceSpec", "coroutine_function"]
 
 
 def _name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -21,10 +22,25 @@ def _name(instance: object, attribute: attrs.Attribute[Any], value: object) -> N
         )
 
 
-def _optional_callable(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def coroutine_function(function: object) -> bool:
+    """Whether ``function`` is an ``async def`` (or an object whose ``__call__`` is one).
+
+    A plain function that returns a coroutine (a lambda may) is not known as such.
+    """
+    return inspect.iscoroutinefunction(function) or (
+        callable(function) and inspect.iscoroutinefunction(type(function).__call__)
+    )
+
+
+def _plain_callable(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not callable(value):
         raise ServiceSpecError(
             f"ServiceSpec.{attribute.name} must be a callable or None, got {value!r}"
+        )
+    if coroutine_function(value):
+        raise ServiceSpecError(
+            f"ServiceSpec.{attribute.name} must be a plain function, not a coroutine function "
+            f"(load() and unload() would not run its body), got {value!r}"
         )
 
 
@@ -57,25 +73,28 @@ class ServiceSpec:
     called once by ``ServiceRegistry.load()`` with no argument; what it
     returns is the service object (``lookup(name)``; None without a
     ``start``). ``stop`` is called by ``unload()``, once the service has
-    drained, with the service object. ``dependencies`` name the services
-    that must be loaded before it (and cannot be unloaded while it is).
-    ``routes`` map paths to handlers: a path is ``/``, or segments each a
-    text or a ``{name}`` parameter (``/users/{id}``), and also serves the
-    paths below it (``/api`` serves ``/api/other``). For ``Router.dispatch``
-    a handler is any callable; for the web adapters it is an ASGI (resp.
-    WSGI) application.
+    drained, with the service object. Both are plain functions (``load()``
+    and ``unload()`` are synchronous and run no coroutine): an ``async def``
+    is refused. ``dependencies`` name the services that must be loaded
+    before it (and cannot be unloaded while it is). ``routes`` map paths to
+    handlers: a path is ``/``, or segments each a text or a ``{name}``
+    parameter (``/users/{id}``), and also serves the paths below it
+    (``/api`` serves ``/api/other``). For ``Router.dispatch`` a handler is
+    any callable; for ``Router.adispatch`` a coroutine function; for the
+    web adapters an ASGI (resp. WSGI) application.
 
     Raises:
         ServiceSpecError: a bad name, a start, stop or handler that is not
-            callable, a dependency that is not a name or is the service
-            itself, a bad route path, or two routes of the same shape
-            (``/a/{x}`` and ``/a/{y}``).
+            callable, a start or stop that is a coroutine function, a
+            dependency that is not a name or is the service itself, a bad
+            route path, or two routes of the same shape (``/a/{x}`` and
+            ``/a/{y}``).
 
     """
 
     name: str = attrs.field(validator=_name)
-    start: Callable[[], object] | None = attrs.field(default=None, validator=_optional_callable)
-    stop: Callable[[Any], None] | None = attrs.field(default=None, validator=_optional_callable)
+    start: Callable[[], object] | None = attrs.field(default=None, validator=_plain_callable)
+    stop: Callable[[Any], None] | None = attrs.field(default=None, validator=_plain_callable)
     dependencies: Sequence[str] = attrs.field(default=(), converter=_dependencies)
     # Compared, not hashed (a mapping is not hashable): a spec stays hashable.
     routes: Mapping[str, Callable[..., Any]] = attrs.field(

@@ -129,10 +129,8 @@ class WSGIAdapter:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request with its service's app; the response counts in flight until closed."""
-        # PEP 3333: the server gives the path's bytes as latin-1 text; routes
-        # and path parameters are the UTF-8 text those bytes spell.
         raw = environ.get("PATH_INFO", "") or "/"
-        path = _decoded(raw)
+        path, decoded = _decoded(raw)
         try:
             app, params, flow, matched = self._router._match(path)
         except NoRouteError:
@@ -142,7 +140,8 @@ class WSGIAdapter:
         except ServiceUnavailableError:
             return _refused(start_response, "503 Service Unavailable")
         try:
-            prefix = _encoded(matched)
+            # The prefix as the server wrote it, to cut where the server's text has it.
+            prefix = matched.encode().decode("latin-1") if decoded else matched
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
             environ["PATH_INFO"] = raw[len(prefix) :]
             environ[PATH_PARAMS] = {**environ.get(PATH_PARAMS, {}), **params}
@@ -152,20 +151,21 @@ class WSGIAdapter:
             raise
 
 
-def _decoded(raw: str) -> str:
-    """The text of a WSGI path (the latin-1 text of its bytes), read as UTF-8."""
-    try:
-        return raw.encode("latin-1").decode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # not latin-1 text: a server that decoded it already
-        return raw
+def _decoded(raw: str) -> tuple[str, bool]:
+    """The text routes match of a WSGI ``PATH_INFO``, and whether it was decoded from ``raw``.
 
-
-def _encoded(text: str) -> str:
-    """``_decoded``'s inverse: the WSGI (latin-1) form of a path's text."""
+    PEP 3333 has the server give the path's bytes as latin-1 text; the text
+    is what those bytes spell in UTF-8. Some servers (httpx's WSGITransport)
+    give the text decoded already: a path that is not latin-1 text, or
+    whose bytes are not UTF-8, is taken as it is (the text of bytes that are
+    not UTF-8 is then their latin-1 reading).
+    """
+    if raw.isascii():
+        return raw, False  # one text in both forms
     try:
-        return text.encode("utf-8", "surrogateescape").decode("latin-1")
-    except UnicodeEncodeError:
-        return text
+        return raw.encode("latin-1").decode("utf-8"), True
+    except UnicodeError:
+        return raw, False
 
 
 def _refused(start_response: StartResponse, status: str) -> list[bytes]:
