@@ -264,6 +264,8 @@ class ServiceSpecError(ServiceError, ValueError):
 
     A bad name, callable or route path; a name already loaded; a route that
     clashes with a loaded one; a dependency not loaded. The message names it.
+    Also a ``start`` (or ``stop``) that returned a coroutine, which nothing
+    runs: ``load()`` registers nothing (``unload()`` stops nothing).
     """
 
 
