@@ -353,9 +353,9 @@ class UnloadService:
     The unload drains the service for up to ``drain_timeout`` seconds; if
     requests are still in flight then, or ``stop`` raises, the step fails
     and the service takes requests again (a failed step changes nothing;
-    what a raising ``stop`` did is not undone). The undo loads the same spec again
-    (its ``start`` runs anew: a new service object); it refuses if a
-    service of that name was loaded since.
+    what a raising ``stop`` did is not undone). The undo loads the same
+    spec again (its ``start`` runs anew: a new service object); it refuses
+    if a service of that name was loaded since.
     """
 
     name: str = attrs.field(validator=_text)

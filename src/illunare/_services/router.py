@@ -113,9 +113,12 @@ class Router:
         """A WSGI application routing each request to a service's WSGI app (Flask, Django).
 
         The matched prefix of ``PATH_INFO`` moves to ``SCRIPT_NAME``, and the
-        path parameters are in ``environ["illunare.path_params"]``. No route:
-        404. A service being unloaded: 503 with ``Retry-After``. The request
-        counts in flight until the server closes its response.
+        path parameters are in ``environ["illunare.path_params"]``. Both keep
+        the server's form of the path: the latin-1 text of its UTF-8 bytes
+        (PEP 3333), or the text itself from a server that decoded it
+        (httpx's ``WSGITransport``); routes and parameters read the text.
+        No route: 404. A service being unloaded: 503 with ``Retry-After``.
+        The request counts in flight until the server closes its response.
         """
         return WSGIAdapter(self)
 
