@@ -330,10 +330,10 @@ class TestTypedErrors:
                 call(name)
         assert registry.router.dispatch("/svc") == "ok"
 
-    def test_adispatch_refuses_a_plain_handler_before_calling_it(
+    def test_adispatch_refuses_what_a_plain_handler_returns(
         self, registry: ServiceRegistry
     ) -> None:
-        """A plain function under adispatch(): InvalidArgumentError, never called, never counted."""
+        """A plain function under adispatch(): InvalidArgumentError naming dispatch()."""
         calls: list[str] = []
 
         def plain() -> str:
@@ -341,10 +341,29 @@ class TestTypedErrors:
             return "plain"
 
         registry.load(ServiceSpec("svc", routes={"/plain": plain}))
-        with pytest.raises(InvalidArgumentError, match="call it with dispatch"):
+        with pytest.raises(InvalidArgumentError, match="call plain handlers with dispatch"):
             asyncio.run(registry.router.adispatch("/plain"))
-        assert calls == []
+        assert calls == ["plain"]
         registry.unload("svc", drain_timeout=0)  # nothing was left in flight
+
+    def test_adispatch_awaits_a_decorated_coroutine_function(
+        self, registry: ServiceRegistry
+    ) -> None:
+        """A sync wrapper returning an async def's coroutine (a decorator) is awaited."""
+
+        def logged(function: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(function)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return function(*args, **kwargs)
+
+            return wrapper
+
+        @logged
+        async def report(day: str) -> str:
+            return f"report of {day}"
+
+        registry.load(ServiceSpec("svc", routes={"/r/{day}": report}))
+        assert asyncio.run(registry.router.adispatch("/r/mon")) == "report of mon"
 
     def test_adispatch_awaits_async_callables_and_hot_functions(
         self, registry: ServiceRegistry, package: Package

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from illunare._services.routes import Match, RouteTable
-from illunare._services.spec import coroutine_function
 from illunare._services.web import ASGIAdapter, WSGIAdapter
 from illunare.exceptions import InvalidArgumentError
 
@@ -71,25 +71,27 @@ class Router:
     async def adispatch(self, path: str, /, *args: Any, **kwargs: Any) -> Any:
         """``dispatch`` for a coroutine handler: awaited, and counted in flight until it finishes.
 
-        The handler is an ``async def`` (or an object whose ``__call__`` is
-        one, such as an ASGI app); any other is refused before it is called.
+        The handler returns an awaitable: an ``async def``, an object whose
+        ``__call__`` is one (an ASGI app), or a decorated coroutine function.
 
         Raises:
             NoRouteError: no route matches ``path``.
             ServiceUnavailableError: the service is being unloaded.
-            InvalidArgumentError: ``path`` is not a str, or its handler is
-                not a coroutine function (``dispatch()`` calls those).
+            InvalidArgumentError: ``path`` is not a str, or its handler
+                returned something that cannot be awaited (it ran: a plain
+                handler is ``dispatch()``'s).
 
         """
         handler, params, flow, _ = self._table.match(path)
-        if not coroutine_function(handler):
-            raise InvalidArgumentError(
-                f"adispatch() awaits coroutine functions; the handler of {path!r} is not one "
-                f"(call it with dispatch()): {handler!r}"
-            )
         flow.enter()
         try:
-            return await handler(*args, **kwargs, **params)
+            result = handler(*args, **kwargs, **params)
+            if not inspect.isawaitable(result):
+                raise InvalidArgumentError(
+                    f"adispatch() awaits what the handler of {path!r} returns, and it returned "
+                    f"{type(result).__name__} (call plain handlers with dispatch()): {handler!r}"
+                )
+            return await result
         finally:
             flow.leave()
 
