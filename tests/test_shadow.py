@@ -263,7 +263,7 @@ class TestShadowRun:
             return 1
 
         async def main() -> None:
-            assert run.offer(new, (), {}, (False, 1), 0.0)
+            assert run.offer_coroutine(new, (), {}, (False, 1), 0.0)
             await asyncio.sleep(0.01)
             run.start(pin)
             await asyncio.sleep(0.05)
@@ -310,8 +310,8 @@ class TestShadowRun:
             return x + 1
 
         async def main() -> None:
-            assert run.offer(new, (1,), {}, (False, 2), 0.0)
-            assert run.offer(new, (2,), {}, (False, 2), 0.0)
+            assert run.offer_coroutine(new, (1,), {}, (False, 2), 0.0)
+            assert run.offer_coroutine(new, (2,), {}, (False, 2), 0.0)
             await asyncio.sleep(0.01)
             loops.append(asyncio.get_running_loop())
 
