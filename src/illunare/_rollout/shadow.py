@@ -128,7 +128,11 @@ class ShadowRun:
         outcome: Outcome,
         seconds: float,
     ) -> bool:
-        """``offer`` for the router of a coroutine function: a task on the caller's running loop."""
+        """``offer`` of a coroutine function ``new``: a task on the caller's running loop.
+
+        The router knows which of the two to call when it is made (by the
+        kind of ``new``), so no sampled call asks.
+        """
         del seconds  # the contract's; a task's run is timed on its own
         if self._stopped or not self._pending.acquire(blocking=False):
             self._count_dropped()
