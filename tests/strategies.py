@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import json
+import math
 from collections.abc import Callable
 from types import ModuleType
 
@@ -544,4 +547,27 @@ ROLLOUT_PARTS = st.recursive(
         | st.dictionaries(st.sampled_from(_ROLLOUT_KEYS), inner, max_size=4)
     ),
     max_leaves=8,
+)
+
+
+def _equal_forms(value: int | float) -> list[object]:
+    """``value`` as each numeric type that can hold it exactly (all equal, one dict key)."""
+    forms: list[object] = [value, float(value), decimal.Decimal(value), complex(value)]
+    if math.isfinite(value):
+        forms.append(fractions.Fraction(value))
+    if value in (0, 1):
+        forms.append(bool(value))
+    if float(value).is_integer():
+        forms.append(int(value))
+    return [form for form in forms if form == value]
+
+
+#: Groups of equal numbers of different types (1, 1.0, True, Decimal(1), Fraction(1), 1+0j ...).
+equal_numbers = st.one_of(
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=True),
+).map(_equal_forms)
+#: Tuples whose members are equal numbers of different types, and a str.
+equal_tuples = st.tuples(equal_numbers, st.text(max_size=5)).map(
+    lambda pair: [(form, pair[1]) for form in pair[0]]
 )

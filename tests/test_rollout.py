@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import gc
 import json
+import math
 import os
 import threading
 import types
@@ -553,6 +554,20 @@ class TestPin:
             assert versions[number]["calls"] == numbers.count(number)
             assert versions[number]["errors"] == numbers.count(number)
 
+    def test_a_nested_block_keeps_the_outer_version(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """pin() inside a pin() yields the outer block's version and counts no second call."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=Rollout(steps=(50,)))
+        pairs = []
+        for number in range(100):
+            with handle.pin() as outer, handle.pin(number) as inner:
+                pairs.append((outer, inner))
+        assert all(outer == inner for outer, inner in pairs)
+        handle.promote()
+        versions = handle.report()["versions"]
+        assert sum(version["calls"] for version in versions.values()) == 100  # type: ignore[attr-defined]
+
     def test_after_the_end_a_block_runs_what_serves(
         self, reloader: HotReloader, module: types.ModuleType
     ) -> None:
@@ -913,3 +928,158 @@ class TestFork:
 
         assert in_child(child) == 0
         assert handle.status == "running"
+
+
+#: a new version whose very first call fails, and no other
+FIRST_FAILS = """
+import itertools
+
+TAG = "new"
+_calls = itertools.count()
+
+def f(x):
+    if next(_calls) == 0:
+        raise ValueError("the first call fails")
+    return (TAG, x)
+"""
+
+
+class TestEndSignals:
+    @staticmethod
+    def _raise(sender: object, **extra: Any) -> None:
+        raise RuntimeError("the metrics backend is down")
+
+    def test_a_failing_module_swapped_receiver_does_not_stop_the_promotion_s_end(
+        self,
+        reloader: HotReloader,
+        module: types.ModuleType,
+        received: Received,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Promoted by its thread, a raising receiver is logged; rollout_finished still comes."""
+        rollout = Rollout(steps=(10, 100), bake=0.05, min_samples=0)
+        with signals.module_swapped.connected_to(self._raise):
+            handle = reloader.swap(module.__name__, source("new"), rollout=rollout)
+            assert handle.wait(timeout=30) == "promoted"
+        assert [f["status"] for f in received.named("rollout_finished")] == ["promoted"]
+        assert module.f(1) == ("new", 1)
+        messages = [record.getMessage() for record in caplog.records]
+        assert any("a receiver of module_swapped failed" in message for message in messages)
+        assert not any("the old version serves again" in message for message in messages)
+
+    def test_promote_does_not_raise_a_receiver_s_error(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """promote() returns normally after a module_swapped receiver raised; the end is told."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        with signals.module_swapped.connected_to(self._raise):
+            handle.promote()
+        assert handle.status == "promoted"
+        assert [f["status"] for f in received.named("rollout_finished")] == ["promoted"]
+
+    def test_every_module_of_a_release_is_told_despite_a_failing_receiver(
+        self, package: Package, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A receiver raising for the first module: the second still gets module_swapped."""
+        other = package.module("other", source("o1"))
+        told: list[str] = []
+
+        def fails_first(sender: object, *, module: str, **extra: Any) -> None:
+            told.append(module)
+            if len(told) == 1:
+                raise RuntimeError("the metrics backend is down")
+
+        handle = reloader._start_rollout(
+            {module.__name__: source("new"), other.__name__: source("o2")},
+            checks=(),
+            reason="release",
+            rollout=FOREVER,
+            shadow=None,
+        )
+        with signals.module_swapped.connected_to(fails_first):
+            handle.promote()
+        assert sorted(told) == sorted([module.__name__, other.__name__])
+
+
+class TestMonitorFeed:
+    def test_a_healthy_rollout_fires_no_alert_from_the_monitor_s_thresholds(
+        self, package: Package, received: Received
+    ) -> None:
+        """One error among a period's few calls is no breach: the monitor sends no alert."""
+        monitor = PerformanceMonitor(thresholds=Thresholds(max_error_rate=0.01))
+        reloader = HotReloader(monitor=monitor)
+        reloader.install(package.name)
+        module = package.module("m", source("old"))
+        handle = reloader.swap(
+            module.__name__, FIRST_FAILS, rollout=Rollout(steps=(50,), bake=3600)
+        )
+
+        def served() -> str:
+            try:
+                return str(module.f(1)[0])
+            except ValueError:  # the new version's first call
+                return "new"
+
+        new = 0
+        while new < 30:
+            new += served() == "new"
+        handle.promote()
+        assert received.named("rollback_alert") == []
+        errors = handle.report()["versions"][handle.version.number]["errors"]  # type: ignore[index]
+        assert errors == 1
+        assert monitor.metrics(f"{module.__name__}@2")["error_rate"].max > 0
+
+    def test_a_breach_is_alerted_once_whatever_the_monitor_s_thresholds(
+        self, package: Package, received: Received
+    ) -> None:
+        """A failing rollout sends one rollback_alert, its verdict's, not one per period."""
+        monitor = PerformanceMonitor(thresholds=Thresholds(max_error_rate=0.01))
+        reloader = HotReloader(monitor=monitor)
+        reloader.install(package.name)
+        module = package.module("m", source("old"))
+        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=STRICT)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "rolled_back"
+        assert [a["metric"] for a in received.named("rollback_alert")] == ["error_rate"]
+
+
+class TestWait:
+    @pytest.mark.parametrize("timeout", [math.inf, 1e12])
+    def test_an_endless_timeout_waits_for_the_end(
+        self, reloader: HotReloader, module: types.ModuleType, timeout: float
+    ) -> None:
+        """wait(math.inf) or a huge timeout waits like wait(None), never OverflowError."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        statuses: list[object] = []
+
+        def wait() -> None:
+            try:
+                statuses.append(handle.wait(timeout=timeout))
+            except BaseException as error:  # reported below
+                statuses.append(error)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        handle.promote()
+        waiter.join(timeout=30)
+        assert statuses == ["promoted"]
+        assert handle.wait(timeout=timeout) == "promoted"
+
+    def test_wait_in_a_rollout_step_receiver_is_refused(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """wait() from a rollout_step receiver raises RolloutError; the rollout goes on."""
+        refused: list[object] = []
+
+        def on_step(sender: object, *, handle: RolloutHandle, **extra: Any) -> None:
+            try:
+                handle.wait(timeout=5)  # without the refusal: 5 s lost, nothing refused
+            except RolloutError as error:
+                refused.append(error.status)
+
+        rollout = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=0)
+        with signals.rollout_step.connected_to(on_step):
+            handle = reloader.swap(module.__name__, source("new"), rollout=rollout)
+            assert handle.wait(timeout=30) == "promoted"
+        # The first step is told in the swapping thread, the second in the rollout's own.
+        assert refused == ["running", "running"]

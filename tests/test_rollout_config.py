@@ -126,9 +126,9 @@ class TestShadowValues:
         assert shadow.compare is operator.eq
 
     @given(st.one_of(ANY_VALUE, st.floats(min_value=0, max_value=1)))
-    def test_sample_accepted_iff_a_fraction_above_zero(self, sample: object) -> None:
-        """sample: a real in (0, 1] (not a bool), else InvalidArgumentError."""
-        if type(sample) in (int, float) and 0 < sample <= 1:  # type: ignore[operator]
+    def test_sample_accepted_iff_a_fraction_from_the_finest(self, sample: object) -> None:
+        """sample: a real in [0.00001, 1] (not a bool), else InvalidArgumentError."""
+        if type(sample) in (int, float) and 0.00001 <= sample <= 1:  # type: ignore[operator]
             assert Shadow(sample=sample).sample == sample  # type: ignore[arg-type]
         else:
             with pytest.raises(InvalidArgumentError):

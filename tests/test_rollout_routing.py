@@ -30,6 +30,7 @@ from illunare._rollout.routers import SplitAttribute
 from illunare._rollout.split import Split
 
 from .conftest import Package
+from .strategies import equal_numbers, equal_tuples
 
 # Every function returns the tags of the versions whose code ran for the call.
 MODULE = """
@@ -84,6 +85,23 @@ RESULTS = []
 
 def collect(x):
     RESULTS.append((TAG, *helper(x)))
+
+async def gathered(x):
+    first, second = await asyncio.gather(co(x), co(x))
+    return (TAG, *first, *second)
+
+async def tasked(x):
+    return (TAG, *await asyncio.create_task(co(x)))
+
+async def threaded(x):
+    return (TAG, *await asyncio.to_thread(helper, x))
+
+async def in_copied_context(x):
+    run = functools.partial(contextvars.copy_context().run, helper, x)
+    return (TAG, *await asyncio.get_running_loop().run_in_executor(None, run))
+
+import contextvars
+import functools
 
 import asyncio
 """
@@ -190,6 +208,18 @@ class TestShare:
         timed = sum(side >= TIMED for side in window)
         assert timed == (0 if not timed_every else -(-PATTERN // timed_every))
 
+    @pytest.mark.parametrize(
+        ("share", "cycle", "ones"), [(0.0004, 2500, 1), (0.0015, 2000, 3), (0.00001, 100_000, 1)]
+    )
+    def test_a_sample_draw_is_exact_below_one_in_a_thousand(
+        self, share: float, cycle: int, ones: int
+    ) -> None:
+        """A shadow's draw takes fine shares exactly: any cycle of draws holds its share."""
+        draw = Draw.sampling(share)
+        for _ in range(cycle // 3):
+            draw.next()
+        assert sum(draw.next()[1] for _ in range(2 * cycle)) == 2 * ones
+
     def test_a_weight_outside_0_to_100_is_refused(
         self, halves: tuple[types.ModuleType, Split]
     ) -> None:
@@ -219,7 +249,7 @@ class TestCounting:
         period = made.take()
         assert period.calls == (outcomes["old"], outcomes["new"])
         assert period.errors == (0, outcomes["new"])
-        assert period.timed == (outcomes["old"], 0)
+        assert tuple(map(len, period.samples)) == (outcomes["old"], 0)
         assert len(period.samples[0]) == outcomes["old"]
         assert all(seconds >= 0 for seconds in period.samples[0])
         assert made.take().calls == (0, 0)
@@ -232,14 +262,48 @@ class TestCounting:
         made = split(reloader, module, source(package, "new"))
         for _ in range(10_000):
             module.top(1)
-        assert sum(made.take().timed) == 160
+        assert sum(map(len, made.take().samples)) == 160
         made.revert()
         keyed = split(reloader, module, source(package, "newer"), sticky=lambda x: x)
         for key in range(6400):
             module.top(key)
         period = keyed.take()
-        assert sum(period.timed) in (100, 101)  # the 1st, 65th ... call of each side
+        assert sum(map(len, period.samples)) in (100, 101)  # the 1st, 65th ... call of each side
         keyed.revert()
+
+    def test_no_call_is_lost_while_periods_are_taken(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Threads calling while periods are taken (switching often): every call is counted."""
+        module, made = halves
+        made.take()
+        made_calls = [0, 0]
+        stop = threading.Event()
+
+        def call(index: int) -> None:
+            top = module.top
+            count = 0
+            while not stop.is_set():
+                top(1)
+                count += 1
+            made_calls[index] = count
+
+        counted = 0
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # a switch inside take() at almost every one
+        try:
+            threads = [threading.Thread(target=call, args=(index,)) for index in range(2)]
+            for thread in threads:
+                thread.start()
+            for _ in range(300):
+                counted += sum(made.take().calls)
+            stop.set()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        counted += sum(made.take().calls) + sum(made.take().calls)
+        assert counted == sum(made_calls)
 
     def test_nested_calls_are_not_counted(self, halves: tuple[types.ModuleType, Split]) -> None:
         """Only top-level calls count: a call from inside a version is affine."""
@@ -250,6 +314,19 @@ class TestCounting:
 
 
 class TestSticky:
+    @given(st.one_of(equal_numbers, equal_tuples))
+    def test_equal_keys_share_a_bucket(self, keys: list[object]) -> None:
+        """Keys that are equal (one dict slot: 1, 1.0, True, Decimal(1) ...) hash alike."""
+        assert len({bucket("m:salt", key) for key in keys}) == 1
+
+    def test_equal_keys_get_one_side_whichever_a_process_sees_first(self) -> None:
+        """The side of 3 and 3.0 does not depend on which of them was seen first."""
+        for key in range(200):
+            int_first, float_first = Buckets("m:salt", 50), Buckets("m:salt", 50)
+            sides = (int_first.assign(key), float_first.assign(float(key)))
+            assert (int_first.sides[float(key)], float_first.sides[key]) == sides
+            assert sides[0] == sides[1]
+
     def test_the_same_key_gets_the_same_side_within_a_step(
         self, package: Package, reloader: HotReloader, module: types.ModuleType
     ) -> None:
@@ -378,6 +455,10 @@ class TestAffinity:
                 lambda m: asyncio.run(_collect(m.agen(3))),
                 id="async-generator",
             ),
+            pytest.param(lambda m: asyncio.run(m.gathered(1)), id="gathered-tasks"),
+            pytest.param(lambda m: asyncio.run(m.tasked(1)), id="created-task"),
+            pytest.param(lambda m: asyncio.run(m.threaded(1)), id="to_thread"),
+            pytest.param(lambda m: asyncio.run(m.in_copied_context(1)), id="copied-context"),
         ],
     )
     def test_a_call_stays_in_the_version_it_started_in(
@@ -406,6 +487,33 @@ class TestAffinity:
         )
         assert counts["old"] > 0
         assert counts["new"] > 0
+
+    def test_a_coroutine_s_tasks_stay_in_its_version_under_one_loop(
+        self, halves: tuple[types.ModuleType, Split]
+    ) -> None:
+        """Top-level coroutines run concurrently on one loop: each one's Tasks run its version."""
+        module, made = halves
+        made.take()
+
+        async def main() -> list[tuple[str, ...]]:
+            return list(await asyncio.gather(*(module.gathered(n) for n in range(200))))
+
+        counts = sides(asyncio.run(main()))
+        assert counts["old"] > 0
+        assert counts["new"] > 0
+        assert made.take().calls == (counts["old"], counts["new"])
+
+    def test_only_a_release_with_coroutine_functions_looks_for_pins(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A release of plain functions keeps skipping the pin check (its calls' cost)."""
+        reloader.install(package.name)
+        plain = package.module("plain", "def f():\n    return 1\n")
+        made = split(reloader, plain, "def f():\n    return 2\n")
+        try:
+            assert made.cells["pins"].cell_contents is False
+        finally:
+            made.revert()
 
     def test_a_pin_holds_a_context_on_one_side(
         self, halves: tuple[types.ModuleType, Split]
@@ -704,6 +812,8 @@ class Recorder:
         assert seconds >= 0
         self.offered.append((new, args, kwargs, outcome))
         return True
+
+    offer_coroutine = offer
 
 
 def shadowed(

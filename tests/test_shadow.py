@@ -6,7 +6,11 @@ import asyncio
 import contextlib
 import contextvars
 import gc
+import json
 import operator
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import types
@@ -194,6 +198,48 @@ class TestShadowRun:
         assert (runs, errors) == (3, 2)
         assert run.figures()["mismatches"] == 0
 
+    @pytest.mark.parametrize("kind", ["SystemExit", "KeyboardInterrupt"])
+    def test_base_exceptions_of_a_coroutine_stay_in_its_task(self, kind: str) -> None:
+        """A shadowed coroutine's SystemExit or KeyboardInterrupt: an error; the loop goes on.
+
+        In a subprocess: escaping, it would end the caller's event loop (and pytest).
+        """
+        script = textwrap.dedent(f"""
+            import asyncio, json, pathlib, sys, tempfile, time
+            from illunare import HotReloader, Shadow
+
+            folder = tempfile.mkdtemp()
+            pathlib.Path(folder, "shadowed.py").write_text("async def f(x):\\n    return x\\n")
+            sys.path.insert(0, folder)
+            import shadowed
+
+            reloader = HotReloader()
+            reloader.track("shadowed")
+            new = "async def f(x):\\n    raise {kind}\\n"
+            handle = reloader.swap("shadowed", new, shadow=Shadow())
+
+            async def main():
+                served = []
+                for x in range(3):
+                    served.append(await shadowed.f(x))
+                    await asyncio.sleep(0.01)
+                return served
+
+            served = asyncio.run(main())
+            deadline = time.monotonic() + 30
+            while handle.report()["versions"][2]["calls"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            report = handle.report()
+            handle.abort()
+            ran = report["versions"][2]
+            print(json.dumps([served, ran["calls"], ran["errors"], report["mismatches"]]))
+        """)
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert json.loads(done.stdout) == [[0, 1, 2], 3, 3, 0]
+
     def test_a_raising_compare_is_counted_and_logged_once(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -263,7 +309,7 @@ class TestShadowRun:
             return 1
 
         async def main() -> None:
-            assert run.offer(new, (), {}, (False, 1), 0.0)
+            assert run.offer_coroutine(new, (), {}, (False, 1), 0.0)
             await asyncio.sleep(0.01)
             run.start(pin)
             await asyncio.sleep(0.05)
@@ -310,8 +356,8 @@ class TestShadowRun:
             return x + 1
 
         async def main() -> None:
-            assert run.offer(new, (1,), {}, (False, 2), 0.0)
-            assert run.offer(new, (2,), {}, (False, 2), 0.0)
+            assert run.offer_coroutine(new, (1,), {}, (False, 2), 0.0)
+            assert run.offer_coroutine(new, (2,), {}, (False, 2), 0.0)
             await asyncio.sleep(0.01)
             loops.append(asyncio.get_running_loop())
 
@@ -327,6 +373,25 @@ class TestShadowRun:
 
 
 class TestShadowThroughSwap:
+    def test_the_same_exception_from_both_is_an_error_not_an_agreement(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Both versions raising alike: the new one's exception counts as an error, no mismatch."""
+        reloader.install(package.name)
+        module = package.module("raising", "def f(x):\n    raise KeyError(x)\n")
+        handle = reloader.swap(
+            module.__name__,
+            "def f(x):\n    raise KeyError(x)  # the new version\n",
+            shadow=Shadow(),
+        )
+        for number in range(5):
+            with pytest.raises(KeyError):
+                module.f(number)
+        report = _report_when(handle, 5)
+        handle.abort()
+        assert report["versions"][2]["errors"] == 5
+        assert report["mismatches"] == 0
+
     def test_the_old_result_is_always_returned(
         self, reloader: HotReloader, shop: types.ModuleType
     ) -> None:

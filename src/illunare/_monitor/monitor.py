@@ -267,8 +267,10 @@ class PerformanceMonitor:
         """Add the finite ``values`` to a window at once, as ``count`` values recorded.
 
         For the library's own feeds (a rollout's per-version metrics, every
-        100 ms): one lock for the whole batch, and at most one alert, for the
-        batch's largest value. ``count`` may exceed ``len(values)`` when only
+        100 ms): one lock for the whole batch. Not judged value by value: such
+        a feed is judged as a whole by its owner (a rollout's step verdict,
+        which sends its own alert), and one error among a few calls of a
+        period is no breach. ``count`` may exceed ``len(values)`` when only
         the most recent of the values counted are given.
         """
         if not values and not count:
@@ -279,10 +281,6 @@ class PerformanceMonitor:
                 self._settle(deployment)
             window.values.extend(values[-self._size :])
             window.count += count
-        if values:
-            largest = max(values)
-            if largest > window.limit:
-                self._alert(deployment_id, metric, largest)
 
     def _deployment(self, deployment_id: object) -> _Deployment:
         """The windows of ``deployment_id``, started now if need be."""

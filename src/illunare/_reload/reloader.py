@@ -1219,7 +1219,10 @@ class HotReloader:
             leaving = tracked.history.get(previous.number) if tracked is not None else None
         stale = self._stale(tracked, leaving, kept)
         if signals.module_swapped.receivers:
-            signals.module_swapped.send(
+            # The promotion is done: a receiver that raises must not stop the
+            # others, the other modules' signals or the rollout's end.
+            signals._send(
+                signals.module_swapped,
                 self,
                 module=version.module,
                 version=version,

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from illunare._monitor.health import Thresholds
+from illunare._rollout.assign import MIN_SAMPLE
 from illunare.exceptions import InvalidArgumentError
 
 __all__ = ["POLICIES", "Rollout", "Shadow"]
@@ -70,8 +71,14 @@ def _callable(optional: bool) -> Callable[[object, attrs.Attribute[Any], object]
 
 
 def _check_sample(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise InvalidArgumentError(f"sample must be above 0 and at most 1, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not MIN_SAMPLE <= value <= 1
+    ):
+        raise InvalidArgumentError(
+            f"sample must be a number from {MIN_SAMPLE:g} to 1, got {value!r}"
+        )
 
 
 @attrs.frozen
@@ -128,8 +135,11 @@ class Shadow:
     caller. The new version's code must be free of side effects the program
     cannot afford twice: it runs on the same arguments.
 
+    ``sample`` is applied as the nearest fraction with a denominator of at
+    most 100,000 (0.0004 runs exactly one call in 2,500 again).
+
     Raises:
-        InvalidArgumentError: ``sample`` is not a number above 0 and at most 1,
+        InvalidArgumentError: ``sample`` is not a number from 0.00001 to 1,
             or ``compare`` is not callable.
 
     """

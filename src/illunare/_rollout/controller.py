@@ -119,6 +119,9 @@ class Controller:
         self._done = threading.Event()
         #: the thread that ended the rollout (its signal receivers find it ended)
         self._ender: int | None = None
+        #: the rollout's own thread, and one sending its rollout_step (they never wait for it)
+        self._judge: int | None = None
+        self._announcer: int | None = None
         # Without a split, the rollout ended as it began (an identical source, or
         # a first step of 100 that a plain swap made current): "promoted".
         self.status = "running"
@@ -173,9 +176,25 @@ class Controller:
 
         A receiver of the end's own signals (in the thread that ended it) gets
         the status at once: waiting for the signals to be sent would hang.
+
+        Raises:
+            RolloutError: called from the rollout's own thread or a receiver
+                of its ``rollout_step``, which the rollout waits for to go on.
+
         """
-        if self._ender != threading.get_ident():
-            self._done.wait(timeout)
+        caller = threading.get_ident()
+        if self._ender == caller:
+            return self.status
+        if caller in (self._judge, self._announcer) and self.status not in TERMINAL:
+            raise RolloutError(
+                f"wait() on the rollout of {self.subject} from a receiver of its rollout_step "
+                "(or its own thread) would wait forever: the rollout goes on only once the "
+                "receiver returns",
+                module=self.subject,
+                status=self.status,
+            )
+        # Event.wait refuses timeouts beyond TIMEOUT_MAX (math.inf among them).
+        self._done.wait(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
         return self.status
 
     def promote(self) -> None:
@@ -193,6 +212,12 @@ class Controller:
         if split is None or self.status in TERMINAL:
             # Ended: the block runs what serves now, as every call does.
             yield (self.version if self.status == "promoted" else self.previous).number
+            return
+        outer = split.pinned()
+        if outer is not None:
+            # Inside a pin already (another block, a canary request): its
+            # version, chosen and counted once, holds for the whole of it.
+            yield (self.previous, self.version)[outer].number
             return
         side = split.choose(key)
         started = time.perf_counter()
@@ -230,6 +255,7 @@ class Controller:
 
     def _steps_from(self, began: float) -> None:
         """The thread: take periods every tick, judge each step at the end of its bake."""
+        self._judge = threading.get_ident()
         try:
             rollout = self.rollout
             deadline: float | None = math.inf if rollout is None else began + rollout.bake
@@ -243,6 +269,9 @@ class Controller:
                 with courteous() if near else contextlib.nullcontext():
                     deadline = self._tick(rollout, deadline)
         except Exception:
+            if self.status in TERMINAL:  # what failed came after the end, which stands
+                logger.exception("the rollout of %s failed after it ended", self.subject)
+                return
             logger.exception("the rollout of %s failed; the old version serves again", self.subject)
             self._end("failed", None, by_thread=True)
 
@@ -409,51 +438,61 @@ class Controller:
         duration: float,
         found: Verdict | None,
     ) -> None:
-        """The signals of the end: module_swapped (promoted), rollback_alert, rollout_finished."""
+        """The signals of the end: module_swapped (promoted), rollback_alert, rollout_finished.
+
+        Each receiver runs on its own (one that raises is logged), and
+        ``rollout_finished`` is sent whatever happened before it.
+        """
         try:
-            for previous, version in promoted:
-                self.reloader._promoted(previous, version, duration, self.split.kept())
-            if found is not None:
-                for breach in found.breaches:
-                    if signals.rollback_alert.receivers:
-                        signals._send(
-                            signals.rollback_alert,
-                            self.monitor,
-                            deployment_id=self.ids[1],
-                            metric=breach.metric,
-                            value=breach.value,
-                            threshold=breach.threshold,
-                        )
-            if signals.rollout_finished.receivers:
-                signals._send(
-                    signals.rollout_finished,
-                    self.reloader,
-                    platform="process",
-                    module=self.subject,
-                    version=self.version,
-                    previous=self.previous,
-                    status=self.status,
-                    handle=self.handle,
-                    report=self.handle.report(),
-                )
+            try:
+                for previous, version in promoted:
+                    self.reloader._promoted(previous, version, duration, self.split.kept())
+                if found is not None:
+                    for breach in found.breaches:
+                        if signals.rollback_alert.receivers:
+                            signals._send(
+                                signals.rollback_alert,
+                                self.monitor,
+                                deployment_id=self.ids[1],
+                                metric=breach.metric,
+                                value=breach.value,
+                                threshold=breach.threshold,
+                            )
+            finally:
+                if signals.rollout_finished.receivers:
+                    signals._send(
+                        signals.rollout_finished,
+                        self.reloader,
+                        platform="process",
+                        module=self.subject,
+                        version=self.version,
+                        previous=self.previous,
+                        status=self.status,
+                        handle=self.handle,
+                        report=self.handle.report(),
+                    )
         finally:
             self._done.set()
 
     def _announce(self, judged: str | None) -> None:
         """Send ``rollout_step`` for the step now in effect (or the pause), unless it ended."""
         if signals.rollout_step.receivers and self.status not in TERMINAL:
-            signals._send(
-                signals.rollout_step,
-                self.reloader,
-                platform="process",
-                module=self.subject,
-                version=self.version,
-                previous=self.previous,
-                weight=self.weight,
-                status=self.status,
-                verdict=judged,
-                handle=self.handle,
-            )
+            self._announcer = threading.get_ident()
+            try:
+                signals._send(
+                    signals.rollout_step,
+                    self.reloader,
+                    platform="process",
+                    module=self.subject,
+                    version=self.version,
+                    previous=self.previous,
+                    weight=self.weight,
+                    status=self.status,
+                    verdict=judged,
+                    handle=self.handle,
+                )
+            finally:
+                self._announcer = None
 
     # Reading --------------------------------------------------------------------------
 

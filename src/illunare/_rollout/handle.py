@@ -71,10 +71,12 @@ class RolloutHandle:
 
         ``"paused"`` is not an end: a paused rollout waits for ``promote()``
         or ``abort()``. When it returns an end, ``rollout_finished`` has been
-        sent.
+        sent. ``math.inf`` waits as None does.
 
         Raises:
             InvalidArgumentError: ``timeout`` is not a number >= 0 or None.
+            RolloutError: called by a receiver of the rollout's
+                ``rollout_step`` (the rollout goes on once it returns).
 
         """
         if timeout is not None and (
@@ -117,8 +119,9 @@ class RolloutHandle:
         step's weighted draw, and every call of the module's functions and
         methods within the block, in this thread or task, runs that version.
         The block counts as one top-level call of that version (timed; an
-        ``Exception`` leaving it is an error). Once the rollout ended, the
-        block runs the version serving then.
+        ``Exception`` leaving it is an error). Inside another pin (a block,
+        a canary request) it keeps that version and counts nothing more.
+        Once the rollout ended, the block runs the version serving then.
         """
         return self._controller.pin(key)
 

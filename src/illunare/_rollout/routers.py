@@ -10,6 +10,14 @@ that version, uncounted. Any other call is a top-level call: a sticky key or
 the weighted draw picks its side; it is counted, one in ``mask + 1`` timed,
 and an ``Exception`` leaving it is counted as that side's error.
 
+A rollout's coroutine function also pins its context to its side for the
+whole call (``Split.enter``): the Tasks it creates, ``asyncio.to_thread`` and
+``contextvars.copy_context()`` inherit the pin, where the caller's frame
+cannot tell (a Task's first step runs from the event loop). Once a split has
+such a router, every router of it checks for a pin (one ``ContextVar.get``
+per call); the sync routers of a release without coroutine functions keep
+skipping it.
+
 Routers are generated (``exec`` of a template, once per shape) so that the
 per-call path is a handful of bytecodes: everything they use is in closure
 cells, and the cells of what a weight change replaces (the draw, the sticky
@@ -48,7 +56,7 @@ _SIMPLE = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 # The names a generated router closes over: arguments with any of these
 # names get the generic shape. Each router has cells of its own for the first
-# four; it shares the others with every router of its split.
+# four and "offer"; it shares the others with every router of its split.
 _CELLS = (
     "old",
     "new",
@@ -68,11 +76,13 @@ _CELLS = (
     "sticky",
     "key_error",
     "pinned",
+    "enter",
+    "leave",
     "offer",
     "sampled",
 )
 # Its locals and the builtins it uses too (a parameter ``id`` would hide ``id()``).
-_RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result"))
+_RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result", "token"))
 _RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
 _RESERVED |= frozenset(("id", "Exception", "BaseException", "ValueError"))
 _RESERVED |= frozenset(("GeneratorExit", "StopAsyncIteration"))
@@ -171,6 +181,16 @@ if side is not None:
     {call_side}
 """
 
+# A coroutine's whole call, pinned to its side: Tasks it creates (gather,
+# create_task), asyncio.to_thread and copy_context() inherit the pin, which
+# the caller's frame could not tell them.
+_ENTERED = """\
+token = enter({side})
+try:
+    {call}
+finally:
+    leave(token)"""
+
 _WEIGHTED = """\
 n, side = draw()
 """
@@ -251,12 +271,18 @@ def _indent(text: str, level: int) -> str:
     return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
 
 
-def _call(kind: int, target: str, args: str, level: int) -> str:
-    """The statements calling ``target`` with ``args`` and returning what it gives, for ``kind``."""
+def _call(kind: int, target: str, args: str, level: int, side: str | None = None) -> str:
+    """The statements calling ``target`` with ``args`` and returning what it gives, for ``kind``.
+
+    ``side``: the expression of the side a coroutine's call is pinned to
+    (``_ENTERED``), None for none.
+    """
     if kind == _ASYNC_GENERATOR:
         text = _FORWARD.format(target=target, args=args)
     else:
         text = _CALL[kind].format(target=target, args=args)
+    if side is not None and kind == _COROUTINE:
+        text = _ENTERED.format(side=side, call=text)
     # Continuation lines of a block are indented to the level it is placed at.
     first, _, rest = text.partition("\n")
     return first + ("\n" + _indent(rest, level) if rest else "")
@@ -291,13 +317,19 @@ def _source(shape: _Shape) -> str:
         params = args = ", ".join(shape.parameters)
         packed = f"({args}{',' if len(shape.parameters) == 1 else ''}), {{}}"
     await_ = "await " if kind == _COROUTINE else ""
+    # A rollout's coroutine routers pin the context for the whole call; a
+    # shadow run's need not (every call not pinned runs the old version).
+    entered = kind == _COROUTINE and shape.mode != "shadow"
     body = _PIN.format(call_side=_call(kind, "(new if side else old)", args, 2))
     if shape.frames:
         body += _AFFINITY.format(
-            call_new=_call(kind, "new", args, 1), call_old=_call(kind, "old", args, 1)
+            call_new=_call(kind, "new", args, 1, "1" if entered else None),
+            call_old=_call(kind, "old", args, 1, "0" if entered else None),
         )
     if shape.frames and shape.several:
-        body += _AFFINE.format(call_side=_call(kind, "(new if side else old)", args, 1))
+        body += _AFFINE.format(
+            call_side=_call(kind, "(new if side else old)", args, 1, "side" if entered else None)
+        )
     timed = kind in (_PLAIN, _COROUTINE)
     if shape.mode == "shadow":
         body += _SHADOW.format(await_=await_, args=args, packed=packed) if timed else _UNSHADOWED
@@ -307,13 +339,16 @@ def _source(shape: _Shape) -> str:
         body += _WEIGHTED if timed else _WEIGHTED + "side &= 1  # never timed\n"
     if timed:
         weighted = shape.mode == "weighted"
-        body += _TIMED.format(
+        call = _TIMED.format(
             untimed=f"side < {TIMED}" if weighted else "n & mask",
             call_target=_call(kind, "(new if side else old)", args, 2),
             timed_side=f"side -= {TIMED}\n" if weighted else "",
             await_=await_,
             args=args,
         )
+        if entered:
+            call = _ENTERED.format(side="side & 1", call=_indent(call, 1).strip()) + "\n"
+        body += call
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"
@@ -354,8 +389,14 @@ class Routing:
     key_error: Callable[[], None]
     #: the pin in effect in this context (0, 1 or None)
     pinned: Callable[[], int | None]
+    #: pins this context to a side, returning a token for ``leave``
+    enter: Callable[[int], object]
+    #: undoes an ``enter``
+    leave: Callable[[Any], None]
     #: a shadow run's sink: ``offer(new, args, kwargs, outcome, seconds)`` (None: a rollout)
     offer: Callable[..., object] | None = None
+    #: the same for a coroutine function ``new``
+    offer_coroutine: Callable[..., object] | None = None
     #: a shadow run's draw: ``sampled()[1]`` is 1 for the calls to offer
     sampled: Callable[[], tuple[int, int]] | None = None
     #: id of a namespace of a version of a release of several modules -> its side
@@ -376,7 +417,8 @@ class Routing:
             "sticky": self.sticky or _never,
             "key_error": self.key_error,
             "pinned": self.pinned,
-            "offer": self.offer,
+            "enter": self.enter,
+            "leave": self.leave,
             "sampled": self.sampled,
         }
         self._shared = {name: types.CellType(value) for name, value in values.items()}
@@ -409,7 +451,16 @@ class Routing:
             several=len(self.namespaces) > 2,
         )
         code = _factory(shape)
-        own = {"old": old, "new": new, "old_globals": old_globals, "new_globals": new_globals}
+        own = {
+            "old": old,
+            "new": new,
+            "old_globals": old_globals,
+            "new_globals": new_globals,
+            "offer": self.offer_coroutine if kind_of(new) == _COROUTINE else self.offer,
+        }
+        if shape.kind == _COROUTINE and shape.mode != "shadow":
+            # Its calls pin their context: every router looks for pins from now on.
+            self._shared["pins"].cell_contents = True
         shared = self._shared
         closure = tuple(
             types.CellType(own[name]) if name in own else shared[name] for name in code.co_freevars

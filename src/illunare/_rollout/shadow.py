@@ -12,7 +12,6 @@ tasks on the caller's event loop instead (at most ``MAX_PENDING`` at once).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import queue
 import reprlib
@@ -111,26 +110,42 @@ class ShadowRun:
     ) -> bool:
         """Run ``new(*args, **kwargs)`` off the caller's path, to compare with ``outcome``.
 
-        Called by a router after the old version served the call (``seconds``:
-        how long it took). False when the call was dropped: too many wait, or
-        the shadow run ended. A coroutine function runs as a task on the
-        caller's running loop.
+        Called by the router of a function after the old version served the
+        call (``seconds``: how long it took). False when the call was
+        dropped: too many wait, or the shadow run ended.
         """
         if self._stopped or not self._pending.acquire(blocking=False):
             self._count_dropped()
             return False
-        if inspect.iscoroutinefunction(new):
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._pending.release()
-                self._count_dropped()
-                return False
-            task = loop.create_task(self._run_coroutine(new, args, kwargs, outcome))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return True
         self._queue.put((new, args, kwargs, outcome, seconds))
+        return True
+
+    def offer_coroutine(
+        self,
+        new: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        outcome: Outcome,
+        seconds: float,
+    ) -> bool:
+        """``offer`` of a coroutine function ``new``: a task on the caller's running loop.
+
+        The router knows which of the two to call when it is made (by the
+        kind of ``new``), so no sampled call asks.
+        """
+        del seconds  # the contract's; a task's run is timed on its own
+        if self._stopped or not self._pending.acquire(blocking=False):
+            self._count_dropped()
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._pending.release()
+            self._count_dropped()
+            return False
+        task = loop.create_task(self._run_coroutine(new, args, kwargs, outcome))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return True
 
     def take(self) -> tuple[int, int, list[float]]:
@@ -219,7 +234,9 @@ class ShadowRun:
             try:
                 with pin(1):
                     result: Outcome = (False, await new(*args, **kwargs))
-            except Exception as error:  # noqa: BLE001  # a cancellation still ends the task
+            except asyncio.CancelledError:  # the loop is closing: the task ends
+                raise
+            except BaseException as error:  # noqa: BLE001  # whatever the new code raises stays here
                 result = (True, error)
             self._judge((args, kwargs), outcome, result, time.perf_counter() - started)
         finally:

@@ -37,14 +37,14 @@ class Period:
     """What one side or the other served since the last ``take()``: each field (old, new).
 
     ``calls`` are top-level calls (or requests), each counted in the period it
-    started in; ``errors`` those that raised an ``Exception`` (counted when
-    raised); ``timed`` how many were timed and ``samples`` their seconds;
-    ``key_errors`` how often the sticky key function raised.
+    started in (one drawing its side as the period ended: in the next);
+    ``errors`` those that raised an ``Exception`` (counted when raised);
+    ``samples`` the seconds of those timed; ``key_errors`` how often the
+    sticky key function raised.
     """
 
     calls: _Pair
     errors: _Pair
-    timed: _Pair
     samples: tuple[tuple[float, ...], tuple[float, ...]]
     key_errors: int = 0
 
@@ -183,6 +183,16 @@ class Split:
         """The side pinned in this context, or None."""
         return self._pin.get
 
+    @property
+    def enter(self) -> Callable[[int], contextvars.Token[int | None]]:
+        """Pin this context to a side (uncounted, no check): a coroutine router's whole call."""
+        return self._pin.set
+
+    def leave(self, token: contextvars.Token[int | None]) -> None:
+        """Undo ``enter`` (a coroutine closed outside its context has nothing to undo there)."""
+        with contextlib.suppress(ValueError):
+            self._pin.reset(token)
+
     def key_error(self) -> None:
         """Count a key function's error (logged the first time); the call's key is None."""
         self._key_errors()
@@ -239,15 +249,18 @@ class Split:
         """The period since the last ``take()`` (or the split); a new one starts."""
         with self._lock:
             live = self.live
-            drawn, following = live.source.stop()
+            calls, following = live.source.stop()
+            # Draws replaced earlier: counted until they are quiet (a router
+            # may have read one just before it was replaced).
             retired, self._retired = self._retired, []
+            for draw in retired:
+                old, new = draw.tally()
+                calls = (calls[0] + old, calls[1] + new)
+                if old or new:
+                    self._retired.append(draw)
             if self.state == "running":
                 self._use(Live(following, live.buckets))
-            calls = list(drawn)
-            for draw in retired:
-                old, new = draw.stop()[0]
-                calls[0] += old
-                calls[1] += new
+                self._retired.append(live.source)
             seen = self._seen
             counters = (*self._counted, *self._errors, self._key_errors)
             values = [counter() for counter in counters]
@@ -261,7 +274,6 @@ class Split:
         return Period(
             calls=(calls[0] + fresh[0], calls[1] + fresh[1]),
             errors=(fresh[2], fresh[3]),
-            timed=(len(batches[0]), len(batches[1])),
             samples=(batches[0], batches[1]),
             key_errors=fresh[4],
         )

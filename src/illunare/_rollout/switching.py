@@ -67,6 +67,16 @@ class ShadowSink(Protocol):
         version, which took ``seconds``.
         """
 
+    def offer_coroutine(
+        self,
+        new: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        outcome: tuple[bool, object],
+        seconds: float,
+    ) -> bool:
+        """``offer`` for a coroutine function ``new``: it runs on the caller's event loop."""
+
 
 #: One timed call in ``TIMED_EVERY`` when no latency threshold is set.
 TIMED_EVERY = 64
@@ -131,8 +141,11 @@ def begin(
             sticky=sticky,
             key_error=split.key_error,
             pinned=split.pinned,
+            enter=split.enter,
+            leave=split.leave,
             namespaces=sides,
             offer=None if shadow is None else shadow.offer,
+            offer_coroutine=None if shadow is None else shadow.offer_coroutine,
             sampled=None if shadow is None else Draw.sampling(sample).next,
         )
         # What the release's code can name: other functions keep no caller check.
