@@ -7,6 +7,7 @@ import functools
 import importlib
 import importlib.resources
 import inspect
+import logging
 import pickle
 import sys
 import types
@@ -899,3 +900,40 @@ class TestReimport:
             finally:
                 sys.path.remove(str(folder))
                 sys.modules.pop(name, None)
+
+
+class TestFailingReceivers:
+    @pytest.mark.parametrize(
+        "signal", ["module_swapped", "module_rolled_back", "swap_failed", "module_tracked"]
+    )
+    def test_a_raising_receiver_is_logged_and_what_it_reports_stands(
+        self,
+        signal: str,
+        package: Package,
+        reloader: HotReloader,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A receiver that raises is logged; the caller gets the swap, rollback or refusal."""
+        told: list[str] = []
+
+        def broken(sender: object, **kwargs: object) -> None:
+            raise RuntimeError("metrics backend down")
+
+        def listening(sender: object, **kwargs: object) -> None:
+            told.append(str(kwargs["module"]))
+
+        with (
+            caplog.at_level(logging.ERROR, logger="illunare"),
+            getattr(signals, signal).connected_to(broken),
+            getattr(signals, signal).connected_to(listening),
+        ):
+            module = package.module("told", V1)
+            reloader.track(module)
+            assert reloader.swap(module.__name__, V2).number == 2
+            assert module.value() == 2
+            with pytest.raises(CompileError):
+                reloader.swap(module.__name__, "def broken(:\n")
+            assert reloader.rollback(module.__name__).number == 1
+            assert module.value() == 1
+        assert told == [module.__name__]
+        assert [record.args[0] for record in caplog.records] == [signal]  # type: ignore[index]

@@ -10,9 +10,10 @@ Connect a receiver to wire illunare into your own logging, metrics or alerting::
 
 Every receiver is called as ``receiver(sender, **kwargs)``; the keyword
 arguments of each signal are listed in its docstring. Receivers should accept
-``**extra`` so that new keywords do not break them. A receiver of a flag,
-config or alert signal that raises is logged on the ``illunare`` logger; the
-other receivers still run. Each feature adds its signals here as it is built.
+``**extra`` so that new keywords do not break them. A receiver that raises
+an ``Exception`` is logged on the ``illunare`` logger; the other receivers
+still run, and what the signal reports stands: a swap that was made is not
+reported as failed because a metrics backend is down.
 A signal with no receivers costs almost nothing: illunare checks
 ``signal.receivers`` before sending on hot paths.
 """

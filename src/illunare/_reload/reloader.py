@@ -507,7 +507,9 @@ class HotReloader:
         except SwapError as error:
             if signals.swap_failed.receivers:
                 for name in names:
-                    signals.swap_failed.send(self, module=name, error=error, reason=reason)
+                    signals._send(
+                        signals.swap_failed, self, module=name, error=error, reason=reason
+                    )
             raise
         if split is None:  # identical sources: nothing to roll out
             with LOCK:
@@ -605,7 +607,9 @@ class HotReloader:
         except SwapError as error:
             if signals.swap_failed.receivers:
                 for name in sources:
-                    signals.swap_failed.send(self, module=name, error=error, reason=reason)
+                    signals._send(
+                        signals.swap_failed, self, module=name, error=error, reason=reason
+                    )
             raise
         if swapped:
             duration = time.perf_counter() - started
@@ -615,7 +619,8 @@ class HotReloader:
                     leaving = tracked.history.get(previous.number) if tracked is not None else None
                 stale = self._stale(tracked, leaving)
                 if signals.module_swapped.receivers:
-                    signals.module_swapped.send(
+                    signals._send(
+                        signals.module_swapped,
                         self,
                         module=version.module,
                         version=version,
@@ -742,14 +747,17 @@ class HotReloader:
             except SwapError as error:
                 if signals.swap_failed.receivers:
                     for name in requests:
-                        signals.swap_failed.send(self, module=name, error=error, reason="rollback")
+                        signals._send(
+                            signals.swap_failed, self, module=name, error=error, reason="rollback"
+                        )
                 raise
             notify_committed(participants, namespaces, previous)
         duration = time.perf_counter() - started
         for tracked, leaving, target in changes:
             stale = self._stale(tracked, leaving)
             if signals.module_rolled_back.receivers:
-                signals.module_rolled_back.send(
+                signals._send(
+                    signals.module_rolled_back,
                     self,
                     module=tracked.name,
                     version=target.info,
@@ -906,7 +914,7 @@ class HotReloader:
             _OWNERS[module] = weakref.ref(self)
             _RELOADS.install()
         if signals.module_tracked.receivers:
-            signals.module_tracked.send(self, module=name, version=placeholder.info)
+            signals._send(signals.module_tracked, self, module=name, version=placeholder.info)
         return tracked
 
     def _track_imported(self, module: types.ModuleType) -> None:
