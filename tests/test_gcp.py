@@ -264,7 +264,7 @@ class TestShift:
             fake.set_traffic(service, theirs)
             return True
 
-        with pytest.raises(PlatformError, match="changed during the shift") as caught:
+        with pytest.raises(PlatformError, match="changed by someone else") as caught:
             traffic.shift(service, new, rollout=FAST, health=health)
         assert not isinstance(caught.value, TrafficShiftError)
         assert fake.traffic(service) == theirs
@@ -291,6 +291,30 @@ class TestShift:
             "running",
             "rolled_back",
         ]
+
+    def test_a_split_that_cannot_be_put_back_is_said_with_the_breach(
+        self,
+        fake: FakeGoogleCloud,
+        traffic: CloudRunTraffic,
+        events: list[tuple[str, object, dict[str, Any]]],
+    ) -> None:
+        """A breach, then a 500 putting the traffic back: PlatformError naming both, "failed"."""
+        service, (old, new) = new_service(fake)
+
+        def health() -> bool:
+            fake.fail_next("PATCH", "/services/", 500, "INTERNAL", "Internal error encountered.")
+            return False
+
+        with pytest.raises(PlatformError) as caught:
+            traffic.shift(service, new, rollout=FAST, health=health)
+        assert not isinstance(caught.value, TrafficShiftError)
+        assert str(caught.value) == (
+            f"{new} breached at 10%: health() returned False; putting the traffic back failed: "
+            f"updating the traffic of {service} failed: 500 Internal error encountered."
+        )
+        assert fake.traffic(service) == [target(old, 90), target(new, 10)]
+        assert events[-1][2]["status"] == "failed"
+        assert events[-1][2]["result"].status == "failed"
 
     def test_an_unknown_revision_is_refused_by_the_platform(
         self,
@@ -654,7 +678,7 @@ class TestCloudRunShiftStep:
             self._deployment().run(steps)
         assert caught.value.result is not None
         assert caught.value.result.status == "rollback_failed"
-        assert "changed during the shift" in str(caught.value.result.steps[0].error)
+        assert "changed by someone else" in str(caught.value.result.steps[0].error)
         assert fake.traffic(service) == theirs
 
     def test_a_plan_accepts_the_step(self, fake: FakeGoogleCloud, traffic: CloudRunTraffic) -> None:

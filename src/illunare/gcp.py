@@ -111,6 +111,10 @@ class TrafficResult:
     steps: tuple[tuple[int, str], ...]
 
 
+class _ChangedError(PlatformError):
+    """Someone else set the traffic during the shift (or since the step): theirs to keep."""
+
+
 @attrs.frozen
 class _Shift:
     """A shift that promoted, with the splits an undo needs."""
@@ -359,50 +363,52 @@ class CloudRunTraffic:
                 written.append(step_split(before, latest, revision, 100))
                 self._write(service, written[-1], written[-2:-1])
         except BaseException as error:
-            self._abandon(service, before, written, error, result if started else None)
+            self._end(
+                service, before, written, result if started else None, str(error), error=error
+            )
             raise
         if breach is not None:
             why, cause = breach
-            self._abandon(service, before, written, None, result)
-            rolled_back = result("rolled_back")
+            weight = steps[-1][0]
+            self._end(service, before, written, result, f"{revision} breached at {weight}%: {why}")
             raise TrafficShiftError(
-                f"shift of {service} to {revision} rolled back at {steps[-1][0]}%: {why}",
-                rolled_back,
+                f"shift of {service} to {revision} rolled back at {weight}%: {why}",
+                result("rolled_back"),
             ) from cause
         promoted = result("promoted")
         self._finished(promoted)
         return _Shift(promoted, before, written[-1])
 
-    def _abandon(
+    def _end(
         self,
         service: str,
         before: Split,
         written: Sequence[Split],
-        error: BaseException | None,
         result: Callable[[str], TrafficResult] | None,
+        failure: str,
+        *,
+        error: BaseException | None = None,
     ) -> None:
-        """Put the traffic back after a breach or a failure (``error``); tell the end, if begun.
+        """Put the traffic back after a breach or an ``error``; tell the end if a step took effect.
 
-        Raises PlatformError when it cannot, naming ``error`` too; the caller
-        re-raises ``error`` (or raises the breach) when it could. An interrupt
-        goes on even if the traffic could not be put back (that is logged).
+        A split someone else set stays theirs. When the traffic cannot be put
+        back, PlatformError says why, with ``failure`` (an interrupt goes on
+        instead; that is logged).
         """
+        status = "failed"
         try:
-            self._write(service, before, written)
-        except BaseException as failed:
+            if not isinstance(error, _ChangedError):
+                self._write(service, before, written)
+                status = "rolled_back"
+        except Exception as failed:
+            if error is None or isinstance(error, Exception):
+                raise PlatformError(
+                    f"{failure}; putting the traffic back failed: {failed}"
+                ) from failed
+            logger.exception("the traffic of %s could not be put back", service)
+        finally:
             if result is not None:
-                self._finished(result("failed"))
-            if error is not None and not isinstance(error, Exception):
-                logger.exception("the traffic of %s could not be put back", service)
-                return
-            if not isinstance(failed, Exception):
-                raise
-            why = f"the shift failed: {error}; " if error is not None else ""
-            raise PlatformError(
-                f"{why}putting the traffic of {service} back failed: {failed}"
-            ) from failed
-        if result is not None:
-            self._finished(result("rolled_back"))
+                self._finished(result(status))
 
     def _finished(self, result: TrafficResult) -> None:
         self._send(
@@ -427,8 +433,8 @@ class CloudRunTraffic:
             if now == split:
                 return
             if now not in expected:
-                raise PlatformError(
-                    f"the traffic of {service} changed during the shift ({_describe(now)}); "
+                raise _ChangedError(
+                    f"the traffic of {service} was changed by someone else ({_describe(now)}); "
                     "left as it is"
                 )
             del current.traffic[:]

@@ -158,7 +158,10 @@ rollout_finished = _signals.signal(
 
     On Cloud Run (``platform="cloudrun"``): sender: the CloudRunTraffic.
     kwargs also: ``target``, ``revision`` and ``result`` (the
-    TrafficResult).
+    TrafficResult). ``"rolled_back"``: a step breached or the shift failed,
+    and the traffic is back as it was; ``"failed"``: it could not be put
+    back (or someone else set it meanwhile, and it is theirs). Sent only
+    once a step took effect.
 
     A receiver that raises is logged; the others still run.
     """,
