@@ -235,6 +235,21 @@ class TestShift:
         )
         assert result.status == "promoted"
 
+    def test_a_rollout_of_one_step_of_100_promotes_at_once(
+        self,
+        fake: FakeGoogleCloud,
+        traffic: CloudRunTraffic,
+        events: list[tuple[str, object, dict[str, Any]]],
+    ) -> None:
+        """steps=(100,): one write, no bake, no judgement; rollout_finished only."""
+        service, (_, new) = new_service(fake)
+        result = traffic.shift(
+            service, new, rollout=Rollout(steps=(100,), bake=60), health=lambda: False
+        )
+        assert (result.status, result.steps) == ("promoted", ())
+        assert fake.splits[service] == [[target(new, 100)]]
+        assert [name for name, _, _ in events] == ["rollout_finished"]
+
     def test_a_revision_already_serving_everything_returns_at_once(
         self,
         fake: FakeGoogleCloud,
@@ -707,6 +722,18 @@ class TestCloudRunShiftStep:
 
 
 class TestImport:
+    def test_all_lists_the_public_names(self) -> None:
+        """illunare.gcp.__all__ is sorted and names what the API promises."""
+        import illunare.gcp
+
+        assert illunare.gcp.__all__ == [
+            "CloudFunctionDeployer",
+            "CloudRunShift",
+            "CloudRunTraffic",
+            "TrafficResult",
+        ]
+        assert all(hasattr(illunare.gcp, name) for name in illunare.gcp.__all__)
+
     def test_import_illunare_loads_no_google_module(self) -> None:
         """The integration loads on use: `import illunare` imports nothing of google."""
         code = (
