@@ -79,7 +79,7 @@ _KIND = "TRAFFIC_TARGET_ALLOCATION_TYPE_"
 #: what deploy() changes of a function: its source, and that traffic stays where it is
 _MASK = ("build_config.source", "service_config.all_traffic_on_latest_revision")
 #: seconds an upload of the source may take
-UPLOAD_TIMEOUT = 600.0
+_UPLOAD_TIMEOUT = 600.0
 #: what the clients raise for a failed call: an HTTP error, a failed operation,
 #: credentials, a connection (requests' errors are OSErrors), an operation's timeout
 _FAILURES = (GoogleAPIError, GoogleAuthError, OSError, concurrent.futures.TimeoutError)
@@ -467,7 +467,7 @@ def _upload(url: str, archive: bytes, function: str) -> None:
     )
     what = f"uploading the source of {function}"
     try:
-        with urllib.request.urlopen(request, timeout=UPLOAD_TIMEOUT):  # noqa: S310  # checked above
+        with urllib.request.urlopen(request, timeout=_UPLOAD_TIMEOUT):  # noqa: S310  # checked above
             pass
     except urllib.error.HTTPError as error:
         body = error.read().decode("utf-8", "replace").strip()
