@@ -20,6 +20,7 @@ does.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -29,13 +30,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["FakeKube"]
+__all__ = ["FakeKube", "semantic"]
 
 Obj = dict[str, Any]
 
@@ -90,12 +90,21 @@ def _template_hash(template: Obj) -> str:
     return "".join(safe[byte % len(safe)] for byte in digest[:10])
 
 
-def _without_hash(template: Obj) -> Obj:
-    template = copy.deepcopy(template)
-    labels = template.get("metadata", {}).get("labels")
-    if labels:
-        labels.pop(HASH, None)
-    return template
+def semantic(value: Any) -> Any:
+    """``value`` without empty or null fields, as typed objects compare (empty is none)."""
+    if isinstance(value, dict):
+        kept = {key: semantic(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item not in (None, {}, [])}
+    if isinstance(value, list):
+        return [semantic(item) for item in value]
+    return value
+
+
+def _same_template(rs: Obj, template: Obj) -> bool:
+    """Whether a ReplicaSet's pod template, without its hash label, is ``template``."""
+    mine = copy.deepcopy(rs["spec"]["template"])
+    mine.get("metadata", {}).get("labels", {}).pop(HASH, None)
+    return bool(semantic(mine) == semantic(template))
 
 
 def _selects(selector: str, labels: Mapping[str, str]) -> bool:
@@ -225,6 +234,9 @@ class FakeKube:
         self._pods: dict[str, list[list[int]]] = {}  # rs uid -> [[age, ready?]]
         self._progress: dict[str, float] = {}  # deployment uid -> last progress (monotonic)
         self._forbidden: set[str] = set()
+        self._epoch = 0  # bumped by expire(): the watches of an earlier epoch end
+        #: every request answered: "METHOD path?query"
+        self.requests: list[str] = []
         #: (namespace, name) -> time.perf_counter() when ProgressDeadlineExceeded was set
         self.exceeded_at: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
@@ -316,11 +328,15 @@ class FakeKube:
                 key=lambda rs: int(rs["metadata"]["annotations"][REVISION]),
             )
 
-    def compact(self) -> None:
-        """Forget the history: watches from an earlier resourceVersion get 410 Gone."""
+    def expire(self) -> None:
+        """End every watch and forget the history, as a restarted API server does.
+
+        A watch from an earlier resourceVersion then gets 410 Gone.
+        """
         with self._lock:
             self._oldest = self._version + 1
-            self._events.clear()
+            self._epoch += 1
+            self._lock.notify_all()
 
     def forbid(self, namespace: str) -> None:
         """Refuse every request in ``namespace`` with 403 Forbidden, as RBAC would."""
@@ -459,7 +475,7 @@ class FakeKube:
         metadata, spec = d["metadata"], d["spec"]
         template = spec["template"]
         owned = self._owned(d)
-        new = next((rs for rs in owned if _without_hash(rs["spec"]["template"]) == template), None)
+        new = next((rs for rs in owned if _same_template(rs, template)), None)
         top = max((_revision(rs) for rs in owned), default=0)
         progressing: tuple[str, str] | None = None
         if new is None:
@@ -734,10 +750,20 @@ class FakeKube:
         ends = time.monotonic() + float(query.get("timeoutSeconds", 1800))
         return self._events_since(plural, namespace, query, ends)
 
+    def _woken(self, epoch: int, seen: int, ends: float) -> bool:
+        """Whether a watch that saw ``seen`` has something to do: events, its end."""
+        return (
+            self._stop.is_set()
+            or self._epoch != epoch
+            or self._version > seen
+            or time.monotonic() >= ends
+        )
+
     def _events_since(
         self, plural: str, namespace: str | None, query: Mapping[str, str], ends: float
     ) -> Iterator[Obj]:
         with self._lock:
+            epoch = self._epoch
             since = query.get("resourceVersion", "")
             if since in ("", "0"):  # the current state first, as ADDED events
                 initial = self._matching(plural, namespace, query)
@@ -757,10 +783,10 @@ class FakeKube:
         while True:
             with self._lock:
                 self._lock.wait_for(
-                    lambda: self._stop.is_set() or self._version > seen or time.monotonic() >= ends,
+                    functools.partial(self._woken, epoch, seen, ends),
                     timeout=max(ends - time.monotonic(), 0),
                 )
-                if self._stop.is_set() or time.monotonic() >= ends:
+                if self._stop.is_set() or self._epoch != epoch or time.monotonic() >= ends:
                     return
                 fresh = [
                     (event, obj)
@@ -807,7 +833,9 @@ def _patched(obj: Obj, body: bytes, kind: str) -> Obj:
     raise ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {kind}",
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json, "
+        f"application/strategic-merge-patch+json; got {kind}",
     )
 
 
@@ -828,7 +856,8 @@ def _validate(d: Obj) -> None:
         labels,
     ):
         problems.append(
-            "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`"
+            "spec.template.metadata.labels: Invalid value: "
+            "`selector` does not match template `labels`"
         )
     if problems:
         raise ApiError(
@@ -922,7 +951,7 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the tests read the client's side
 
         def _answer(self, code: int, body: Obj) -> None:
@@ -938,6 +967,8 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
             query = parse_qs(urlsplit(self.path).query)
+            with fake._lock:
+                fake.requests.append(f"{self.command} {self.path}")
             try:
                 if self.command == "GET" and query.get("watch", [""])[-1] in ("true", "1"):
                     self._stream(fake.watch(self.path))
@@ -960,6 +991,6 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
             except OSError:  # the client went away
                 self.close_connection = True
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     return Handler

@@ -224,7 +224,14 @@ class KubernetesDeployer:
             PlatformError: an API call failed (HTTP error), before the rollout.
 
         """
-        _, status = self._deploy(name, image, container, namespace, timeout, undo_on_failure)
+        _, status = self._deploy(
+            name,
+            image,
+            container=container,
+            namespace=namespace,
+            timeout=timeout,
+            undo_on_failure=undo_on_failure,
+        )
         return status
 
     def status(self, name: str, *, namespace: str | None = None) -> RolloutStatus:
@@ -241,7 +248,7 @@ class KubernetesDeployer:
     def undo(
         self, name: str, *, namespace: str | None = None, to_revision: int | None = None
     ) -> int:
-        """``kubectl rollout undo``: back to the previous revision's pod template (or ``to_revision``).
+        """``kubectl rollout undo``: back to the previous revision (or ``to_revision``).
 
         The revision's ReplicaSet is found among those the Deployment owns
         (its selector, then its controller UID); its pod template, without
@@ -293,6 +300,7 @@ class KubernetesDeployer:
         self,
         name: str,
         image: str,
+        *,
         container: str | None,
         namespace: str | None,
         timeout: float,
@@ -350,16 +358,18 @@ class KubernetesDeployer:
         if status.done:
             self._send(signals.rollout_finished, target, status, image, status="promoted")
             return before, status
-        return before, self._failed(target, status, image, timeout, undo_on_failure, before)
+        return before, self._failed(
+            target, status, image, timeout=timeout, undo=before if undo_on_failure else None
+        )
 
     def _failed(
         self,
         target: str,
         status: RolloutStatus,
         image: str,
+        *,
         timeout: float,
-        undo_on_failure: bool,
-        before: Obj,
+        undo: Obj | None,
     ) -> RolloutStatus:
         """Undo a failed rollout if asked (not a deleted Deployment), tell it, raise."""
         if status.message == _DELETED:
@@ -371,10 +381,10 @@ class KubernetesDeployer:
         message = f"rollout of {image} to deployment {target} failed: {why}"
         undo_error: PlatformError | None = None
         outcome = "failed"
-        if undo_on_failure and status.message != _DELETED:
+        if undo is not None and status.message != _DELETED:
             space, name = target.split("/")
             try:
-                revision = self._restore(name, space, before)
+                revision = self._restore(name, space, undo)
             except PlatformError as error:
                 undo_error = error
                 message += f"; the undo failed: {error}"
@@ -430,7 +440,7 @@ class KubernetesDeployer:
                         return
             except PlatformError as error:
                 cause = error.__cause__
-                if isinstance(cause, k8s.ApiException) and cause.status == 410:  # noqa: PLR2004
+                if isinstance(cause, k8s.ApiException) and cause.status == 410:
                     version = None  # too old: list again
                     continue
                 raise
@@ -474,13 +484,13 @@ class KubernetesDeployer:
             stream.close()
 
     def _undo(self, deployment: Obj, to_revision: int) -> int:
-        """kubectl's rollback of ``deployment`` to ``to_revision`` (0: the previous one)."""
+        """Roll ``deployment`` back to ``to_revision`` (0: the previous one), as kubectl does."""
         owned = self._owned(deployment)
         chosen = _revision_to(deployment["metadata"]["name"], owned, to_revision)
         return self._rollback(deployment, owned, chosen, to_revision)
 
     def _restore(self, name: str, namespace: str, template: Obj) -> int:
-        """kubectl's rollback to the revision whose pod template is ``template`` (``_template``)."""
+        """Roll back to the revision whose pod template is ``template``, as kubectl does."""
         deployment = self._get(name, namespace)
         owned = self._owned(deployment)
         for rs in owned:
@@ -491,7 +501,7 @@ class KubernetesDeployer:
         )
 
     def _rollback(self, deployment: Obj, owned: list[Obj], chosen: Obj, to_revision: int) -> int:
-        """Patch ``chosen``'s pod template back into ``deployment``; the revision now rolling out."""
+        """Patch ``chosen``'s pod template into ``deployment``; the revision now rolling out."""
         metadata = deployment["metadata"]
         name, namespace = metadata["name"], metadata["namespace"]
         if deployment["spec"].get("paused"):
@@ -617,7 +627,7 @@ def _revision_to(name: str, owned: list[Obj], to_revision: int) -> Obj:
                 return rs
         raise PlatformError(f"unable to find specified revision {to_revision} in history")
     ordered = sorted(owned, key=revision_of, reverse=True)
-    if len(ordered) < 2:  # noqa: PLR2004  # the newest and the one before it
+    if len(ordered) < 2:  # the newest and the one before it
         raise PlatformError(f'no rollout history found for deployment "{name}"')
     return ordered[1]
 
@@ -682,7 +692,12 @@ class KubernetesRollout:
     def apply(self, parts: Parts, reason: str) -> Undo:
         """Roll the image out; the undo rolls the Deployment back to the revision before."""
         before, status = self.deployer._deploy(
-            self.name, self.image, self.container, self.namespace, self.timeout, True
+            self.name,
+            self.image,
+            container=self.container,
+            namespace=self.namespace,
+            timeout=self.timeout,
+            undo_on_failure=True,
         )
         deployer, name, target = self.deployer, self.name, self.target
         space = deployer._space(self.namespace)

@@ -13,7 +13,7 @@ import json
 import threading
 import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -51,6 +51,7 @@ __all__ = [
     "Parts",
     "Release",
     "Step",
+    "StepProtocol",
     "Undo",
     "UnloadService",
     "code_problems",
@@ -75,6 +76,25 @@ class Parts:
 
 class Action(Protocol):
     """Something ``run()`` applies: one step, or a release of several modules."""
+
+    def apply(self, parts: Parts, reason: str) -> Undo | None:
+        """Make the change; return its undo (None: a point of no return)."""
+
+
+@runtime_checkable
+class StepProtocol(Protocol):
+    """What any step has: a platform's (``KubernetesRollout``, ``CloudRunShift``) as well.
+
+    An object with these three is a step of a list package, checked and
+    applied like the built-in ones.
+    """
+
+    @property
+    def target(self) -> str:
+        """What the step changes, for results and messages."""
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """Every problem found at ``plan()``, each at ``path``; nothing is changed."""
 
     def apply(self, parts: Parts, reason: str) -> Undo | None:
         """Make the change; return its undo (None: a point of no return)."""
@@ -440,7 +460,16 @@ class HotRollout:
         return Release(swaps, self.rollout).apply(parts, reason)
 
 
-Step = HotSwap | HotRollout | ConfigUpdate | FlagUpdate | Migration | LoadService | UnloadService
+Step = (
+    HotSwap
+    | HotRollout
+    | ConfigUpdate
+    | FlagUpdate
+    | Migration
+    | LoadService
+    | UnloadService
+    | StepProtocol
+)
 
 
 @attrs.frozen
