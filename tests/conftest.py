@@ -20,7 +20,8 @@ import pytest
 from illunare import HotReloader, RedisBackend
 from illunare.testing import RedisServer, reset_default_reloader
 from illunare.web import HotASGI
-from tests.fake_kube import FakeKube
+
+from .fake_kube import FakeKube
 
 _counter = itertools.count()
 

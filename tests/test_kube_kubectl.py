@@ -19,7 +19,8 @@ import pytest
 from kubernetes import client
 
 from illunare.kubernetes import KubernetesDeployer
-from tests.fake_kube import FakeKube, semantic
+
+from .fake_kube import FakeKube, semantic
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 

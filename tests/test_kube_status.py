@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 
 from illunare._platforms.kubestatus import RolloutStatus, judge, revision_of
-from tests.strategies import deployments
+
+from .strategies import deployments
 
 
 def deployment(
