@@ -239,6 +239,8 @@ class FakeKube:
         self.requests: list[str] = []
         #: (namespace, name) -> time.perf_counter() when ProgressDeadlineExceeded was set
         self.exceeded_at: dict[tuple[str, str], float] = {}
+        #: (namespace, name) -> time.perf_counter() of the Deployment's last spec change
+        self.changed_at: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -412,6 +414,10 @@ class FakeKube:
             _validate(new)
         if new == old:
             return old
+        if new.get("spec") != old.get("spec"):
+            self.changed_at[new["metadata"]["namespace"], new["metadata"]["name"]] = (
+                time.perf_counter()
+            )
         return self._write(_KINDS[plural], new)
 
     def _delete(self, plural: str, obj: Obj) -> None:
