@@ -251,11 +251,19 @@ class FakeKube:
         ]
 
     def __enter__(self) -> FakeKube:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> FakeKube:
+        """Serve and run the controller, in daemon threads; returns self."""
         for thread in self._threads:
             thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """Stop serving (every watch ends) and stop the controller."""
         self._stop.set()
         with self._lock:
             self._lock.notify_all()

@@ -571,21 +571,25 @@ class KubernetesDeployer:
     def _send(
         self, signal: Any, target: str, rollout: RolloutStatus, image: str, *, status: str
     ) -> None:
-        """Send ``rollout_step`` or ``rollout_finished`` for this rollout (receivers isolated)."""
-        if signal.receivers:
-            weight = 100 * rollout.updated // rollout.replicas if rollout.replicas else 100
-            signals._send(
-                signal,
-                self,
-                platform="kubernetes",
-                target=target,
-                revision=rollout.revision,
-                image=image,
-                rollout=rollout,
-                weight=min(weight, 100),
-                status=status,
-                verdict=None,
-            )
+        """Send ``rollout_step`` (with the weight) or ``rollout_finished``; receivers isolated."""
+        if not signal.receivers:
+            return
+        step: dict[str, Any] = {}
+        if signal is signals.rollout_step:
+            # kubectl judges no step: there is no verdict on the one before.
+            share = 100 * rollout.updated // rollout.replicas if rollout.replicas else 100
+            step = {"weight": min(share, 100), "verdict": None}
+        signals._send(
+            signal,
+            self,
+            platform="kubernetes",
+            target=target,
+            revision=rollout.revision,
+            image=image,
+            rollout=rollout,
+            status=status,
+            **step,
+        )
 
 
 def _default_client() -> Any:
