@@ -388,6 +388,31 @@ class TestErrors:
         with pytest.raises(PlatformError, match=r"forbidden: .* \(HTTP 403\)"):
             deployer.status("web", namespace="locked")
 
+    def test_an_api_error_while_following_is_raised_after_trying_the_undo(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        deployment_name: str,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The API refusing the watch mid-rollout: that PlatformError, the failed undo logged."""
+        fake_kube.add_deployment(deployment_name, "shop:1", namespace="doomed")
+        refused = threading.Event()
+
+        def refuse(sender: object, **kwargs: Any) -> None:
+            if not refused.is_set():
+                refused.set()
+                fake_kube.forbid("doomed")
+                fake_kube.expire()  # the watch ends; the next request is refused
+
+        with (
+            signals.rollout_step.connected_to(refuse),
+            pytest.raises(PlatformError, match=r"watch deployment doomed/.*\(HTTP 403\)") as caught,
+        ):
+            deployer.deploy(deployment_name, "shop:2", namespace="doomed")
+        assert not isinstance(caught.value, KubernetesRolloutError)
+        assert "the undo of the rollout of shop:2 to doomed/" in caplog.text
+
     def test_an_unreachable_server_is_a_platform_error(self) -> None:
         """No server at the address: PlatformError, the connection error chained."""
         configuration = client.Configuration(host="http://127.0.0.1:9")

@@ -25,7 +25,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -350,28 +350,32 @@ class KubernetesDeployer:
         try:
             for status in self._follow(name, space, deadline):
                 self._send(signals.rollout_step, target, status, image, status="running")
-        except BaseException:  # an interrupt: the image set is not left half rolled out
+        except BaseException:  # an API error or an interrupt: the image is not left half out
             if undo_on_failure:
-                self._restore(name, space, before)
+                try:
+                    self._restore(name, space, before)
+                except PlatformError:  # the error that stopped the rollout is the one to raise
+                    logger.exception("the undo of the rollout of %s to %s failed", image, target)
             raise
         assert status is not None  # _follow yields at least once
-        if status.done:
-            self._send(signals.rollout_finished, target, status, image, status="promoted")
-            return before, status
-        return before, self._failed(
-            target, status, image, timeout=timeout, undo=before if undo_on_failure else None
-        )
+        if not status.done:
+            undo = before if undo_on_failure else None
+            self._failed(name, space, status, image, timeout=timeout, undo=undo)
+        self._send(signals.rollout_finished, target, status, image, status="promoted")
+        return before, status
 
     def _failed(
         self,
-        target: str,
+        name: str,
+        namespace: str,
         status: RolloutStatus,
         image: str,
         *,
         timeout: float,
         undo: Obj | None,
-    ) -> RolloutStatus:
-        """Undo a failed rollout if asked (not a deleted Deployment), tell it, raise."""
+    ) -> NoReturn:
+        """Undo a failed rollout to the template ``undo`` (None: do not), tell it, raise."""
+        target = f"{namespace}/{name}"
         if status.message == _DELETED:
             why = "the Deployment was deleted"
         elif status.failed:
@@ -382,9 +386,8 @@ class KubernetesDeployer:
         undo_error: PlatformError | None = None
         outcome = "failed"
         if undo is not None and status.message != _DELETED:
-            space, name = target.split("/")
             try:
-                revision = self._restore(name, space, undo)
+                revision = self._restore(name, namespace, undo)
             except PlatformError as error:
                 undo_error = error
                 message += f"; the undo failed: {error}"
