@@ -82,22 +82,20 @@ class Action(Protocol):
 
 
 @runtime_checkable
-class StepProtocol(Protocol):
-    """What any step has: a platform's (``KubernetesRollout``, ``CloudRunShift``) as well.
+class StepProtocol(Action, Protocol):
+    """What any step provides, beyond the built-in ones (a platform's, e.g. ``CloudRunShift``).
 
-    An object with these three is a step of a list package, checked and
-    applied like the built-in ones.
+    ``target`` names what it changes (its StepResult's target),
+    ``problems`` checks it at ``plan()`` (running nothing), ``apply`` makes
+    the change at ``run()`` and returns its undo.
     """
 
     @property
     def target(self) -> str:
-        """What the step changes, for results and messages."""
+        """What the step changes."""
 
     def problems(self, parts: Parts, path: str) -> list[Problem]:
-        """Every problem found at ``plan()``, each at ``path``; nothing is changed."""
-
-    def apply(self, parts: Parts, reason: str) -> Undo | None:
-        """Make the change; return its undo (None: a point of no return)."""
+        """Every problem of the step, with its path; empty when it can run."""
 
 
 def _text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
