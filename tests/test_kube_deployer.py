@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -575,6 +577,53 @@ class TestKubernetesRolloutStep:
         with pytest.raises(PlatformError, match="left as it is"):
             undo()
         assert image_of(fake_kube, web) == "shop:3"
+
+
+class TestConfiguration:
+    def test_no_client_reads_the_kubeconfig_as_kubectl(
+        self, fake_kube: FakeKube, web: str, tmp_path: Path
+    ) -> None:
+        """KubernetesDeployer() finds the cluster through $KUBECONFIG, as kubectl does."""
+        config = fake_kube.kubeconfig(tmp_path / "config")
+        code = (
+            "from illunare.kubernetes import KubernetesDeployer\n"
+            f"print(KubernetesDeployer().status({web!r}).message)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "KUBECONFIG": str(config), "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (result.returncode, result.stdout) == (
+            0,
+            f'deployment "{web}" successfully rolled out\n',
+        ), result.stderr
+
+    def test_no_kubeconfig_outside_a_cluster_is_a_platform_error(self, tmp_path: Path) -> None:
+        """Without a kubeconfig or an in-cluster service account: PlatformError saying so."""
+        code = (
+            "from illunare import PlatformError\n"
+            "from illunare.kubernetes import KubernetesDeployer\n"
+            "try:\n"
+            "    KubernetesDeployer()\n"
+            "except PlatformError as error:\n"
+            "    print(error)\n"
+        )
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith("KUBERNETES_")
+        }
+        environment.update(KUBECONFIG=str(tmp_path / "missing"), HOME=str(tmp_path))
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("no Kubernetes configuration: no kubeconfig")
 
 
 class TestImports:
