@@ -165,6 +165,14 @@ class FakeGoogleCloud:
             self._statuses(name)
             return list(self.revisions[name])
 
+    def add_revision(self, service: str) -> str:
+        """A new revision of ``service`` serving nothing, as ``gcloud run deploy --no-traffic``."""
+        with self.lock:
+            self._pin_latest(service)  # as gcloud does: the traffic stays where it is
+            name = self._new_revision(service)
+            self._statuses(service)
+            return name
+
     def add_function(self, name: str) -> str:
         """Make 2nd gen function ``name`` on a Cloud Run service of one revision; its service."""
         project_location, _, short = name.rpartition("/functions/")
@@ -285,6 +293,17 @@ class FakeGoogleCloud:
             {**t, "revision": latest if t["type"] == LATEST else t["revision"]}
             for t in body["traffic"]
         ]
+
+    def _pin_latest(self, service: str) -> None:
+        """Pin the targets following the latest revision to it (a new split only if any)."""
+        latest = self.revisions[service][-1]
+        traffic = self.services[service]["traffic"]
+        pinned = [
+            {**t, "type": REVISION, "revision": latest} if t["type"] == LATEST else t
+            for t in traffic
+        ]
+        if pinned != traffic:
+            self._set_traffic(service, pinned)
 
     def _set_traffic(self, service: str, traffic: list[dict[str, Any]]) -> None:
         body = self.services[service]
@@ -438,16 +457,12 @@ class FakeGoogleCloud:
                 function[section][field] = value
             service = config["service"]
             if archive is not None:
-                previous = self.revisions[service][-1]
+                if not config.get("allTrafficOnLatestRevision"):
+                    self._pin_latest(service)  # the traffic stays on the revisions serving it
                 config["revision"] = self._new_revision(service)
                 if config.get("allTrafficOnLatestRevision"):
                     self._set_traffic(service, [_target({"type": LATEST, "percent": 100})])
-                else:  # traffic stays on the revisions that served it
-                    pinned = [
-                        {**t, "type": REVISION, "revision": previous} if t["type"] == LATEST else t
-                        for t in self.services[service]["traffic"]
-                    ]
-                    self._set_traffic(service, pinned)
+                self._statuses(service)
             return "google.cloud.functions.v2.Function", json.loads(json.dumps(function))
 
         return self._start(name, build)

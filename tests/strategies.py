@@ -545,6 +545,37 @@ ROLLOUT_PARTS = st.recursive(
 )
 
 
+@st.composite
+def deployments(draw: st.DrawFn) -> dict[str, object]:
+    """An apps/v1 Deployment as JSON, at any point of a rollout (counts, conditions, generation)."""
+    count = st.integers(min_value=0, max_value=6)
+    generation = draw(st.integers(min_value=1, max_value=5))
+    reason = draw(
+        st.sampled_from(
+            [
+                None,
+                "NewReplicaSetCreated",
+                "ReplicaSetUpdated",
+                "NewReplicaSetAvailable",
+                "ProgressDeadlineExceeded",
+            ]
+        )
+    )
+    status: dict[str, object] = {
+        "observedGeneration": draw(st.integers(min_value=0, max_value=generation + 1)),
+        "replicas": draw(count),
+        "updatedReplicas": draw(count),
+        "availableReplicas": draw(count),
+    }
+    if reason is not None:
+        status["conditions"] = [{"type": "Progressing", "reason": reason}]
+    return {
+        "metadata": {"name": "web", "generation": generation},
+        "spec": {"replicas": draw(count)},
+        "status": status,
+    }
+
+
 # Cloud Run traffic (illunare.gcp): splits as a service may hold them.
 #: the revisions a split may name
 REVISIONS = ("shop-00001-aaa", "shop-00002-bbb", "shop-00003-ccc", "shop-00004-ddd")

@@ -124,8 +124,9 @@ rollout_step = _signals.signal(
     KubernetesDeployer. kwargs also: ``target`` (``"namespace/name"`` of the
     Deployment), ``revision`` (int), ``image`` (str), ``status``
     (``"running"``), ``rollout`` (the latest RolloutStatus); ``weight`` is
-    the updated replicas' share of the desired ones. Sent on each change of
-    the rollout's counts.
+    the updated replicas' share of the desired ones, ``verdict`` None (kubectl
+    judges no steps). Sent on each change of the rollout's judgement, from
+    the thread calling ``deploy()``.
 
     On Cloud Run (``platform="cloudrun"``): sender: the CloudRunTraffic.
     kwargs also: ``target`` (the service's resource name), ``revision`` (str,

@@ -1,1 +1,1 @@
-"""Helpers of the platform adapters (illunare.kubernetes, illunare.gcp) that need no extra."""
+"""Private helpers of the platform adapters (``illunare.kubernetes``, ``illunare.gcp``)."""
