@@ -447,6 +447,16 @@ class TestBadInput:
             traffic.shift(service, new, **{argument: value})
         assert fake.splits[service] == []
 
+    def test_no_credentials_for_the_default_clients_is_a_platform_error(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Without a client given and no usable credentials: PlatformError saying why."""
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+        with pytest.raises(PlatformError, match=r"making a Cloud Run client failed: .*missing"):
+            CloudRunTraffic()
+        with pytest.raises(PlatformError, match="making a Cloud Functions client failed"):
+            CloudFunctionDeployer()
+
     def test_a_client_of_the_wrong_kind_is_refused(self) -> None:
         """The constructors check their clients."""
         with pytest.raises(InvalidArgumentError, match="ServicesClient"):
@@ -593,6 +603,18 @@ class TestCloudFunctionDeployer:
         with pytest.raises(PlatformError, match=r"uploading the source .* 403 .*Access denied"):
             deployer.deploy(function, write_source(tmp_path, SOURCE), rollout=FAST)
         assert fake.builds[function] == []
+        assert fake.revisions[service] == [old]
+
+    def test_a_refused_upload_url_is_a_platform_error(
+        self, fake: FakeGoogleCloud, deployer: CloudFunctionDeployer, tmp_path: Path
+    ) -> None:
+        """generateUploadUrl's 403 arrives as PlatformError with Google's message."""
+        function, service, old = new_function(fake)
+        message = "Permission 'cloudfunctions.functions.sourceCodeSet' denied"
+        fake.fail_next("POST", "generateUploadUrl", 403, "PERMISSION_DENIED", message)
+        with pytest.raises(PlatformError, match=f"upload URL .* 403 {message}") as caught:
+            deployer.deploy(function, write_source(tmp_path, SOURCE), rollout=FAST)
+        assert isinstance(caught.value.__cause__, google_exceptions.Forbidden)
         assert fake.revisions[service] == [old]
 
     def test_an_unknown_function_is_not_found(
