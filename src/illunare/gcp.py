@@ -44,8 +44,6 @@ from illunare._deploy.gate import watch
 from illunare._deploy.steps import Parts, Problem, Undo
 from illunare._monitor.monitor import PerformanceMonitor
 from illunare._platforms.traffic import (
-    LATEST,
-    REVISION,
     Target,
     percent_of,
     pin,
@@ -85,11 +83,6 @@ _UPLOAD_TIMEOUT = 600.0
 _FAILURES = (GoogleAPIError, GoogleAuthError, OSError, concurrent.futures.TimeoutError)
 
 Split = tuple[Target, ...]
-#: a Target's kind -> the allocation type
-_TYPES = {
-    name: run_v2.TrafficTargetAllocationType[_KIND + name]  # type: ignore[misc]  # an Enum, untyped
-    for name in (LATEST, REVISION)
-}
 
 
 @attrs.frozen
@@ -233,7 +226,8 @@ def _targets(traffic: Sequence[run_v2.TrafficTarget]) -> Split:
 def _traffic(split: Split) -> list[run_v2.TrafficTarget]:
     return [
         run_v2.TrafficTarget(
-            type_=_TYPES[t.kind],
+            # any kind read back as it was (the kinds a shift writes are LATEST and REVISION)
+            type_=getattr(run_v2.TrafficTargetAllocationType, _KIND + t.kind),
             revision=t.revision,
             percent=t.percent,
             tag=t.tag,
