@@ -21,6 +21,8 @@ from illunare import HotReloader, RedisBackend
 from illunare.testing import RedisServer, reset_default_reloader
 from illunare.web import HotASGI
 
+from .fake_kube import FakeKube
+
 _counter = itertools.count()
 
 
@@ -185,3 +187,19 @@ def make_backend(redis_server: RedisServer) -> Iterator[Callable[..., RedisBacke
     yield make
     for backend in made:
         backend.close()
+
+
+@pytest.fixture(scope="module")
+def fake_kube() -> Iterator[FakeKube]:
+    """A fake Kubernetes API server whose controller ticks every 0.05 s, for a test module."""
+    with FakeKube(tick=0.05) as fake:
+        yield fake
+
+
+_deployment_names = itertools.count()
+
+
+@pytest.fixture
+def deployment_name() -> str:
+    """A Deployment name of this test's own (the fake is shared by the module)."""
+    return f"web-{next(_deployment_names)}"

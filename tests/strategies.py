@@ -11,6 +11,8 @@ from types import ModuleType
 
 from hypothesis import strategies as st
 
+from illunare._platforms.traffic import LATEST, REVISION, Target
+
 
 def module_source(token: int) -> str:
     """A module whose function, method and constant all report ``token``."""
@@ -571,3 +573,68 @@ equal_numbers = st.one_of(
 equal_tuples = st.tuples(equal_numbers, st.text(max_size=5)).map(
     lambda pair: [(form, pair[1]) for form in pair[0]]
 )
+@st.composite
+def deployments(draw: st.DrawFn) -> dict[str, object]:
+    """An apps/v1 Deployment as JSON, at any point of a rollout (counts, conditions, generation)."""
+    count = st.integers(min_value=0, max_value=6)
+    generation = draw(st.integers(min_value=1, max_value=5))
+    reason = draw(
+        st.sampled_from(
+            [
+                None,
+                "NewReplicaSetCreated",
+                "ReplicaSetUpdated",
+                "NewReplicaSetAvailable",
+                "ProgressDeadlineExceeded",
+            ]
+        )
+    )
+    status: dict[str, object] = {
+        "observedGeneration": draw(st.integers(min_value=0, max_value=generation + 1)),
+        "replicas": draw(count),
+        "updatedReplicas": draw(count),
+        "availableReplicas": draw(count),
+    }
+    if reason is not None:
+        status["conditions"] = [{"type": "Progressing", "reason": reason}]
+    return {
+        "metadata": {"name": "web", "generation": generation},
+        "spec": {"replicas": draw(count)},
+        "status": status,
+    }
+
+
+# Cloud Run traffic (illunare.gcp): splits as a service may hold them.
+#: the revisions a split may name
+REVISIONS = ("shop-00001-aaa", "shop-00002-bbb", "shop-00003-ccc", "shop-00004-ddd")
+
+
+@st.composite
+def traffic_splits(draw: st.DrawFn) -> tuple[Target, ...]:
+    """A valid split: 1 to 6 targets, whole percents summing to 100, unique tags, LATEST or not."""
+    size = draw(st.integers(1, 6))
+    cuts = sorted(draw(st.lists(st.integers(0, 100), min_size=size - 1, max_size=size - 1)))
+    percents = [b - a for a, b in zip([0, *cuts], [*cuts, 100], strict=True)]
+    tags = draw(
+        st.lists(
+            st.sampled_from(["", "", "blue", "green", "canary", "old"]),
+            min_size=size,
+            max_size=size,
+        )
+    )
+    seen: set[str] = set()
+    split = []
+    for percent, tag in zip(percents, tags, strict=True):
+        unique = tag if tag not in seen else ""
+        seen.add(unique)
+        if draw(st.integers(0, 5)) == 0:
+            split.append(Target(LATEST, "", percent, unique))
+        else:
+            split.append(Target(REVISION, draw(st.sampled_from(REVISIONS)), percent, unique))
+    return tuple(split)
+
+
+#: percents a step may give
+STEP_PERCENTS = st.integers(1, 100)
+#: weights to scale: non-negative, at least one positive
+WEIGHTS = st.lists(st.integers(0, 1000), min_size=1, max_size=12).filter(any)

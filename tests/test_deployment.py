@@ -845,3 +845,58 @@ class TestHotWebApps:
         assert hot.app is served
         assert {module: reloader.current(module).number for module in (main, pricing)} == before
         assert sys.modules[main].PRICE == 100
+
+
+@attrs.define
+class Counter:
+    """A step of no built-in kind: any object with target, problems() and apply()."""
+
+    value: int = 0
+    problem: str | None = None
+
+    @property
+    def target(self) -> str:
+        return "counter"
+
+    def problems(self, parts: object, path: str) -> list[tuple[str, str]]:
+        return [] if self.problem is None else [(path, self.problem)]
+
+    def apply(self, parts: object, reason: str) -> Callable[[], None]:
+        self.value += 1
+
+        def undo() -> None:
+            self.value -= 1
+
+        return undo
+
+
+class TestOtherSteps:
+    def test_an_object_following_the_step_protocol_runs_and_is_undone(self) -> None:
+        """plan() checks its problems; it runs in order and is undone when a later step fails."""
+        counter = Counter()
+        deployment = Deployment("other-steps")
+        assert deployment.run([counter]).steps[0].kind == "Counter"
+        assert counter.value == 1
+
+        def fail() -> None:
+            raise RuntimeError("later step fails")
+
+        error = failed(deployment, [counter, Migration("m", fail)])
+        assert statuses(error) == ["undone", "failed"]
+        assert counter.value == 1
+        with pytest.raises(PackageError) as caught:
+            deployment.plan([Counter(problem="not ready")])
+        assert caught.value.problems == (("[0]", "not ready"),)
+
+    def test_an_object_without_apply_is_not_a_step(self) -> None:
+        """Something with a target and problems() but no apply() is refused at plan()."""
+
+        @attrs.define
+        class Half:
+            target: str = "half"
+
+            def problems(self, parts: object, path: str) -> list[tuple[str, str]]:
+                return []
+
+        with pytest.raises(PackageError, match=r"\[0\]: not a step"):
+            Deployment("half-steps").plan([Half()])

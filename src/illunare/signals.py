@@ -125,8 +125,9 @@ rollout_step = _signals.signal(
     KubernetesDeployer. kwargs also: ``target`` (``"namespace/name"`` of the
     Deployment), ``revision`` (int), ``image`` (str), ``status``
     (``"running"``), ``rollout`` (the latest RolloutStatus); ``weight`` is
-    the updated replicas' share of the desired ones. Sent on each change of
-    the rollout's counts.
+    the updated replicas' share of the desired ones, ``verdict`` None (kubectl
+    judges no steps). Sent on each change of the rollout's judgement, from
+    the thread calling ``deploy()``.
 
     On Cloud Run (``platform="cloudrun"``): sender: the CloudRunTraffic.
     kwargs also: ``target`` (the service's resource name), ``revision`` (str,
@@ -159,7 +160,10 @@ rollout_finished = _signals.signal(
 
     On Cloud Run (``platform="cloudrun"``): sender: the CloudRunTraffic.
     kwargs also: ``target``, ``revision`` and ``result`` (the
-    TrafficResult).
+    TrafficResult). ``"rolled_back"``: a step breached or the shift failed,
+    and the traffic is back as it was; ``"failed"``: it could not be put
+    back (or someone else set it meanwhile, and it is theirs). Sent only
+    once a step took effect.
 
     A receiver that raises is logged; the others still run.
     """,

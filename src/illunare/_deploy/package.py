@@ -22,6 +22,7 @@ from illunare._deploy.steps import (
     Parts,
     Problem,
     Step,
+    StepProtocol,
     UnloadService,
     code_problems,
     module_problems,
@@ -91,12 +92,14 @@ def _read_steps(package: Sequence[object]) -> Package:
     entries: list[Entry] = []
     problems: list[Problem] = []
     for index, step in enumerate(package):
-        if isinstance(step, _STEPS):
+        # Any object following the step protocol (a platform's step) runs as the built-in ones.
+        if isinstance(step, (*_STEPS, StepProtocol)):
             entries.append(Entry(f"[{index}]", step))
         else:
             kind = type(step).__name__
+            known = ", ".join(s.__name__ for s in _STEPS)
             problems.append(
-                (f"[{index}]", f"not a step ({', '.join(s.__name__ for s in _STEPS)}): {kind}")
+                (f"[{index}]", f"not a step ({known}, or with target, problems(), apply()): {kind}")
             )
     if not package:
         problems.append(("", "the package has no steps"))

@@ -13,7 +13,7 @@ import json
 import threading
 import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -50,6 +50,7 @@ __all__ = [
     "Parts",
     "Release",
     "Step",
+    "StepProtocol",
     "Undo",
     "UnloadService",
     "code_problems",
@@ -77,6 +78,23 @@ class Action(Protocol):
 
     def apply(self, parts: Parts, reason: str) -> Undo | None:
         """Make the change; return its undo (None: a point of no return)."""
+
+
+@runtime_checkable
+class StepProtocol(Action, Protocol):
+    """What any step provides, beyond the built-in ones (a platform's, e.g. ``CloudRunShift``).
+
+    ``target`` names what it changes (its StepResult's target),
+    ``problems`` checks it at ``plan()`` (running nothing), ``apply`` makes
+    the change at ``run()`` and returns its undo.
+    """
+
+    @property
+    def target(self) -> str:
+        """What the step changes."""
+
+    def problems(self, parts: Parts, path: str) -> list[Problem]:
+        """Every problem of the step, with its path; empty when it can run."""
 
 
 def _text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -438,7 +456,16 @@ class HotRollout:
         return Release(swaps, self.rollout).apply(parts, reason)
 
 
-Step = HotSwap | HotRollout | ConfigUpdate | FlagUpdate | Migration | LoadService | UnloadService
+Step = (
+    HotSwap
+    | HotRollout
+    | ConfigUpdate
+    | FlagUpdate
+    | Migration
+    | LoadService
+    | UnloadService
+    | StepProtocol
+)
 
 
 @attrs.frozen

@@ -1,0 +1,1 @@
+"""Private helpers of the platform adapters (``illunare.kubernetes``, ``illunare.gcp``)."""
