@@ -573,6 +573,8 @@ equal_numbers = st.one_of(
 equal_tuples = st.tuples(equal_numbers, st.text(max_size=5)).map(
     lambda pair: [(form, pair[1]) for form in pair[0]]
 )
+
+
 @st.composite
 def deployments(draw: st.DrawFn) -> dict[str, object]:
     """An apps/v1 Deployment as JSON, at any point of a rollout (counts, conditions, generation)."""
