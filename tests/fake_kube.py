@@ -230,7 +230,7 @@ class FakeKube:
         self._version = 0
         self._objects: dict[tuple[str, str, str], Obj] = {}
         self._events: list[tuple[int, str, str, Obj]] = []
-        self._oldest = 0  # watches from before this resourceVersion get 410 Gone
+        self._oldest = 0  # watches from a resourceVersion before this one get 410 Gone
         self._pods: dict[str, list[list[int]]] = {}  # rs uid -> [[age, ready?]]
         self._progress: dict[str, float] = {}  # deployment uid -> last progress (monotonic)
         self._forbidden: set[str] = set()
@@ -344,7 +344,9 @@ class FakeKube:
         A watch from an earlier resourceVersion then gets 410 Gone.
         """
         with self._lock:
-            self._oldest = self._version + 1
+            # A version of its own marks the cut: a list now gives a version still valid.
+            self._version = next(self._rv)
+            self._oldest = self._version
             self._epoch += 1
             self._lock.notify_all()
 
@@ -784,7 +786,7 @@ class FakeKube:
                 seen = self._version
             else:
                 initial, seen = [], int(since)
-                if seen < self._oldest - 1:
+                if seen < self._oldest:
                     gone = ApiError(
                         410, "Expired", f"too old resource version: {seen} ({self._version})"
                     )
