@@ -242,6 +242,7 @@ class FakeKube:
         #: (namespace, name) -> time.perf_counter() of the Deployment's last spec change
         self.changed_at: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -350,6 +351,14 @@ class FakeKube:
             self._epoch += 1
             self._lock.notify_all()
 
+    def pause(self) -> None:
+        """Stop the controller's ticks (as a controller manager down): specs go unobserved."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        """Let the controller tick again."""
+        self._paused.clear()
+
     def forbid(self, namespace: str) -> None:
         """Refuse every request in ``namespace`` with 403 Forbidden, as RBAC would."""
         with self._lock:
@@ -453,6 +462,8 @@ class FakeKube:
 
     def _control(self) -> None:
         while not self._stop.wait(self.tick):
+            if self._paused.is_set():
+                continue
             with self._lock:
                 for key in [k for k in self._objects if k[0] == "replicasets"]:
                     self._run_replicaset(self._objects[key])

@@ -176,6 +176,27 @@ class TestDeploy:
         done = fake_kube.wait_for(web, lambda d: judge(d).done)
         assert revision(done) == 3
 
+    def test_a_failure_right_after_an_undo_restores_the_template_before(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """The undo goes back to the template before deploy(), whatever its revision number says.
+
+        Right after an undo the Deployment's revision annotation is stale
+        (the controller has not renumbered the restored template yet).
+        """
+        deployer.deploy(web, "shop:2")
+        fake_kube.pause()  # the undo is not observed before the next deploy() starts
+        try:
+            deployer.undo(web)  # shop:1 again; the annotation still says revision 2
+            with (
+                signals.rollout_step.connected_to(lambda sender, **kwargs: fake_kube.resume()),
+                pytest.raises(KubernetesRolloutError, match="exceeded its progress deadline"),
+            ):
+                deployer.deploy(web, "shop:bad")
+        finally:
+            fake_kube.resume()
+        assert image_of(fake_kube, web) == "shop:1"
+
     def test_undo_on_failure_false_leaves_it(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
     ) -> None:
