@@ -230,7 +230,7 @@ class FakeKube:
         self._version = 0
         self._objects: dict[tuple[str, str, str], Obj] = {}
         self._events: list[tuple[int, str, str, Obj]] = []
-        self._oldest = 0  # watches from before this resourceVersion get 410 Gone
+        self._oldest = 0  # watches from a resourceVersion before this one get 410 Gone
         self._pods: dict[str, list[list[int]]] = {}  # rs uid -> [[age, ready?]]
         self._progress: dict[str, float] = {}  # deployment uid -> last progress (monotonic)
         self._forbidden: set[str] = set()
@@ -242,6 +242,7 @@ class FakeKube:
         #: (namespace, name) -> time.perf_counter() of the Deployment's last spec change
         self.changed_at: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -344,9 +345,19 @@ class FakeKube:
         A watch from an earlier resourceVersion then gets 410 Gone.
         """
         with self._lock:
-            self._oldest = self._version + 1
+            # A version of its own marks the cut: a list now gives a version still valid.
+            self._version = next(self._rv)
+            self._oldest = self._version
             self._epoch += 1
             self._lock.notify_all()
+
+    def pause(self) -> None:
+        """Stop the controller's ticks (as a controller manager down): specs go unobserved."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        """Let the controller tick again."""
+        self._paused.clear()
 
     def forbid(self, namespace: str) -> None:
         """Refuse every request in ``namespace`` with 403 Forbidden, as RBAC would."""
@@ -451,6 +462,8 @@ class FakeKube:
 
     def _control(self) -> None:
         while not self._stop.wait(self.tick):
+            if self._paused.is_set():
+                continue
             with self._lock:
                 for key in [k for k in self._objects if k[0] == "replicasets"]:
                     self._run_replicaset(self._objects[key])
@@ -784,7 +797,7 @@ class FakeKube:
                 seen = self._version
             else:
                 initial, seen = [], int(since)
-                if seen < self._oldest - 1:
+                if seen < self._oldest:
                     gone = ApiError(
                         410, "Expired", f"too old resource version: {seen} ({self._version})"
                     )

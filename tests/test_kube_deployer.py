@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,27 @@ class TestDeploy:
         done = fake_kube.wait_for(web, lambda d: judge(d).done)
         assert revision(done) == 3
 
+    def test_a_failure_right_after_an_undo_restores_the_template_before(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """The undo goes back to the template before deploy(), whatever its revision number says.
+
+        Right after an undo the Deployment's revision annotation is stale
+        (the controller has not renumbered the restored template yet).
+        """
+        deployer.deploy(web, "shop:2")
+        fake_kube.pause()  # the undo is not observed before the next deploy() starts
+        try:
+            deployer.undo(web)  # shop:1 again; the annotation still says revision 2
+            with (
+                signals.rollout_step.connected_to(lambda sender, **kwargs: fake_kube.resume()),
+                pytest.raises(KubernetesRolloutError, match="exceeded its progress deadline"),
+            ):
+                deployer.deploy(web, "shop:bad")
+        finally:
+            fake_kube.resume()
+        assert image_of(fake_kube, web) == "shop:1"
+
     def test_undo_on_failure_false_leaves_it(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
     ) -> None:
@@ -241,6 +263,34 @@ class TestDeploy:
         reads = [r for r in fake_kube.requests[start:] if r.startswith("GET") and web in r]
         lists = [r for r in reads if "watch" not in r and f"/{web}" not in r]
         assert len(lists) == 2
+
+    def test_a_relist_watches_from_the_lists_version(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, deployment_name: str
+    ) -> None:
+        """After a 410, the watch starts from the new list's version, not the object's older one."""
+        fake_kube.add_deployment(deployment_name, "shop:1", progress_deadline=600)
+        stuck = threading.Thread(
+            target=lambda: (
+                fake_kube.wait_for(
+                    deployment_name, lambda d: d["status"].get("updatedReplicas") == 1
+                ),
+                time.sleep(0.3),  # the stuck rollout's objects stop changing
+                fake_kube.expire(),
+            )
+        )
+        start = len(fake_kube.requests)
+        stuck.start()
+        try:
+            with pytest.raises(KubernetesRolloutError, match="timed out"):
+                deployer.deploy(deployment_name, "shop:bad", timeout=1.5)
+        finally:
+            stuck.join()
+        lists = [
+            r
+            for r in fake_kube.requests[start:]
+            if r.startswith("GET") and "fieldSelector" in r and "watch" not in r
+        ]
+        assert len(lists) == 2  # the first, and one after the 410
 
     def test_an_interrupt_undoes_the_rollout(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str

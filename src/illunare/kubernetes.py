@@ -19,12 +19,13 @@ the same as a ``Deployment`` step, undone with the package's other steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, NoReturn
 
 import attrs
@@ -140,6 +141,12 @@ def _api_message(error: Exception) -> str:
             message = error.reason or "no message"
         return f"{message} (HTTP {error.status})"
     return str(error)
+
+
+def _expired(error: PlatformError) -> bool:
+    """Whether the API refused a watch's resourceVersion as too old (410 Gone)."""
+    cause = error.__cause__
+    return isinstance(cause, k8s.ApiException) and cause.status == 410
 
 
 def _decoded(response: Any) -> Obj:
@@ -406,54 +413,59 @@ class KubernetesDeployer:
         ``done``, ``failed``, the Deployment deleted (``message`` is
         kubectl's "object has been deleted"), or neither (out of time).
         """
-        selector = f"metadata.name={name}"
         last: RolloutStatus | None = None
         version: str | None = None
         while True:
             if version is None:
-                listed = self._call(
-                    f"list deployment {namespace}/{name}",
-                    lambda: self._apps.list_namespaced_deployment(
-                        namespace,
-                        field_selector=selector,
-                        _preload_content=False,
-                        _request_timeout=_REQUEST_TIMEOUT,
-                    ),
-                )
-                version = listed["metadata"]["resourceVersion"]
-                events: Iterator[tuple[str, Obj]] = iter(
-                    [("ADDED", item) for item in listed["items"]] or [("DELETED", {})]
-                )
+                version, events = self._list(name, namespace)
             else:
                 events = self._watch(name, namespace, version, deadline)
             try:
-                for kind, obj in events:
-                    if kind == "DELETED":
-                        gone = last or judge({"metadata": {"name": name}})
-                        yield attrs.evolve(gone, done=False, failed=True, message=_DELETED)
-                        return
-                    version = obj["metadata"]["resourceVersion"]
-                    if kind == "BOOKMARK":
-                        continue
-                    status = judge(obj)
-                    if status != last:
-                        last = status
-                        yield status
-                    if status.done or status.failed:
-                        return
+                # Closed at once when left early: its response goes back to the pool now.
+                with contextlib.closing(events):
+                    for kind, obj in events:
+                        if kind == "DELETED":
+                            gone = last or judge({"metadata": {"name": name}})
+                            yield attrs.evolve(gone, done=False, failed=True, message=_DELETED)
+                            return
+                        if kind != "LISTED":  # a listed object's version may predate the list's
+                            version = obj["metadata"]["resourceVersion"]
+                        if kind == "BOOKMARK":
+                            continue
+                        status = judge(obj)
+                        if status != last:
+                            last = status
+                            yield status
+                        if status.done or status.failed:
+                            return
             except PlatformError as error:
-                cause = error.__cause__
-                if isinstance(cause, k8s.ApiException) and cause.status == 410:
-                    version = None  # too old: list again
-                    continue
-                raise
+                if not _expired(error):
+                    raise
+                version = None  # too old: list again
+                continue
             if time.monotonic() >= deadline:
                 assert last is not None  # the list judged it once
                 return
 
+    def _list(
+        self, name: str, namespace: str
+    ) -> tuple[str, Generator[tuple[str, Obj], None, None]]:
+        """The list's resourceVersion, and the Deployment as a ``LISTED`` event (or ``DELETED``)."""
+        listed = self._call(
+            f"list deployment {namespace}/{name}",
+            lambda: self._apps.list_namespaced_deployment(
+                namespace,
+                field_selector=f"metadata.name={name}",
+                _preload_content=False,
+                _request_timeout=_REQUEST_TIMEOUT,
+            ),
+        )
+        events = [("LISTED", item) for item in listed["items"]] or [("DELETED", {})]
+        return listed["metadata"]["resourceVersion"], (event for event in events)
+
     def _watch(
         self, name: str, namespace: str, version: str, deadline: float
-    ) -> Iterator[tuple[str, Obj]]:
+    ) -> Generator[tuple[str, Obj], None, None]:
         """The watch events from ``version`` on, until the server ends the watch at the deadline."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
