@@ -38,6 +38,8 @@ from tests.fake_gcp import LATEST, REVISION, FakeGoogleCloud, running
 ROOT = Path(__file__).resolve().parent.parent
 FAST = Rollout(steps=(10, 50, 100), bake=0.05)
 _numbers = itertools.count()
+#: the rollout signals sent, in order: (name, sender, kwargs)
+Events = list[tuple[str, object, dict[str, Any]]]
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +58,9 @@ def deployer(fake: FakeGoogleCloud) -> CloudFunctionDeployer:
 
 
 @pytest.fixture
-def events() -> Iterator[list[tuple[str, object, dict[str, Any]]]]:
-    """The rollout_step and rollout_finished signals sent, in order: (name, sender, kwargs)."""
-    seen: list[tuple[str, object, dict[str, Any]]] = []
+def events() -> Iterator[Events]:
+    """The rollout_step and rollout_finished signals sent."""
+    seen: Events = []
 
     def step(sender: object, **kwargs: Any) -> None:
         seen.append(("rollout_step", sender, kwargs))
@@ -90,6 +92,29 @@ def flipping(*answers: bool) -> Callable[[], bool]:
     """A health check answering ``answers`` in turn."""
     given = iter(answers)
     return lambda: next(given)
+
+
+def failing_next_write(fake: FakeGoogleCloud, healthy: bool) -> Callable[[], bool]:
+    """A health check answering ``healthy`` after making the next traffic write fail (500)."""
+
+    def health() -> bool:
+        fake.fail_next("PATCH", "/services/", 500, "INTERNAL", "Internal error encountered.")
+        return healthy
+
+    return health
+
+
+def assert_put_back(
+    fake: FakeGoogleCloud,
+    service: str,
+    old: str,
+    error: TrafficShiftError,
+    steps: tuple[tuple[int, str], ...],
+) -> None:
+    """The shift breached after ``steps``; ``old`` has all the traffic again."""
+    assert error.result is not None
+    assert error.result.steps == steps
+    assert fake.traffic(service) == [target(old, 100)]
 
 
 class TestShift:
@@ -124,10 +149,7 @@ class TestShift:
         ]  # fmt: skip
 
     def test_steps_and_the_end_are_signalled(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """rollout_step for each step (platform cloudrun), then rollout_finished with the result."""
         service, (_, new) = new_service(fake)
@@ -142,10 +164,7 @@ class TestShift:
         ]  # fmt: skip
 
     def test_a_failed_health_check_puts_every_target_back(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """health() False at 50%: the split is back exactly (types, revisions, percents, tags)."""
         service, (first, second, new, last) = new_service(fake, 4)
@@ -188,9 +207,7 @@ class TestShift:
         with pytest.raises(TrafficShiftError, match="ConnectionError: probe down") as caught:
             traffic.shift(service, new, rollout=FAST, health=health)
         assert caught.value.__cause__ is probe_down
-        assert caught.value.result is not None
-        assert caught.value.result.steps == ((10, "breached"),)
-        assert fake.traffic(service) == [target(old, 100)]
+        assert_put_back(fake, service, old, caught.value, ((10, "breached"),))
 
     def test_a_monitor_breach_during_the_bake_puts_the_traffic_back(
         self, fake: FakeGoogleCloud, traffic: CloudRunTraffic
@@ -217,9 +234,7 @@ class TestShift:
                     traffic.shift(service, new, rollout=rollout_10, monitor=monitor)
         finally:
             stop.set()
-        assert caught.value.result is not None
-        assert caught.value.result.steps == ((10, "healthy"), (50, "breached"))
-        assert fake.traffic(service) == [target(old, 100)]
+        assert_put_back(fake, service, old, caught.value, ((10, "healthy"), (50, "breached")))
 
     def test_the_monitor_judges_only_values_recorded_during_the_bake(
         self, fake: FakeGoogleCloud, traffic: CloudRunTraffic
@@ -236,10 +251,7 @@ class TestShift:
         assert result.status == "promoted"
 
     def test_a_rollout_of_one_step_of_100_promotes_at_once(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """steps=(100,): one write, no bake, no judgement; rollout_finished only."""
         service, (_, new) = new_service(fake)
@@ -251,10 +263,7 @@ class TestShift:
         assert [name for name, _, _ in events] == ["rollout_finished"]
 
     def test_a_revision_already_serving_everything_returns_at_once(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """Nothing to shift: promoted with no step, no write, no signal."""
         service, (_, new) = new_service(fake)
@@ -266,10 +275,7 @@ class TestShift:
         assert events == []
 
     def test_a_split_changed_by_someone_else_is_left_alone(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """Another writer during a bake: the next step refuses and leaves their split."""
         service, (old, new) = new_service(fake)
@@ -286,20 +292,12 @@ class TestShift:
         assert events[-1][2]["status"] == "failed"
 
     def test_a_platform_error_mid_shift_puts_the_traffic_back(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """A 500 on the second step: PlatformError with Google's message, the split as before."""
         service, (old, new) = new_service(fake)
-
-        def health() -> bool:
-            fake.fail_next("PATCH", "/services/", 500, "INTERNAL", "Internal error encountered.")
-            return True
-
         with pytest.raises(PlatformError, match="500 Internal error encountered") as caught:
-            traffic.shift(service, new, rollout=FAST, health=health)
+            traffic.shift(service, new, rollout=FAST, health=failing_next_write(fake, True))
         assert isinstance(caught.value.__cause__, google_exceptions.InternalServerError)
         assert fake.traffic(service) == [target(old, 100)]
         assert [kwargs["status"] for _, _, kwargs in events] == [
@@ -308,20 +306,12 @@ class TestShift:
         ]
 
     def test_a_split_that_cannot_be_put_back_is_said_with_the_breach(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """A breach, then a 500 putting the traffic back: PlatformError naming both, "failed"."""
         service, (old, new) = new_service(fake)
-
-        def health() -> bool:
-            fake.fail_next("PATCH", "/services/", 500, "INTERNAL", "Internal error encountered.")
-            return False
-
         with pytest.raises(PlatformError) as caught:
-            traffic.shift(service, new, rollout=FAST, health=health)
+            traffic.shift(service, new, rollout=FAST, health=failing_next_write(fake, False))
         assert not isinstance(caught.value, TrafficShiftError)
         assert str(caught.value) == (
             f"{new} breached at 10%: health() returned False; putting the traffic back failed: "
@@ -332,10 +322,7 @@ class TestShift:
         assert events[-1][2]["result"].status == "failed"
 
     def test_an_unknown_revision_is_refused_by_the_platform(
-        self,
-        fake: FakeGoogleCloud,
-        traffic: CloudRunTraffic,
-        events: list[tuple[str, object, dict[str, Any]]],
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
         """Cloud Run's 400 INVALID_ARGUMENT arrives as PlatformError, nothing changed."""
         service, (old, _) = new_service(fake)
@@ -459,10 +446,16 @@ class TestBadInput:
 
     def test_a_client_of_the_wrong_kind_is_refused(self) -> None:
         """The constructors check their clients."""
-        with pytest.raises(InvalidArgumentError, match="ServicesClient"):
+        with pytest.raises(InvalidArgumentError) as caught:
             CloudRunTraffic("client")  # type: ignore[arg-type]
-        with pytest.raises(InvalidArgumentError, match="FunctionServiceClient"):
+        assert (
+            str(caught.value) == "services_client must be a run_v2.ServicesClient or None, got str"
+        )
+        with pytest.raises(InvalidArgumentError) as caught:
             CloudFunctionDeployer("client")  # type: ignore[arg-type]
+        assert str(caught.value) == (
+            "functions_client must be a functions_v2.FunctionServiceClient or None, got str"
+        )
 
 
 class TestFakeServer:
@@ -578,9 +571,7 @@ class TestCloudFunctionDeployer:
             deployer.deploy(
                 function, write_source(tmp_path, SOURCE), rollout=FAST, health=lambda: False
             )
-        assert fake.traffic(service) == [target(old, 100)]
-        assert caught.value.result is not None
-        assert caught.value.result.steps == ((10, "breached"),)
+        assert_put_back(fake, service, old, caught.value, ((10, "breached"),))
 
     def test_a_failed_build_is_a_platform_error_and_changes_nothing(
         self, fake: FakeGoogleCloud, deployer: CloudFunctionDeployer, tmp_path: Path

@@ -34,7 +34,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -69,6 +69,7 @@ __all__ = ["CloudFunctionDeployer", "CloudRunShift", "CloudRunTraffic", "Traffic
 
 logger = logging.getLogger("illunare")
 
+_C = TypeVar("_C")  # a Google client class
 _SERVICE = re.compile(r"projects/[^/]+/locations/[^/]+/services/[^/]+")
 _FUNCTION = re.compile(r"projects/[^/]+/locations/[^/]+/functions/[^/]+")
 #: a revision's short name, as Cloud Run makes and accepts them
@@ -193,6 +194,19 @@ def _calling(what: str) -> Iterator[None]:
         raise PlatformError(f"{what} failed: {_said(error)}") from error
 
 
+def _client(given: _C | None, kind: type[_C], argument: str, platform: str) -> _C:
+    """``given`` if of ``kind``; None: a ``kind`` made with the default credentials."""
+    if given is None:
+        with _calling(f"making a {platform} client"):
+            return kind()
+    if not isinstance(given, kind):
+        package = kind.__module__.split(".")[2]  # google.cloud.<package>.services...
+        raise InvalidArgumentError(
+            f"{argument} must be a {package}.{kind.__name__} or None, got {type(given).__name__}"
+        )
+    return given
+
+
 def _said(error: BaseException) -> str:
     """What Google Cloud answered: the status and its message (without the request's URL)."""
     if not isinstance(error, GoogleAPICallError):
@@ -257,15 +271,9 @@ class CloudRunTraffic:
     """
 
     def __init__(self, services_client: run_v2.ServicesClient | None = None) -> None:
-        if services_client is None:
-            with _calling("making a Cloud Run client"):
-                services_client = run_v2.ServicesClient()
-        elif not isinstance(services_client, run_v2.ServicesClient):
-            raise InvalidArgumentError(
-                f"services_client must be a run_v2.ServicesClient or None, "
-                f"got {type(services_client).__name__}"
-            )
-        self._client = services_client
+        self._client = _client(
+            services_client, run_v2.ServicesClient, "services_client", "Cloud Run"
+        )
 
     def __repr__(self) -> str:
         return f"<CloudRunTraffic {type(self._client.transport).__name__}>"
@@ -490,15 +498,12 @@ class CloudFunctionDeployer:
         functions_client: functions_v2.FunctionServiceClient | None = None,
         services_client: run_v2.ServicesClient | None = None,
     ) -> None:
-        if functions_client is None:
-            with _calling("making a Cloud Functions client"):
-                functions_client = functions_v2.FunctionServiceClient()
-        elif not isinstance(functions_client, functions_v2.FunctionServiceClient):
-            raise InvalidArgumentError(
-                f"functions_client must be a functions_v2.FunctionServiceClient or None, "
-                f"got {type(functions_client).__name__}"
-            )
-        self._client = functions_client
+        self._client = _client(
+            functions_client,
+            functions_v2.FunctionServiceClient,
+            "functions_client",
+            "Cloud Functions",
+        )
         #: shifts the traffic of the functions' Cloud Run services (the signals' sender)
         self.traffic = CloudRunTraffic(services_client)
 
