@@ -522,15 +522,21 @@ class TestErrors:
         assert (str(error), error.status) == ("failed", status)
 
 
+def tracking_prices(package: Package) -> tuple[HotReloader, str]:
+    """A reloader tracking a new module ``prices`` (``PRICE = 1``), and the module's name."""
+    reloader = HotReloader()
+    package.module("prices", "PRICE = 1\n")
+    module = package.qualified("prices")
+    reloader.track(module)
+    return reloader, module
+
+
 class TestKubernetesRolloutStep:
     def test_undone_with_an_in_process_swap_when_a_later_step_fails(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str, package: Package
     ) -> None:
         """A HotSwap and a KubernetesRollout, then a failing migration: both are undone."""
-        reloader = HotReloader()
-        package.module("prices", "PRICE = 1\n")
-        module = package.qualified("prices")
-        reloader.track(module)
+        reloader, module = tracking_prices(package)
         deployment = Deployment("shop", reloader=reloader)
 
         def fail() -> None:
@@ -558,10 +564,7 @@ class TestKubernetesRolloutStep:
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str, package: Package
     ) -> None:
         """The health gate breaches after the image rolled out: swap and image both undone."""
-        reloader = HotReloader()
-        package.module("prices", "PRICE = 1\n")
-        module = package.qualified("prices")
-        reloader.track(module)
+        reloader, module = tracking_prices(package)
         monitor = PerformanceMonitor()
         deployment = Deployment(
             "shop",

@@ -83,6 +83,15 @@ def rolled_out(deployment: dict[str, Any]) -> bool:
     )
 
 
+def rollout_status(
+    fake: FakeKube, kubectl: Kubectl, name: str, image: str, *options: str, **deployment: Any
+) -> subprocess.CompletedProcess[str]:
+    """Add Deployment ``name`` at shop:1, set its image to ``image``, then run rollout status."""
+    fake.add_deployment(name, "shop:1", **deployment)
+    kubectl("set", "image", f"deployment/{name}", f"app={image}")
+    return kubectl("rollout", "status", f"deployment/{name}", *options)
+
+
 class TestKubectlSetImage:
     def test_set_image_patches_the_container(
         self, fake_kube: FakeKube, kubectl: Kubectl, deployment_name: str
@@ -119,9 +128,7 @@ class TestKubectlRolloutStatus:
         self, fake_kube: FakeKube, kubectl: Kubectl, deployment_name: str
     ) -> None:
         """rollout status prints kubectl's waiting lines, then success, and exits 0."""
-        fake_kube.add_deployment(deployment_name, "shop:1")
-        kubectl("set", "image", f"deployment/{deployment_name}", "app=shop:2")
-        result = kubectl("rollout", "status", f"deployment/{deployment_name}")
+        result = rollout_status(fake_kube, kubectl, deployment_name, "shop:2")
         lines = result.stdout.splitlines()
         assert result.returncode == 0, result.stderr
         assert f'deployment "{deployment_name}" successfully rolled out' == lines[-1]
@@ -133,9 +140,7 @@ class TestKubectlRolloutStatus:
         self, fake_kube: FakeKube, kubectl: Kubectl, deployment_name: str
     ) -> None:
         """A pod that never becomes ready ends in ProgressDeadlineExceeded: kubectl exits 1."""
-        fake_kube.add_deployment(deployment_name, "shop:1")
-        kubectl("set", "image", f"deployment/{deployment_name}", "app=shop:bad")
-        result = kubectl("rollout", "status", f"deployment/{deployment_name}")
+        result = rollout_status(fake_kube, kubectl, deployment_name, "shop:bad")
         assert (1, f'error: deployment "{deployment_name}" exceeded its progress deadline\n') == (
             result.returncode,
             result.stderr,
@@ -145,9 +150,9 @@ class TestKubectlRolloutStatus:
         self, fake_kube: FakeKube, kubectl: Kubectl, deployment_name: str
     ) -> None:
         """A rollout longer than --timeout ends kubectl with its timeout error."""
-        fake_kube.add_deployment(deployment_name, "shop:1", progress_deadline=600)
-        kubectl("set", "image", f"deployment/{deployment_name}", "app=shop:bad")
-        result = kubectl("rollout", "status", f"deployment/{deployment_name}", "--timeout=1s")
+        result = rollout_status(
+            fake_kube, kubectl, deployment_name, "shop:bad", "--timeout=1s", progress_deadline=600
+        )
         assert (
             result.returncode,
             result.stderr,
@@ -162,10 +167,8 @@ class TestKubectlRolloutStatus:
     ) -> None:
         """Once a rollout stopped, kubectl's last words are status().message, word for word."""
         for image in ("shop:2", "shop:bad"):
-            fake_kube.add_deployment(f"{deployment_name}-{image[5:]}", "shop:1")
             name = f"{deployment_name}-{image[5:]}"
-            kubectl("set", "image", f"deployment/{name}", f"app={image}")
-            result = kubectl("rollout", "status", f"deployment/{name}")
+            result = rollout_status(fake_kube, kubectl, name, image)
             said = (result.stdout.splitlines() + result.stderr.splitlines())[-1]
             assert said.removeprefix("error: ") == deployer.status(name).message
 
