@@ -72,6 +72,15 @@ def module(package: Package, reloader: HotReloader) -> Iterator[types.ModuleType
         controller.abort()
 
 
+def monitored(
+    package: Package, monitor: PerformanceMonitor
+) -> tuple[HotReloader, types.ModuleType]:
+    """A reloader on ``monitor``, and version 1 of a module it tracks (tag "old")."""
+    reloader = HotReloader(monitor=monitor)
+    reloader.install(package.name)
+    return reloader, package.module("m", source("old"))
+
+
 class Load:
     """Threads calling ``function`` until the block ends; results by tag, and errors."""
 
@@ -369,9 +378,7 @@ class TestFailingRollout:
     ) -> None:
         """With a monitor given, rollback_alert's sender is that monitor."""
         monitor = PerformanceMonitor()
-        reloader = HotReloader(monitor=monitor)
-        reloader.install(package.name)
-        module = package.module("m", source("old"))
+        reloader, module = monitored(package, monitor)
         handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=STRICT)
         with Load(module.f):
             assert handle.wait(timeout=30) == "rolled_back"
@@ -760,19 +767,20 @@ class TestControllerFailure:
         assert [f["status"] for f in received.named("rollout_finished")] == ["failed"]
 
 
+def release(reloader: HotReloader, sources: dict[str, str]) -> RolloutHandle:
+    """A rollout of the release ``sources`` (module name: new source), held until promoted."""
+    return reloader._start_rollout(
+        sources, checks=(), reason="release", rollout=FOREVER, shadow=None
+    )
+
+
 class TestReleaseOfSeveralModules:
     def test_one_rollout_for_the_whole_release(
         self, package: Package, reloader: HotReloader, module: types.ModuleType
     ) -> None:
         """_start_rollout of two modules: named after the first that changed; both held."""
         other = package.module("other", source("o1"))
-        handle = reloader._start_rollout(
-            {module.__name__: source("old"), other.__name__: source("o2")},
-            checks=(),
-            reason="release",
-            rollout=FOREVER,
-            shadow=None,
-        )
+        handle = release(reloader, {module.__name__: source("old"), other.__name__: source("o2")})
         assert handle.module == other.__name__
         assert handle.modules == (other.__name__,)  # the unchanged one is not in the release
         assert handle.version.number == 2
@@ -787,13 +795,7 @@ class TestReleaseOfSeveralModules:
     ) -> None:
         """Both modules changed: a swap of either is refused; abort reverts both."""
         other = package.module("other", source("o1"))
-        handle = reloader._start_rollout(
-            {module.__name__: source("new"), other.__name__: source("o2")},
-            checks=(),
-            reason="release",
-            rollout=FOREVER,
-            shadow=None,
-        )
+        handle = release(reloader, {module.__name__: source("new"), other.__name__: source("o2")})
         assert handle.module == module.__name__
         for name in (module.__name__, other.__name__):
             with pytest.raises(RolloutError):
@@ -850,9 +852,7 @@ class TestReport:
     def test_the_report_is_plain_data(self, package: Package) -> None:
         """report() has the contract's keys, per-version counts, and json.dumps takes it."""
         monitor = PerformanceMonitor()
-        reloader = HotReloader(monitor=monitor)
-        reloader.install(package.name)
-        module = package.module("m", source("old"))
+        reloader, module = monitored(package, monitor)
         name = module.__name__
         handle = reloader.swap(name, source("new"), rollout=QUICK)
         with Load(module.f) as load:
@@ -989,13 +989,7 @@ class TestEndSignals:
             if len(told) == 1:
                 raise RuntimeError("the metrics backend is down")
 
-        handle = reloader._start_rollout(
-            {module.__name__: source("new"), other.__name__: source("o2")},
-            checks=(),
-            reason="release",
-            rollout=FOREVER,
-            shadow=None,
-        )
+        handle = release(reloader, {module.__name__: source("new"), other.__name__: source("o2")})
         with signals.module_swapped.connected_to(fails_first):
             handle.promote()
         assert sorted(told) == sorted([module.__name__, other.__name__])
@@ -1007,9 +1001,7 @@ class TestMonitorFeed:
     ) -> None:
         """One error among a period's few calls is no breach: the monitor sends no alert."""
         monitor = PerformanceMonitor(thresholds=Thresholds(max_error_rate=0.01))
-        reloader = HotReloader(monitor=monitor)
-        reloader.install(package.name)
-        module = package.module("m", source("old"))
+        reloader, module = monitored(package, monitor)
         handle = reloader.swap(
             module.__name__, FIRST_FAILS, rollout=Rollout(steps=(50,), bake=3600)
         )
@@ -1034,9 +1026,7 @@ class TestMonitorFeed:
     ) -> None:
         """A failing rollout sends one rollback_alert, its verdict's, not one per period."""
         monitor = PerformanceMonitor(thresholds=Thresholds(max_error_rate=0.01))
-        reloader = HotReloader(monitor=monitor)
-        reloader.install(package.name)
-        module = package.module("m", source("old"))
+        reloader, module = monitored(package, monitor)
         handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=STRICT)
         with Load(module.f):
             assert handle.wait(timeout=30) == "rolled_back"
