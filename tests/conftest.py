@@ -152,6 +152,18 @@ def in_child(body: Callable[[], bool], timeout: float = 30.0) -> int | None:
     return None
 
 
+def failing_first_stop(error: Exception) -> tuple[list[object], Callable[[object], None]]:
+    """A service ``stop`` raising ``error`` on its first call, and the services it was given."""
+    stops: list[object] = []
+
+    def stop(service: object) -> None:
+        stops.append(service)
+        if len(stops) == 1:
+            raise error
+
+    return stops, stop
+
+
 def dedent(source: str) -> str:
     """Dedent a triple-quoted module source."""
     return textwrap.dedent(source)

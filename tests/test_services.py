@@ -40,7 +40,7 @@ from illunare import (
 from illunare._services.flow import Flow
 from illunare._services.routes import CACHED_LENGTH
 
-from .conftest import eventually
+from .conftest import eventually, failing_first_stop
 from .strategies import REQUEST_PATHS, ROUTE_PATHS
 
 
@@ -507,13 +507,7 @@ class TestFailingStartAndStop:
         self, registry: ServiceRegistry
     ) -> None:
         """stop's exception comes out as is; the service stays registered, refusing new work."""
-        stops: list[object] = []
-
-        def stop(service: object) -> None:
-            stops.append(service)
-            if len(stops) == 1:
-                raise RuntimeError("flush failed")
-
+        stops, stop = failing_first_stop(RuntimeError("flush failed"))
         registry.load(ServiceSpec("q", start=lambda: "queue", stop=stop, routes={"/q": echo}))
         with pytest.raises(RuntimeError, match="flush failed"):
             registry.unload("q")

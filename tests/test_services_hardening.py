@@ -36,7 +36,7 @@ from illunare import (
     UnloadService,
 )
 
-from .conftest import Package
+from .conftest import Package, failing_first_stop
 from .strategies import PATH_SEGMENTS
 from .webservers import wsgi_server
 
@@ -98,6 +98,15 @@ def _failed_run(registry: ServiceRegistry, steps: list[Any]) -> DeploymentResult
     return raised.value.result
 
 
+def _load_legacy(registry: ServiceRegistry, error: BaseException) -> None:
+    """Load the service "legacy" (``/legacy`` answers "ok"), its stop raising ``error``."""
+
+    def stop(service: object) -> None:
+        raise error
+
+    registry.load(ServiceSpec("legacy", stop=stop, routes={"/legacy": lambda: "ok"}))
+
+
 def _serving(registry: ServiceRegistry, path: str) -> bool:
     try:
         registry.router.dispatch(path)
@@ -137,13 +146,7 @@ class TestFailedServiceStepsChangeNothing:
         self, registry: ServiceRegistry
     ) -> None:
         """The undo's stop raises: undo_failed, and the service serves until a later unload."""
-        stops: list[object] = []
-
-        def stop(service: object) -> None:
-            stops.append(service)
-            if len(stops) == 1:
-                raise OSError("cannot flush the cache")
-
+        stops, stop = failing_first_stop(OSError("cannot flush the cache"))
         spec = ServiceSpec("cache", start=lambda: "pool", stop=stop, routes={"/c": lambda: "hit"})
         result = _failed_run(registry, [LoadService(spec), Migration("fail", _raise)])
         assert result.status == "rollback_failed"
@@ -156,11 +159,7 @@ class TestFailedServiceStepsChangeNothing:
         self, registry: ServiceRegistry
     ) -> None:
         """stop raises: the step fails, the deployment is rolled back, the service serves."""
-
-        def stop(service: object) -> None:
-            raise OSError("cannot flush the cache")
-
-        registry.load(ServiceSpec("legacy", stop=stop, routes={"/legacy": lambda: "ok"}))
+        _load_legacy(registry, OSError("cannot flush the cache"))
         result = _failed_run(registry, [UnloadService("legacy")])
         assert result.status == "rolled_back"
         assert [(step.status, step.error) for step in result.steps] == [
@@ -173,11 +172,7 @@ class TestFailedServiceStepsChangeNothing:
         self, registry: ServiceRegistry
     ) -> None:
         """A KeyboardInterrupt in the unload ends the run; the service serves as before."""
-
-        def stop(service: object) -> None:
-            raise KeyboardInterrupt
-
-        registry.load(ServiceSpec("legacy", stop=stop, routes={"/legacy": lambda: "ok"}))
+        _load_legacy(registry, KeyboardInterrupt())
         with pytest.raises(KeyboardInterrupt):
             Deployment("shop", services=registry).run([UnloadService("legacy")])
         assert registry.router.dispatch("/legacy") == "ok"
@@ -202,11 +197,7 @@ class TestFailedServiceStepsChangeNothing:
         self, registry: ServiceRegistry
     ) -> None:
         """unload() itself keeps its contract: a stop that raises leaves the service refusing."""
-
-        def stop(service: object) -> None:
-            raise OSError("cannot flush the cache")
-
-        registry.load(ServiceSpec("legacy", stop=stop, routes={"/legacy": lambda: "ok"}))
+        _load_legacy(registry, OSError("cannot flush the cache"))
         with pytest.raises(OSError, match="flush"):
             registry.unload("legacy")
         assert registry.services() == ("legacy",)
