@@ -96,7 +96,7 @@ def _fresh_default_reloader() -> Iterator[None]:
 
 # The start of a child script that presses Ctrl-C at a chosen moment:
 # ``ctrl_c_in("name")`` sends SIGINT to the main thread once it runs a
-# function of that name. Ctrl-C raises even where the parent ignores SIGINT
+# function of that name, until it leaves it. Ctrl-C raises even where the parent ignores SIGINT
 # (a background job of a shell does), and a loaded machine cannot make it
 # come early or late.
 CTRL_C = """
@@ -115,7 +115,12 @@ def ctrl_c_in(name):
     def press():
         while not inside():
             time.sleep(0.001)
-        signal.pthread_kill(main, signal.SIGINT)
+        # A signal that comes just before the main thread enters a blocking
+        # call (time.sleep) waits for the call to end: press again while the
+        # main thread has not left the function.
+        while inside():
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(0.5)
 
     threading.Thread(target=press, daemon=True).start()
 """

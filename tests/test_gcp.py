@@ -33,6 +33,7 @@ from illunare import (
     signals,
 )
 from illunare.gcp import CloudFunctionDeployer, CloudRunShift, CloudRunTraffic, TrafficResult
+from tests.conftest import CTRL_C
 from tests.fake_gcp import LATEST, REVISION, FakeGoogleCloud, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,10 +344,10 @@ class TestShift:
 
     def test_an_interrupted_bake_puts_the_traffic_back(self) -> None:
         """A real SIGINT during a bake: the split is back, then KeyboardInterrupt goes on."""
-        script = textwrap.dedent(
+        script = CTRL_C + textwrap.dedent(
             """
-            import json, os, signal, threading
-            from illunare import Rollout, signals
+            import json
+            from illunare import Rollout
             from illunare.gcp import CloudRunTraffic
             from tests.fake_gcp import FakeGoogleCloud
 
@@ -358,11 +359,7 @@ class TestShift:
             fake.set_traffic(service, before)
             traffic = CloudRunTraffic(fake.services_client())
 
-            def interrupt(sender, *, weight, **extra):
-                if weight == 10:  # the main thread is about to sleep through the bake
-                    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
-
-            signals.rollout_step.connect(interrupt)
+            ctrl_c_in("judge")  # the first step's bake
             try:
                 traffic.shift(service, new, rollout=Rollout(bake=60))
             except KeyboardInterrupt:
