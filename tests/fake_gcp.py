@@ -457,8 +457,7 @@ class FakeGoogleCloud:
                 function[section][field] = value
             service = config["service"]
             if archive is not None:
-                if not config.get("allTrafficOnLatestRevision"):
-                    self._pin_latest(service)  # the traffic stays on the revisions serving it
+                # False keeps the split as it is: a LATEST target serves the new revision
                 config["revision"] = self._new_revision(service)
                 if config.get("allTrafficOnLatestRevision"):
                     self._set_traffic(service, [_target({"type": LATEST, "percent": 100})])

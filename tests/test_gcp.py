@@ -546,6 +546,24 @@ class TestCloudFunctionDeployer:
         config = fake.functions[function]["serviceConfig"]
         assert (config["revision"], config["allTrafficOnLatestRevision"]) == (new, False)
 
+    def test_a_split_following_the_latest_revision_is_pinned_before_the_update(
+        self, fake: FakeGoogleCloud, deployer: CloudFunctionDeployer, tmp_path: Path
+    ) -> None:
+        """LATEST 100% (kept as is by the update) is pinned first: the canary is judged."""
+        function, service, old = new_function(fake)
+        assert fake.traffic(service)[0]["type"] == LATEST
+        seen: list[list[dict[str, Any]]] = []
+
+        def health() -> bool:
+            seen.append(fake.traffic(service))
+            return False
+
+        with pytest.raises(TrafficShiftError, match="rolled back at 10%"):
+            deployer.deploy(function, write_source(tmp_path, SOURCE), rollout=FAST, health=health)
+        new = fake.revisions[service][-1]
+        assert seen == [[target(old, 90), target(new, 10)]]
+        assert fake.traffic(service) == [target(old, 100)]
+
     def test_the_archive_holds_the_files_as_they_are(
         self, fake: FakeGoogleCloud, deployer: CloudFunctionDeployer, tmp_path: Path
     ) -> None:
@@ -580,7 +598,7 @@ class TestCloudFunctionDeployer:
             deployer.deploy(function, source, rollout=FAST)
         assert isinstance(caught.value.__cause__, google_exceptions.GoogleAPICallError)
         assert fake.revisions[service] == [old]
-        assert fake.splits[service] == []
+        assert fake.traffic(service) == [target(old, 100)]  # pinned, serving as before
 
     def test_a_refused_upload_is_a_platform_error(
         self, fake: FakeGoogleCloud, deployer: CloudFunctionDeployer, tmp_path: Path

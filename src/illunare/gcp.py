@@ -381,6 +381,19 @@ class CloudRunTraffic:
         self._finished(promoted)
         return _Shift(promoted, before, written[-1])
 
+    def _pin_latest(self, service: str) -> None:
+        """Pin the targets of ``service`` following the latest revision to the one they serve.
+
+        As ``gcloud run deploy --no-traffic`` does: a revision created next
+        gets no traffic until a shift gives it some.
+        """
+        with _calling(f"reading the traffic of {service}"):
+            current = self._client.get_service(name=service)
+        before = _targets(current.traffic)
+        pinned = pin(before, current.latest_ready_revision.rpartition("/")[2])
+        if pinned != before:
+            self._write(service, pinned, (before,))
+
     def _end(
         self,
         service: str,
@@ -523,9 +536,12 @@ class CloudFunctionDeployer:
         """Deploy the code in folder ``source`` as ``function``'s new revision, then shift to it.
 
         Zips the folder's files, uploads the archive to the URL
-        ``generate_upload_url`` gives, updates the function with that source
-        and ``all_traffic_on_latest_revision`` False (the traffic stays where
-        it was), waits for the operation (the build), then shifts the
+        ``generate_upload_url`` gives, pins the targets of the function's
+        Cloud Run service that follow the latest revision to the revision
+        they serve (as ``gcloud run deploy --no-traffic`` does), updates the
+        function with that source and ``all_traffic_on_latest_revision``
+        False (the traffic stays where it was), waits for the operation (the
+        build), then shifts the
         traffic of the function's Cloud Run service to the new revision as
         ``CloudRunTraffic.shift`` does, with ``rollout``, ``health``,
         ``monitor`` and ``deployment_id``.
@@ -550,11 +566,18 @@ class CloudFunctionDeployer:
             raise InvalidArgumentError(f"source must be an existing folder, got {str(source)!r}")
         gate = _Gate(rollout, health, monitor, deployment_id)
         archive = _zip(folder)
+        with _calling(f"reading {function}"):
+            service = self._client.get_function(name=function).service_config.service
+        if not service:
+            raise PlatformError(f"{function} has no Cloud Run service (is it 1st gen?)")
         with _calling(f"getting an upload URL for {function}"):
             upload = self._client.generate_upload_url(
                 request={"parent": function.rpartition("/functions/")[0]}
             )
         _upload(upload.upload_url, archive, function)
+        # all_traffic_on_latest_revision False keeps the split as it is: a target
+        # following the latest revision would give the new one its share at once
+        self.traffic._pin_latest(service)
         change = functions_v2.Function(
             name=function,
             build_config=functions_v2.BuildConfig(
@@ -569,8 +592,8 @@ class CloudFunctionDeployer:
                 )
             )
         config = updated.service_config
-        if not config.service or not config.revision:
-            raise PlatformError(f"{function} has no Cloud Run service (is it 1st gen?)")
+        if not config.revision:
+            raise PlatformError(f"{function} has no Cloud Run revision after its update")
         return self.traffic._shift(config.service, config.revision, gate).result
 
 
