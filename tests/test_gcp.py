@@ -275,6 +275,34 @@ class TestShift:
         assert fake.splits[service] == []
         assert events == []
 
+    def test_a_breach_after_a_new_revision_puts_latest_back_pinned(
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic
+    ) -> None:
+        """LATEST 100% before; a revision made during the shift: the old one gets it all back."""
+        service, (old, new) = new_service(fake, traffic=[{"type": LATEST, "percent": 100}])
+        made: list[str] = []
+
+        def health() -> bool:
+            made.append(fake.add_revision(service))  # a deploy meanwhile, never judged
+            return False
+
+        with pytest.raises(TrafficShiftError) as caught:
+            traffic.shift(service, old, rollout=FAST, health=health)
+        assert caught.value.result is not None
+        assert caught.value.result.before == ((new, 100),)
+        assert fake.traffic(service) == [target(new, 100)]
+        assert made[0] not in {t["revision"] for t in fake.services[service]["trafficStatuses"]}
+
+    def test_a_breach_puts_latest_back_as_latest_when_no_revision_was_made(
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic
+    ) -> None:
+        """The latest revision unchanged: the LATEST target itself is put back."""
+        latest = [{"type": LATEST, "revision": "", "percent": 100, "tag": ""}]
+        service, (old, _) = new_service(fake, traffic=latest)
+        with pytest.raises(TrafficShiftError):
+            traffic.shift(service, old, rollout=FAST, health=lambda: False)
+        assert fake.traffic(service) == latest
+
     def test_a_split_changed_by_someone_else_is_left_alone(
         self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:
@@ -701,6 +729,24 @@ class TestCloudRunShiftStep:
         assert isinstance(caught.value.__cause__, TrafficShiftError)
         assert undone == ["m"]
         assert fake.traffic(service) == [target(old, 100)]
+
+    def test_the_undo_pins_latest_to_what_it_served_after_a_new_revision(
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic
+    ) -> None:
+        """LATEST 100% before the step, a revision made since: the undo gives it nothing."""
+        service, (old, new) = new_service(fake, traffic=[{"type": LATEST, "percent": 100}])
+
+        def deploy_then_fail() -> None:
+            fake.add_revision(service)
+            raise RuntimeError("later step failed")
+
+        steps = [
+            CloudRunShift(traffic, service, old, rollout=FAST),
+            Migration("m", deploy_then_fail),
+        ]
+        with pytest.raises(DeploymentError):
+            self._deployment().run(steps)
+        assert fake.traffic(service) == [target(new, 100)]
 
     def test_the_undo_leaves_a_split_changed_since(
         self, fake: FakeGoogleCloud, traffic: CloudRunTraffic

@@ -14,7 +14,9 @@
 A shift gives the new revision each step's percent of the traffic (the
 other targets share the rest as they shared the traffic before), bakes,
 then judges; a breach puts every traffic target back as it was (type,
-revision, percent, tag) and raises ``TrafficShiftError``. A Cloud Function
+revision, percent, tag; a target following the latest revision pinned to
+the revision it served if one was created meanwhile) and raises
+``TrafficShiftError``. A Cloud Function
 has no traffic call of its own: its traffic is split on its Cloud Run
 service. Every write reads the service first and refuses to overwrite a
 split someone else set meanwhile (and the service's etag guards the write).
@@ -116,6 +118,8 @@ class _Shift:
     result: TrafficResult
     before: Split
     after: Split
+    #: the latest ready revision at the start (what ``before``'s LATEST targets served)
+    latest: str
 
 
 @attrs.frozen
@@ -315,7 +319,9 @@ class CloudRunTraffic:
                 ``rollout``/``monitor`` of the wrong type, ``health`` not
                 callable, an empty ``deployment_id``; nothing changed.
             TrafficShiftError: a step breached; the traffic is back exactly
-                as it was; ``result`` says at which step.
+                as it was (a target following the latest revision pinned to
+                the one it served if a revision was created meanwhile);
+                ``result`` says at which step.
             PlatformError: Google Cloud refused or failed a call (its message,
                 the client's error as ``__cause__``), or someone else changed
                 the traffic during the shift; the traffic was put back if it
@@ -340,7 +346,7 @@ class CloudRunTraffic:
             return TrafficResult(service, revision, status, served, tuple(steps))
 
         if percent_of(pin(before, latest), revision) == 100:
-            return _Shift(result("promoted"), before, before)
+            return _Shift(result("promoted"), before, before, latest)
         written = [before]  # every split this shift set, or may have
         started = False  # a step took effect: the end is told
         try:
@@ -366,20 +372,31 @@ class CloudRunTraffic:
                 self._write(service, written[-1], written[-2:-1])
         except BaseException as error:
             self._end(
-                service, before, written, result if started else None, str(error), error=error
+                service,
+                (before, latest),
+                written,
+                result if started else None,
+                str(error),
+                error=error,
             )
             raise
         if breach is not None:
             why, cause = breach
             weight = steps[-1][0]
-            self._end(service, before, written, result, f"{revision} breached at {weight}%: {why}")
+            self._end(
+                service,
+                (before, latest),
+                written,
+                result,
+                f"{revision} breached at {weight}%: {why}",
+            )
             raise TrafficShiftError(
                 f"shift of {service} to {revision} rolled back at {weight}%: {why}",
                 result("rolled_back"),
             ) from cause
         promoted = result("promoted")
         self._finished(promoted)
-        return _Shift(promoted, before, written[-1])
+        return _Shift(promoted, before, written[-1], latest)
 
     def _pin_latest(self, service: str) -> None:
         """Pin the targets of ``service`` following the latest revision to the one they serve.
@@ -397,7 +414,7 @@ class CloudRunTraffic:
     def _end(
         self,
         service: str,
-        before: Split,
+        before: tuple[Split, str],
         written: Sequence[Split],
         result: Callable[[str], TrafficResult] | None,
         failure: str,
@@ -406,14 +423,15 @@ class CloudRunTraffic:
     ) -> None:
         """Put the traffic back after a breach or an ``error``; tell the end if a step took effect.
 
-        A split someone else set stays theirs. When the traffic cannot be put
-        back, PlatformError says why, with ``failure`` (an interrupt goes on
-        instead; that is logged).
+        ``before`` is the split and the latest ready revision it was read
+        with (see ``_write``). A split someone else set stays theirs. When
+        the traffic cannot be put back, PlatformError says why, with
+        ``failure`` (an interrupt goes on instead; that is logged).
         """
         status = "failed"
         try:
             if not isinstance(error, _ChangedError):
-                self._write(service, before, written)
+                self._write(service, before[0], written, served=before[1])
                 status = "rolled_back"
         except Exception as failed:
             if error is None or isinstance(error, Exception):
@@ -434,8 +452,15 @@ class CloudRunTraffic:
             result=result,
         )
 
-    def _write(self, service: str, split: Split, expected: Sequence[Split]) -> None:
+    def _write(
+        self, service: str, split: Split, expected: Sequence[Split], *, served: str = ""
+    ) -> None:
         """Set the traffic of ``service`` to ``split`` if it is one of ``expected`` now.
+
+        ``served`` is the latest ready revision when ``split`` was read: if
+        the service's is another one now, ``split``'s targets following the
+        latest revision are written pinned to ``served``, the revision they
+        served (a revision created meanwhile gets no traffic by surprise).
 
         Raises:
             PlatformError: the call failed, or the traffic is another split:
@@ -445,6 +470,8 @@ class CloudRunTraffic:
         with _calling(f"updating the traffic of {service}"):
             current = self._client.get_service(name=service)
             now = _targets(current.traffic)
+            if served and current.latest_ready_revision.rpartition("/")[2] != served:
+                split = pin(split, served)
             if now == split:
                 return
             if now not in expected:
@@ -610,8 +637,9 @@ class CloudRunShift:
 
     The step fails (and the deployment's earlier steps are undone) when the
     shift breaches or fails: the traffic is then already back. Its undo
-    puts back the split from before the step, unless the traffic changed
-    since (then it raises, leaving it).
+    puts back the split from before the step (a target following the
+    latest revision pinned to the one it served if a revision was created
+    since), unless the traffic changed since (then it raises, leaving it).
     """
 
     traffic: CloudRunTraffic = attrs.field(validator=_traffic_client)
@@ -642,6 +670,6 @@ class CloudRunShift:
         shift = self.traffic._shift(self.service, self.revision, gate)
 
         def undo() -> None:
-            self.traffic._write(self.service, shift.before, (shift.after,))
+            self.traffic._write(self.service, shift.before, (shift.after,), served=shift.latest)
 
         return undo
