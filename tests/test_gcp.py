@@ -263,6 +263,21 @@ class TestShift:
         assert fake.splits[service] == [[target(new, 100)]]
         assert [name for name, _, _ in events] == ["rollout_finished"]
 
+    def test_steps_at_or_below_the_revisions_share_are_skipped(
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic
+    ) -> None:
+        """Serving 30% already: no step takes traffic from it; 50% then 100%."""
+        service, (old, new) = new_service(fake)
+        fake.set_traffic(service, [target(old, 70), target(new, 30)])
+        fake.splits[service].clear()
+        rollout = Rollout(steps=(10, 30, 50, 100), bake=0.05)
+        result = traffic.shift(service, new, rollout=rollout)
+        assert result.steps == ((50, "healthy"),)
+        assert fake.splits[service] == [
+            [target(old, 50), target(new, 50)],
+            [target(new, 100)],
+        ]
+
     def test_a_revision_already_serving_everything_returns_at_once(
         self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:

@@ -295,10 +295,12 @@ class CloudRunTraffic:
         """Give ``revision`` the traffic of ``service`` step by step; put it back on a breach.
 
         Each step of ``rollout.steps`` below 100 gives ``revision`` that
-        percent: the service's other targets (a target following the latest
-        revision pinned to the one it served) keep their order and tags and
-        share the rest in proportion to what they served before, in whole
-        percents summing to exactly 100 (largest remainders). The step bakes
+        percent (a step at or below the share it already serves is skipped:
+        a shift never takes traffic from it): the service's other targets (a
+        target following the latest revision pinned to the one it served)
+        keep their order and tags and share the rest in proportion to what
+        they served before, in whole percents summing to exactly 100
+        (largest remainders). The step bakes
         ``rollout.bake`` seconds, then is judged: a breach of
         ``rollout.thresholds`` in the values ``monitor`` records for
         ``deployment_id`` (default: the revision's name) during the bake, or
@@ -345,13 +347,15 @@ class CloudRunTraffic:
         def result(status: str) -> TrafficResult:
             return TrafficResult(service, revision, status, served, tuple(steps))
 
-        if percent_of(pin(before, latest), revision) == 100:
+        share = percent_of(pin(before, latest), revision)
+        if share == 100:
             return _Shift(result("promoted"), before, before, latest)
         written = [before]  # every split this shift set, or may have
         started = False  # a step took effect: the end is told
         try:
             breach = None
-            for weight in (weight for weight in gate.rollout.steps if weight < 100):
+            # a step at or below the revision's share would take traffic from it
+            for weight in (weight for weight in gate.rollout.steps if share < weight < 100):
                 written.append(step_split(before, latest, revision, weight))
                 self._write(service, written[-1], written[-2:-1])
                 started = True
