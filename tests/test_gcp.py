@@ -365,6 +365,27 @@ class TestShift:
         assert events[-1][2]["status"] == "failed"
         assert events[-1][2]["result"].status == "failed"
 
+    def test_a_refused_put_back_after_a_conflict_is_chained_to_googles_error(
+        self, fake: FakeGoogleCloud
+    ) -> None:
+        """Someone writes between a step's read and update: 409, theirs kept, Conflict chained."""
+        service, (old, new) = new_service(fake)
+        theirs = [target(old, 70), target(new, 30)]
+        client = fake.services_client()
+        update = client.update_service
+
+        def racing(*args: Any, **kwargs: Any) -> Any:
+            if fake.splits[service]:  # the second write: another writer gets in first
+                fake.set_traffic(service, theirs)
+            return update(*args, **kwargs)
+
+        client.update_service = racing  # type: ignore[method-assign]
+        rollout = Rollout(steps=(10, 100), bake=0.01)
+        with pytest.raises(PlatformError, match=r"409 .*changed by someone else") as caught:
+            CloudRunTraffic(client).shift(service, new, rollout=rollout)
+        assert isinstance(caught.value.__cause__, google_exceptions.Conflict)
+        assert fake.traffic(service) == theirs
+
     def test_an_unknown_revision_is_refused_by_the_platform(
         self, fake: FakeGoogleCloud, traffic: CloudRunTraffic, events: Events
     ) -> None:

@@ -439,9 +439,18 @@ class CloudRunTraffic:
                 status = "rolled_back"
         except Exception as failed:
             if error is None or isinstance(error, Exception):
+                # chained to Google's error: the put-back's, else the one that ended the shift
+                cause = next(
+                    (
+                        e.__cause__
+                        for e in (failed, error)
+                        if isinstance(e, PlatformError) and isinstance(e.__cause__, _FAILURES)
+                    ),
+                    failed,
+                )
                 raise PlatformError(
                     f"{failure}; putting the traffic back failed: {failed}"
-                ) from failed
+                ) from cause
             logger.exception("the traffic of %s could not be put back", service)
         finally:
             if result is not None:
