@@ -641,6 +641,19 @@ class TestCloudFunctionDeployer:
         with zipfile.ZipFile(io.BytesIO(archive)) as files:
             assert {name: files.read(name).decode() for name in files.namelist()} == SOURCE
 
+    def test_bytecode_caches_and_git_folders_are_not_uploaded(
+        self, fake: FakeGoogleCloud, deployer: CloudFunctionDeployer, tmp_path: Path
+    ) -> None:
+        """Files under __pycache__ or .git, at any depth, are left out of the archive."""
+        function, _, _ = new_function(fake)
+        junk = {
+            "__pycache__/main.cpython-312.pyc": "x",
+            "lib/__pycache__/sizes.cpython-312.pyc": "x",
+            ".git/HEAD": "ref: refs/heads/main\n",
+        }
+        deployer.deploy(function, write_source(tmp_path, {**SOURCE, **junk}), rollout=FAST)
+        assert fake.builds[function] == [sorted(SOURCE)]
+
     def test_a_breach_leaves_the_new_revision_serving_nothing(
         self, fake: FakeGoogleCloud, deployer: CloudFunctionDeployer, tmp_path: Path
     ) -> None:

@@ -79,6 +79,8 @@ _REVISION = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _KIND = "TRAFFIC_TARGET_ALLOCATION_TYPE_"
 #: what deploy() changes of a function: its source, and that traffic stays where it is
 _MASK = ("build_config.source", "service_config.all_traffic_on_latest_revision")
+#: folders of a function's source never uploaded: bytecode caches, a git repository
+_SKIPPED = frozenset({"__pycache__", ".git"})
 #: seconds an upload of the source may take
 _UPLOAD_TIMEOUT = 600.0
 #: what the clients raise for a failed call: an HTTP error, a failed operation,
@@ -502,12 +504,16 @@ class CloudRunTraffic:
 
 
 def _zip(folder: Path) -> bytes:
-    """The files under ``folder`` as a zip archive, paths relative to it, in sorted order."""
+    """The files under ``folder`` as a zip archive, paths relative to it, in sorted order.
+
+    Files under a ``__pycache__`` or ``.git`` folder are left out.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(folder).as_posix())
+            relative = path.relative_to(folder)
+            if path.is_file() and _SKIPPED.isdisjoint(relative.parts):
+                archive.write(path, relative.as_posix())
         if not archive.namelist():
             raise InvalidArgumentError(f"the source folder {str(folder)!r} has no files")
     return buffer.getvalue()
@@ -575,7 +581,8 @@ class CloudFunctionDeployer:
     ) -> TrafficResult:
         """Deploy the code in folder ``source`` as ``function``'s new revision, then shift to it.
 
-        Zips the folder's files, uploads the archive to the URL
+        Zips the folder's files (not those under a ``__pycache__`` or
+        ``.git`` folder), uploads the archive to the URL
         ``generate_upload_url`` gives, pins the targets of the function's
         Cloud Run service that follow the latest revision to the revision
         they serve (as ``gcloud run deploy --no-traffic`` does), updates the
