@@ -25,6 +25,7 @@ from illunare import (
     InvalidArgumentError,
     Migration,
     MissingExtraError,
+    PackageError,
     PerformanceMonitor,
     PlatformError,
     Rollout,
@@ -826,6 +827,25 @@ class TestCloudRunShiftStep:
         plan = deployment.plan([CloudRunShift(traffic, service, new, rollout=FAST)])
         assert deployment.run(plan).status == "succeeded"
         assert fake.traffic(service) == [target(new, 100)]
+
+    def test_a_plan_refuses_an_unknown_service_or_a_revision_of_another(
+        self, fake: FakeGoogleCloud, traffic: CloudRunTraffic
+    ) -> None:
+        """Deployment.plan() reads the service: a 404, a foreign revision name; nothing changed."""
+        service, (old, _) = new_service(fake)
+        nowhere = "projects/demo/locations/europe-west1/services/nowhere"
+        deployment = self._deployment()
+        with pytest.raises(PackageError) as caught:
+            deployment.plan(
+                [
+                    CloudRunShift(traffic, nowhere, "nowhere-00001-aaa", rollout=FAST),
+                    CloudRunShift(traffic, service, "other-00001-aaa", rollout=FAST),
+                ]
+            )
+        message = str(caught.value)
+        assert "404 Resource 'nowhere' of kind 'SERVICE'" in message
+        assert f"other-00001-aaa is not a revision of {service}" in message
+        assert fake.traffic(service) == [target(old, 100)]
 
     @pytest.mark.parametrize(
         ("arguments", "message"),

@@ -681,7 +681,21 @@ class CloudRunShift:
         return f"{self.service} -> {self.revision}"
 
     def problems(self, parts: Parts, path: str) -> list[Problem]:
-        """Nothing to check beyond construction (the platform checks the rest)."""
+        """The service must exist, the revision be named as its (read only: nothing changes).
+
+        Cloud Run names a service's revisions ``<service>-<suffix>``; that
+        the revision itself exists is checked by the platform at the first
+        step (a ``ServicesClient`` cannot list revisions).
+        """
+        short = self.service.rpartition("/")[2]
+        try:
+            with _calling(f"reading {self.service}"):
+                self.traffic._client.get_service(name=self.service)
+        except PlatformError as error:
+            return [(path, str(error))]
+        revision = _revision(self.service, self.revision)
+        if not revision.startswith(f"{short}-"):
+            return [(path, f"{revision} is not a revision of {self.service} ({short}-...)")]
         return []
 
     def apply(self, parts: Parts, reason: str) -> Undo:
