@@ -613,7 +613,11 @@ REVISIONS = ("shop-00001-aaa", "shop-00002-bbb", "shop-00003-ccc", "shop-00004-d
 
 @st.composite
 def traffic_splits(draw: st.DrawFn) -> tuple[Target, ...]:
-    """A valid split: 1 to 6 targets, whole percents summing to 100, unique tags, LATEST or not."""
+    """A valid split: 1 to 6 targets, whole percents summing to 100, unique tags, LATEST or not.
+
+    At most one untagged target per revision (LATEST counting as the first
+    revision, which it serves), so that a pinned split has no two alike.
+    """
     size = draw(st.integers(1, 6))
     cuts = sorted(draw(st.lists(st.integers(0, 100), min_size=size - 1, max_size=size - 1)))
     percents = [b - a for a, b in zip([0, *cuts], [*cuts, 100], strict=True)]
@@ -625,14 +629,25 @@ def traffic_splits(draw: st.DrawFn) -> tuple[Target, ...]:
         )
     )
     seen: set[str] = set()
-    split = []
+    split: list[Target] = []
+    untagged: dict[tuple[str, str], int] = {}  # one untagged target per revision, as Cloud Run
     for percent, tag in zip(percents, tags, strict=True):
         unique = tag if tag not in seen else ""
         seen.add(unique)
         if draw(st.integers(0, 5)) == 0:
-            split.append(Target(LATEST, "", percent, unique))
+            target = Target(LATEST, "", percent, unique)
         else:
-            split.append(Target(REVISION, draw(st.sampled_from(REVISIONS)), percent, unique))
+            target = Target(REVISION, draw(st.sampled_from(REVISIONS)), percent, unique)
+        # LATEST serves the first revision (the tests pin it there)
+        key = (REVISION, REVISIONS[0]) if target.kind == LATEST else (REVISION, target.revision)
+        where = untagged.get(key) if not unique else None
+        if where is not None:
+            earlier = split[where]
+            split[where] = Target(earlier.kind, earlier.revision, earlier.percent + percent)
+            continue
+        if not unique:
+            untagged[key] = len(split)
+        split.append(target)
     return tuple(split)
 
 
