@@ -132,6 +132,38 @@ class TestDeploy:
             == (before["metadata"]["generation"])
         )
 
+    def test_the_same_image_of_a_failed_rollout_raises(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """The image already set by a failed rollout is not a success: it raises, left as it is."""
+        with pytest.raises(KubernetesRolloutError):
+            deployer.deploy(web, "shop:bad", undo_on_failure=False)
+        with pytest.raises(KubernetesRolloutError, match="exceeded its progress deadline"):
+            deployer.deploy(web, "shop:bad")
+        assert image_of(fake_kube, web) == "shop:bad"
+
+    def test_the_same_image_under_way_is_followed_to_its_end(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """The image already set, its rollout not finished: deploy() returns once it is done."""
+        fake_kube.pause()
+        try:
+            client.AppsV1Api(deployer._client).patch_namespaced_deployment(
+                web,
+                "default",
+                {
+                    "spec": {
+                        "template": {"spec": {"containers": [{"name": "app", "image": "shop:2"}]}}
+                    }
+                },
+            )
+            with signals.rollout_step.connected_to(lambda sender, **kwargs: fake_kube.resume()):
+                status = deployer.deploy(web, "shop:2")
+        finally:
+            fake_kube.resume()
+        assert status.done
+        assert status.revision == 2
+
     def test_a_named_container_of_several(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, deployment_name: str
     ) -> None:

@@ -207,7 +207,9 @@ class KubernetesDeployer:
         The image is set by a strategic merge patch, then the rollout is
         followed through a watch of the Deployment, judged by the rules of
         ``kubectl rollout status``. An image equal to the current one
-        returns the current status at once.
+        changes nothing: a finished rollout returns its status at once, one
+        under way is followed to its end (a failed one raises, and is not
+        undone: it is not this call's).
 
         Args:
             name: the Deployment.
@@ -330,28 +332,13 @@ class KubernetesDeployer:
         containers = current["spec"]["template"]["spec"]["containers"]
         chosen = _container(name, containers, container)
         if chosen["image"] == image:
-            return before, judge(current)
-        patch = {
-            "spec": {
-                "template": {
-                    "spec": {
-                        "$setElementOrder/containers": [{"name": c["name"]} for c in containers],
-                        "containers": [{"name": chosen["name"], "image": image}],
-                    }
-                }
-            }
-        }
-        self._call(
-            f"set image of deployment {space}/{name}",
-            lambda: self._apps.patch_namespaced_deployment(
-                name,
-                space,
-                patch,
-                _content_type="application/strategic-merge-patch+json",
-                _preload_content=False,
-                _request_timeout=_REQUEST_TIMEOUT,
-            ),
-        )
+            now = judge(current)
+            if now.done:
+                return before, now
+            # This image's rollout is under way or failed: follow it; none of it is ours to undo.
+            undo_on_failure = False
+        else:
+            self._set_image(name, space, containers, chosen, image)
         target = f"{space}/{name}"
         status: RolloutStatus | None = None
         try:
@@ -370,6 +357,32 @@ class KubernetesDeployer:
             self._failed(name, space, status, image, timeout=timeout, undo=undo)
         self._send(signals.rollout_finished, target, status, image, status="promoted")
         return before, status
+
+    def _set_image(
+        self, name: str, space: str, containers: list[Obj], chosen: Obj, image: str
+    ) -> Obj:
+        """``kubectl set image``: a strategic merge patch; the Deployment it answers."""
+        patch = {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "$setElementOrder/containers": [{"name": c["name"]} for c in containers],
+                        "containers": [{"name": chosen["name"], "image": image}],
+                    }
+                }
+            }
+        }
+        return self._call(
+            f"set image of deployment {space}/{name}",
+            lambda: self._apps.patch_namespaced_deployment(
+                name,
+                space,
+                patch,
+                _content_type="application/strategic-merge-patch+json",
+                _preload_content=False,
+                _request_timeout=_REQUEST_TIMEOUT,
+            ),
+        )
 
     def _failed(
         self,
