@@ -651,6 +651,28 @@ class TestKubernetesRolloutStep:
         assert 'deployments.apps "nope" not found' in messages
         assert "no container 'db'" in messages
 
+    def test_two_steps_on_one_deployment_are_both_undone(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """Undoing the later step renumbers the earlier one's revision: both undos still run."""
+
+        def fail() -> None:
+            raise RuntimeError("the migration fails")
+
+        deployment = Deployment("shop", reloader=HotReloader())
+        with pytest.raises(DeploymentError) as caught:
+            deployment.run(
+                [
+                    KubernetesRollout(deployer, web, "shop:2"),
+                    KubernetesRollout(deployer, web, "shop:3"),
+                    Migration("fails", fail),
+                ]
+            )
+        result = caught.value.result
+        assert result is not None
+        assert [s.status for s in result.steps] == ["undone", "undone", "failed"]
+        assert image_of(fake_kube, web) == "shop:1"
+
     def test_undo_refuses_a_deployment_moved_since(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
     ) -> None:

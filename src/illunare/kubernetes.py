@@ -233,7 +233,7 @@ class KubernetesDeployer:
             PlatformError: an API call failed (HTTP error), before the rollout.
 
         """
-        _, status = self._deploy(
+        _, _, status = self._deploy(
             name,
             image,
             container=container,
@@ -314,8 +314,8 @@ class KubernetesDeployer:
         namespace: str | None,
         timeout: float,
         undo_on_failure: bool,
-    ) -> tuple[Obj, RolloutStatus]:
-        """``deploy()``; also the pod template before it (what an undo returns to)."""
+    ) -> tuple[Obj, Obj, RolloutStatus]:
+        """``deploy()``; also the pod templates before it (what an undo returns to) and after."""
         name = _name("name", name, _SUBDOMAIN, 253)
         image = _image(image)
         if container is not None:
@@ -334,11 +334,12 @@ class KubernetesDeployer:
         if chosen["image"] == image:
             now = judge(current)
             if now.done:
-                return before, now
+                return before, before, now
             # This image's rollout is under way or failed: follow it; none of it is ours to undo.
             undo_on_failure = False
+            after = before
         else:
-            self._set_image(name, space, containers, chosen, image)
+            after = _template(self._set_image(name, space, containers, chosen, image))
         target = f"{space}/{name}"
         status: RolloutStatus | None = None
         try:
@@ -356,7 +357,7 @@ class KubernetesDeployer:
             undo = before if undo_on_failure else None
             self._failed(name, space, status, image, timeout=timeout, undo=undo)
         self._send(signals.rollout_finished, target, status, image, status="promoted")
-        return before, status
+        return before, after, status
 
     def _set_image(
         self, name: str, space: str, containers: list[Obj], chosen: Obj, image: str
@@ -694,8 +695,9 @@ class KubernetesRollout:
 
     A failed rollout is undone by ``deploy`` itself and fails the step (the
     package's earlier steps are undone). The step's undo rolls the
-    Deployment back to the revision before the step; it refuses (a
-    PlatformError) if the Deployment has moved to another revision since.
+    Deployment back to the pod template before the step; it refuses (a
+    PlatformError) if the Deployment's pod template is no longer the one
+    the step rolled out (someone changed it since).
     """
 
     deployer: KubernetesDeployer = attrs.field(validator=_deployer)
@@ -723,7 +725,7 @@ class KubernetesRollout:
 
     def apply(self, parts: Parts, reason: str) -> Undo:
         """Roll the image out; the undo rolls the Deployment back to the revision before."""
-        before, status = self.deployer._deploy(
+        before, after, _ = self.deployer._deploy(
             self.name,
             self.image,
             container=self.container,
@@ -735,11 +737,12 @@ class KubernetesRollout:
         space = deployer._space(self.namespace)
 
         def undo() -> None:
-            now = deployer.status(name, namespace=space).revision
-            if now != status.revision:
+            # The template, not the revision: undoing a later step of the same
+            # Deployment gives this step's template a new revision number.
+            if _template(deployer._get(name, space)) != after:
                 raise PlatformError(
-                    f"deployment {target} is at revision {now} since the step "
-                    f"(the step left {status.revision}); left as it is"
+                    f"deployment {target} has another pod template than the step "
+                    "rolled out (changed since); left as it is"
                 )
             deployer._restore(name, space, before)  # skipped if the image was already there
 
