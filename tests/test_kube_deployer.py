@@ -82,6 +82,14 @@ def image_of(fake: FakeKube, name: str) -> str:
     return str(containers[0]["image"])
 
 
+def set_image(api: client.ApiClient, name: str, image: str) -> None:
+    """Another client sets the image of the Deployment's container ``app``."""
+    container = {"name": "app", "image": image}
+    client.AppsV1Api(api).patch_namespaced_deployment(
+        name, "default", {"spec": {"template": {"spec": {"containers": [container]}}}}
+    )
+
+
 def revision(obj: dict[str, Any]) -> int:
     """The revision annotation of a Deployment or ReplicaSet."""
     return int(obj["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", 0))
@@ -143,20 +151,12 @@ class TestDeploy:
         assert image_of(fake_kube, web) == "shop:bad"
 
     def test_the_same_image_under_way_is_followed_to_its_end(
-        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
     ) -> None:
         """The image already set, its rollout not finished: deploy() returns once it is done."""
         fake_kube.pause()
         try:
-            client.AppsV1Api(deployer._client).patch_namespaced_deployment(
-                web,
-                "default",
-                {
-                    "spec": {
-                        "template": {"spec": {"containers": [{"name": "app", "image": "shop:2"}]}}
-                    }
-                },
-            )
+            set_image(api, web, "shop:2")
             with signals.rollout_step.connected_to(lambda sender, **kwargs: fake_kube.resume()):
                 status = deployer.deploy(web, "shop:2")
         finally:
@@ -276,6 +276,49 @@ class TestDeploy:
         assert caught.value.status.message == "object has been deleted"
         assert caught.value.__cause__ is None
         assert sent[-1][1]["status"] == "failed"
+
+    def test_another_clients_change_meanwhile_fails_and_is_left(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        api: client.ApiClient,
+        deployment_name: str,
+        sent: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Another image set during the rollout: no success for it, and no undo over it."""
+        fake_kube.add_deployment(deployment_name, "shop:1", progress_deadline=600)
+        changed = threading.Event()
+
+        def change(sender: object, **kwargs: Any) -> None:
+            if not changed.is_set():
+                changed.set()
+                set_image(api, deployment_name, "shop:3")
+
+        with (
+            signals.rollout_step.connected_to(change),
+            pytest.raises(KubernetesRolloutError, match="another client changed") as caught,
+        ):
+            deployer.deploy(deployment_name, "shop:bad", timeout=20)
+        assert caught.value.status is not None
+        assert caught.value.status.failed
+        assert image_of(fake_kube, deployment_name) == "shop:3"
+        assert sent[-1][1]["status"] == "failed"
+
+    def test_an_interrupt_leaves_another_clients_change(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
+    ) -> None:
+        """Interrupted after another client set its image: the undo leaves that image."""
+
+        def change_and_interrupt(sender: object, **kwargs: Any) -> None:
+            set_image(api, web, "shop:3")
+            raise KeyboardInterrupt
+
+        with (
+            signals.rollout_step.connected_to(change_and_interrupt),
+            pytest.raises(KeyboardInterrupt),
+        ):
+            deployer.deploy(web, "shop:2")
+        assert image_of(fake_kube, web) == "shop:3"
 
     def test_a_410_gone_lists_again(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str

@@ -74,6 +74,8 @@ _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _REQUEST_TIMEOUT = 30.0
 #: kubectl's words when the Deployment is deleted while it watches
 _DELETED = "object has been deleted"
+#: the words when another client changes the pod template while a rollout is followed
+_CHANGED = "pod template changed by another client during the rollout"
 
 
 def _name(what: str, value: object, pattern: re.Pattern[str], longest: int) -> str:
@@ -337,24 +339,25 @@ class KubernetesDeployer:
                 return before, before, now
             # This image's rollout is under way or failed: follow it; none of it is ours to undo.
             undo_on_failure = False
-            after = before
+            ours = current
         else:
-            after = _template(self._set_image(name, space, containers, chosen, image))
+            ours = self._set_image(name, space, containers, chosen, image)
+        after = _template(ours)
         target = f"{space}/{name}"
         status: RolloutStatus | None = None
         try:
-            for status in self._follow(name, space, deadline):
+            for status in self._follow(name, space, deadline, ours):
                 self._send(signals.rollout_step, target, status, image, status="running")
         except BaseException:  # an API error or an interrupt: the image is not left half out
             if undo_on_failure:
                 try:
-                    self._restore(name, space, before)
+                    self._restore(name, space, before, after)
                 except PlatformError:  # the error that stopped the rollout is the one to raise
                     logger.exception("the undo of the rollout of %s to %s failed", image, target)
             raise
         assert status is not None  # _follow yields at least once
         if not status.done:
-            undo = before if undo_on_failure else None
+            undo = (before, after) if undo_on_failure else None
             self._failed(name, space, status, image, timeout=timeout, undo=undo)
         self._send(signals.rollout_finished, target, status, image, status="promoted")
         return before, after, status
@@ -393,12 +396,14 @@ class KubernetesDeployer:
         image: str,
         *,
         timeout: float,
-        undo: Obj | None,
+        undo: tuple[Obj, Obj] | None,
     ) -> NoReturn:
-        """Undo a failed rollout to the template ``undo`` (None: do not), tell it, raise."""
+        """Undo a failed rollout (``undo``: the templates before and after it; None: do not)."""
         target = f"{namespace}/{name}"
         if status.message == _DELETED:
             why = "the Deployment was deleted"
+        elif status.message == _CHANGED:
+            why = "another client changed its pod template meanwhile (left as it is)"
         elif status.failed:
             why = status.message
         else:
@@ -406,9 +411,9 @@ class KubernetesDeployer:
         message = f"rollout of {image} to deployment {target} failed: {why}"
         undo_error: PlatformError | None = None
         outcome = "failed"
-        if undo is not None and status.message != _DELETED:
+        if undo is not None and status.message not in (_DELETED, _CHANGED):
             try:
-                revision = self._restore(name, namespace, undo)
+                revision = self._restore(name, namespace, *undo)
             except PlatformError as error:
                 undo_error = error
                 message += f"; the undo failed: {error}"
@@ -418,14 +423,18 @@ class KubernetesDeployer:
         self._send(signals.rollout_finished, target, status, image, status=outcome)
         raise KubernetesRolloutError(message, status) from undo_error
 
-    def _follow(self, name: str, namespace: str, deadline: float) -> Iterator[RolloutStatus]:
-        """Each new judgement of the rollout until it is done, failed, deleted or out of time.
+    def _follow(
+        self, name: str, namespace: str, deadline: float, ours: Obj
+    ) -> Iterator[RolloutStatus]:
+        """Each new judgement of the rollout of ``ours`` until it ends or is out of time.
 
         A list, then a watch from the list's resourceVersion, each watch
         bounded by the server (``timeoutSeconds``); a ``410 Gone`` (the
         version is too old) lists again. The last judgement is the end:
         ``done``, ``failed``, the Deployment deleted (``message`` is
-        kubectl's "object has been deleted"), or neither (out of time).
+        kubectl's "object has been deleted"), its pod template changed by
+        a later generation than ``ours`` (``message`` is ``_CHANGED``: the
+        rollout judged is no longer ours), or neither (out of time).
         """
         last: RolloutStatus | None = None
         version: str | None = None
@@ -438,9 +447,9 @@ class KubernetesDeployer:
                 # Closed at once when left early: its response goes back to the pool now.
                 with contextlib.closing(events):
                     for kind, obj in events:
-                        if kind == "DELETED":
-                            gone = last or judge({"metadata": {"name": name}})
-                            yield attrs.evolve(gone, done=False, failed=True, message=_DELETED)
+                        ended = _taken_away(name, kind, obj, last, ours)
+                        if ended is not None:
+                            yield ended
                             return
                         if kind != "LISTED":  # a listed object's version may predate the list's
                             version = obj["metadata"]["resourceVersion"]
@@ -518,9 +527,19 @@ class KubernetesDeployer:
         chosen = _revision_to(deployment["metadata"]["name"], owned, to_revision)
         return self._rollback(deployment, owned, chosen, to_revision)
 
-    def _restore(self, name: str, namespace: str, template: Obj) -> int:
-        """Roll back to the revision whose pod template is ``template``, as kubectl does."""
+    def _restore(self, name: str, namespace: str, template: Obj, ours: Obj) -> int:
+        """Roll back to the revision whose pod template is ``template``, as kubectl does.
+
+        Only while the Deployment's pod template is ``ours`` (what the
+        rollout to undo set): another client's later change is left as it
+        is (PlatformError).
+        """
         deployment = self._get(name, namespace)
+        if _template(deployment) != ours:
+            raise PlatformError(
+                f"deployment {namespace}/{name} has another pod template than the rollout "
+                "to undo set (changed since); left as it is"
+            )
         owned = self._owned(deployment)
         for rs in owned:
             if _template(rs) == template:
@@ -652,6 +671,22 @@ def _container(name: str, containers: list[Obj], wanted: str | None) -> Obj:
     raise InvalidArgumentError(f"deployment {name!r} has no container {wanted!r} (it has {names})")
 
 
+def _taken_away(
+    name: str, kind: str, obj: Obj, last: RolloutStatus | None, ours: Obj
+) -> RolloutStatus | None:
+    """The end of a rollout taken away: the Deployment deleted, or ``ours`` replaced since."""
+    if kind == "DELETED":
+        gone = last or judge({"metadata": {"name": name}})
+        return attrs.evolve(gone, done=False, failed=True, message=_DELETED)
+    if (
+        kind != "BOOKMARK"
+        and obj["metadata"]["generation"] > ours["metadata"]["generation"]
+        and _template(obj) != _template(ours)
+    ):
+        return attrs.evolve(judge(obj), done=False, failed=True, message=_CHANGED)
+    return None
+
+
 def _revision_to(name: str, owned: list[Obj], to_revision: int) -> Obj:
     """The ReplicaSet of ``to_revision`` (0: the one before the newest), as kubectl picks it."""
     if to_revision:
@@ -733,17 +768,12 @@ class KubernetesRollout:
             timeout=self.timeout,
             undo_on_failure=True,
         )
-        deployer, name, target = self.deployer, self.name, self.target
+        deployer, name = self.deployer, self.name
         space = deployer._space(self.namespace)
 
         def undo() -> None:
             # The template, not the revision: undoing a later step of the same
             # Deployment gives this step's template a new revision number.
-            if _template(deployer._get(name, space)) != after:
-                raise PlatformError(
-                    f"deployment {target} has another pod template than the step "
-                    "rolled out (changed since); left as it is"
-                )
-            deployer._restore(name, space, before)  # skipped if the image was already there
+            deployer._restore(name, space, before, after)  # skipped if it was already there
 
         return undo
