@@ -501,6 +501,32 @@ class TestSignals:
                 True,
             )
 
+    def test_an_api_error_or_an_interrupt_ends_the_rollout_with_its_signal(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        deployment_name: str,
+        sent: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """An interrupt (undone) ends it rolled_back; an API error (undo refused too) failed."""
+
+        def interrupt(sender: object, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+        fake_kube.add_deployment(deployment_name, "shop:1", namespace="lost")
+        with signals.rollout_step.connected_to(interrupt), pytest.raises(KeyboardInterrupt):
+            deployer.deploy(deployment_name, "shop:2", namespace="lost")
+        assert (sent[-1][0], sent[-1][1]["status"]) == ("finished", "rolled_back")
+
+        def refuse(sender: object, **kwargs: Any) -> None:
+            fake_kube.forbid("lost")
+            fake_kube.expire()  # the watch ends; the next request is refused
+
+        with signals.rollout_step.connected_to(refuse), pytest.raises(PlatformError):
+            deployer.deploy(deployment_name, "shop:3", namespace="lost")
+        assert (sent[-1][0], sent[-1][1]["status"]) == ("finished", "failed")
+        assert sent[-1][1]["target"] == f"lost/{deployment_name}"
+
 
 class TestErrors:
     def test_api_errors_are_platform_errors_with_the_platforms_words(

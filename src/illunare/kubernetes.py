@@ -230,9 +230,12 @@ class KubernetesDeployer:
                 does not have, or None when it has several (the message names
                 them).
             KubernetesRolloutError: the rollout exceeded its progress deadline,
-                took longer than ``timeout``, or the Deployment was deleted;
-                ``status`` is the last judgement. Raised after the undo.
-            PlatformError: an API call failed (HTTP error), before the rollout.
+                took longer than ``timeout``, the Deployment was deleted, or
+                another client changed its pod template meanwhile; ``status``
+                is the last judgement. Raised after the undo.
+            PlatformError: an API call failed (HTTP error); raised after the
+                undo when it ends a rollout under way (``rollout_finished``
+                is sent, as for any end, and for an interrupt too).
 
         """
         _, _, status = self._deploy(
@@ -349,11 +352,16 @@ class KubernetesDeployer:
             for status in self._follow(name, space, deadline, ours):
                 self._send(signals.rollout_step, target, status, image, status="running")
         except BaseException:  # an API error or an interrupt: the image is not left half out
+            outcome = "failed"
             if undo_on_failure:
                 try:
                     self._restore(name, space, before, after)
                 except PlatformError:  # the error that stopped the rollout is the one to raise
                     logger.exception("the undo of the rollout of %s to %s failed", image, target)
+                else:
+                    outcome = "rolled_back"
+            last = status or judge(ours)
+            self._send(signals.rollout_finished, target, last, image, status=outcome)
             raise
         assert status is not None  # _follow yields at least once
         if not status.done:
