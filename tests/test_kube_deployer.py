@@ -229,6 +229,20 @@ class TestDeploy:
             fake_kube.resume()
         assert image_of(fake_kube, web) == "shop:1"
 
+    def test_an_undo_before_the_new_replicaset_names_the_revision_kept(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """Timed out before the controller saw the new template: the undo keeps revision 1."""
+        fake_kube.pause()
+        try:
+            with pytest.raises(KubernetesRolloutError, match=r"now revision 1\)"):
+                deployer.deploy(web, "shop:2", timeout=0.5)
+        finally:
+            fake_kube.resume()
+        done = fake_kube.wait_for(web, lambda d: judge(d).done)
+        assert revision(done) == 1
+        assert image_of(fake_kube, web) == "shop:1"
+
     def test_undo_on_failure_false_leaves_it(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
     ) -> None:

@@ -599,8 +599,11 @@ class KubernetesDeployer:
                 _request_timeout=_REQUEST_TIMEOUT,
             ),
         )
-        # The controller makes the restored template the newest revision.
-        return max(revision_of(rs) for rs in owned) + 1
+        # The controller makes the restored template the newest revision:
+        # it keeps its number if it is the newest already (no ReplicaSet yet
+        # for the template it replaces).
+        newest = max(revision_of(rs) for rs in owned)
+        return newest if revision_of(chosen) == newest else newest + 1
 
     def _owned(self, deployment: Obj) -> list[Obj]:
         """The ReplicaSets the Deployment owns: by its selector, then its controller UID."""
