@@ -31,7 +31,7 @@ from illunare import (
     Thresholds,
     signals,
 )
-from illunare._platforms.kubestatus import judge
+from illunare._platforms.kubestatus import UNOBSERVED, judge
 from illunare.kubernetes import KubernetesDeployer, KubernetesRollout, RolloutStatus
 
 from .conftest import Package
@@ -491,7 +491,8 @@ class TestSignals:
                 "shop:2",
             )
             assert kwargs["status"] == "running"
-            assert kwargs["weight"] == 100 * kwargs["rollout"].updated // 3
+            observed = kwargs["rollout"].message != UNOBSERVED
+            assert kwargs["weight"] == (100 * kwargs["rollout"].updated // 3 if observed else 0)
         rollouts = [kwargs["rollout"] for kwargs in steps]
         assert all(a != b for a, b in itertools.pairwise(rollouts))  # only changes are sent
         finished = sent[-1][1]
@@ -500,6 +501,25 @@ class TestSignals:
             status,
             2,
         )
+
+    def test_the_weight_is_0_until_the_new_spec_is_observed(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        web: str,
+        sent: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Before the controller observes the new spec, the old replicas are no share of it."""
+        fake_kube.pause()
+        try:
+            with signals.rollout_step.connected_to(lambda sender, **kwargs: fake_kube.resume()):
+                deployer.deploy(web, "shop:2")
+        finally:
+            fake_kube.resume()
+        first = sent[0][1]
+        assert first["rollout"].message == UNOBSERVED
+        assert first["rollout"].updated == 3  # the old template's replicas
+        assert first["weight"] == 0
 
     def test_a_failed_rollout_ends_rolled_back_or_failed(
         self, deployer: KubernetesDeployer, web: str, sent: list[tuple[str, dict[str, Any]]]

@@ -33,7 +33,13 @@ import attrs
 from illunare import signals
 from illunare._arguments import seconds
 from illunare._deploy.steps import Parts, Problem, Undo
-from illunare._platforms.kubestatus import REVISION, RolloutStatus, judge, revision_of
+from illunare._platforms.kubestatus import (
+    REVISION,
+    UNOBSERVED,
+    RolloutStatus,
+    judge,
+    revision_of,
+)
 from illunare.exceptions import (
     InvalidArgumentError,
     KubernetesRolloutError,
@@ -636,7 +642,12 @@ class KubernetesDeployer:
         step: dict[str, Any] = {}
         if signal is signals.rollout_step:
             # kubectl judges no step: there is no verdict on the one before.
-            share = 100 * rollout.updated // rollout.replicas if rollout.replicas else 100
+            if rollout.message == UNOBSERVED:  # the counts are still the old template's
+                share = 0
+            elif rollout.replicas:
+                share = 100 * rollout.updated // rollout.replicas
+            else:
+                share = 100
             step = {"weight": min(share, 100), "verdict": None}
         signals._send(
             signal,
