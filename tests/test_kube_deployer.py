@@ -458,6 +458,41 @@ class TestStatusAndUndo:
         deployer.undo(web)
         assert image_of(fake_kube, web) == "shop:1"
 
+    def test_undo_with_a_set_based_selector(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        api: client.ApiClient,
+        deployment_name: str,
+    ) -> None:
+        """matchExpressions select ReplicaSets as kubectl's ``tier in (a,b)``: undo finds them."""
+        labels = {"app": deployment_name, "tier": "a"}
+        selector = {
+            "matchLabels": {"app": deployment_name},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["b", "a"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ],
+        }
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": deployment_name},
+            "spec": {
+                "replicas": 1,
+                "selector": selector,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "shop:1"}]},
+                },
+            },
+        }
+        client.AppsV1Api(api).create_namespaced_deployment("default", body)
+        fake_kube.wait_for(deployment_name, lambda d: judge(d).done)
+        deployer.deploy(deployment_name, "shop:2")
+        assert deployer.undo(deployment_name) == 3
+        assert image_of(fake_kube, deployment_name) == "shop:1"
+
     def test_undo_errors_in_kubectls_words(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
     ) -> None:
