@@ -518,6 +518,11 @@ class FakeKube:
         """The deployment controller: one rolling update step and the status."""
         d = copy.deepcopy(deployment)
         metadata, spec = d["metadata"], d["spec"]
+        if spec.get("paused"):  # observed, but no new template is rolled out
+            d.setdefault("status", {})["observedGeneration"] = metadata["generation"]
+            if d != deployment:
+                self._write("Deployment", d)
+            return
         template = spec["template"]
         owned = self._owned(d)
         new = next((rs for rs in owned if _same_template(rs, template)), None)

@@ -164,6 +164,22 @@ class TestDeploy:
         assert status.done
         assert status.revision == 2
 
+    def test_a_paused_deployment_is_refused_before_any_change(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
+    ) -> None:
+        """A paused Deployment never rolls a new template out: refused, nothing changed."""
+        client.AppsV1Api(api).patch_namespaced_deployment(
+            web, "default", {"spec": {"paused": True}}
+        )
+        generation = fake_kube.get("deployments", web)["metadata"]["generation"]
+        with pytest.raises(PlatformError, match="is paused; resume it first"):
+            deployer.deploy(web, "shop:2")
+        assert image_of(fake_kube, web) == "shop:1"
+        assert fake_kube.get("deployments", web)["metadata"]["generation"] == generation
+        step = KubernetesRollout(deployer, web, "shop:2")
+        with pytest.raises(PackageError, match="is paused"):
+            Deployment("shop", reloader=HotReloader()).plan([step])
+
     def test_a_named_container_of_several(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, deployment_name: str
     ) -> None:

@@ -235,6 +235,8 @@ class KubernetesDeployer:
             InvalidArgumentError: a bad argument; a container the Deployment
                 does not have, or None when it has several (the message names
                 them).
+            PlatformError: the Deployment is paused (refused before any
+                change: its rollout would never start).
             KubernetesRolloutError: the rollout exceeded its progress deadline,
                 took longer than ``timeout``, the Deployment was deleted, or
                 another client changed its pod template meanwhile; ``status``
@@ -342,6 +344,7 @@ class KubernetesDeployer:
         before = _template(current)
         containers = current["spec"]["template"]["spec"]["containers"]
         chosen = _container(name, containers, container)
+        _unpaused(current)
         if chosen["image"] == image:
             now = judge(current)
             if now.done:
@@ -693,6 +696,15 @@ def _container(name: str, containers: list[Obj], wanted: str | None) -> Obj:
     raise InvalidArgumentError(f"deployment {name!r} has no container {wanted!r} (it has {names})")
 
 
+def _unpaused(deployment: Obj) -> None:
+    """PlatformError if ``deployment`` is paused: its new template would never roll out."""
+    if deployment["spec"].get("paused"):
+        raise PlatformError(
+            f'deployment "{deployment["metadata"]["name"]}" is paused; resume it first with '
+            "'kubectl rollout resume' and try again"
+        )
+
+
 def _taken_away(
     name: str, kind: str, obj: Obj, last: RolloutStatus | None, ours: Obj
 ) -> RolloutStatus | None:
@@ -770,12 +782,13 @@ class KubernetesRollout:
         return f"{self.deployer._space(self.namespace)}/{self.name}"
 
     def problems(self, parts: Parts, path: str) -> list[Problem]:
-        """The Deployment must exist and have the container (read only: nothing changes)."""
+        """The Deployment must exist, have the container and not be paused (read only)."""
         try:
             deployment = self.deployer._get(self.name, self.deployer._space(self.namespace))
             _container(
                 self.name, deployment["spec"]["template"]["spec"]["containers"], self.container
             )
+            _unpaused(deployment)
         except (PlatformError, InvalidArgumentError) as error:
             return [(path, str(error))]
         return []
