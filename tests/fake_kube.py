@@ -107,17 +107,35 @@ def _same_template(rs: Obj, template: Obj) -> bool:
     return bool(semantic(mine) == semantic(template))
 
 
+#: a label selector requirement: ``k in (a,b)``, ``k notin (a)``, ``k=v``, ``k!=v``, ``!k``, ``k``
+_REQUIREMENT = re.compile(
+    r"\s*(?:(?P<key>[^\s,=!()]+)\s+(?P<set>in|notin)\s*\((?P<values>[^)]*)\)"
+    r"|(?P<absent>!)\s*(?P<gone>[^\s,=!()]+)"
+    r"|(?P<name>[^\s,=!()]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[^\s,=!()]*))?)\s*(?:,|$)"
+)
+
+
 def _selects(selector: str, labels: Mapping[str, str]) -> bool:
-    """Whether equality-based ``selector`` (``a=b,c!=d``) matches ``labels``."""
-    for term in filter(None, selector.split(",")):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
+    """Whether ``selector`` matches ``labels``: equality- and set-based requirements."""
+    position = 0
+    while position < len(selector):
+        match = _REQUIREMENT.match(selector, position)
+        if match is None:
+            raise ValueError(f"unable to parse requirement: {selector[position:]!r}")
+        position = match.end()
+        if match["set"]:
+            values = {v.strip() for v in match["values"].split(",") if v.strip()}
+            inside = match["key"] in labels and labels[match["key"]] in values
+            if inside != (match["set"] == "in"):
                 return False
-        else:
-            key, _, value = term.replace("==", "=").partition("=")
-            if labels.get(key.strip()) != value.strip():
+        elif match["absent"]:
+            if match["gone"] in labels:
                 return False
+        elif match["op"] is None:
+            if match["name"] not in labels:
+                return False
+        elif (labels.get(match["name"]) == match["value"]) != (match["op"] != "!="):
+            return False
     return True
 
 
@@ -500,6 +518,11 @@ class FakeKube:
         """The deployment controller: one rolling update step and the status."""
         d = copy.deepcopy(deployment)
         metadata, spec = d["metadata"], d["spec"]
+        if spec.get("paused"):  # observed, but no new template is rolled out
+            d.setdefault("status", {})["observedGeneration"] = metadata["generation"]
+            if d != deployment:
+                self._write("Deployment", d)
+            return
         template = spec["template"]
         owned = self._owned(d)
         new = next((rs for rs in owned if _same_template(rs, template)), None)
@@ -552,7 +575,10 @@ class FakeKube:
             },
             "spec": {
                 "replicas": 0,
-                "selector": {"matchLabels": {**d["spec"]["selector"]["matchLabels"], HASH: digest}},
+                "selector": {
+                    **d["spec"]["selector"],
+                    "matchLabels": {**d["spec"]["selector"].get("matchLabels", {}), HASH: digest},
+                },
                 "template": template,
             },
             "status": {"replicas": 0},

@@ -52,10 +52,12 @@ def test_the_guides_have_examples() -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
-def test_examples_run(page: Path, empty_directory: Path) -> None:
-    """The page's examples run as written."""
+def test_examples_run(page: Path, empty_directory: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The page's examples run as written; none of their signal receivers fails (logged)."""
     blocks = BLOCK.findall(page.read_text())
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     for number, block in enumerate(blocks, 1):
         code = compile(block, f"{page.name} example {number}", "exec")
         exec(code, namespace)
+    failed = [r.getMessage() for r in caplog.records if r.msg == "a receiver of %s failed"]
+    assert not failed, failed

@@ -31,7 +31,7 @@ from illunare import (
     Thresholds,
     signals,
 )
-from illunare._platforms.kubestatus import judge
+from illunare._platforms.kubestatus import UNOBSERVED, judge
 from illunare.kubernetes import KubernetesDeployer, KubernetesRollout, RolloutStatus
 
 from .conftest import Package
@@ -80,6 +80,14 @@ def image_of(fake: FakeKube, name: str) -> str:
     """The image of the Deployment's first container, as stored."""
     containers = fake.get("deployments", name)["spec"]["template"]["spec"]["containers"]
     return str(containers[0]["image"])
+
+
+def set_image(api: client.ApiClient, name: str, image: str) -> None:
+    """Another client sets the image of the Deployment's container ``app``."""
+    container = {"name": "app", "image": image}
+    client.AppsV1Api(api).patch_namespaced_deployment(
+        name, "default", {"spec": {"template": {"spec": {"containers": [container]}}}}
+    )
 
 
 def revision(obj: dict[str, Any]) -> int:
@@ -131,6 +139,46 @@ class TestDeploy:
             fake_kube.get("deployments", web)["metadata"]["generation"]
             == (before["metadata"]["generation"])
         )
+
+    def test_the_same_image_of_a_failed_rollout_raises(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """The image already set by a failed rollout is not a success: it raises, left as it is."""
+        with pytest.raises(KubernetesRolloutError):
+            deployer.deploy(web, "shop:bad", undo_on_failure=False)
+        with pytest.raises(KubernetesRolloutError, match="exceeded its progress deadline"):
+            deployer.deploy(web, "shop:bad")
+        assert image_of(fake_kube, web) == "shop:bad"
+
+    def test_the_same_image_under_way_is_followed_to_its_end(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
+    ) -> None:
+        """The image already set, its rollout not finished: deploy() returns once it is done."""
+        fake_kube.pause()
+        try:
+            set_image(api, web, "shop:2")
+            with signals.rollout_step.connected_to(lambda sender, **kwargs: fake_kube.resume()):
+                status = deployer.deploy(web, "shop:2")
+        finally:
+            fake_kube.resume()
+        assert status.done
+        assert status.revision == 2
+
+    def test_a_paused_deployment_is_refused_before_any_change(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
+    ) -> None:
+        """A paused Deployment never rolls a new template out: refused, nothing changed."""
+        client.AppsV1Api(api).patch_namespaced_deployment(
+            web, "default", {"spec": {"paused": True}}
+        )
+        generation = fake_kube.get("deployments", web)["metadata"]["generation"]
+        with pytest.raises(PlatformError, match="is paused; resume it first"):
+            deployer.deploy(web, "shop:2")
+        assert image_of(fake_kube, web) == "shop:1"
+        assert fake_kube.get("deployments", web)["metadata"]["generation"] == generation
+        step = KubernetesRollout(deployer, web, "shop:2")
+        with pytest.raises(PackageError, match="is paused"):
+            Deployment("shop", reloader=HotReloader()).plan([step])
 
     def test_a_named_container_of_several(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, deployment_name: str
@@ -197,6 +245,20 @@ class TestDeploy:
             fake_kube.resume()
         assert image_of(fake_kube, web) == "shop:1"
 
+    def test_an_undo_before_the_new_replicaset_names_the_revision_kept(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """Timed out before the controller saw the new template: the undo keeps revision 1."""
+        fake_kube.pause()
+        try:
+            with pytest.raises(KubernetesRolloutError, match=r"now revision 1\)"):
+                deployer.deploy(web, "shop:2", timeout=0.5)
+        finally:
+            fake_kube.resume()
+        done = fake_kube.wait_for(web, lambda d: judge(d).done)
+        assert revision(done) == 1
+        assert image_of(fake_kube, web) == "shop:1"
+
     def test_undo_on_failure_false_leaves_it(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
     ) -> None:
@@ -244,6 +306,49 @@ class TestDeploy:
         assert caught.value.status.message == "object has been deleted"
         assert caught.value.__cause__ is None
         assert sent[-1][1]["status"] == "failed"
+
+    def test_another_clients_change_meanwhile_fails_and_is_left(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        api: client.ApiClient,
+        deployment_name: str,
+        sent: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Another image set during the rollout: no success for it, and no undo over it."""
+        fake_kube.add_deployment(deployment_name, "shop:1", progress_deadline=600)
+        changed = threading.Event()
+
+        def change(sender: object, **kwargs: Any) -> None:
+            if not changed.is_set():
+                changed.set()
+                set_image(api, deployment_name, "shop:3")
+
+        with (
+            signals.rollout_step.connected_to(change),
+            pytest.raises(KubernetesRolloutError, match="another client changed") as caught,
+        ):
+            deployer.deploy(deployment_name, "shop:bad", timeout=20)
+        assert caught.value.status is not None
+        assert caught.value.status.failed
+        assert image_of(fake_kube, deployment_name) == "shop:3"
+        assert sent[-1][1]["status"] == "failed"
+
+    def test_an_interrupt_leaves_another_clients_change(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
+    ) -> None:
+        """Interrupted after another client set its image: the undo leaves that image."""
+
+        def change_and_interrupt(sender: object, **kwargs: Any) -> None:
+            set_image(api, web, "shop:3")
+            raise KeyboardInterrupt
+
+        with (
+            signals.rollout_step.connected_to(change_and_interrupt),
+            pytest.raises(KeyboardInterrupt),
+        ):
+            deployer.deploy(web, "shop:2")
+        assert image_of(fake_kube, web) == "shop:3"
 
     def test_a_410_gone_lists_again(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
@@ -369,6 +474,41 @@ class TestStatusAndUndo:
         deployer.undo(web)
         assert image_of(fake_kube, web) == "shop:1"
 
+    def test_undo_with_a_set_based_selector(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        api: client.ApiClient,
+        deployment_name: str,
+    ) -> None:
+        """matchExpressions select ReplicaSets as kubectl's ``tier in (a,b)``: undo finds them."""
+        labels = {"app": deployment_name, "tier": "a"}
+        selector = {
+            "matchLabels": {"app": deployment_name},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["b", "a"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ],
+        }
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": deployment_name},
+            "spec": {
+                "replicas": 1,
+                "selector": selector,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "shop:1"}]},
+                },
+            },
+        }
+        client.AppsV1Api(api).create_namespaced_deployment("default", body)
+        fake_kube.wait_for(deployment_name, lambda d: judge(d).done)
+        deployer.deploy(deployment_name, "shop:2")
+        assert deployer.undo(deployment_name) == 3
+        assert image_of(fake_kube, deployment_name) == "shop:1"
+
     def test_undo_errors_in_kubectls_words(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, api: client.ApiClient, web: str
     ) -> None:
@@ -402,7 +542,8 @@ class TestSignals:
                 "shop:2",
             )
             assert kwargs["status"] == "running"
-            assert kwargs["weight"] == 100 * kwargs["rollout"].updated // 3
+            observed = kwargs["rollout"].message != UNOBSERVED
+            assert kwargs["weight"] == (100 * kwargs["rollout"].updated // 3 if observed else 0)
         rollouts = [kwargs["rollout"] for kwargs in steps]
         assert all(a != b for a, b in itertools.pairwise(rollouts))  # only changes are sent
         finished = sent[-1][1]
@@ -411,6 +552,25 @@ class TestSignals:
             status,
             2,
         )
+
+    def test_the_weight_is_0_until_the_new_spec_is_observed(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        web: str,
+        sent: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Before the controller observes the new spec, the old replicas are no share of it."""
+        fake_kube.pause()
+        try:
+            with signals.rollout_step.connected_to(lambda sender, **kwargs: fake_kube.resume()):
+                deployer.deploy(web, "shop:2")
+        finally:
+            fake_kube.resume()
+        first = sent[0][1]
+        assert first["rollout"].message == UNOBSERVED
+        assert first["rollout"].updated == 3  # the old template's replicas
+        assert first["weight"] == 0
 
     def test_a_failed_rollout_ends_rolled_back_or_failed(
         self, deployer: KubernetesDeployer, web: str, sent: list[tuple[str, dict[str, Any]]]
@@ -425,6 +585,32 @@ class TestSignals:
                 expected,
                 True,
             )
+
+    def test_an_api_error_or_an_interrupt_ends_the_rollout_with_its_signal(
+        self,
+        fake_kube: FakeKube,
+        deployer: KubernetesDeployer,
+        deployment_name: str,
+        sent: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """An interrupt (undone) ends it rolled_back; an API error (undo refused too) failed."""
+
+        def interrupt(sender: object, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+        fake_kube.add_deployment(deployment_name, "shop:1", namespace="lost")
+        with signals.rollout_step.connected_to(interrupt), pytest.raises(KeyboardInterrupt):
+            deployer.deploy(deployment_name, "shop:2", namespace="lost")
+        assert (sent[-1][0], sent[-1][1]["status"]) == ("finished", "rolled_back")
+
+        def refuse(sender: object, **kwargs: Any) -> None:
+            fake_kube.forbid("lost")
+            fake_kube.expire()  # the watch ends; the next request is refused
+
+        with signals.rollout_step.connected_to(refuse), pytest.raises(PlatformError):
+            deployer.deploy(deployment_name, "shop:3", namespace="lost")
+        assert (sent[-1][0], sent[-1][1]["status"]) == ("finished", "failed")
+        assert sent[-1][1]["target"] == f"lost/{deployment_name}"
 
 
 class TestErrors:
@@ -618,6 +804,28 @@ class TestKubernetesRolloutStep:
         assert paths == ["[0]", "[1]"]
         assert 'deployments.apps "nope" not found' in messages
         assert "no container 'db'" in messages
+
+    def test_two_steps_on_one_deployment_are_both_undone(
+        self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
+    ) -> None:
+        """Undoing the later step renumbers the earlier one's revision: both undos still run."""
+
+        def fail() -> None:
+            raise RuntimeError("the migration fails")
+
+        deployment = Deployment("shop", reloader=HotReloader())
+        with pytest.raises(DeploymentError) as caught:
+            deployment.run(
+                [
+                    KubernetesRollout(deployer, web, "shop:2"),
+                    KubernetesRollout(deployer, web, "shop:3"),
+                    Migration("fails", fail),
+                ]
+            )
+        result = caught.value.result
+        assert result is not None
+        assert [s.status for s in result.steps] == ["undone", "undone", "failed"]
+        assert image_of(fake_kube, web) == "shop:1"
 
     def test_undo_refuses_a_deployment_moved_since(
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str

@@ -33,7 +33,13 @@ import attrs
 from illunare import signals
 from illunare._arguments import seconds
 from illunare._deploy.steps import Parts, Problem, Undo
-from illunare._platforms.kubestatus import REVISION, RolloutStatus, judge, revision_of
+from illunare._platforms.kubestatus import (
+    REVISION,
+    UNOBSERVED,
+    RolloutStatus,
+    judge,
+    revision_of,
+)
 from illunare.exceptions import (
     InvalidArgumentError,
     KubernetesRolloutError,
@@ -74,6 +80,8 @@ _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _REQUEST_TIMEOUT = 30.0
 #: kubectl's words when the Deployment is deleted while it watches
 _DELETED = "object has been deleted"
+#: the words when another client changes the pod template while a rollout is followed
+_CHANGED = "pod template changed by another client during the rollout"
 
 
 def _name(what: str, value: object, pattern: re.Pattern[str], longest: int) -> str:
@@ -207,7 +215,9 @@ class KubernetesDeployer:
         The image is set by a strategic merge patch, then the rollout is
         followed through a watch of the Deployment, judged by the rules of
         ``kubectl rollout status``. An image equal to the current one
-        returns the current status at once.
+        changes nothing: a finished rollout returns its status at once, one
+        under way is followed to its end (a failed one raises, and is not
+        undone: it is not this call's).
 
         Args:
             name: the Deployment.
@@ -225,13 +235,18 @@ class KubernetesDeployer:
             InvalidArgumentError: a bad argument; a container the Deployment
                 does not have, or None when it has several (the message names
                 them).
+            PlatformError: the Deployment is paused (refused before any
+                change: its rollout would never start).
             KubernetesRolloutError: the rollout exceeded its progress deadline,
-                took longer than ``timeout``, or the Deployment was deleted;
-                ``status`` is the last judgement. Raised after the undo.
-            PlatformError: an API call failed (HTTP error), before the rollout.
+                took longer than ``timeout``, the Deployment was deleted, or
+                another client changed its pod template meanwhile; ``status``
+                is the last judgement. Raised after the undo.
+            PlatformError: an API call failed (HTTP error); raised after the
+                undo when it ends a rollout under way (``rollout_finished``
+                is sent, as for any end, and for an interrupt too).
 
         """
-        _, status = self._deploy(
+        _, _, status = self._deploy(
             name,
             image,
             container=container,
@@ -312,8 +327,8 @@ class KubernetesDeployer:
         namespace: str | None,
         timeout: float,
         undo_on_failure: bool,
-    ) -> tuple[Obj, RolloutStatus]:
-        """``deploy()``; also the pod template before it (what an undo returns to)."""
+    ) -> tuple[Obj, Obj, RolloutStatus]:
+        """``deploy()``; also the pod templates before it (what an undo returns to) and after."""
         name = _name("name", name, _SUBDOMAIN, 253)
         image = _image(image)
         if container is not None:
@@ -329,8 +344,45 @@ class KubernetesDeployer:
         before = _template(current)
         containers = current["spec"]["template"]["spec"]["containers"]
         chosen = _container(name, containers, container)
+        _unpaused(current)
         if chosen["image"] == image:
-            return before, judge(current)
+            now = judge(current)
+            if now.done:
+                return before, before, now
+            # This image's rollout is under way or failed: follow it; none of it is ours to undo.
+            undo_on_failure = False
+            ours = current
+        else:
+            ours = self._set_image(name, space, containers, chosen, image)
+        after = _template(ours)
+        target = f"{space}/{name}"
+        status: RolloutStatus | None = None
+        try:
+            for status in self._follow(name, space, deadline, ours):
+                self._send(signals.rollout_step, target, status, image, status="running")
+        except BaseException:  # an API error or an interrupt: the image is not left half out
+            outcome = "failed"
+            if undo_on_failure:
+                try:
+                    self._restore(name, space, before, after)
+                except PlatformError:  # the error that stopped the rollout is the one to raise
+                    logger.exception("the undo of the rollout of %s to %s failed", image, target)
+                else:
+                    outcome = "rolled_back"
+            last = status or judge(ours)
+            self._send(signals.rollout_finished, target, last, image, status=outcome)
+            raise
+        assert status is not None  # _follow yields at least once
+        if not status.done:
+            undo = (before, after) if undo_on_failure else None
+            self._failed(name, space, status, image, timeout=timeout, undo=undo)
+        self._send(signals.rollout_finished, target, status, image, status="promoted")
+        return before, after, status
+
+    def _set_image(
+        self, name: str, space: str, containers: list[Obj], chosen: Obj, image: str
+    ) -> Obj:
+        """``kubectl set image``: a strategic merge patch; the Deployment it answers."""
         patch = {
             "spec": {
                 "template": {
@@ -341,7 +393,7 @@ class KubernetesDeployer:
                 }
             }
         }
-        self._call(
+        return self._call(
             f"set image of deployment {space}/{name}",
             lambda: self._apps.patch_namespaced_deployment(
                 name,
@@ -352,24 +404,6 @@ class KubernetesDeployer:
                 _request_timeout=_REQUEST_TIMEOUT,
             ),
         )
-        target = f"{space}/{name}"
-        status: RolloutStatus | None = None
-        try:
-            for status in self._follow(name, space, deadline):
-                self._send(signals.rollout_step, target, status, image, status="running")
-        except BaseException:  # an API error or an interrupt: the image is not left half out
-            if undo_on_failure:
-                try:
-                    self._restore(name, space, before)
-                except PlatformError:  # the error that stopped the rollout is the one to raise
-                    logger.exception("the undo of the rollout of %s to %s failed", image, target)
-            raise
-        assert status is not None  # _follow yields at least once
-        if not status.done:
-            undo = before if undo_on_failure else None
-            self._failed(name, space, status, image, timeout=timeout, undo=undo)
-        self._send(signals.rollout_finished, target, status, image, status="promoted")
-        return before, status
 
     def _failed(
         self,
@@ -379,12 +413,14 @@ class KubernetesDeployer:
         image: str,
         *,
         timeout: float,
-        undo: Obj | None,
+        undo: tuple[Obj, Obj] | None,
     ) -> NoReturn:
-        """Undo a failed rollout to the template ``undo`` (None: do not), tell it, raise."""
+        """Undo a failed rollout (``undo``: the templates before and after it; None: do not)."""
         target = f"{namespace}/{name}"
         if status.message == _DELETED:
             why = "the Deployment was deleted"
+        elif status.message == _CHANGED:
+            why = "another client changed its pod template meanwhile (left as it is)"
         elif status.failed:
             why = status.message
         else:
@@ -392,9 +428,9 @@ class KubernetesDeployer:
         message = f"rollout of {image} to deployment {target} failed: {why}"
         undo_error: PlatformError | None = None
         outcome = "failed"
-        if undo is not None and status.message != _DELETED:
+        if undo is not None and status.message not in (_DELETED, _CHANGED):
             try:
-                revision = self._restore(name, namespace, undo)
+                revision = self._restore(name, namespace, *undo)
             except PlatformError as error:
                 undo_error = error
                 message += f"; the undo failed: {error}"
@@ -404,14 +440,18 @@ class KubernetesDeployer:
         self._send(signals.rollout_finished, target, status, image, status=outcome)
         raise KubernetesRolloutError(message, status) from undo_error
 
-    def _follow(self, name: str, namespace: str, deadline: float) -> Iterator[RolloutStatus]:
-        """Each new judgement of the rollout until it is done, failed, deleted or out of time.
+    def _follow(
+        self, name: str, namespace: str, deadline: float, ours: Obj
+    ) -> Iterator[RolloutStatus]:
+        """Each new judgement of the rollout of ``ours`` until it ends or is out of time.
 
         A list, then a watch from the list's resourceVersion, each watch
         bounded by the server (``timeoutSeconds``); a ``410 Gone`` (the
         version is too old) lists again. The last judgement is the end:
         ``done``, ``failed``, the Deployment deleted (``message`` is
-        kubectl's "object has been deleted"), or neither (out of time).
+        kubectl's "object has been deleted"), its pod template changed by
+        a later generation than ``ours`` (``message`` is ``_CHANGED``: the
+        rollout judged is no longer ours), or neither (out of time).
         """
         last: RolloutStatus | None = None
         version: str | None = None
@@ -424,9 +464,9 @@ class KubernetesDeployer:
                 # Closed at once when left early: its response goes back to the pool now.
                 with contextlib.closing(events):
                     for kind, obj in events:
-                        if kind == "DELETED":
-                            gone = last or judge({"metadata": {"name": name}})
-                            yield attrs.evolve(gone, done=False, failed=True, message=_DELETED)
+                        ended = _taken_away(name, kind, obj, last, ours)
+                        if ended is not None:
+                            yield ended
                             return
                         if kind != "LISTED":  # a listed object's version may predate the list's
                             version = obj["metadata"]["resourceVersion"]
@@ -504,9 +544,19 @@ class KubernetesDeployer:
         chosen = _revision_to(deployment["metadata"]["name"], owned, to_revision)
         return self._rollback(deployment, owned, chosen, to_revision)
 
-    def _restore(self, name: str, namespace: str, template: Obj) -> int:
-        """Roll back to the revision whose pod template is ``template``, as kubectl does."""
+    def _restore(self, name: str, namespace: str, template: Obj, ours: Obj) -> int:
+        """Roll back to the revision whose pod template is ``template``, as kubectl does.
+
+        Only while the Deployment's pod template is ``ours`` (what the
+        rollout to undo set): another client's later change is left as it
+        is (PlatformError).
+        """
         deployment = self._get(name, namespace)
+        if _template(deployment) != ours:
+            raise PlatformError(
+                f"deployment {namespace}/{name} has another pod template than the rollout "
+                "to undo set (changed since); left as it is"
+            )
         owned = self._owned(deployment)
         for rs in owned:
             if _template(rs) == template:
@@ -558,8 +608,11 @@ class KubernetesDeployer:
                 _request_timeout=_REQUEST_TIMEOUT,
             ),
         )
-        # The controller makes the restored template the newest revision.
-        return max(revision_of(rs) for rs in owned) + 1
+        # The controller makes the restored template the newest revision:
+        # it keeps its number if it is the newest already (no ReplicaSet yet
+        # for the template it replaces).
+        newest = max(revision_of(rs) for rs in owned)
+        return newest if revision_of(chosen) == newest else newest + 1
 
     def _owned(self, deployment: Obj) -> list[Obj]:
         """The ReplicaSets the Deployment owns: by its selector, then its controller UID."""
@@ -592,7 +645,12 @@ class KubernetesDeployer:
         step: dict[str, Any] = {}
         if signal is signals.rollout_step:
             # kubectl judges no step: there is no verdict on the one before.
-            share = 100 * rollout.updated // rollout.replicas if rollout.replicas else 100
+            if rollout.message == UNOBSERVED:  # the counts are still the old template's
+                share = 0
+            elif rollout.replicas:
+                share = 100 * rollout.updated // rollout.replicas
+            else:
+                share = 100
             step = {"weight": min(share, 100), "verdict": None}
         signals._send(
             signal,
@@ -638,6 +696,31 @@ def _container(name: str, containers: list[Obj], wanted: str | None) -> Obj:
     raise InvalidArgumentError(f"deployment {name!r} has no container {wanted!r} (it has {names})")
 
 
+def _unpaused(deployment: Obj) -> None:
+    """PlatformError if ``deployment`` is paused: its new template would never roll out."""
+    if deployment["spec"].get("paused"):
+        raise PlatformError(
+            f'deployment "{deployment["metadata"]["name"]}" is paused; resume it first with '
+            "'kubectl rollout resume' and try again"
+        )
+
+
+def _taken_away(
+    name: str, kind: str, obj: Obj, last: RolloutStatus | None, ours: Obj
+) -> RolloutStatus | None:
+    """The end of a rollout taken away: the Deployment deleted, or ``ours`` replaced since."""
+    if kind == "DELETED":
+        gone = last or judge({"metadata": {"name": name}})
+        return attrs.evolve(gone, done=False, failed=True, message=_DELETED)
+    if (
+        kind != "BOOKMARK"
+        and obj["metadata"]["generation"] > ours["metadata"]["generation"]
+        and _template(obj) != _template(ours)
+    ):
+        return attrs.evolve(judge(obj), done=False, failed=True, message=_CHANGED)
+    return None
+
+
 def _revision_to(name: str, owned: list[Obj], to_revision: int) -> Obj:
     """The ReplicaSet of ``to_revision`` (0: the one before the newest), as kubectl picks it."""
     if to_revision:
@@ -681,8 +764,9 @@ class KubernetesRollout:
 
     A failed rollout is undone by ``deploy`` itself and fails the step (the
     package's earlier steps are undone). The step's undo rolls the
-    Deployment back to the revision before the step; it refuses (a
-    PlatformError) if the Deployment has moved to another revision since.
+    Deployment back to the pod template before the step; it refuses (a
+    PlatformError) if the Deployment's pod template is no longer the one
+    the step rolled out (someone changed it since).
     """
 
     deployer: KubernetesDeployer = attrs.field(validator=_deployer)
@@ -698,19 +782,20 @@ class KubernetesRollout:
         return f"{self.deployer._space(self.namespace)}/{self.name}"
 
     def problems(self, parts: Parts, path: str) -> list[Problem]:
-        """The Deployment must exist and have the container (read only: nothing changes)."""
+        """The Deployment must exist, have the container and not be paused (read only)."""
         try:
             deployment = self.deployer._get(self.name, self.deployer._space(self.namespace))
             _container(
                 self.name, deployment["spec"]["template"]["spec"]["containers"], self.container
             )
+            _unpaused(deployment)
         except (PlatformError, InvalidArgumentError) as error:
             return [(path, str(error))]
         return []
 
     def apply(self, parts: Parts, reason: str) -> Undo:
         """Roll the image out; the undo rolls the Deployment back to the revision before."""
-        before, status = self.deployer._deploy(
+        before, after, _ = self.deployer._deploy(
             self.name,
             self.image,
             container=self.container,
@@ -718,16 +803,12 @@ class KubernetesRollout:
             timeout=self.timeout,
             undo_on_failure=True,
         )
-        deployer, name, target = self.deployer, self.name, self.target
+        deployer, name = self.deployer, self.name
         space = deployer._space(self.namespace)
 
         def undo() -> None:
-            now = deployer.status(name, namespace=space).revision
-            if now != status.revision:
-                raise PlatformError(
-                    f"deployment {target} is at revision {now} since the step "
-                    f"(the step left {status.revision}); left as it is"
-                )
-            deployer._restore(name, space, before)  # skipped if the image was already there
+            # The template, not the revision: undoing a later step of the same
+            # Deployment gives this step's template a new revision number.
+            deployer._restore(name, space, before, after)  # skipped if it was already there
 
         return undo

@@ -11,12 +11,14 @@ from typing import Any
 
 import attrs
 
-__all__ = ["REVISION", "TIMED_OUT", "RolloutStatus", "judge", "revision_of"]
+__all__ = ["REVISION", "TIMED_OUT", "UNOBSERVED", "RolloutStatus", "judge", "revision_of"]
 
 #: the annotation holding a Deployment's (and its ReplicaSets') revision
 REVISION = "deployment.kubernetes.io/revision"
 #: the Progressing condition's reason once the progress deadline has passed
 TIMED_OUT = "ProgressDeadlineExceeded"
+#: kubectl's words while the spec change is not observed (the counts are the old template's)
+UNOBSERVED = "Waiting for deployment spec update to be observed..."
 
 
 @attrs.frozen
@@ -72,7 +74,7 @@ def judge(deployment: Mapping[str, Any]) -> RolloutStatus:
 
     waiting = f'Waiting for deployment "{name}" rollout to finish: '
     if metadata.get("generation", 0) > status.get("observedGeneration", 0):
-        return result("Waiting for deployment spec update to be observed...")
+        return result(UNOBSERVED)
     conditions = status.get("conditions") or []
     if any(c.get("type") == "Progressing" and c.get("reason") == TIMED_OUT for c in conditions):
         return result(f'deployment "{name}" exceeded its progress deadline', failed=True)
