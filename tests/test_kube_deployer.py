@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pickle
@@ -74,6 +75,18 @@ def sent() -> Iterator[list[tuple[str, dict[str, Any]]]]:
         signals.rollout_finished.connected_to(finished),
     ):
         yield seen
+
+
+def at_first_step(action: Callable[[], object]) -> contextlib.AbstractContextManager[object]:
+    """Within the block, ``action()`` runs once, from the first ``rollout_step`` sent."""
+    done = threading.Event()
+
+    def receive(sender: object, **kwargs: Any) -> None:
+        if not done.is_set():
+            done.set()
+            action()
+
+    return signals.rollout_step.connected_to(receive)
 
 
 def image_of(fake: FakeKube, name: str) -> str:
@@ -290,15 +303,9 @@ class TestDeploy:
         """Deleted during its rollout: kubectl's words, no undo attempted, status failed."""
         fake_kube.add_deployment(deployment_name, "shop:1", progress_deadline=600)
 
-        deleted = threading.Event()
-
-        def delete(sender: object, **kwargs: Any) -> None:
-            if not deleted.is_set():
-                deleted.set()
-                client.AppsV1Api(api).delete_namespaced_deployment(deployment_name, "default")
-
+        apps = client.AppsV1Api(api)
         with (
-            signals.rollout_step.connected_to(delete),
+            at_first_step(lambda: apps.delete_namespaced_deployment(deployment_name, "default")),
             pytest.raises(KubernetesRolloutError, match="the Deployment was deleted") as caught,
         ):
             deployer.deploy(deployment_name, "shop:bad")
@@ -317,15 +324,8 @@ class TestDeploy:
     ) -> None:
         """Another image set during the rollout: no success for it, and no undo over it."""
         fake_kube.add_deployment(deployment_name, "shop:1", progress_deadline=600)
-        changed = threading.Event()
-
-        def change(sender: object, **kwargs: Any) -> None:
-            if not changed.is_set():
-                changed.set()
-                set_image(api, deployment_name, "shop:3")
-
         with (
-            signals.rollout_step.connected_to(change),
+            at_first_step(lambda: set_image(api, deployment_name, "shop:3")),
             pytest.raises(KubernetesRolloutError, match="another client changed") as caught,
         ):
             deployer.deploy(deployment_name, "shop:bad", timeout=20)
@@ -354,15 +354,8 @@ class TestDeploy:
         self, fake_kube: FakeKube, deployer: KubernetesDeployer, web: str
     ) -> None:
         """When the watch ends and its version is gone (410), the rollout is listed again."""
-        expired = threading.Event()
-
-        def expire(sender: object, **kwargs: Any) -> None:
-            if not expired.is_set():
-                expired.set()
-                fake_kube.expire()
-
         start = len(fake_kube.requests)
-        with signals.rollout_step.connected_to(expire):
+        with at_first_step(fake_kube.expire):
             status = deployer.deploy(web, "shop:2")
         assert status.done
         reads = [r for r in fake_kube.requests[start:] if r.startswith("GET") and web in r]
@@ -635,16 +628,13 @@ class TestErrors:
     ) -> None:
         """The API refusing the watch mid-rollout: that PlatformError, the failed undo logged."""
         fake_kube.add_deployment(deployment_name, "shop:1", namespace="doomed")
-        refused = threading.Event()
 
-        def refuse(sender: object, **kwargs: Any) -> None:
-            if not refused.is_set():
-                refused.set()
-                fake_kube.forbid("doomed")
-                fake_kube.expire()  # the watch ends; the next request is refused
+        def refuse() -> None:
+            fake_kube.forbid("doomed")
+            fake_kube.expire()  # the watch ends; the next request is refused
 
         with (
-            signals.rollout_step.connected_to(refuse),
+            at_first_step(refuse),
             pytest.raises(PlatformError, match=r"watch deployment doomed/.*\(HTTP 403\)") as caught,
         ):
             deployer.deploy(deployment_name, "shop:2", namespace="doomed")
