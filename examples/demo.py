@@ -110,24 +110,14 @@ CANARY = Rollout(steps=(10, 50, 100), bake=1.0, sticky=header_key("x-customer"))
 SHADOW_SECONDS = 2.0
 
 
-class Traffic:
-    """Client threads calling the service until stopped, counting every answer."""
+class ClientThreads:
+    """Client threads calling the service on ``port`` until stopped."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, threads: list[threading.Thread]) -> None:
         self.port = port
-        self.by_release: collections.Counter[str] = collections.Counter()
-        self.by_flow: collections.Counter[tuple[str, str]] = collections.Counter()
-        self.failures: list[str] = []
-        #: when each request that met v6's bug started (time.monotonic())
-        self.bad_code: list[float] = []
-        #: when each request that met v8's bug started (time.monotonic())
-        self.canary_errors: list[float] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(CUSTOMERS[n % len(CUSTOMERS)], n))
-            for n in range(CLIENTS)
-        ]
+        self._threads = threads
 
     def start(self) -> None:
         for thread in self._threads:
@@ -137,6 +127,26 @@ class Traffic:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+
+class Traffic(ClientThreads):
+    """Client threads calling the service until stopped, counting every answer."""
+
+    def __init__(self, port: int) -> None:
+        self.by_release: collections.Counter[str] = collections.Counter()
+        self.by_flow: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.failures: list[str] = []
+        #: when each request that met v6's bug started (time.monotonic())
+        self.bad_code: list[float] = []
+        #: when each request that met v8's bug started (time.monotonic())
+        self.canary_errors: list[float] = []
+        super().__init__(
+            port,
+            [
+                threading.Thread(target=self._run, args=(CUSTOMERS[n % len(CUSTOMERS)], n))
+                for n in range(CLIENTS)
+            ],
+        )
 
     def _run(self, customer: tuple[str, str], client: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -356,24 +366,12 @@ class Answer:
     error: str | None = None
 
 
-class ReportTraffic:
+class ReportTraffic(ClientThreads):
     """Client threads calling GET /reports/daily until stopped, recording every answer."""
 
     def __init__(self, port: int) -> None:
-        self.port = port
         self.answers: list[Answer] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(REPORT_CLIENTS)]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
+        super().__init__(port, [threading.Thread(target=self._run) for _ in range(REPORT_CLIENTS)])
 
     def seen(self, status: int) -> bool:
         with self._lock:
