@@ -9,8 +9,10 @@ import itertools
 import subprocess
 import sys
 import threading
+import time
 import types
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -550,3 +552,105 @@ print(holders == {{id(memo.HELD)}}, [key.call() for key in memo.HELD])
         finally:
             if enabled:
                 gc.enable()
+
+
+DEFERRED = """
+import gc
+
+from {package} import registry
+
+
+def handler():
+    return {n}
+
+
+def defer(view):
+    registry.HANDLERS.append(lambda: view())  # a closure's cell holds the handler
+
+
+defer(handler)
+{collect}
+"""
+
+
+class TestCollections:
+    @pytest.mark.parametrize("generation", [0, 1, 2])
+    def test_a_collection_the_new_code_runs_keeps_its_registrations_exact(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader, generation: int
+    ) -> None:
+        """Code that calls gc.collect(): its closure's cell is its own, not a holder refusing it."""
+
+        def source(n: int) -> str:
+            collect = f"gc.collect({generation})"
+            return DEFERRED.format(package=package.name, n=n, collect=collect)
+
+        module = package.module("deferred", source(1))
+        reloader.track(module)
+        for n in (2, 3):
+            reloader.swap(module.__name__, source(n))
+            assert handlers(registry) == [n]
+        reloader.rollback(module.__name__)
+        assert handlers(registry) == [2]
+
+    def test_a_collection_begun_before_the_snapshot_is_waited_for(self) -> None:
+        """Another thread's collection, paused in a hook when a snapshot opens, moves none of it."""
+        from illunare._reload.registrations import Snapshot
+
+        started, resumed = threading.Event(), threading.Event()
+
+        def slow_hook(phase: str, info: dict[str, int]) -> None:
+            if phase == "start" and threading.current_thread() is collector:
+                started.set()
+                resumed.wait(0.5)  # the snapshot opens meanwhile: nothing moved yet
+
+        collector = threading.Thread(target=gc.collect)
+        gc.callbacks.append(slow_hook)
+        try:
+            collector.start()
+            started.wait(10)
+            threading.Timer(0.1, resumed.set).start()
+            snapshot = Snapshot()
+            try:
+
+                def wrap(view: object) -> Callable[[], object]:
+                    return lambda: view
+
+                cell = wrap(wrap).__closure__[0]  # type: ignore[index]  # made now
+                collector.join()
+                assert snapshot.intact
+                assert snapshot.created(cell)
+            finally:
+                snapshot.release()
+        finally:
+            gc.callbacks.remove(slow_hook)
+            resumed.set()
+            collector.join()
+
+    def test_collections_in_another_thread_during_swaps_never_refuse_one(
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A thread collecting every millisecond: 25 swaps of closure-registering code all land."""
+        module = package.module("collected", DEFERRED.format(package=package.name, n=0, collect=""))
+        reloader.track(module)
+        done = threading.Event()
+        collections = [0]
+
+        def collect() -> None:
+            for generation in itertools.cycle((0, 0, 0, 1, 0, 0, 2)):
+                if done.is_set():
+                    return
+                gc.collect(generation)
+                collections[0] += 1
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=collect)
+        thread.start()
+        try:
+            for n in range(1, 26):
+                source = DEFERRED.format(package=package.name, n=n, collect="")
+                reloader.swap(module.__name__, source)
+        finally:
+            done.set()
+            thread.join()
+        assert collections[0] > 0
+        assert handlers(registry) == [25]

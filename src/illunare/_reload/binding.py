@@ -131,7 +131,7 @@ def absorb(tracked: TrackedModule, namespace: dict[str, Any], hot_names: set[str
     _adopt_members(namespace, classes, stable_of)
     namespace.update(rebound)
     for key in others:
-        value = namespace[key]
+        value = namespace.get(key)  # another thread may have removed it meanwhile
         replacement = stable_of.get(type(value))
         if replacement is not None and replacement is not type(value):
             # An instance made by the new module code, e.g. DEFAULT = Cls().

@@ -38,9 +38,9 @@ def young_objects() -> list[object]:
     return _read(0)
 
 
-def tracked_objects() -> list[object]:
-    """Every object the collector tracks that is not an exact tuple."""
-    return _read(None)
+def tracked_objects(generation: int | None = None) -> list[object]:
+    """The objects the collector tracks (in ``generation``, if given) that are not exact tuples."""
+    return _read(generation)
 
 
 def _read(generation: int | None) -> list[object]:

@@ -17,7 +17,7 @@ left out, ``heap.py``). A
 plain ``dict`` is always a holder, never climbed: an empty dict is not
 tracked by the garbage collector, so a registry ``REGISTRY = {}`` would look
 created by the version. Version 1 ran before tracking: its registrations
-are guessed at track time (objects that are neither containers, cells nor
+are guessed at track time (objects that are neither containers nor
 module-level values of another module count as made by it, and containers
 near its own values), and a guessed one is acted upon only where a later
 version registers into the same holder (``exchange``).
@@ -39,13 +39,16 @@ import os
 import reprlib
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable, Collection, Iterable, Iterator
+from itertools import chain, compress
+from operator import not_
 from typing import Any
 
 import attrs
 
-from illunare._reload.heap import young_objects
+from illunare._reload.heap import tracked_objects, young_objects
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import is_module
 from illunare._reload.proxy import HotFunction
@@ -105,6 +108,9 @@ _DEPTH = 6
 # How many objects near version 1's namespace are looked at, at most.
 _NEAR_LIMIT = 10_000
 _ABSENT = object()
+# How long a snapshot waits for a collection another thread runs, at most, and how often it looks.
+_WAIT = 5.0
+_POLL = 0.0005
 # What refers to a version's objects without registering them: a call in
 # flight, the library's own proxies, and a memo (``functools.lru_cache``, as
 # FastAPI's dependency analysis uses), which changes no behaviour and whose
@@ -240,7 +246,7 @@ _SNAPSHOT_END = object()
 
 
 def is_snapshot(obj: object) -> bool:
-    """Whether ``obj`` is the list of a ``Snapshot``."""
+    """Whether ``obj`` is a list of a ``Snapshot`` (what it read, or what a collection moved)."""
     return type(obj) is list and bool(obj) and obj[-1] is _SNAPSHOT_END
 
 
@@ -250,33 +256,40 @@ class Snapshot:
     Cheap whatever the size of the heap: garbage collection is paused while
     the code runs (``_Pause``), so every object it creates stays in the
     youngest generation, and only that generation is listed, before and
-    after. A collection that runs anyway (the code calls ``gc.collect()``)
-    moves objects out of it: then which ones the code made is a guess, as
-    for version 1 (``intact`` is false).
+    after. A collection that runs anyway (the code or another thread calls
+    ``gc.collect()``, or one had begun before the pause) moves objects out of
+    it: the collector's hook tells each open snapshot which objects moved
+    (``_Collections``), so that ``created`` stays exact. ``intact`` is false
+    only if a collection ran unseen (``gc.callbacks`` emptied by other code):
+    then which objects the code made is a guess, as for version 1.
     """
 
-    __slots__ = ("_before", "_collections", "_new", "_paused")
+    __slots__ = ("_arrivals", "_before", "_collections", "_new", "_paused")
 
     def __init__(self) -> None:
+        #: (collections run when one began, what it moved out of the youngest generation)
+        self._arrivals: list[tuple[int, list[object]]] = []
+        self._new: set[int] | None = None
         # Made while no scan runs: a scan must never see the list before it
         # ends with the mark that tells it is a snapshot (``is_snapshot``).
         with SCANNING:
             _PAUSE.enter()
             self._paused = True
             # Kept alive until the scan, so that no new object takes an old address.
-            self._before: list[object] | None = young_objects()
+            self._before: list[object] | None
+            self._before, self._collections = _COLLECTIONS.read(self)
             self._before.append(_SNAPSHOT_END)
-            self._collections = _collections()
-        self._new: set[int] | None = None
 
     @property
     def intact(self) -> bool:
-        """Whether no collection ran since the snapshot (``created`` is exact)."""
-        return _collections() == self._collections
+        """Whether every collection since the snapshot was seen (``created`` is exact)."""
+        return _collections() - self._collections == len(self._moves())
 
     def release(self) -> None:
         """Let go of the objects and resume garbage collection (the scan is over)."""
+        _COLLECTIONS.close(self)
         self._before = None
+        self._arrivals = []
         if self._paused:
             self._paused = False
             _PAUSE.leave()
@@ -292,13 +305,114 @@ class Snapshot:
         """The objects made after the snapshot that the garbage collector tracks."""
         young = young_objects()
         new = self._new if self._new is not None else self._made_ids(young)
-        return [obj for obj in young if id(obj) in new]
+        made = [obj for obj in young if id(obj) in new]
+        made += (obj for _, moved in self._moves() for obj in moved if id(obj) in new)
+        return made
+
+    def moved(self, collections: int, objects: list[object]) -> None:
+        """A collection begun after ``collections`` others moved ``objects`` out of generation 0."""
+        self._arrivals.append((collections, objects))
+
+    def _moves(self) -> list[tuple[int, list[object]]]:
+        # Those of the collections begun after the snapshot read the youngest
+        # generation (a collection running then is waited for: it ended before).
+        return [move for move in self._arrivals if move[0] >= self._collections]
 
     def _made_ids(self, young: list[object]) -> set[int]:
         before = set(map(id, self._before or ()))
         self._new = {id(o) for o in young} - before
+        self._new.update(id(obj) for _, moved in self._moves() for obj in moved)
+        self._new -= before
+        self._new.discard(id(_SNAPSHOT_END))
         self._before = None
         return self._new
+
+
+class _Collections:
+    """The collector's hook (``gc.callbacks``): what each collection moves while snapshots are open.
+
+    A collection of generation ``g`` moves the survivors of generations 0
+    to ``g`` into the next one (or keeps them in the oldest). Those that
+    arrive there and were not in it, nor in the generations in between,
+    before it began, come from the youngest generation: they are told to
+    each open snapshot, which keeps those made after it. Reading the
+    generations costs a walk of them, done only when a collection runs
+    while a snapshot is open, which the pause of collection makes rare.
+    """
+
+    def __init__(self) -> None:
+        self._open: list[Snapshot] = []
+        #: the thread that runs a collection now, if any
+        self._collecting: int | None = None
+        #: for a collection begun while snapshots were open: them, the count
+        #: of collections, the generation it moves objects into, and the ids
+        #: there (and between) before it
+        self._moving: tuple[list[Snapshot], int, int, set[int]] | None = None
+
+    def read(self, snapshot: Snapshot) -> tuple[list[object], int]:
+        """The youngest generation and the count of collections, read for ``snapshot``.
+
+        Read while no collection runs; ``snapshot`` is told of every
+        collection that begins from then on, until ``close``. A collection
+        another thread began before (its hooks run Python code: the thread
+        can switch in the middle) is waited for, then the generation is read
+        again.
+        """
+        self._open.append(snapshot)
+        waited = 0.0
+        while True:
+            if self._busy() and waited < _WAIT:
+                time.sleep(_POLL)
+                waited += _POLL
+                continue
+            young, collections = young_objects(), _collections()
+            if not self._busy() or waited >= _WAIT:
+                return young, collections
+
+    def _busy(self) -> bool:
+        return self._collecting not in (None, threading.get_ident())
+
+    def close(self, snapshot: Snapshot) -> None:
+        """No longer tell ``snapshot``."""
+        with contextlib.suppress(ValueError):
+            self._open.remove(snapshot)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting = threading.get_ident()  # first: see ``read``
+            self._moving = None
+            if self._open:
+                into = min(info["generation"] + 1, 2)
+                there = {id(obj) for g in range(1, into + 1) for obj in tracked_objects(g)}
+                self._moving = (list(self._open), _collections(), into, there)
+            return
+        moving, self._moving = self._moving, None
+        if moving is not None:  # "stop"
+            snapshots, collections, into, there = moving
+            # One pass of C code (no thread runs meanwhile), ending with the
+            # mark that keeps scans from taking the list for a holder.
+            objects = tracked_objects(into)
+            arrived = list(
+                chain(
+                    compress(objects, map(not_, map(there.__contains__, map(id, objects)))),
+                    (_SNAPSHOT_END,),
+                )
+            )
+            del objects
+            for snapshot in snapshots:
+                snapshot.moved(collections, arrived)
+        self._collecting = None
+
+    def rearm(self) -> None:
+        """In a forked child: no thread of the parent collects or scans there."""
+        self._open.clear()
+        self._collecting = None
+        self._moving = None
+
+
+_COLLECTIONS = _Collections()
+# First: a collection must tell it begins before other hooks run Python code (``read``).
+gc.callbacks.insert(0, _COLLECTIONS)
 
 
 def collect_young() -> bool:
@@ -379,6 +493,7 @@ _PAUSE = _Pause()
 
 if sys.platform != "win32":
     os.register_at_fork(after_in_child=_PAUSE.rearm)
+    os.register_at_fork(after_in_child=_COLLECTIONS.rearm)
 
 
 def _first_version_created(
@@ -386,7 +501,7 @@ def _first_version_created(
 ) -> Callable[[object], bool]:
     """For version 1, which ran before tracking: the objects that look made by it.
 
-    Those that are not containers, cells or module-level values of another
+    Those that are not containers or module-level values of another
     module, and the containers near the namespace's own values (``_near``).
     """
     near = _near(namespace, module_values)
@@ -394,9 +509,7 @@ def _first_version_created(
     def created(obj: object) -> bool:
         if isinstance(obj, _CONTAINERS):
             return id(obj) in near
-        # A cell may be a running frame's variable, whose value changes: the
-        # version's own closures are known (``internals``), any other is not its.
-        return not isinstance(obj, types.CellType) and id(obj) not in module_values
+        return id(obj) not in module_values
 
     return created
 
@@ -508,22 +621,23 @@ def _record(
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
     if not frontier:
         return (), ()
-    referrers_of, bookkeeping = _referrers(
-        snapshot, [namespace, *internals(seeds), seeds, frontier]
-    )
+    # Read once: a collection another thread runs during the scan must not
+    # make one part of it exact and the next a guess.
+    exact = snapshot if snapshot is not None and snapshot.intact else None
+    referrers_of, bookkeeping = _referrers(exact, [namespace, *internals(seeds), seeds, frontier])
     modules = [vars(m) for m in list(sys.modules.values()) if is_module(m)]
     module_dicts = {id(d) for d in modules}
     owned: dict[int, object] = {id(seed): seed for seed in seeds}
     skip = {id(namespace), id(owned), id(seeds), id(modules), *bookkeeping}
     skip.update(map(id, internals(seeds)))
     created: Callable[[object], bool]
-    if snapshot is not None and snapshot.intact:
-        created = snapshot.created
+    if exact is not None:
+        created = exact.created
     else:
         created = _first_version_created(
             namespace, {id(v) for d in modules if d is not namespace for v in list(d.values())}
         )
-    guessed = snapshot is None or not snapshot.intact
+    guessed = exact is None
     scan = _Record(namespace, owned, skip, module_dicts, created, guessed=guessed)
     pending: list[tuple[dict[str, Any], list[object]]] = []
     # (Dicts holding the version's objects wait in ``pending``: an instance's
@@ -569,15 +683,15 @@ def _record(
 
 
 def _referrers(
-    snapshot: Snapshot | None, known: list[object]
+    exact: Snapshot | None, known: list[object]
 ) -> tuple[Callable[[tuple[object, ...]], list[Any]], tuple[int, ...]]:
     """How the climb finds what refers to the objects of a level, and the ids of its bookkeeping.
 
-    From the objects the version made (``_Region``) when the snapshot tells
-    them exactly; otherwise by a walk of the heap at each level.
+    From the objects the version made (``_Region``) when a snapshot tells
+    them exactly (``exact``); otherwise by a walk of the heap at each level.
     """
-    if snapshot is not None and snapshot.intact:
-        region = _Region(snapshot.made(), known)
+    if exact is not None:
+        region = _Region(exact.made(), known)
         return region.referrers, region.bookkeeping()
     return _heap_referrers, ()
 
