@@ -626,6 +626,68 @@ class TestCollections:
             resumed.set()
             collector.join()
 
+    def test_what_a_collection_moves_is_told_before_the_snapshot_settles(self) -> None:
+        """A collection in a finalizer, the made objects moved, is waited for: they stay known."""
+        from illunare._reload.registrations import Snapshot
+
+        in_finalizer = threading.Event()
+
+        class Slow:
+            def __del__(self) -> None:
+                in_finalizer.set()
+                time.sleep(0.3)  # the objects moved, the collection not yet told
+
+        snapshot = Snapshot()
+        try:
+
+            def wrap(view: object) -> Callable[[], object]:
+                return lambda: view
+
+            cell = wrap(wrap).__closure__[0]  # type: ignore[index]  # made now
+            garbage = Slow()
+            garbage.cycle = garbage  # type: ignore[attr-defined]
+            del garbage
+            collector = threading.Thread(target=gc.collect)
+            collector.start()
+            assert in_finalizer.wait(10)
+            assert snapshot.intact
+            assert snapshot.created(cell)
+            assert any(obj is cell for obj in snapshot.made())
+            collector.join()
+        finally:
+            snapshot.release()
+
+    def test_no_object_there_before_a_collection_leaves_its_address_to_a_made_one(self) -> None:
+        """Objects that die while a collection's hooks run cannot pass a made object off as old."""
+        from illunare._reload.registrations import Snapshot
+
+        old: list[list[int]] | None = [[n] for n in range(50)]
+        gc.collect()  # into the oldest generation
+        started, resumed = threading.Event(), threading.Event()
+
+        def later_hook(phase: str, info: dict[str, int]) -> None:
+            if phase == "start" and threading.current_thread() is collector:
+                started.set()
+                resumed.wait(10)  # other threads run between the hooks and the collection
+
+        collector = threading.Thread(target=gc.collect)
+        snapshot = Snapshot()
+        gc.callbacks.append(later_hook)
+        try:
+            collector.start()
+            assert started.wait(10)
+            old = None  # they would die here, leaving their addresses
+            made = [[n] for n in range(50)]
+            resumed.set()
+            collector.join()
+            assert snapshot.intact
+            assert all(snapshot.created(obj) for obj in made)
+        finally:
+            resumed.set()
+            gc.callbacks.remove(later_hook)
+            snapshot.release()
+        assert old is None
+
     def test_collections_in_another_thread_during_swaps_never_refuse_one(
         self, package: Package, registry: types.ModuleType, reloader: HotReloader
     ) -> None:

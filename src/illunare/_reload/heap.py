@@ -35,18 +35,22 @@ _DROPPED: dict[type, Iterable[object]] = {tuple: (), type(None): ()}
 
 def young_objects() -> list[object]:
     """The objects of the youngest generation that are not exact tuples."""
-    return _read(0)
+    return _read((0,))
 
 
-def tracked_objects(generation: int | None = None) -> list[object]:
-    """The objects the collector tracks (in ``generation``, if given) that are not exact tuples."""
-    return _read(generation)
+def tracked_objects(*generations: int, end: object = None) -> list[object]:
+    """The objects the collector tracks that are not exact tuples: of ``generations``, or all.
+
+    ``end``, if given, is put last in the same pass (a mark that tells what
+    the list is, to code that finds it among the referrers of an object).
+    """
+    return _read(generations or (None,), end)
 
 
-def _read(generation: int | None) -> list[object]:
-    read = chain(chain.from_iterable(map(gc.get_objects, (generation,))), (None,))
+def _read(generations: tuple[int | None, ...], end: object = None) -> list[object]:
+    read = chain(chain.from_iterable(map(gc.get_objects, generations)), (None,))
     runs: Iterable[Iterable[object]] = starmap(_DROPPED.get, groupby(read, type))
-    objects = list(chain.from_iterable(runs))
+    objects = list(chain(chain.from_iterable(runs), () if end is None else (end,)))
     with contextlib.suppress(ValueError):  # not there if a collection moved it meanwhile
         del objects[indexOf(map(id, objects), id(objects))]
     return objects

@@ -42,7 +42,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Collection, Iterable, Iterator
-from itertools import chain, compress
+from itertools import compress
 from operator import not_
 from typing import Any
 
@@ -260,71 +260,106 @@ class Snapshot:
     ``gc.collect()``, or one had begun before the pause) moves objects out of
     it: the collector's hook tells each open snapshot which objects moved
     (``_Collections``), so that ``created`` stays exact. ``intact`` is false
-    only if a collection ran unseen (``gc.callbacks`` emptied by other code):
-    then which objects the code made is a guess, as for version 1.
+    only if a collection ran unseen (``gc.callbacks`` emptied by other
+    code), ``gc.freeze()`` ran, or another thread's collection outlasted the
+    wait: then which objects the code made is a guess, as for version 1.
     """
 
-    __slots__ = ("_arrivals", "_before", "_collections", "_new", "_paused")
+    __slots__ = (
+        "_arrivals",
+        "_before",
+        "_collections",
+        "_exact",
+        "_frozen",
+        "_made",
+        "_new",
+        "_paused",
+    )
 
     def __init__(self) -> None:
         #: (collections run when one began, what it moved out of the youngest generation)
         self._arrivals: list[tuple[int, list[object]]] = []
+        #: what was made, once settled: ids, and the objects (ending with the mark)
         self._new: set[int] | None = None
+        self._made: list[object] = []
         # Made while no scan runs: a scan must never see the list before it
         # ends with the mark that tells it is a snapshot (``is_snapshot``).
         with SCANNING:
             _PAUSE.enter()
             self._paused = True
+            waited = _COLLECTIONS.open(self)
             # Kept alive until the scan, so that no new object takes an old address.
             self._before: list[object] | None
-            self._before, self._collections = _COLLECTIONS.read(self)
+            self._before, self._collections, self._exact = _COLLECTIONS.read()
+            self._exact &= waited
             self._before.append(_SNAPSHOT_END)
+            self._frozen = gc.get_freeze_count()
 
     @property
     def intact(self) -> bool:
-        """Whether every collection since the snapshot was seen (``created`` is exact)."""
-        return _collections() - self._collections == len(self._moves())
+        """Whether ``created`` and ``made`` are exact (see the class)."""
+        self._settle()
+        return self._exact
 
     def release(self) -> None:
         """Let go of the objects and resume garbage collection (the scan is over)."""
         _COLLECTIONS.close(self)
         self._before = None
         self._arrivals = []
+        self._made = []
         if self._paused:
             self._paused = False
             _PAUSE.leave()
 
     def created(self, obj: object) -> bool:
         """Whether ``obj`` was made after the snapshot (an untracked object counts as made)."""
-        new = self._new
-        if new is None:
-            new = self._made_ids(young_objects())
-        return id(obj) in new or not gc.is_tracked(obj)
+        return id(obj) in self._settle() or not gc.is_tracked(obj)
 
     def made(self) -> list[object]:
-        """The objects made after the snapshot that the garbage collector tracks."""
-        young = young_objects()
-        new = self._new if self._new is not None else self._made_ids(young)
-        made = [obj for obj in young if id(obj) in new]
-        made += (obj for _, moved in self._moves() for obj in moved if id(obj) in new)
-        return made
+        """The objects made after the snapshot that the garbage collector tracks, handed over.
+
+        The snapshot lets go of them: the caller's list is then what refers
+        to them besides their own referrers, as ``_Region`` counts.
+        """
+        self._settle()
+        made, self._made = self._made, []
+        return made[:-1]  # without the mark
 
     def moved(self, collections: int, objects: list[object]) -> None:
-        """A collection begun after ``collections`` others moved ``objects`` out of generation 0."""
-        self._arrivals.append((collections, objects))
+        """A collection begun after ``collections`` others moved ``objects`` out of generation 0.
 
-    def _moves(self) -> list[tuple[int, list[object]]]:
-        # Those of the collections begun after the snapshot read the youngest
-        # generation (a collection running then is waited for: it ended before).
-        return [move for move in self._arrivals if move[0] >= self._collections]
+        ``objects`` ends with the mark of the snapshots' lists. Once settled
+        (or released), what moves no longer matters.
+        """
+        if self._new is None and self._paused:
+            self._arrivals.append((collections, objects))
 
-    def _made_ids(self, young: list[object]) -> set[int]:
+    def _settle(self) -> set[int]:
+        """Tell, once, what was made since the snapshot: the youngest generation and what moved.
+
+        Read while no other thread collects: the moves of a collection begun
+        when the snapshot was read are told at its end, before which the
+        generation may already be empty.
+        """
+        if self._new is not None:
+            return self._new
+        young, collections, exact = _COLLECTIONS.read()
+        # Collections begun before the snapshot read the generation ended before it.
+        moves = [objects for begun, objects in self._arrivals if begun >= self._collections]
+        self._exact = (
+            self._exact
+            and exact
+            and collections - self._collections == len(moves)
+            and gc.get_freeze_count() == self._frozen
+        )
         before = set(map(id, self._before or ()))
-        self._new = {id(o) for o in young} - before
-        self._new.update(id(obj) for _, moved in self._moves() for obj in moved)
-        self._new -= before
-        self._new.discard(id(_SNAPSHOT_END))
+        before.add(id(_SNAPSHOT_END))
+        made = {id(obj): obj for obj in young if id(obj) not in before}
+        made.update((id(obj), obj) for objects in moves for obj in objects if id(obj) not in before)
+        self._made = [*made.values(), _SNAPSHOT_END]
+        self._new = set(made)
         self._before = None
+        self._arrivals = []
         return self._new
 
 
@@ -337,82 +372,126 @@ class _Collections:
     before it began, come from the youngest generation: they are told to
     each open snapshot, which keeps those made after it. Reading the
     generations costs a walk of them, done only when a collection runs
-    while a snapshot is open, which the pause of collection makes rare.
+    while a snapshot is open, which the pause of collection makes rare;
+    what was there is held until the collection ends (garbage among it
+    waits for the next collection).
+
+    The hook is in ``gc.callbacks`` only while a snapshot is open: the
+    rest of the time, collections run no code of the library (Python code
+    in a collection lets other threads in, in the middle of whatever C
+    call allocated). A collection begun before it was put in is waited for
+    (``open``).
     """
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()  # a finalizer the wait runs may open one
         self._open: list[Snapshot] = []
-        #: the thread that runs a collection now, if any
+        #: the thread that runs a collection now, if any (of those the hook saw begin)
         self._collecting: int | None = None
         #: for a collection begun while snapshots were open: them, the count
-        #: of collections, the generation it moves objects into, and the ids
-        #: there (and between) before it
-        self._moving: tuple[list[Snapshot], int, int, set[int]] | None = None
+        #: of collections, the generation it moves objects into, and the
+        #: objects there (and between) before it
+        self._moving: tuple[list[Snapshot], int, int, list[object]] | None = None
 
-    def read(self, snapshot: Snapshot) -> tuple[list[object], int]:
-        """The youngest generation and the count of collections, read for ``snapshot``.
+    def open(self, snapshot: Snapshot) -> bool:
+        """Tell ``snapshot`` of every collection that begins from now on, until ``close``.
 
-        Read while no collection runs; ``snapshot`` is told of every
-        collection that begins from then on, until ``close``. A collection
-        another thread began before (its hooks run Python code: the thread
-        can switch in the middle) is waited for, then the generation is read
-        again.
+        The first open snapshot puts the hook in, then waits for a
+        collection begun before, which the hook cannot see end: whether
+        none ran on past the wait.
         """
-        self._open.append(snapshot)
-        waited = 0.0
+        with self._lock:
+            waited = True
+            if not self._open:
+                gc.callbacks.append(self)
+                waited = self._wait_unseen()
+            self._open.append(snapshot)
+            return waited
+
+    @staticmethod
+    def _wait_unseen() -> bool:
+        deadline = time.monotonic() + _WAIT
         while True:
-            if self._busy() and waited < _WAIT:
+            collections = _collections()
+            gc.collect(0)  # returns at once, collecting nothing, while another collection runs
+            if _collections() != collections:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(_POLL)
+
+    def close(self, snapshot: Snapshot) -> None:
+        """No longer tell ``snapshot``; the last closed, the hook is taken out."""
+        with self._lock:
+            with contextlib.suppress(ValueError):
+                self._open.remove(snapshot)
+            if not self._open:
+                self._unhook()
+
+    def _unhook(self) -> None:
+        with contextlib.suppress(ValueError):  # taken out by other code
+            gc.callbacks.remove(self)
+        # A collection under way will not tell this hook it ended.
+        self._collecting = None
+        self._moving = None
+
+    def read(self) -> tuple[list[object], int, bool]:
+        """The youngest generation and the count of collections, read while no thread else collects.
+
+        A collection another thread runs (its hooks run Python code: the
+        thread can switch in the middle) is waited for, then the generation
+        read again; the last value tells whether it was read so (false: the
+        wait ran out).
+        """
+        deadline = time.monotonic() + _WAIT
+        while True:
+            while self._busy():
+                if time.monotonic() > deadline:
+                    return young_objects(), _collections(), False
                 time.sleep(_POLL)
-                waited += _POLL
-                continue
             young, collections = young_objects(), _collections()
-            if not self._busy() or waited >= _WAIT:
-                return young, collections
+            if not self._busy():
+                return young, collections, True
 
     def _busy(self) -> bool:
         return self._collecting not in (None, threading.get_ident())
-
-    def close(self, snapshot: Snapshot) -> None:
-        """No longer tell ``snapshot``."""
-        with contextlib.suppress(ValueError):
-            self._open.remove(snapshot)
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._collecting = threading.get_ident()  # first: see ``read``
             self._moving = None
             if self._open:
+                snapshots, begun = list(self._open), _collections()
                 into = min(info["generation"] + 1, 2)
-                there = {id(obj) for g in range(1, into + 1) for obj in tracked_objects(g)}
-                self._moving = (list(self._open), _collections(), into, there)
+                # Last, and held until the collection ends: no object there
+                # can die and leave its address to one a version makes.
+                there = tracked_objects(*range(1, into + 1), end=_SNAPSHOT_END)
+                self._moving = (snapshots, begun, into, there)
             return
-        moving, self._moving = self._moving, None
-        if moving is not None:  # "stop"
-            snapshots, collections, into, there = moving
-            # One pass of C code (no thread runs meanwhile), ending with the
-            # mark that keeps scans from taking the list for a holder.
-            objects = tracked_objects(into)
-            arrived = list(
-                chain(
-                    compress(objects, map(not_, map(there.__contains__, map(id, objects)))),
-                    (_SNAPSHOT_END,),
-                )
-            )
-            del objects
-            for snapshot in snapshots:
-                snapshot.moved(collections, arrived)
-        self._collecting = None
+        try:
+            moving, self._moving = self._moving, None
+            if moving is not None:  # "stop"
+                snapshots, begun, into, there = moving
+                kept = set(map(id, there))
+                del there
+                objects = tracked_objects(into, end=_SNAPSHOT_END)
+                # One pass of C code; the list ends with the mark, as ``objects`` does.
+                unseen = map(not_, map(kept.__contains__, map(id, objects)))
+                arrived = list(compress(objects, unseen))
+                del objects, unseen
+                for snapshot in snapshots:
+                    snapshot.moved(begun, arrived)
+        finally:
+            self._collecting = None
 
     def rearm(self) -> None:
         """In a forked child: no thread of the parent collects or scans there."""
+        self._lock = threading.RLock()
         self._open.clear()
-        self._collecting = None
-        self._moving = None
+        self._unhook()
 
 
 _COLLECTIONS = _Collections()
-# First: a collection must tell it begins before other hooks run Python code (``read``).
-gc.callbacks.insert(0, _COLLECTIONS)
 
 
 def collect_young() -> bool:
