@@ -6,6 +6,7 @@ import contextlib
 import gc
 import importlib
 import itertools
+import os
 import subprocess
 import sys
 import threading
@@ -687,6 +688,59 @@ class TestCollections:
             gc.callbacks.remove(later_hook)
             snapshot.release()
         assert old is None
+
+    def test_collections_run_no_code_of_the_library_unless_a_snapshot_is_open(self) -> None:
+        """The hook is in gc.callbacks while a snapshot is open, and only then."""
+        from illunare._reload.registrations import _COLLECTIONS, Snapshot
+
+        assert _COLLECTIONS not in gc.callbacks
+        first, second = Snapshot(), Snapshot()
+        assert gc.callbacks.count(_COLLECTIONS) == 1
+        first.release()
+        assert _COLLECTIONS in gc.callbacks
+        second.release()
+        assert _COLLECTIONS not in gc.callbacks
+
+    def test_a_freeze_during_a_snapshot_makes_it_a_guess(self) -> None:
+        """gc.freeze() hides the made objects with no collection: the snapshot is no longer exact."""
+        from illunare._reload.registrations import Snapshot
+
+        snapshot = Snapshot()
+        try:
+            made = [object()]
+            gc.freeze()
+            try:
+                assert not snapshot.intact
+            finally:
+                gc.unfreeze()
+        finally:
+            snapshot.release()
+        assert made
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+    def test_a_child_forked_during_a_snapshot_starts_with_none_open(self) -> None:
+        """The fork of a process with an open snapshot: no hook, and its own snapshots work."""
+        script = """
+import gc, os
+from illunare._reload.registrations import _COLLECTIONS, Snapshot
+
+snapshot = Snapshot()
+pid = os.fork()
+if pid == 0:
+    ok = _COLLECTIONS not in gc.callbacks
+    child = Snapshot()
+    made = [[1]]
+    ok = ok and child.intact and child.created(made[0])
+    child.release()
+    os._exit(0 if ok and _COLLECTIONS not in gc.callbacks else 1)
+_, status = os.waitpid(pid, 0)
+snapshot.release()
+assert os.waitstatus_to_exitcode(status) == 0, status
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
 
     def test_collections_in_another_thread_during_swaps_never_refuse_one(
         self, package: Package, registry: types.ModuleType, reloader: HotReloader
