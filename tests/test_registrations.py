@@ -702,7 +702,7 @@ class TestCollections:
         assert _COLLECTIONS not in gc.callbacks
 
     def test_a_freeze_during_a_snapshot_makes_it_a_guess(self) -> None:
-        """gc.freeze() hides the made objects with no collection: the snapshot is no longer exact."""
+        """gc.freeze() hides the made objects with no collection: the snapshot is a guess."""
         from illunare._reload.registrations import Snapshot
 
         snapshot = Snapshot()
