@@ -593,23 +593,24 @@ class TestCollections:
         reloader.rollback(module.__name__)
         assert handlers(registry) == [2]
 
-    def test_a_collection_begun_before_the_snapshot_is_waited_for(self) -> None:
-        """Another thread's collection, paused in a hook when a snapshot opens, moves none of it."""
+    def test_a_collection_begun_before_the_first_snapshot_is_waited_for(self) -> None:
+        """A collection in its finalizers as the first snapshot opens: waited for, nothing lost."""
         from illunare._reload.registrations import Snapshot
 
-        started, resumed = threading.Event(), threading.Event()
+        in_finalizer = threading.Event()
 
-        def slow_hook(phase: str, info: dict[str, int]) -> None:
-            if phase == "start" and threading.current_thread() is collector:
-                started.set()
-                resumed.wait(0.5)  # the snapshot opens meanwhile: nothing moved yet
+        class Slow:
+            def __del__(self) -> None:
+                in_finalizer.set()
+                time.sleep(0.3)  # its survivors moved already, its end not yet counted
 
+        garbage = Slow()
+        garbage.cycle = garbage  # type: ignore[attr-defined]
+        del garbage
         collector = threading.Thread(target=gc.collect)
-        gc.callbacks.append(slow_hook)
+        collector.start()
         try:
-            collector.start()
-            started.wait(10)
-            threading.Timer(0.1, resumed.set).start()
+            assert in_finalizer.wait(10)
             snapshot = Snapshot()
             try:
 
@@ -623,8 +624,6 @@ class TestCollections:
             finally:
                 snapshot.release()
         finally:
-            gc.callbacks.remove(slow_hook)
-            resumed.set()
             collector.join()
 
     def test_what_a_collection_moves_is_told_before_the_snapshot_settles(self) -> None:

@@ -282,18 +282,22 @@ class Snapshot:
         #: what was made, once settled: ids, and the objects (ending with the mark)
         self._new: set[int] | None = None
         self._made: list[object] = []
-        # Made while no scan runs: a scan must never see the list before it
-        # ends with the mark that tells it is a snapshot (``is_snapshot``).
-        with SCANNING:
-            _PAUSE.enter()
-            self._paused = True
+        self._before: list[object] | None = None
+        _PAUSE.enter()
+        self._paused = True
+        try:
             waited = _COLLECTIONS.open(self)
-            # Kept alive until the scan, so that no new object takes an old address.
-            self._before: list[object] | None
-            self._before, self._collections, self._exact = _COLLECTIONS.read()
+            # Made while no scan runs: a scan must never see the list before it
+            # ends with the mark that tells it is a snapshot (``is_snapshot``).
+            with SCANNING:
+                # Kept alive until the scan, so that no new object takes an old address.
+                self._before, self._collections, self._exact = _COLLECTIONS.read()
+                self._before.append(_SNAPSHOT_END)
             self._exact &= waited
-            self._before.append(_SNAPSHOT_END)
             self._frozen = gc.get_freeze_count()
+        except BaseException:  # an interrupt while waiting: nothing stays paused or open
+            self.release()
+            raise
 
     @property
     def intact(self) -> bool:
@@ -376,64 +380,99 @@ class _Collections:
     what was there is held until the collection ends (garbage among it
     waits for the next collection).
 
-    The hook is in ``gc.callbacks`` only while a snapshot is open: the
-    rest of the time, collections run no code of the library (Python code
-    in a collection lets other threads in, in the middle of whatever C
-    call allocated). A collection begun before it was put in is waited for
-    (``open``).
+    The hook takes one place in ``gc.callbacks`` when the first snapshot
+    opens, and keeps it: while no snapshot is open the place holds
+    ``_IDLE``, a built-in that runs no Python code (Python code in a
+    collection lets other threads in, in the middle of whatever C call
+    allocated). The place is changed, never removed: the collector walks
+    the list by index while another thread may open or close a snapshot,
+    and must skip no hook of other code. A collection begun before the
+    hook was in place is waited for (``open``).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()  # a finalizer the wait runs may open one
+        self._lock = threading.Lock()
+        #: the snapshots told of collections; with those opening, the hook's users
         self._open: list[Snapshot] = []
+        self._users = 0
+        #: set once the hook is in place and no collection begun before it runs
+        self._ready = threading.Event()
+        self._ready.set()
         #: the thread that runs a collection now, if any (of those the hook saw begin)
         self._collecting: int | None = None
         #: for a collection begun while snapshots were open: them, the count
         #: of collections, the generation it moves objects into, and the
         #: objects there (and between) before it
         self._moving: tuple[list[Snapshot], int, int, list[object]] | None = None
+        #: the thread waiting to see a collection of its own begin (``_wait_unseen``)
+        self._probe: int | None = None
+        self._probed = False
 
     def open(self, snapshot: Snapshot) -> bool:
         """Tell ``snapshot`` of every collection that begins from now on, until ``close``.
 
-        The first open snapshot puts the hook in, then waits for a
-        collection begun before, which the hook cannot see end: whether
-        none ran on past the wait.
+        The first snapshot to open puts the hook in place, then waits for a
+        collection begun before, which the hook cannot see end; the others
+        wait for that. Returns whether the wait did not run out.
         """
         with self._lock:
-            waited = True
-            if not self._open:
-                gc.callbacks.append(self)
-                waited = self._wait_unseen()
+            self._users += 1
+            first = self._users == 1
+            if first:
+                self._ready.clear()
+                self._collecting = self._moving = None
+                _place(self, _IDLE)
+        try:
+            if first:
+                try:
+                    waited = self._wait_unseen()
+                finally:
+                    self._ready.set()
+            else:
+                waited = self._ready.wait(_WAIT)
+        except BaseException:  # an interrupt: the hook's place as it was
+            self._leave()
+            raise
+        with self._lock:
             self._open.append(snapshot)
-            return waited
+        return waited
 
-    @staticmethod
-    def _wait_unseen() -> bool:
+    def _wait_unseen(self) -> bool:
+        """Collect generation 0 until the hook sees it begin: no older collection runs then.
+
+        While another thread collects, ``gc.collect()`` returns at once,
+        collecting nothing (collections never overlap); one that begins
+        after the hook was in place is seen.
+        """
         deadline = time.monotonic() + _WAIT
-        while True:
-            collections = _collections()
-            gc.collect(0)  # returns at once, collecting nothing, while another collection runs
-            if _collections() != collections:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(_POLL)
+        self._probe, self._probed = threading.get_ident(), False
+        try:
+            while True:
+                gc.collect(0)
+                if self._probed:
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(_POLL)
+        finally:
+            self._probe = None
 
     def close(self, snapshot: Snapshot) -> None:
-        """No longer tell ``snapshot``; the last closed, the hook is taken out."""
+        """No longer tell ``snapshot`` (open); the last closed, the hook's place holds ``_IDLE``."""
         with self._lock:
-            with contextlib.suppress(ValueError):
-                self._open.remove(snapshot)
-            if not self._open:
-                self._unhook()
+            if snapshot not in self._open:
+                return
+            self._open.remove(snapshot)
+        self._leave()
 
-    def _unhook(self) -> None:
-        with contextlib.suppress(ValueError):  # taken out by other code
-            gc.callbacks.remove(self)
-        # A collection under way will not tell this hook it ended.
-        self._collecting = None
-        self._moving = None
+    def _leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:
+                _place(_IDLE, self)
+                # A collection under way will not tell this hook it ended.
+                self._collecting = None
+                self._moving = None
 
     def read(self) -> tuple[list[object], int, bool]:
         """The youngest generation and the count of collections, read while no thread else collects.
@@ -458,7 +497,8 @@ class _Collections:
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._collecting = threading.get_ident()  # first: see ``read``
+            self._collecting = thread = threading.get_ident()  # first: see ``read``
+            self._probed = self._probed or thread == self._probe
             self._moving = None
             if self._open:
                 snapshots, begun = list(self._open), _collections()
@@ -467,12 +507,15 @@ class _Collections:
                 # can die and leave its address to one a version makes.
                 there = tracked_objects(*range(1, into + 1), end=_SNAPSHOT_END)
                 self._moving = (snapshots, begun, into, there)
+                if not self._users:  # the last snapshot closed meanwhile: no "stop" will come
+                    self._moving = None
             return
         try:
             moving, self._moving = self._moving, None
             if moving is not None:  # "stop"
                 snapshots, begun, into, there = moving
                 kept = set(map(id, there))
+                kept.discard(id(_SNAPSHOT_END))  # ``arrived`` ends with it, as ``objects`` does
                 del there
                 objects = tracked_objects(into, end=_SNAPSHOT_END)
                 # One pass of C code; the list ends with the mark, as ``objects`` does.
@@ -486,9 +529,28 @@ class _Collections:
 
     def rearm(self) -> None:
         """In a forked child: no thread of the parent collects or scans there."""
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._open.clear()
-        self._unhook()
+        self._ready = threading.Event()
+        self._ready.set()
+        self._probe = None
+        self._users = 1
+        self._leave()
+
+
+def _place(new: Callable[[str, dict[str, int]], object], old: object) -> None:
+    """Put ``new`` in the place of ``old`` in ``gc.callbacks`` (last if ``old`` is not there)."""
+    callbacks = gc.callbacks
+    for index, callback in enumerate(callbacks):
+        if callback is old:
+            callbacks[index] = new
+            return
+    callbacks.append(new)
+
+
+# In the hook's place while no snapshot is open: a built-in that takes
+# (phase, info) and runs no Python code.
+_IDLE = slice
 
 
 _COLLECTIONS = _Collections()
