@@ -15,6 +15,7 @@ import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -715,6 +716,49 @@ class TestCollections:
         finally:
             snapshot.release()
         assert made
+
+    def test_a_guessed_swap_still_withdraws_what_its_own_functions_registered(
+        self,
+        package: Package,
+        registry: types.ModuleType,
+        reloader: HotReloader,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A collection outlasting the wait makes swaps guesses: their handlers' entries go."""
+        from illunare._reload import registrations
+
+        monkeypatch.setattr(registrations, "_WAIT", 0.2)
+        source = "from {package} import registry\n\ndef handler():\n    return {n}\n\n"
+        source += "registry.HANDLERS.append(handler)\n"
+        module = package.module("guessed", source.format(package=package.name, n=1))
+        reloader.track(module)
+
+        def guessed_swap(n: int, **options: Any) -> None:
+            in_finalizer = threading.Event()
+
+            class Slow:
+                def __del__(self) -> None:
+                    in_finalizer.set()
+                    time.sleep(0.6)  # longer than the wait
+
+            garbage = Slow()
+            garbage.cycle = garbage  # type: ignore[attr-defined]
+            del garbage
+            collector = threading.Thread(target=gc.collect)
+            collector.start()
+            try:
+                assert in_finalizer.wait(10)
+                reloader.swap(module.__name__, source.format(package=package.name, n=n), **options)
+            finally:
+                collector.join()
+
+        with pytest.raises(ValidationError):
+            guessed_swap(2, checks=[refuse])
+        assert handlers(registry) == [1]  # nothing of the refused version stays
+        guessed_swap(3)
+        assert handlers(registry) == [3]
+        reloader.rollback(module.__name__)
+        assert handlers(registry) == [1]
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
     def test_a_child_forked_during_a_snapshot_starts_with_none_open(self) -> None:

@@ -778,8 +778,8 @@ def _record(
         created = _first_version_created(
             namespace, {id(v) for d in modules if d is not namespace for v in list(d.values())}
         )
-    guessed = exact is None
-    scan = _Record(namespace, owned, skip, module_dicts, created, guessed=guessed)
+    certain = _certain(exact, snapshot, seeds)
+    scan = _Record(namespace, owned, skip, module_dicts, created, certain=certain)
     pending: list[tuple[dict[str, Any], list[object]]] = []
     # (Dicts holding the version's objects wait in ``pending``: an instance's
     # __dict__ stands for the instance, found among the next level's
@@ -821,6 +821,26 @@ def _record(
                 scan.reach(referrer, referrer, held, climbed)
         frontier = climbed
     return tuple(scan.registrations.values()), tuple(scan.problems.values())
+
+
+def _certain(
+    exact: Snapshot | None, snapshot: Snapshot | None, seeds: list[object]
+) -> Callable[[object], bool] | None:
+    """Which values entered in a container make an entry that is certainly a registration.
+
+    None when the snapshot is exact: every one. Otherwise the entries are a
+    guess, except, for a new version's code (a snapshot, though not exact),
+    those of its functions and classes (``seeds``: the new version's alone)
+    and of what the snapshot saw it make. Version 1's functions may have
+    been put anywhere by other modules since it ran.
+    """
+    if exact is not None:
+        return None
+    if snapshot is None:
+        return lambda value: False
+    own = set(map(id, seeds))
+    created = snapshot.created
+    return lambda value: id(value) in own or created(value)
 
 
 def _referrers(
@@ -951,14 +971,14 @@ class _Record:
         module_dicts: set[int],
         created: Callable[[object], bool],
         *,
-        guessed: bool,
+        certain: Callable[[object], bool] | None,
     ) -> None:
         self.namespace = namespace
         self.owned = owned
         self.skip = skip
         self.module_dicts = module_dicts
         self.created = created
-        self.guessed = guessed
+        self.certain = certain
         self.registrations: dict[tuple[int, object], Registration] = {}
         self.problems: dict[int, tuple[object, list[object]]] = {}
         skip.update((id(self), id(self.registrations), id(self.problems)))
@@ -986,7 +1006,8 @@ class _Record:
             ):
                 return  # the version's own data, e.g. HANDLERS = {"a": f}
             for value in held:
-                for entry in _entries(holder, value, guessed=self.guessed):
+                guessed = self.certain is not None and not self.certain(value)
+                for entry in _entries(holder, value, guessed=guessed):
                     self.registrations.setdefault((id(holder), entry.key), entry)
         else:
             problem = self.problems[id(holder)] = (holder, held)
