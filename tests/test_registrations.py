@@ -13,7 +13,7 @@ import threading
 import time
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -575,6 +575,41 @@ defer(handler)
 """
 
 
+@contextlib.contextmanager
+def collecting_in_a_finalizer(seconds: float) -> Iterator[None]:
+    """Another thread's ``gc.collect()`` for the block, in a finalizer taking ``seconds``.
+
+    The block begins once the collection has moved its survivors (its
+    finalizers run before its end is counted and its hooks told).
+    """
+    in_finalizer = threading.Event()
+
+    class Slow:
+        def __del__(self) -> None:
+            in_finalizer.set()
+            time.sleep(seconds)
+
+    garbage = Slow()
+    garbage.cycle = garbage  # type: ignore[attr-defined]
+    del garbage
+    collector = threading.Thread(target=gc.collect)
+    collector.start()
+    try:
+        assert in_finalizer.wait(10)
+        yield
+    finally:
+        collector.join()
+
+
+def made_cell() -> object:
+    """A closure's cell, made now."""
+
+    def wrap(view: object) -> Callable[[], object]:
+        return lambda: view
+
+    return wrap(wrap).__closure__[0]  # type: ignore[index]
+
+
 class TestCollections:
     @pytest.mark.parametrize("generation", [0, 1, 2])
     def test_a_collection_the_new_code_runs_keeps_its_registrations_exact(
@@ -598,63 +633,26 @@ class TestCollections:
         """A collection in its finalizers as the first snapshot opens: waited for, nothing lost."""
         from illunare._reload.registrations import Snapshot
 
-        in_finalizer = threading.Event()
-
-        class Slow:
-            def __del__(self) -> None:
-                in_finalizer.set()
-                time.sleep(0.3)  # its survivors moved already, its end not yet counted
-
-        garbage = Slow()
-        garbage.cycle = garbage  # type: ignore[attr-defined]
-        del garbage
-        collector = threading.Thread(target=gc.collect)
-        collector.start()
-        try:
-            assert in_finalizer.wait(10)
+        with collecting_in_a_finalizer(0.3):  # its end not yet counted when the snapshot opens
             snapshot = Snapshot()
-            try:
-
-                def wrap(view: object) -> Callable[[], object]:
-                    return lambda: view
-
-                cell = wrap(wrap).__closure__[0]  # type: ignore[index]  # made now
-                collector.join()
-                assert snapshot.intact
-                assert snapshot.created(cell)
-            finally:
-                snapshot.release()
+        try:
+            cell = made_cell()
+            assert snapshot.intact
+            assert snapshot.created(cell)
         finally:
-            collector.join()
+            snapshot.release()
 
     def test_what_a_collection_moves_is_told_before_the_snapshot_settles(self) -> None:
         """A collection in a finalizer, the made objects moved, is waited for: they stay known."""
         from illunare._reload.registrations import Snapshot
 
-        in_finalizer = threading.Event()
-
-        class Slow:
-            def __del__(self) -> None:
-                in_finalizer.set()
-                time.sleep(0.3)  # the objects moved, the collection not yet told
-
         snapshot = Snapshot()
         try:
-
-            def wrap(view: object) -> Callable[[], object]:
-                return lambda: view
-
-            cell = wrap(wrap).__closure__[0]  # type: ignore[index]  # made now
-            garbage = Slow()
-            garbage.cycle = garbage  # type: ignore[attr-defined]
-            del garbage
-            collector = threading.Thread(target=gc.collect)
-            collector.start()
-            assert in_finalizer.wait(10)
-            assert snapshot.intact
+            cell = made_cell()
+            with collecting_in_a_finalizer(0.3):  # the cell moved, the hook not yet told
+                assert snapshot.intact
             assert snapshot.created(cell)
             assert any(obj is cell for obj in snapshot.made())
-            collector.join()
         finally:
             snapshot.release()
 
@@ -734,23 +732,8 @@ class TestCollections:
         reloader.track(module)
 
         def guessed_swap(n: int, **options: Any) -> None:
-            in_finalizer = threading.Event()
-
-            class Slow:
-                def __del__(self) -> None:
-                    in_finalizer.set()
-                    time.sleep(0.6)  # longer than the wait
-
-            garbage = Slow()
-            garbage.cycle = garbage  # type: ignore[attr-defined]
-            del garbage
-            collector = threading.Thread(target=gc.collect)
-            collector.start()
-            try:
-                assert in_finalizer.wait(10)
+            with collecting_in_a_finalizer(0.6):  # longer than the wait
                 reloader.swap(module.__name__, source.format(package=package.name, n=n), **options)
-            finally:
-                collector.join()
 
         with pytest.raises(ValidationError):
             guessed_swap(2, checks=[refuse])
