@@ -288,12 +288,18 @@ class Controller:
                 self._cond.wait(wait)
             if self.status in TERMINAL:
                 return None
-            self._flush()
+            sides = self._take()
             if rollout is None or time.monotonic() < deadline:
+                self._feed(sides)
                 return deadline
             action, judged, found = self._decide(rollout)
-            # The end's switch right away, under the same hold (no other turn first).
-            ending = self._switch(action, judged, found) if action in TERMINAL else None
+            # The end's switch right away, under the same hold (no other turn
+            # first); the monitor is fed after it, which takes a while.
+            if action in TERMINAL:
+                ending = self._switch(action, judged, found, taken=sides)
+            else:
+                ending = None
+                self._feed(sides)
         if ending is not None:
             self._conclude(ending, action, by_thread=True)
             return None
@@ -333,6 +339,10 @@ class Controller:
 
     def _flush(self) -> None:
         """Take the split's period: into the totals, the step's tally and the monitor."""
+        self._feed(self._take())
+
+    def _take(self) -> list[tuple[int, int, Sequence[float]]]:
+        """Take the split's period into the totals and the step's tally; its calls per side."""
         period = self.split.take()
         sides: list[tuple[int, int, Sequence[float]]]
         if self.shadow is not None:
@@ -340,17 +350,22 @@ class Controller:
         else:
             sides = list(zip(period.calls, period.errors, period.samples, strict=True))
         self.key_errors += period.key_errors
-        for side, (calls, errors, samples) in enumerate(sides):
+        for side, (calls, errors, _) in enumerate(sides):
             self.calls[side] += calls
             self.errors[side] += errors
+        if self.steps and self.status not in TERMINAL:
+            self.steps[-1].tally.add(*sides[1])
+        return sides
+
+    def _feed(self, sides: list[tuple[int, int, Sequence[float]]]) -> None:
+        """A taken period's calls, errors and latencies, per side, into the monitor."""
+        for side, (calls, errors, samples) in enumerate(sides):
             feed = self.ids[side]
             if samples:
                 self.monitor._record_batch(feed, "latency", samples, len(samples))
             if calls:
                 self.monitor._record_batch(feed, "error_rate", [errors / calls], 1)
                 self.monitor._record_batch(feed, "calls", [float(calls)], 1)
-        if self.steps and self.status not in TERMINAL:
-            self.steps[-1].tally.add(*sides[1])
 
     # Ending ---------------------------------------------------------------------------
 
@@ -371,8 +386,18 @@ class Controller:
             ending = self._switch(status, step_verdict, found)
         self._conclude(ending, status, by_thread=by_thread)
 
-    def _switch(self, status: str, step_verdict: str | None, found: Verdict | None) -> Ending:
-        """Under the condition: the switch that ends the rollout in ``status``, unless it ended."""
+    def _switch(
+        self,
+        status: str,
+        step_verdict: str | None,
+        found: Verdict | None,
+        *,
+        taken: list[tuple[int, int, Sequence[float]]] | None = None,
+    ) -> Ending:
+        """Under the condition: the switch that ends the rollout in ``status``, unless it ended.
+
+        ``taken``: a period taken for the verdict, fed to the monitor after the switch.
+        """
         if self.status in TERMINAL:
             return Ending(already=self.status)
         started = time.perf_counter()
@@ -387,6 +412,8 @@ class Controller:
         # The last calls are counted after the switch (which a revert must not
         # wait for): a period taken after the end still has them all.
         try:
+            if taken is not None:
+                self._feed(taken)
             self._flush()
         except Exception:  # the accounting failing must not stop the end
             logger.exception("the rollout of %s could not count its last calls", self.subject)

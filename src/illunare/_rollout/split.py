@@ -136,12 +136,16 @@ class Split:
     _promoted: list[tuple[CodeVersion, CodeVersion]] = attrs.field(
         init=False, repr=False, factory=list
     )
+    # How calls go once the split ends, by weight (0 or 100): made beforehand,
+    # so that an end (a revert on a breach) takes no time to make them.
+    _final: dict[int, Live] = attrs.field(init=False, repr=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         _check_weight(self.weight)
         self.cells = {name: types.CellType() for name in ("draw", "sides", "assign")}
         self.cells["pins"] = types.CellType(False)
         self._use(self._live(self.weight))
+        self._final = {weight: self._live(weight) for weight in (0, 100)}
         self.requests = RequestSplit(self)
         self._counted = (_counter(), _counter())
         self._errors = (_counter(), _counter())
@@ -332,7 +336,7 @@ class Split:
             # A router that read its proxy's target just before the switch
             # takes this draw; the one replaced is counted by the next take().
             self._retired.append(self.live.source)
-            self._use(self._live(weight))
+            self._use(self._final[weight])
             self.weight = weight
             self.state = state
             return True
