@@ -35,6 +35,7 @@ from illunare import (
     ServiceSpecError,
     ServiceUnavailableError,
     UnloadService,
+    UnsupportedInterpreterError,
     signals,
 )
 from illunare._services.flow import Flow
@@ -631,6 +632,100 @@ class TestDrain:
         with pytest.raises(KeyError):
             registry.router.dispatch("/b")
         registry.unload("b", drain_timeout=0)
+        assert registry.services() == ()
+
+    def test_a_kept_traceback_of_a_call_does_not_keep_it_in_flight(
+        self, registry: ServiceRegistry
+    ) -> None:
+        """The error of a call, kept with its traceback (and so dispatch's frame): not in flight."""
+
+        def broken() -> None:
+            raise KeyError("boom")
+
+        registry.load(ServiceSpec("b", routes={"/b": broken}))
+        with pytest.raises(KeyError) as raised:
+            registry.router.dispatch("/b")
+        kept = raised.value
+        assert kept.__traceback__ is not None
+        registry.unload("b", drain_timeout=0)
+        assert registry.services() == ()
+
+    def test_a_kept_frame_of_a_call_that_returned_does_not_keep_it_in_flight(
+        self, registry: ServiceRegistry
+    ) -> None:
+        """A handler keeping dispatch's frame (as a profiler may): out of flight once returned."""
+        frames: list[Any] = []
+
+        def keeping() -> str:
+            frames.append(sys._getframe(1))
+            return "kept"
+
+        registry.load(ServiceSpec("k", routes={"/k": keeping}))
+        assert registry.router.dispatch("/k") == "kept"
+        assert frames[0].f_code is Router.dispatch.__code__
+        registry.unload("k", drain_timeout=0)
+        assert registry.services() == ()
+
+    @pytest.mark.parametrize("calls", [1, 3])
+    def test_the_drain_timeout_counts_each_call_in_flight(
+        self, registry: ServiceRegistry, background: Callable[..., Background], calls: int
+    ) -> None:
+        """DrainTimeoutError says how many calls are in flight, sync and async alike."""
+        gate, entered, release = Gate(), threading.Event(), threading.Event()
+
+        async def waiting() -> str:
+            entered.set()
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+            return "done"
+
+        registry.load(ServiceSpec("g", routes={"/g": gate, "/a": waiting}))
+        threads = [background(registry.router.dispatch, "/g") for _ in range(calls)]
+        coroutine = background(asyncio.run, registry.router.adispatch("/a"))
+        assert eventually(lambda: gate.entered == calls)
+        assert entered.wait(30)
+        with pytest.raises(DrainTimeoutError) as raised:
+            registry.unload("g", drain_timeout=0.05)
+        assert raised.value.inflight == calls + 1
+        gate.open()
+        release.set()
+        assert [job.join().result for job in [*threads, coroutine]] == ["done"] * (calls + 1)
+        registry.unload("g", drain_timeout=0)
+
+    def test_a_wsgi_response_is_in_flight_until_closed_or_dropped(
+        self, registry: ServiceRegistry
+    ) -> None:
+        """as_wsgi(): the response counts until closed; one dropped unclosed counts out too."""
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        registry.load(ServiceSpec("w", routes={"/w": app}))
+        wsgi = registry.router.as_wsgi()
+        environ = {"PATH_INFO": "/w", "REQUEST_METHOD": "GET"}
+        closed = wsgi(dict(environ), lambda *args: None)
+        dropped = wsgi(dict(environ), lambda *args: None)
+        with pytest.raises(DrainTimeoutError) as raised:
+            registry.unload("w", drain_timeout=0)
+        assert raised.value.inflight == 2
+        closed.close()  # type: ignore[attr-defined]
+        closed.close()  # type: ignore[attr-defined]  # a second close counts nothing out
+        with pytest.raises(DrainTimeoutError) as raised:
+            registry.unload("w", drain_timeout=0)
+        assert raised.value.inflight == 1
+        del dropped
+        registry.unload("w", drain_timeout=0)
+        assert registry.services() == ()
+
+    def test_an_interpreter_without_reference_counts_is_refused(
+        self, registry: ServiceRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Counting in flight needs reference counts: elsewhere load() says so, typed."""
+        monkeypatch.delattr(sys, "getrefcount")
+        with pytest.raises(UnsupportedInterpreterError, match="need CPython"):
+            registry.load(ServiceSpec("s", routes={"/s": echo}))
+        monkeypatch.undo()
         assert registry.services() == ()
 
 

@@ -288,7 +288,7 @@ class ServiceRegistry:
 
     @staticmethod
     def _timeout(entry: _Entry, drain_timeout: float) -> DrainTimeoutError:
-        inflight = len(entry.flow.inflight)
+        inflight = entry.flow.inflight()
         return DrainTimeoutError(
             f"service {entry.spec.name!r} still had {inflight} request(s) in flight after "
             f"{drain_timeout} s; it stays registered and refuses new requests: call unload() "

@@ -26,10 +26,14 @@ class Router:
     given one (``ServiceRegistry(router=Router())``).
     """
 
-    __slots__ = ("__weakref__", "_owner", "_table")
+    __slots__ = ("__weakref__", "_cache", "_owner", "_table")
+
+    _table: RouteTable
+    #: the table's cache, read by dispatch without going through the table
+    _cache: dict[str, Match]
 
     def __init__(self) -> None:
-        self._table = RouteTable()
+        self._publish(RouteTable())
         self._owner: object = None
 
     def __repr__(self) -> str:
@@ -47,26 +51,23 @@ class Router:
             InvalidArgumentError: ``path`` is not a str.
 
         """
-        # RouteTable.match(), Flow.enter() and leave(), inlined: the method
-        # calls would double what dispatch adds to the handler's call.
-        table = self._table
+        # RouteTable.match() and Flow.enter() inlined: the method calls would
+        # double what dispatch adds to the handler's call.
         try:
-            handler, params, flow, _ = table.cache[path]
+            handler, params, flow, _ = self._cache[path]
         except (KeyError, TypeError):  # not seen yet, or not a str (match() says so)
-            handler, params, flow, _ = table.match(path)
-        # Counted, then checked: see Flow.
-        inflight = flow.inflight
-        inflight.append(None)
+            handler, params, flow, _ = self._table.match(path)
+        held = flow.token  # in flight from here, then checked: see Flow
         try:
             if flow.draining:
                 raise flow.unavailable()
-            if params:
+            if params is not None:
                 return handler(*args, **kwargs, **params)
-            return handler(*args, **kwargs)
+            if kwargs:
+                return handler(*args, **kwargs)
+            return handler(*args)  # no keywords to copy into a new dict
         finally:
-            inflight.pop()
-            if flow.draining:
-                flow.wake()
+            del held
 
     async def adispatch(self, path: str, /, *args: Any, **kwargs: Any) -> Any:
         """``dispatch`` for a coroutine handler: awaited, and counted in flight until it finishes.
@@ -83,9 +84,9 @@ class Router:
 
         """
         handler, params, flow, _ = self._table.match(path)
-        flow.enter()
+        held = flow.enter()
         try:
-            result = handler(*args, **kwargs, **params)
+            result = handler(*args, **kwargs, **(params or {}))
             if not inspect.isawaitable(result):
                 raise InvalidArgumentError(
                     f"adispatch() awaits what the handler of {path!r} returns, and it returned "
@@ -93,7 +94,7 @@ class Router:
                 )
             return await result
         finally:
-            flow.leave()
+            del held
 
     def as_asgi(self) -> ASGIAdapter:
         """An ASGI application routing each request to a service's ASGI app (FastAPI, Starlette).
@@ -135,5 +136,10 @@ class Router:
         self._owner = owner
 
     def _publish(self, table: RouteTable) -> None:
-        """Route with ``table`` from now on (in one assignment)."""
+        """Route with ``table`` from now on.
+
+        ``dispatch`` reads the table's cache, on a miss the table: a request
+        between the two assignments finds a match of either table, whole.
+        """
         self._table = table
+        self._cache = table.cache

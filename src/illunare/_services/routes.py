@@ -84,9 +84,10 @@ def parse_route(path: object) -> Route:
     return Route(path, tuple(segments), tuple(params))
 
 
-#: what a request path matches: the handler, the path parameters, the service's
-#: Flow, and the matched prefix of the path ("" for the route "/")
-Match = tuple[Handler, dict[str, str], Flow, str]
+#: what a request path matches: the handler, the path parameters (None for a
+#: route without any), the service's Flow, and the matched prefix of the path
+#: ("" for the route "/")
+Match = tuple[Handler, dict[str, str] | None, Flow, str]
 
 
 class _Node:
@@ -150,7 +151,8 @@ class RouteTable:
             raise NoRouteError(f"no route matches {path!r}", path=path)
         route, handler, flow, values = best[1], best[2], best[3], best[4]
         matched = "/" + "/".join(segments[: len(route.segments)]) if route.segments else ""
-        return handler, dict(zip(route.params, values, strict=True)), flow, matched
+        params = dict(zip(route.params, values, strict=True)) if route.params else None
+        return handler, params, flow, matched
 
 
 def _search(

@@ -14,7 +14,6 @@ from illunare.exceptions import NoRouteError, ServiceUnavailableError
 from illunare.web._lifespan import Message
 
 if TYPE_CHECKING:
-    from illunare._services.flow import Flow
     from illunare._services.router import Router
 
 __all__ = ["ASGIAdapter", "WSGIAdapter"]
@@ -68,20 +67,20 @@ class ASGIAdapter:
             await _refuse(kind, send, 404)
             return
         try:
-            flow.enter()
+            held = flow.enter()
         except ServiceUnavailableError:
             await _refuse(kind, send, 503)
             return
         try:
             child = dict(scope)
-            child["path_params"] = {**scope.get("path_params", {}), **params}
+            child["path_params"] = {**scope.get("path_params", {}), **(params or {})}
             # The sub-app is the root of its own routes (unlike under a Mount,
             # no outer router knows them): its URLs, url_for's, start at its prefix.
             child["root_path"] = child["app_root_path"] = root_path + matched
             child.pop("router", None)
             await app(child, receive, send)
         finally:
-            flow.leave()
+            del held
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -136,7 +135,7 @@ class WSGIAdapter:
         except NoRouteError:
             return _refused(start_response, "404 Not Found")
         try:
-            flow.enter()
+            held = flow.enter()
         except ServiceUnavailableError:
             return _refused(start_response, "503 Service Unavailable")
         try:
@@ -144,11 +143,10 @@ class WSGIAdapter:
             prefix = matched.encode().decode("latin-1") if decoded else matched
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
             environ["PATH_INFO"] = raw[len(prefix) :]
-            environ[PATH_PARAMS] = {**environ.get(PATH_PARAMS, {}), **params}
-            return _Response(app(environ, start_response), flow)
-        except BaseException:
-            flow.leave()
-            raise
+            environ[PATH_PARAMS] = {**environ.get(PATH_PARAMS, {}), **(params or {})}
+            return _Response(app(environ, start_response), held)
+        finally:
+            del held
 
 
 def _decoded(raw: str) -> tuple[str, bool]:
@@ -175,25 +173,29 @@ def _refused(start_response: StartResponse, status: str) -> list[bytes]:
 
 
 class _Response:
-    """A sub-app's response iterable, counted in flight until the server closes it."""
+    """A sub-app's response iterable, in flight (holding its flow's token) until closed.
 
-    __slots__ = ("_body", "_flow")
+    A response the server drops without closing it leaves the flight when it
+    is collected.
+    """
 
-    def __init__(self, body: Iterable[bytes], flow: Flow | None) -> None:
+    __slots__ = ("_body", "_held")
+
+    def __init__(self, body: Iterable[bytes], held: object) -> None:
         self._body = body
-        self._flow = flow
+        self._held: object = held
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
     def close(self) -> None:
-        """Close the sub-app's response (as PEP 3333 asks), then count the request out."""
-        flow, self._flow = self._flow, None
-        if flow is None:
+        """Close the sub-app's response (as PEP 3333 asks), then leave the flight."""
+        held, self._held = self._held, None
+        if held is None:
             return
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
         finally:
-            flow.leave()
+            del held
