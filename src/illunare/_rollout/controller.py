@@ -3,7 +3,8 @@
 A ``Controller`` owns a split (the two live versions, ``split.Split``) and
 one daemon thread, ``"illunare-rollout <module>"``. Every ``TICK`` the thread
 takes the split's period (fresh counters in, the finished ones out) and
-feeds the reloader's monitor, off the callers' path; at the end of each
+feeds the reloader's monitor, off the callers' path (and ``EARLY`` before
+each bake's end, so little is left to take then); at the end of each
 bake it judges the step (``judge.verdict``) and acts: a breach reverts at
 once, an inconclusive step follows ``on_inconclusive``, a healthy one moves
 on. ``promote()`` and ``abort()`` switch in the calling thread.
@@ -46,6 +47,9 @@ logger = logging.getLogger("illunare")
 
 #: how often the thread takes a period and feeds the monitor (s)
 TICK = 0.1
+#: the last tick before a bake's end comes this early (s): the verdict then
+#: takes only the calls since, which a revert's wait is shorter for
+EARLY = 0.01
 #: the shortest bake an extended or paused step waits again (so bake=0 cannot spin)
 _AGAIN = 0.01
 #: the statuses a rollout ends in
@@ -260,12 +264,13 @@ class Controller:
             rollout = self.rollout
             deadline: float | None = math.inf if rollout is None else began + rollout.bake
             while deadline is not None:
-                # Near the end of a bake, threads busy calling would keep this
-                # one waiting for the GIL (a switch interval each, in turns),
-                # which delays the verdict and the revert: the releases'
-                # courtesy (a short switch interval) holds from the last tick
-                # to the action.
-                near = deadline - time.monotonic() <= TICK
+                # Threads busy calling keep this one waiting for the GIL when it
+                # wakes (a switch interval each, in turns: 100 ms seen with 4
+                # threads), which would delay the verdict and the revert: the
+                # releases' courtesy (a short switch interval) holds over the
+                # last two ticks of a bake, so that even the wake into them
+                # may be a tick late.
+                near = deadline - time.monotonic() <= 2 * TICK
                 with courteous() if near else contextlib.nullcontext():
                     deadline = self._tick(rollout, deadline)
         except Exception:
@@ -283,7 +288,8 @@ class Controller:
         with self._cond:
             if self.status in TERMINAL:
                 return None
-            wait = min(TICK, deadline - time.monotonic())
+            remaining = deadline - time.monotonic()
+            wait = min(TICK, remaining - EARLY) if remaining > EARLY else remaining
             if wait > 0:
                 self._cond.wait(wait)
             if self.status in TERMINAL:
