@@ -38,8 +38,8 @@ from illunare import (
     UnsupportedInterpreterError,
     signals,
 )
-from illunare._services.flow import Flow
 from illunare._services.routes import CACHED_LENGTH
+from illunare._services.web import ASGIAdapter, WSGIAdapter, _Response, _response
 
 from .conftest import eventually, failing_first_stop
 from .strategies import REQUEST_PATHS, ROUTE_PATHS
@@ -650,6 +650,59 @@ class TestDrain:
         registry.unload("b", drain_timeout=0)
         assert registry.services() == ()
 
+    @pytest.mark.parametrize("how", ["dispatch", "adispatch"])
+    def test_a_snapshot_of_the_routing_frames_variables_does_not_keep_a_call_in_flight(
+        self, registry: ServiceRegistry, how: str
+    ) -> None:
+        """A debugger or error reporter reading the routing frame's f_locals mid-call: not kept."""
+        snapshots: list[object] = []
+
+        def snapshot() -> None:
+            frame = sys._getframe(2)  # the routing frame (dispatch's or adispatch's)
+            assert frame.f_code in (Router.dispatch.__code__, Router.adispatch.__code__)
+            snapshots.append(frame.f_locals)  # on 3.10 to 3.12, a dict kept by the frame
+            raise KeyError("boom")
+
+        def broken() -> None:
+            snapshot()
+
+        async def abroken() -> None:
+            snapshot()
+
+        registry.load(ServiceSpec("b", routes={"/b": broken, "/a": abroken}))
+        router = registry.router
+        call = (lambda: router.dispatch("/b")) if how == "dispatch" else _run(router, "/a")
+        with pytest.raises(KeyError) as raised:
+            call()
+        kept = raised.value  # its traceback keeps the routing frame, with its snapshot
+        assert kept.__traceback__ is not None
+        assert snapshots
+        registry.unload("b", drain_timeout=0)
+        assert registry.services() == ()
+
+    def test_a_streamed_wsgi_response_is_in_flight_until_its_body_ends(
+        self, registry: ServiceRegistry
+    ) -> None:
+        """A server that iterates the response and drops it (Starlette's WSGIMiddleware)."""
+        release = threading.Event()
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+            start_response("200 OK", [])
+            yield b"first"
+            release.wait(30)
+            yield b"last"
+
+        registry.load(ServiceSpec("w", routes={"/w": app}))
+        body = iter(registry.router.as_wsgi()({"PATH_INFO": "/w"}, lambda *args: None))
+        assert next(body) == b"first"  # the response itself is dropped: only its iterator is left
+        with pytest.raises(DrainTimeoutError) as raised:
+            registry.unload("w", drain_timeout=0)
+        assert raised.value.inflight == 1
+        release.set()
+        assert list(body) == [b"last"]
+        registry.unload("w", drain_timeout=0)
+        assert registry.services() == ()
+
     def test_a_kept_frame_of_a_call_that_returned_does_not_keep_it_in_flight(
         self, registry: ServiceRegistry
     ) -> None:
@@ -727,6 +780,18 @@ class TestDrain:
             registry.load(ServiceSpec("s", routes={"/s": echo}))
         monkeypatch.undo()
         assert registry.services() == ()
+
+    def test_a_free_threaded_build_is_refused(
+        self, registry: ServiceRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Reference counts are read under the GIL: without it load() says so, typed."""
+        monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+        with pytest.raises(UnsupportedInterpreterError, match="free-threaded"):
+            registry.load(ServiceSpec("s", routes={"/s": echo}))
+        monkeypatch.undo()
+        assert registry.services() == ()
+        registry.load(ServiceSpec("s", routes={"/s": echo}))
+        assert registry.services() == ("s",)
 
 
 class TestRouter:
@@ -1019,16 +1084,17 @@ class TestConcurrency:
 
 
 class TestUnloadRace:
-    @pytest.mark.parametrize("how", ["dispatch", "adispatch"])
+    @pytest.mark.parametrize("how", ["dispatch", "adispatch", "asgi", "wsgi"])
     def test_a_call_paused_at_any_instruction_never_runs_on_a_stopped_service(
         self, how: str
     ) -> None:
         """Paused at each instruction of the routing code, then unloaded: never run when stopped."""
         # The call is paused (a real thread, held by a trace function) before
-        # each bytecode instruction of dispatch/adispatch and Flow.enter in
-        # turn, and the service unloaded meanwhile without waiting: either the
-        # call had counted itself in flight (the unload times out) or it sees
-        # the drain when it goes on.
+        # each bytecode instruction of the routing code in turn (dispatch,
+        # adispatch, the ASGI adapter, the WSGI adapter and its response
+        # streamed by a generator), and the service unloaded meanwhile without
+        # waiting: either the call had counted itself in flight (the unload
+        # times out) or it sees the drain when it goes on.
         pauses = 0
         for pause in itertools.count(1):
             service = _unloaded_during(how, pause)
@@ -1040,7 +1106,19 @@ class TestUnloadRace:
         assert pauses > 10
 
 
-_TRACED = {Router.dispatch.__code__, Router.adispatch.__code__, Flow.enter.__code__}
+_TRACED = {
+    code.__code__
+    for code in (
+        Router.dispatch,
+        Router.adispatch,
+        ASGIAdapter.__call__,
+        WSGIAdapter.__call__,
+        _response,
+        _Response.__init__,
+        _Response.__iter__,
+        _Response.close,
+    )
+}
 
 
 def _unloaded_during(how: str, pause: int) -> Service | None:
@@ -1054,10 +1132,19 @@ def _unloaded_during(how: str, pause: int) -> Service | None:
     async def handle() -> str:
         return service.handle()
 
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        service.handle()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield service.handle().encode()  # the body runs the service, as it streams
+
+    handlers = {"dispatch": service.handle, "adispatch": handle, "asgi": asgi, "wsgi": wsgi}
     registry = ServiceRegistry()
-    handler = service.handle if how == "dispatch" else handle
     registry.load(
-        ServiceSpec("race", start=service.start, stop=service.stop, routes={"/r": handler})
+        ServiceSpec("race", start=service.start, stop=service.stop, routes={"/r": handlers[how]})
     )
     paused, resume = threading.Event(), threading.Event()
     steps = 0
@@ -1082,10 +1169,7 @@ def _unloaded_during(how: str, pause: int) -> Service | None:
         sys._getframe().f_trace_opcodes = True
         sys.settrace(tracer)
         try:
-            if how == "dispatch":
-                registry.router.dispatch("/r")
-            else:
-                asyncio.run(registry.router.adispatch("/r"))
+            _call(registry.router, how)
         except (NoRouteError, ServiceUnavailableError):
             pass
         finally:
@@ -1105,6 +1189,33 @@ def _unloaded_during(how: str, pause: int) -> Service | None:
     if registry.services():
         registry.unload("race")
     return service
+
+
+def _run(router: Router, path: str) -> Callable[[], object]:
+    """A call of ``adispatch(path)`` run to its end in a new event loop."""
+    return lambda: asyncio.run(router.adispatch(path))
+
+
+def _call(router: Router, how: str) -> None:
+    """One request to ``/r``: through dispatch, adispatch, or an adapter (a server's part too)."""
+    if how == "dispatch":
+        router.dispatch("/r")
+    elif how == "adispatch":
+        asyncio.run(router.adispatch("/r"))
+    elif how == "asgi":
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        scope = {"type": "http", "path": "/r", "root_path": ""}
+        asyncio.run(router.as_asgi()(scope, receive, send))
+    else:
+        # As Starlette's WSGIMiddleware does: iterate, drop, never close.
+        for _ in router.as_wsgi()({"PATH_INFO": "/r"}, lambda *args: None):
+            pass
 
 
 class TestDeploymentSteps:

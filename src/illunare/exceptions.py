@@ -104,7 +104,9 @@ class UnsupportedInterpreterError(IllunareError, RuntimeError):
     """Hot code swapping needs CPython 3.10-3.13 with the GIL; the message says what is missing.
 
     Raised when a ``HotReloader`` is made (``hot`` and ``default_reloader()``
-    make one on first use); importing illunare and feature flags work anywhere.
+    make one on first use), and by ``ServiceRegistry.load()`` without
+    CPython's reference counts and GIL; importing illunare and feature flags
+    work anywhere.
     """
 
 

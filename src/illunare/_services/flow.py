@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, NoReturn
 
 from illunare.exceptions import ServiceUnavailableError, UnsupportedInterpreterError
 
 __all__ = ["Flow"]
 
-#: how often an unload looks at the count while requests are in flight (s)
-POLL = 0.001
+#: how often an unload looks at the count while requests are in flight (s): at
+#: first, then twice as long each time up to the last
+POLL = (0.00005, 0.001)
 
 
 class Flow:
     """The requests one service has in flight, and whether it drains.
 
-    A request is in flight while it holds the flow's ``token``: a local
-    variable of the call serving it (a coroutine's while it awaits), or a
-    WSGI response's until the server closes it. The count is the token's
-    reference count beyond the flow's own, so holding costs one local
-    variable, where a counter costs two calls; no other code may keep a
-    reference to the token. A holder drops it in a ``finally`` (a frame
-    kept by a traceback keeps its variables), and one dropped without
-    ``close()`` drops it when collected.
+    A request is in flight while it holds the flow's ``token``: on the
+    evaluation stack of the call serving it (a coroutine's, while it
+    awaits), or in a WSGI response until the server closes it. The count is
+    the token's reference count beyond the flow's own, so holding costs no
+    call, where a counter costs two. Never in a variable: a snapshot of a
+    frame's variables (``frame.f_locals`` on Python 3.10 to 3.12, which
+    debuggers and error reporters take) would keep it after the call. The
+    token is an empty dict, so that ``token.get(check, call)`` holds it (the
+    method's ``self``) while ``check`` and then ``call`` are evaluated, and
+    returns what the call returned. No other code may keep a reference to
+    it; a response dropped without ``close()`` drops it when collected.
 
     A request takes the token *before* it checks ``draining``, and an
     unload sets ``draining`` before it waits for the count to reach zero:
@@ -35,51 +40,54 @@ class Flow:
     __slots__ = ("draining", "name", "token")
 
     def __init__(self, name: str) -> None:
-        if not hasattr(sys, "getrefcount"):
-            raise UnsupportedInterpreterError(
-                "services count their requests in flight with reference counts, which this "
-                f"interpreter ({sys.implementation.name}) does not have: they need CPython"
-            )
+        problem = _problem()
+        if problem is not None:
+            raise UnsupportedInterpreterError(problem)
         self.name = name
-        #: held by each request in flight, and by nothing else
-        self.token = object()
+        #: held by each request in flight, and by nothing else; always empty
+        self.token: dict[bool, Any] = {}
         self.draining = False
 
-    def enter(self) -> object:
-        """The token, for the caller to hold while its request is in flight.
-
-        Raises:
-            ServiceUnavailableError: the service drains (the token is not held).
-
-        """
-        held = self.token
-        if self.draining:
-            del held
-            raise self.unavailable()
-        return held
+    def refuse(self) -> NoReturn:
+        """Raise the error of a request refused while the service drains."""
+        raise ServiceUnavailableError(
+            f"service {self.name!r} is being unloaded: it takes no new requests",
+            service=self.name,
+        )
 
     def inflight(self) -> int:
         """How many requests are in flight."""
         # Beyond the flow's own reference, getrefcount's argument is one.
         return sys.getrefcount(self.token) - 2
 
-    def unavailable(self) -> ServiceUnavailableError:
-        """The error of a request refused while the service drains."""
-        return ServiceUnavailableError(
-            f"service {self.name!r} is being unloaded: it takes no new requests",
-            service=self.name,
-        )
-
     def drained(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for no request in flight; whether none is.
 
-        Looks every ``POLL`` seconds: the requests' own path stays free of
-        any call to wake the unload.
+        Looks again and again (``POLL``): the requests' own path stays free
+        of any call to wake the unload.
         """
         deadline = time.monotonic() + timeout
+        poll, longest = POLL
         while self.inflight():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(remaining, POLL))
+            time.sleep(min(remaining, poll))
+            poll = min(2 * poll, longest)
         return True
+
+
+def _problem() -> str | None:
+    """Why requests in flight cannot be counted here, or ``None``."""
+    if not hasattr(sys, "getrefcount"):
+        return (
+            "services count their requests in flight with reference counts, which this "
+            f"interpreter ({sys.implementation.name}) does not have: they need CPython"
+        )
+    gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if gil_enabled is not None and not gil_enabled():
+        return (
+            "services count their requests in flight with reference counts, read under the "
+            "GIL: they need a CPython build with the GIL, not a free-threaded one"
+        )
+    return None

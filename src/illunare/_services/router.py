@@ -51,23 +51,19 @@ class Router:
             InvalidArgumentError: ``path`` is not a str.
 
         """
-        # RouteTable.match() and Flow.enter() inlined: the method calls would
-        # double what dispatch adds to the handler's call.
+        # RouteTable.match() inlined: a method call would add a third to what
+        # dispatch adds to the handler's call.
         try:
             handler, params, flow, _ = self._cache[path]
         except (KeyError, TypeError):  # not seen yet, or not a str (match() says so)
             handler, params, flow, _ = self._table.match(path)
-        held = flow.token  # in flight from here, then checked: see Flow
-        try:
-            if flow.draining:
-                raise flow.unavailable()
-            if params is not None:
-                return handler(*args, **kwargs, **params)
-            if kwargs:
-                return handler(*args, **kwargs)
-            return handler(*args)  # no keywords to copy into a new dict
-        finally:
-            del held
+        # In flight while the token is on the stack (token.get's self), taken
+        # before the drain is checked: see Flow. No keywords, no dict copied.
+        if params is None and not kwargs:
+            return flow.token.get(flow.draining and flow.refuse(), handler(*args))
+        if params is None:
+            return flow.token.get(flow.draining and flow.refuse(), handler(*args, **kwargs))
+        return flow.token.get(flow.draining and flow.refuse(), handler(*args, **kwargs, **params))
 
     async def adispatch(self, path: str, /, *args: Any, **kwargs: Any) -> Any:
         """``dispatch`` for a coroutine handler: awaited, and counted in flight until it finishes.
@@ -84,17 +80,11 @@ class Router:
 
         """
         handler, params, flow, _ = self._table.match(path)
-        held = flow.enter()
-        try:
-            result = handler(*args, **kwargs, **(params or {}))
-            if not inspect.isawaitable(result):
-                raise InvalidArgumentError(
-                    f"adispatch() awaits what the handler of {path!r} returns, and it returned "
-                    f"{type(result).__name__} (call plain handlers with dispatch()): {handler!r}"
-                )
-            return await result
-        finally:
-            del held
+        # On the coroutine's stack while it awaits: see Flow.
+        return flow.token.get(
+            flow.draining and flow.refuse(),
+            await _awaitable(path, handler, handler(*args, **kwargs, **(params or {}))),
+        )
 
     def as_asgi(self) -> ASGIAdapter:
         """An ASGI application routing each request to a service's ASGI app (FastAPI, Starlette).
@@ -143,3 +133,13 @@ class Router:
         """
         self._table = table
         self._cache = table.cache
+
+
+def _awaitable(path: str, handler: Any, result: Any) -> Any:
+    """What ``handler`` returned, if it can be awaited; else InvalidArgumentError."""
+    if not inspect.isawaitable(result):
+        raise InvalidArgumentError(
+            f"adispatch() awaits what the handler of {path!r} returns, and it returned "
+            f"{type(result).__name__} (call plain handlers with dispatch()): {handler!r}"
+        )
+    return result

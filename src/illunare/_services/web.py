@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from illunare.exceptions import NoRouteError, ServiceUnavailableError
+from illunare.exceptions import NoRouteError
 from illunare.web._lifespan import Message
 
 if TYPE_CHECKING:
@@ -66,21 +66,24 @@ class ASGIAdapter:
         except NoRouteError:
             await _refuse(kind, send, 404)
             return
-        try:
-            held = flow.enter()
-        except ServiceUnavailableError:
+        if flow.draining:  # refused before any work (the check that counts is below)
             await _refuse(kind, send, 503)
             return
-        try:
-            child = dict(scope)
-            child["path_params"] = {**scope.get("path_params", {}), **(params or {})}
-            # The sub-app is the root of its own routes (unlike under a Mount,
-            # no outer router knows them): its URLs, url_for's, start at its prefix.
-            child["root_path"] = child["app_root_path"] = root_path + matched
-            child.pop("router", None)
-            await app(child, receive, send)
-        finally:
-            del held
+        child = dict(scope)
+        child["path_params"] = {**scope.get("path_params", {}), **(params or {})}
+        # The sub-app is the root of its own routes (unlike under a Mount,
+        # no outer router knows them): its URLs, url_for's, start at its prefix.
+        child["root_path"] = child["app_root_path"] = root_path + matched
+        child.pop("router", None)
+        # In flight while the token is on the coroutine's stack, taken before
+        # the drain is checked: see Flow.
+        if flow.token.get(False, flow.draining or _served(await app(child, receive, send))):
+            await _refuse(kind, send, 503)
+
+
+def _served(_: object) -> bool:
+    """False: whatever the sub-app returned, it served the request."""
+    return False
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -134,19 +137,25 @@ class WSGIAdapter:
             app, params, flow, matched = self._router._match(path)
         except NoRouteError:
             return _refused(start_response, "404 Not Found")
-        try:
-            held = flow.enter()
-        except ServiceUnavailableError:
+        if flow.draining:  # refused before any work (the check that counts is below)
             return _refused(start_response, "503 Service Unavailable")
-        try:
-            # The prefix as the server wrote it, to cut where the server's text has it.
-            prefix = matched.encode().decode("latin-1") if decoded else matched
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-            environ["PATH_INFO"] = raw[len(prefix) :]
-            environ[PATH_PARAMS] = {**environ.get(PATH_PARAMS, {}), **(params or {})}
-            return _Response(app(environ, start_response), held)
-        finally:
-            del held
+        # The prefix as the server wrote it, to cut where the server's text has it.
+        prefix = matched.encode().decode("latin-1") if decoded else matched
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+        environ["PATH_INFO"] = raw[len(prefix) :]
+        environ[PATH_PARAMS] = {**environ.get(PATH_PARAMS, {}), **(params or {})}
+        # In flight while the token is on the stack, then in the response,
+        # taken before the drain is checked: see Flow.
+        return _response(flow.token, flow.draining or app(environ, start_response), start_response)
+
+
+def _response(
+    held: object, body: Iterable[bytes] | bool, start_response: StartResponse
+) -> Iterable[bytes]:
+    """The response holding the token, or 503 when the service drains (``body`` is True)."""
+    if isinstance(body, bool):
+        return _refused(start_response, "503 Service Unavailable")
+    return _Response(body, held)
 
 
 def _decoded(raw: str) -> tuple[str, bool]:
@@ -186,7 +195,9 @@ class _Response:
         self._held: object = held
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        # A generator holding the response: a server iterating it keeps it in
+        # flight, even one that drops the response once it has its iterator.
+        yield from self._body
 
     def close(self) -> None:
         """Close the sub-app's response (as PEP 3333 asks), then leave the flight."""
