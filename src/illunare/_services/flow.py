@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from illunare.exceptions import ServiceUnavailableError, UnsupportedInterpreterError
@@ -18,17 +19,21 @@ POLL = (0.00005, 0.001)
 class Flow:
     """The requests one service has in flight, and whether it drains.
 
-    A request is in flight while it holds the flow's ``token``: on the
-    evaluation stack of the call serving it (a coroutine's, while it
-    awaits), or in a WSGI response until the server closes it. The count is
-    the token's reference count beyond the flow's own, so holding costs no
-    call, where a counter costs two. Never in a variable: a snapshot of a
-    frame's variables (``frame.f_locals`` on Python 3.10 to 3.12, which
-    debuggers and error reporters take) would keep it after the call. The
-    token is an empty dict, so that ``token.get(check, call)`` holds it (the
-    method's ``self``) while ``check`` and then ``call`` are evaluated, and
-    returns what the call returned. No other code may keep a reference to
-    it; a response dropped without ``close()`` drops it when collected.
+    A request is in flight while it holds the flow's ``token``: a WSGI
+    response until the server closes it or lets go of it, or the call
+    serving the request. The count is the token's reference count beyond
+    the flow's own, so holding costs no call, where a counter costs two.
+    ``adispatch`` and the adapters hold it on their evaluation stack (a
+    coroutine's, across its awaits): the token is an exhausted iterator, so
+    that ``next(token, check or call)`` holds it (an argument) while
+    ``check`` and then ``call`` are evaluated, and returns what the call
+    returned. ``dispatch`` holds it in a variable, dropped in a ``finally``,
+    which is cheaper (its cost is a benchmark figure); but on Python 3.10
+    to 3.12 a snapshot of its frame's variables (``frame.f_locals``, which
+    debuggers and error reporters take) taken during the call keeps the
+    token for as long as the frame lives after it (kept by a traceback):
+    an unload waits for it until its drain timeout. No other code may keep
+    a reference to the token.
 
     A request takes the token *before* it checks ``draining``, and an
     unload sets ``draining`` before it waits for the count to reach zero:
@@ -44,8 +49,8 @@ class Flow:
         if problem is not None:
             raise UnsupportedInterpreterError(problem)
         self.name = name
-        #: held by each request in flight, and by nothing else; always empty
-        self.token: dict[bool, Any] = {}
+        #: held by each request in flight, and by nothing else; always exhausted
+        self.token: Iterator[Any] = iter(())
         self.draining = False
 
     def refuse(self) -> NoReturn:

@@ -57,13 +57,20 @@ class Router:
             handler, params, flow, _ = self._cache[path]
         except (KeyError, TypeError):  # not seen yet, or not a str (match() says so)
             handler, params, flow, _ = self._table.match(path)
-        # In flight while the token is on the stack (token.get's self), taken
-        # before the drain is checked: see Flow. No keywords, no dict copied.
-        if params is None and not kwargs:
-            return flow.token.get(flow.draining and flow.refuse(), handler(*args))
-        if params is None:
-            return flow.token.get(flow.draining and flow.refuse(), handler(*args, **kwargs))
-        return flow.token.get(flow.draining and flow.refuse(), handler(*args, **kwargs, **params))
+        # In flight while the variable holds the token, taken before the drain
+        # is checked: see Flow. (On the stack, as adispatch holds it, costs a
+        # call: 25 ns more on 3.12 and 3.13.) No keywords, no dict copied.
+        held = flow.token
+        try:
+            if flow.draining:
+                flow.refuse()
+            if params is not None:
+                return handler(*args, **kwargs, **params)
+            if kwargs:
+                return handler(*args, **kwargs)
+            return handler(*args)
+        finally:
+            del held
 
     async def adispatch(self, path: str, /, *args: Any, **kwargs: Any) -> Any:
         """``dispatch`` for a coroutine handler: awaited, and counted in flight until it finishes.
@@ -81,9 +88,10 @@ class Router:
         """
         handler, params, flow, _ = self._table.match(path)
         # On the coroutine's stack while it awaits: see Flow.
-        return flow.token.get(
-            flow.draining and flow.refuse(),
-            await _awaitable(path, handler, handler(*args, **kwargs, **(params or {}))),
+        return next(
+            flow.token,
+            (flow.draining and flow.refuse())
+            or await _awaitable(path, handler, handler(*args, **kwargs, **(params or {}))),
         )
 
     def as_asgi(self) -> ASGIAdapter:

@@ -77,7 +77,7 @@ class ASGIAdapter:
         child.pop("router", None)
         # In flight while the token is on the coroutine's stack, taken before
         # the drain is checked: see Flow.
-        if flow.token.get(False, flow.draining or _served(await app(child, receive, send))):
+        if next(flow.token, flow.draining or _served(await app(child, receive, send))):
             await _refuse(kind, send, 503)
 
 
