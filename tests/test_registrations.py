@@ -577,10 +577,13 @@ defer(handler)
 
 @contextlib.contextmanager
 def collecting_in_a_finalizer(seconds: float) -> Iterator[None]:
-    """Another thread's ``gc.collect()`` for the block, in a finalizer taking ``seconds``.
+    """Another thread's ``gc.collect(0)`` for the block, in a finalizer taking ``seconds``.
 
     The block begins once the collection has moved its survivors (its
-    finalizers run before its end is counted and its hooks told).
+    finalizers run before its end is counted and its hooks told). The
+    youngest generation only: the garbage is there, and a full collection
+    would walk the whole heap of the suite's process (collections of every
+    generation: ``test_a_collection_the_new_code_runs_keeps_its_registrations_exact``).
     """
     in_finalizer = threading.Event()
 
@@ -592,7 +595,7 @@ def collecting_in_a_finalizer(seconds: float) -> Iterator[None]:
     garbage = Slow()
     garbage.cycle = garbage  # type: ignore[attr-defined]
     del garbage
-    collector = threading.Thread(target=gc.collect)
+    collector = threading.Thread(target=gc.collect, args=(0,))
     collector.start()
     try:
         assert in_finalizer.wait(10)
@@ -610,10 +613,24 @@ def made_cell() -> object:
     return wrap(wrap).__closure__[0]  # type: ignore[index]
 
 
+def alone(package: Package, script: str) -> list[str]:
+    """What ``script`` prints, run in a process of its own with ``package`` importable.
+
+    Its heap is small: the swaps it runs, which walk the heap, are quick,
+    and the collections run there as often as the test needs.
+    """
+    script = f"import sys\nsys.path.insert(0, {str(package.path.parent)!r})\n{script}"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 class TestCollections:
     @pytest.mark.parametrize("generation", [0, 1, 2])
     def test_a_collection_the_new_code_runs_keeps_its_registrations_exact(
-        self, package: Package, registry: types.ModuleType, reloader: HotReloader, generation: int
+        self, package: Package, registry: types.ModuleType, generation: int
     ) -> None:
         """Code that calls gc.collect(): its closure's cell is its own, not a holder refusing it."""
 
@@ -621,13 +638,20 @@ class TestCollections:
             collect = f"gc.collect({generation})"
             return DEFERRED.format(package=package.name, n=n, collect=collect)
 
-        module = package.module("deferred", source(1))
-        reloader.track(module)
-        for n in (2, 3):
-            reloader.swap(module.__name__, source(n))
-            assert handlers(registry) == [n]
-        reloader.rollback(module.__name__)
-        assert handlers(registry) == [2]
+        package.write("deferred", source(1))
+        script = f"""
+from illunare import HotReloader
+from {package.name} import deferred, registry
+
+reloader = HotReloader()
+reloader.track(deferred.__name__)
+for source in {[source(2), source(3)]!r}:
+    reloader.swap(deferred.__name__, source)
+    print([handler() for handler in registry.HANDLERS])
+reloader.rollback(deferred.__name__)
+print([handler() for handler in registry.HANDLERS])
+"""
+        assert alone(package, script) == ["[2]", "[3]", "[2]"]
 
     def test_a_collection_begun_before_the_first_snapshot_is_waited_for(self) -> None:
         """A collection in its finalizers as the first snapshot opens: waited for, nothing lost."""
@@ -769,28 +793,35 @@ assert os.waitstatus_to_exitcode(status) == 0, status
         assert done.returncode == 0, done.stderr
 
     def test_collections_in_another_thread_during_swaps_never_refuse_one(
-        self, package: Package, registry: types.ModuleType, reloader: HotReloader
+        self, package: Package, registry: types.ModuleType
     ) -> None:
         """A thread collecting generation 0 every millisecond: 25 swaps with closures all land."""
-        module = package.module("collected", DEFERRED.format(package=package.name, n=0, collect=""))
-        reloader.track(module)
-        done = threading.Event()
-        collections = [0]
+        sources = [DEFERRED.format(package=package.name, n=n, collect="") for n in range(26)]
+        package.write("collected", sources[0])
+        script = f"""
+import gc, threading, time
+from illunare import HotReloader
+from {package.name} import collected, registry
 
-        def collect() -> None:  # older generations: the code's own collections above
-            while not done.is_set():
-                gc.collect(0)
-                collections[0] += 1
-                time.sleep(0.001)
+reloader = HotReloader()
+reloader.track(collected.__name__)
+done = threading.Event()
+collections = [0]
 
-        thread = threading.Thread(target=collect)
-        thread.start()
-        try:
-            for n in range(1, 26):
-                source = DEFERRED.format(package=package.name, n=n, collect="")
-                reloader.swap(module.__name__, source)
-        finally:
-            done.set()
-            thread.join()
-        assert collections[0] > 0
-        assert handlers(registry) == [25]
+def collect():  # older generations: the code's own collections above
+    while not done.is_set():
+        gc.collect(0)
+        collections[0] += 1
+        time.sleep(0.001)
+
+thread = threading.Thread(target=collect)
+thread.start()
+try:
+    for source in {sources[1:]!r}:
+        reloader.swap(collected.__name__, source)
+finally:
+    done.set()
+    thread.join()
+print(collections[0] > 0, [handler() for handler in registry.HANDLERS])
+"""
+        assert alone(package, script) == ["True", "[25]"]
