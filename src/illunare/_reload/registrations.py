@@ -785,7 +785,9 @@ def _record(
     # __dict__ stands for the instance, found among the next level's
     # referrers; any other dict is a holder.)
     for depth in range(_DEPTH + 1):
-        if not frontier and not pending:
+        # The last level only looks for the owners of the dicts pending: what
+        # the level before climbed is not followed, and needs no walk of its own.
+        if not pending and (not frontier or depth == _DEPTH):
             break
         # Every list, tuple and dict made here refers to what it is about: each
         # is skipped by id, so that the scan never finds its own bookkeeping.
