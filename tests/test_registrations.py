@@ -793,35 +793,28 @@ assert os.waitstatus_to_exitcode(status) == 0, status
         assert done.returncode == 0, done.stderr
 
     def test_collections_in_another_thread_during_swaps_never_refuse_one(
-        self, package: Package, registry: types.ModuleType
+        self, package: Package, registry: types.ModuleType, reloader: HotReloader
     ) -> None:
         """A thread collecting generation 0 every millisecond: 25 swaps with closures all land."""
-        sources = [DEFERRED.format(package=package.name, n=n, collect="") for n in range(26)]
-        package.write("collected", sources[0])
-        script = f"""
-import gc, threading, time
-from illunare import HotReloader
-from {package.name} import collected, registry
+        module = package.module("collected", DEFERRED.format(package=package.name, n=0, collect=""))
+        reloader.track(module)
+        done = threading.Event()
+        collections = [0]
 
-reloader = HotReloader()
-reloader.track(collected.__name__)
-done = threading.Event()
-collections = [0]
+        def collect() -> None:  # older generations: the code's own collections above
+            while not done.is_set():
+                gc.collect(0)
+                collections[0] += 1
+                time.sleep(0.001)
 
-def collect():  # older generations: the code's own collections above
-    while not done.is_set():
-        gc.collect(0)
-        collections[0] += 1
-        time.sleep(0.001)
-
-thread = threading.Thread(target=collect)
-thread.start()
-try:
-    for source in {sources[1:]!r}:
-        reloader.swap(collected.__name__, source)
-finally:
-    done.set()
-    thread.join()
-print(collections[0] > 0, [handler() for handler in registry.HANDLERS])
-"""
-        assert alone(package, script) == ["True", "[25]"]
+        thread = threading.Thread(target=collect)
+        thread.start()
+        try:
+            for n in range(1, 26):
+                source = DEFERRED.format(package=package.name, n=n, collect="")
+                reloader.swap(module.__name__, source)
+        finally:
+            done.set()
+            thread.join()
+        assert collections[0] > 0
+        assert handlers(registry) == [25]
