@@ -7,6 +7,7 @@ import itertools
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -134,6 +135,19 @@ def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.005)
     return False
+
+
+def run_script(script: str, *args: str, timeout: float = 240) -> str:
+    """Run ``script`` in a fresh interpreter; a crash or an error fails the test."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
 
 
 def in_child(body: Callable[[], bool], timeout: float = 30.0) -> int | None:

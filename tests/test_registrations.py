@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 
 from illunare import HotReloader, RollbackError, SwapError, ValidationError
 
-from .conftest import Package
+from .conftest import Package, run_script
 from .strategies import BAD_SOURCES, RELEASE_STEPS
 
 REGISTRY = """
@@ -620,11 +620,7 @@ def alone(package: Package, script: str) -> list[str]:
     and the collections run there as often as the test needs.
     """
     script = f"import sys\nsys.path.insert(0, {str(package.path.parent)!r})\n{script}"
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
+    return run_script(script, timeout=120).split()
 
 
 class TestCollections:

@@ -27,7 +27,7 @@ from illunare._reload import switch
 from illunare._reload.namespace import install_namespace
 from illunare._reload.proxy import HotFunction, retarget
 
-from .conftest import Package
+from .conftest import Package, run_script
 from .strategies import CLASS_VERSIONS, METHOD_NAMES, class_source
 
 _modules = itertools.count()
@@ -80,19 +80,6 @@ class Handler:
         release.wait(10)
         return {call}
 """
-
-
-def run_script(script: str, *args: str, timeout: float = 240) -> str:
-    """Run ``script`` in a fresh interpreter; a crash or an error fails the test."""
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def write_versions(directory: Path, name: str) -> None:

@@ -138,7 +138,7 @@ class Split:
     )
     # How calls go once the split ends, by weight (0 or 100): made beforehand,
     # so that an end (a revert on a breach) takes no time to make them.
-    _final: dict[int, Live] = attrs.field(init=False, repr=False, factory=dict)
+    _final: dict[int, Live] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         _check_weight(self.weight)
