@@ -256,7 +256,7 @@ class TestHotRolloutStep:
             r"RolloutError: rollout rolled back at 10%: error_rate ([\d.]+) > max_error_rate 0\.01",
             result.steps[1].error,
         )
-        assert breach is not None
+        assert breach is not None, result.steps[1].error
         assert float(breach[1]) > 0.5
         assert result.error == f"HotRollout {service.alpha} failed: {result.steps[1].error}"
         assert calls.errors > 0

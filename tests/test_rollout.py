@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from illunare import (
     HotReloader,
@@ -29,7 +31,7 @@ from illunare import (
     ValidationError,
     signals,
 )
-from illunare._rollout.judge import RESERVOIR, Tally, verdict
+from illunare._rollout.judge import RESERVOIR, Tally, evident, verdict
 
 from .conftest import Package, eventually, in_child
 
@@ -248,6 +250,72 @@ class TestVerdict:
         assert found.breaches[0].value > 0.25
 
 
+class TestEvident:
+    """Breaches acted on before the bake's end: beyond doubt on the calls so far."""
+
+    def test_a_version_failing_one_call_in_five_is_evident_early(self) -> None:
+        """20 errors in 100 calls against 1 %: certain already, reported as verdict() does."""
+        thresholds = Thresholds(max_error_rate=0.01)
+        found = evident(thresholds, _tally(100, 20), min_samples=20)
+        assert found.breaches == verdict(thresholds, _tally(100, 20), min_samples=20).breaches
+        assert found.name == "breached"
+
+    def test_an_unlucky_start_is_not_evident(self) -> None:
+        """1 error in 50 calls breaches 1 % at the bake's end, but is no proof yet: bake on."""
+        thresholds = Thresholds(max_error_rate=0.01)
+        assert verdict(thresholds, _tally(50, 1), min_samples=20).name == "breached"
+        assert evident(thresholds, _tally(50, 1), min_samples=20).name == "healthy"
+
+    def test_fewer_calls_than_min_samples_are_never_evident(self) -> None:
+        """Every call failing, but 19 of min_samples 20: no early verdict; 20: breached."""
+        thresholds = Thresholds(max_error_rate=0.01)
+        assert evident(thresholds, _tally(19, 19), min_samples=20).breaches == ()
+        assert evident(thresholds, _tally(20, 20), min_samples=20).name == "breached"
+
+    def test_more_errors_than_calls_is_a_rate_of_one(self) -> None:
+        """Calls started in an earlier period raised in this one: more errors than calls."""
+        found = evident(Thresholds(max_error_rate=0.5), _tally(20, 23), min_samples=20)
+        assert found.name == "breached"
+
+    def test_zero_tolerance_breaches_at_the_first_error(self) -> None:
+        """max_error_rate 0: one error in min_samples calls is already beyond doubt."""
+        found = evident(Thresholds(max_error_rate=0.0), _tally(20, 1), min_samples=20)
+        assert found.name == "breached"
+
+    def test_latency_evident_when_far_more_than_one_percent_is_slow(self) -> None:
+        """p99 over max_latency: 30 slow calls of 100 are certain, 2 of 100 are not yet."""
+        thresholds = Thresholds(max_latency=0.25)
+        many = (0.01,) * 70 + (0.3,) * 30
+        two = (0.01,) * 98 + (0.3, 0.4)
+        assert evident(thresholds, _tally(100, 0, many, 0.25), 20).breaches[0].metric == "latency"
+        assert verdict(thresholds, _tally(100, 0, two, 0.25), 20).name == "breached"
+        assert evident(thresholds, _tally(100, 0, two, 0.25), 20).name == "healthy"
+
+    def test_latency_needs_min_samples_timed_calls(self) -> None:
+        """Calls not finished have no latency: 20 started, 10 slow ones timed, 20 needed."""
+        thresholds = Thresholds(max_latency=0.25)
+        assert evident(thresholds, _tally(20, 0, (1.0,) * 10, 0.25), 20).breaches == ()
+        assert evident(thresholds, _tally(20, 0, (1.0,) * 20, 0.25), 20).name == "breached"
+
+    @given(
+        calls=st.integers(min_value=0, max_value=10_000),
+        data=st.data(),
+        limit=st.floats(min_value=0.0, max_value=1.0),
+        min_samples=st.integers(min_value=0, max_value=100),
+    )
+    def test_evident_only_what_the_bake_end_would_find(
+        self, calls: int, data: st.DataObject, limit: float, min_samples: int
+    ) -> None:
+        """Whatever the counts: an early breach is one the bake-end verdict finds too."""
+        errors = data.draw(st.integers(min_value=0, max_value=calls + 5))
+        thresholds = Thresholds(max_error_rate=limit)
+        early = evident(thresholds, _tally(calls, errors), min_samples)
+        late = verdict(thresholds, _tally(calls, errors), min_samples)
+        assert set(early.breaches) <= set(late.breaches)
+        if early.breaches:
+            assert calls >= min_samples
+
+
 class TestHealthyRollout:
     def test_a_healthy_rollout_promotes(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
@@ -359,6 +427,30 @@ class TestFailingRollout:
         assert received.named("module_swapped") == []
         assert received.named("module_rolled_back") == []
         assert [f["status"] for f in received.named("rollout_finished")] == ["rolled_back"]
+
+    def test_a_certain_breach_rolls_back_long_before_the_bake_ends(
+        self, reloader: HotReloader, module: types.ModuleType, received: Received
+    ) -> None:
+        """A bake of an hour: a version failing half its calls is rolled back within seconds."""
+        rollout = Rollout(steps=(10, 50, 100), bake=3600, min_samples=50)
+        handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=rollout)
+        with Load(module.f):
+            assert handle.wait(timeout=30) == "rolled_back"
+        step = handle.report()["steps"][0]
+        assert (step["weight"], step["verdict"]) == (10, "breached")
+        assert step["calls"] >= 50
+        assert [a["metric"] for a in received.named("rollback_alert")] == ["error_rate"]
+
+    def test_a_healthy_version_is_not_judged_before_its_bake_ends(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """A version never failing stays at its first step for its whole bake (no early verdict)."""
+        rollout = Rollout(steps=(10, 50, 100), bake=3600, min_samples=5)
+        handle = reloader.swap(module.__name__, source("new"), rollout=rollout)
+        with Load(module.f):
+            assert handle.wait(timeout=0.5) == "running"
+        assert (handle.weight, handle.report()["steps"][0]["verdict"]) == (10, None)
+        handle.abort()
 
     def test_a_latency_breach_rolls_back(
         self, reloader: HotReloader, module: types.ModuleType, received: Received

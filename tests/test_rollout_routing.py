@@ -200,13 +200,53 @@ class TestShare:
     ) -> None:
         """Any 1000 consecutive draws (a continuation too) hold exactly 10 x weight new."""
         draw = Draw.of(weight, timed_every)
-        sides = [draw.next()[1] for _ in range(start)]
+        sides = [draw.next() for _ in range(start)]
         (old, new), following = draw.stop()
         assert (old, new) == (start - sum(side & 1 for side in sides), sum(s & 1 for s in sides))
-        window = [following.next()[1] for _ in range(PATTERN)]
+        window = [following.next() for _ in range(PATTERN)]
         assert sum(side & 1 for side in window) == PATTERN * weight // 100
         timed = sum(side >= TIMED for side in window)
         assert timed == (0 if not timed_every else -(-PATTERN // timed_every))
+
+    def test_tallies_count_every_draw_while_threads_draw(self) -> None:
+        """Tallies racing drawing threads (a cycle begins every third draw) count each draw once."""
+        draw = Draw([1, 0, 0])
+        drawn = [[0, 0] for _ in range(3)]
+        stop = threading.Event()
+
+        def run(index: int) -> None:
+            mine = drawn[index]
+            while not stop.is_set():
+                for _ in range(100):
+                    mine[int(next(draw.sides)) & 1] += 1
+
+        tallied = [0, 0]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switches inside tally() at almost every one
+        try:
+            threads = [threading.Thread(target=run, args=(index,)) for index in range(3)]
+            for thread in threads:
+                thread.start()
+            periods = [draw.tally() for _ in range(2000)]
+            tallied = [sum(old for old, _ in periods), sum(new for _, new in periods)]
+            stop.set()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        # A tally that misplaced its draw by a cycle counts a period 3 draws too
+        # many, and the next one too few: below 0 when fewer were drawn between.
+        assert min(count for period in periods for count in period) >= 0
+        old, new = draw.tally()
+        assert [tallied[0] + old, tallied[1] + new] == [
+            sum(mine[side] for mine in drawn) for side in (0, 1)
+        ]
+
+    def test_each_place_of_a_pattern_is_an_object_of_its_own(self) -> None:
+        """A pattern of floats shared by two places cannot tell where a draw fell: refused."""
+        one = 1.0
+        with pytest.raises(ValueError, match="float object of its own"):
+            Draw([one, 0, one])
 
     @pytest.mark.parametrize(
         ("share", "cycle", "ones"), [(0.0004, 2500, 1), (0.0015, 2000, 3), (0.00001, 100_000, 1)]
@@ -217,8 +257,8 @@ class TestShare:
         """A shadow's draw takes fine shares exactly: any cycle of draws holds its share."""
         draw = Draw.sampling(share)
         for _ in range(cycle // 3):
-            draw.next()
-        assert sum(draw.next()[1] for _ in range(2 * cycle)) == 2 * ones
+            next(draw)
+        assert sum(next(draw) for _ in range(2 * cycle)) == 2 * ones
 
     def test_a_weight_outside_0_to_100_is_refused(
         self, halves: tuple[types.ModuleType, Split]

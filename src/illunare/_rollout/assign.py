@@ -2,9 +2,9 @@
 
 Weighted: a ``Draw`` hands out sides from a shuffled pattern of ``PATTERN``
 calls holding exactly ``10 * weight`` new ones, in a cycle; one C-level
-``next`` gives the call's index and its side, so the share over any 1000
-consecutive calls is exact, whatever the mix of threads, and the number of
-calls on each side is known from the index alone.
+``next`` gives the call's side, so the share over any 1000 consecutive
+calls is exact, whatever the mix of threads, and the number of calls on
+each side is known from where the cycle is (``Draw.tally``).
 
 Sticky: a key gets the new version iff its bucket, a MurmurHash3 of the
 release's salt and the key's text modulo 100, is below the weight: the same
@@ -19,9 +19,11 @@ import contextlib
 import fractions
 import itertools
 import numbers
+import operator
 import random
+import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from illunare._flags.hashing import murmur3_32
@@ -36,6 +38,8 @@ TIMED = 2
 MIN_SAMPLE = 0.00001
 #: The most sides ``Buckets`` caches; then it starts again.
 CACHED = 65_536
+#: The cycles of its pattern a ``Draw`` can hand out: more than any process draws.
+_CYCLES = sys.maxsize
 
 # Shuffles patterns; its own generator, so that the program's seeding of
 # ``random`` neither decides nor is disturbed by a rollout.
@@ -43,25 +47,32 @@ _shuffle = random.Random().shuffle  # noqa: S311  # spreads calls; no secret in 
 
 
 class Draw:
-    """An endless run of sides cycling through one pattern.
+    """An endless run of sides cycling through one pattern, one C call each: ``next(draw.sides)``.
 
-    A side is 0 (old) or 1 (new), plus ``TIMED`` for a call to time: the
+    A side is 0.0 (old) or 1.0 (new), plus ``TIMED`` for a call to time: the
     timing is in the pattern, so that a router tells a call to time from
-    the value it draws anyway. The sides drawn are counted from the draw
-    indices (``tally``), so a draw replaced while routers still hold it
-    keeps being counted until it goes quiet.
+    the value it draws anyway. Each place of the pattern is a float object
+    of its own, so the object a draw gives tells its place; the cycles
+    begun are what an ``itertools.repeat`` of the pattern has handed out
+    (its length hint). So the draws are counted (``tally``) with no counter
+    running per call, and a draw replaced while routers still hold it keeps
+    being counted until it goes quiet.
     """
 
-    __slots__ = ("_pattern", "_tallied", "next")
+    __slots__ = ("_cycles", "_ones", "_pattern", "_places", "_tallied", "sides")
 
-    def __init__(self, pattern: Sequence[int]) -> None:
-        self._pattern = tuple(pattern)
+    def __init__(self, pattern: Sequence[float]) -> None:
+        # float() of an int makes a new object; of a float, it is that float.
+        self._pattern = tuple(map(float, pattern))
+        self._places = {id(side): place for place, side in enumerate(self._pattern)}
+        if len(self._places) != len(self._pattern):
+            raise ValueError("each place of a pattern must be a float object of its own")
+        self._ones = tuple(int(side) & 1 for side in self._pattern)
+        self._cycles = itertools.repeat(self._pattern, _CYCLES)
+        #: ``next(sides)``: the side of one call (a float, ``TIMED`` added for one to time)
+        self.sides: Iterator[float] = itertools.chain.from_iterable(self._cycles)
         #: the index of the first draw ``tally()`` has not counted
         self._tallied = 0
-        #: ``next()`` -> (this draw's index, its side), in one C call
-        self.next: Callable[[], tuple[int, int]] = zip(
-            itertools.count(), itertools.cycle(self._pattern)
-        ).__next__
 
     @classmethod
     def of(cls, weight: int, timed_every: int = 0) -> Draw:
@@ -78,20 +89,29 @@ class Draw:
         return cls(pattern)
 
     @classmethod
-    def sampling(cls, share: float) -> Draw:
-        """A draw whose share of ones is ``share`` (``MIN_SAMPLE`` to 1), shuffled.
+    def counter(cls, timed_every: int) -> Draw:
+        """Counts calls, marking one in ``timed_every`` ``TIMED`` (0: none); old sides only."""
+        return cls([TIMED] + [0] * (timed_every - 1) if timed_every else [0])
+
+    @staticmethod
+    def sampling(share: float) -> Iterator[int]:
+        """An endless run of 0 and 1 whose share of ones is ``share`` (``MIN_SAMPLE`` to 1).
 
         Its cycle is as short as the share allows: ``share`` as a fraction
         with a denominator of at most ``1 / MIN_SAMPLE`` (0.0004 is one in
-        2500, 0.25 one in 4).
+        2500, 0.25 one in 4), shuffled.
         """
         exact = fractions.Fraction(share).limit_denominator(round(1 / MIN_SAMPLE))
         pattern = [1] * exact.numerator + [0] * (exact.denominator - exact.numerator)
         _shuffle(pattern)
-        return cls(pattern)
+        return itertools.cycle(pattern)
+
+    def next(self) -> int:
+        """The side of one draw, as an int (``TIMED`` added for one to time)."""
+        return int(next(self.sides))
 
     def tally(self) -> tuple[int, int]:
-        """The sides drawn since the last tally (old, new); takes one draw itself, not counted."""
+        """The sides drawn since the last tally (old, new); takes a draw itself, not counted."""
         return self._tally()[0]
 
     def stop(self) -> tuple[tuple[int, int], Draw]:
@@ -107,22 +127,40 @@ class Draw:
         return counts, Draw(self._pattern[rest:] + self._pattern[:rest])
 
     def _tally(self) -> tuple[tuple[int, int], int]:
-        drawn, _ = self.next()
+        drawn, wasted = self._draw()
         first, self._tallied = self._tallied, drawn + 1
         new = self._new(first, drawn)
-        return (drawn - first - new, new), drawn
+        old = drawn - first - new
+        for place in wasted:  # draws of this tally's own, in the range counted
+            if self._ones[place]:
+                new -= 1
+            else:
+                old -= 1
+        return (old, new), drawn
+
+    def _draw(self) -> tuple[int, list[int]]:
+        """Take one draw: its index, and the places of draws taken and lost on the way.
+
+        The cycles begun are read before and after it: if another thread
+        began one in between, which cycle this draw fell in is not known,
+        and another is taken.
+        """
+        wasted: list[int] = []
+        size = len(self._pattern)
+        while True:
+            left = operator.length_hint(self._cycles)
+            place = self._places[id(next(self.sides))]
+            after = operator.length_hint(self._cycles)
+            if after == left or (after == left - 1 and place == 0):
+                return (_CYCLES - after - 1) * size + place, wasted
+            wasted.append(place)
 
     def _new(self, first: int, stop: int) -> int:
         """How many of the draws ``first`` to ``stop`` (excluded) were new."""
-        pattern = self._pattern
-        size = len(pattern)
-        whole = _new(pattern) * (stop // size - first // size)
-        return whole + _new(pattern[: stop % size]) - _new(pattern[: first % size])
-
-
-def _new(sides: Sequence[int]) -> int:
-    """How many of ``sides`` are new."""
-    return sum(side & 1 for side in sides)
+        ones = self._ones
+        size = len(ones)
+        whole = sum(ones) * (stop // size - first // size)
+        return whole + sum(ones[: stop % size]) - sum(ones[: first % size])
 
 
 def key_text(key: object) -> str:

@@ -4,7 +4,8 @@ A ``Controller`` owns a split (the two live versions, ``split.Split``) and
 one daemon thread, ``"illunare-rollout <module>"``. Every ``TICK`` the thread
 takes the split's period (fresh counters in, the finished ones out) and
 feeds the reloader's monitor, off the callers' path (and ``EARLY`` before
-each bake's end, so little is left to take then); at the end of each
+each bake's end, so little is left to take then); a breach already beyond
+doubt (``judge.evident``) reverts at once, at any tick; at the end of each
 bake it judges the step (``judge.verdict``) and acts: a breach reverts at
 once, an inconclusive step follows ``on_inconclusive``, a healthy one moves
 on. ``promote()`` and ``abort()`` switch in the calling thread.
@@ -33,7 +34,7 @@ from illunare._reload.courtesy import courteous
 from illunare._reload.versions import CodeVersion
 from illunare._rollout.config import Rollout
 from illunare._rollout.handle import RolloutHandle
-from illunare._rollout.judge import Tally, Verdict, verdict
+from illunare._rollout.judge import Tally, Verdict, evident, verdict
 from illunare._rollout.shadow import ShadowRun
 from illunare._rollout.split import Split
 from illunare.exceptions import RolloutError
@@ -110,6 +111,8 @@ class Controller:
         # after it), not from when swap() returns or the thread first runs:
         # busy callers may hold the swapping thread up for a while after it.
         self._began = time.monotonic()
+        #: when the next tick is due: every TICK from the switch, however late the thread starts
+        self._due = self._began + TICK
         self.rollout = rollout
         self.shadow = shadow
         self.monitor = monitor
@@ -288,17 +291,29 @@ class Controller:
         with self._cond:
             if self.status in TERMINAL:
                 return None
-            remaining = deadline - time.monotonic()
-            wait = min(TICK, remaining - EARLY) if remaining > EARLY else remaining
+            now = time.monotonic()
+            remaining = deadline - now
+            wait = min(self._due - now, remaining - EARLY) if remaining > EARLY else remaining
             if wait > 0:
                 self._cond.wait(wait)
+            now = time.monotonic()
+            if now >= self._due:  # the next on schedule, but never right after a late one
+                self._due = max(self._due + TICK, now + TICK / 2)
             if self.status in TERMINAL:
                 return None
             sides = self._take()
-            if rollout is None or time.monotonic() < deadline:
+            if rollout is None:
                 self._feed(sides)
                 return deadline
-            action, judged, found = self._decide(rollout)
+            judged: str | None
+            if time.monotonic() < deadline:
+                found = evident(rollout.thresholds, self.steps[-1].tally, rollout.min_samples)
+                if not found.breaches:
+                    self._feed(sides)
+                    return deadline
+                action, judged = "rolled_back", "breached"
+            else:
+                action, judged, found = self._decide(rollout)
             # The end's switch right away, under the same hold (no other turn
             # first); the monitor is fed after it, which takes a while.
             if action in TERMINAL:

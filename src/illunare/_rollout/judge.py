@@ -4,11 +4,14 @@ The controller adds each period the split hands it (every 100 ms, and at
 the bake's end) to the step's tally, then judges the tally at the end of the
 bake, in the issue's order: a breach (error rate, or nearest-rank p99
 latency, over the whole step), else inconclusive (too few calls), else
-healthy.
+healthy. Between, each period looks for a breach already beyond doubt
+(``evident``): a version failing one call in five is rolled back at the
+first tick that sees it, not at the bake's end.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -17,10 +20,14 @@ import attrs
 from illunare._monitor.health import Thresholds
 from illunare._monitor.summary import nearest_rank
 
-__all__ = ["RESERVOIR", "Breach", "Tally", "Verdict", "verdict"]
+__all__ = ["CERTAINTY", "RESERVOIR", "Breach", "Tally", "Verdict", "evident", "verdict"]
 
 #: how many of a step's latencies are kept to report its p99 (a uniform sample beyond)
 RESERVOIR = 4096
+#: how sure a breach found before the bake's end must be: the lower bound of
+#: the Wilson score interval of its rate at this z (99.95 %, one-sided) is
+#: above the limit
+CERTAINTY = 3.29
 
 
 @attrs.frozen
@@ -146,3 +153,39 @@ def verdict(thresholds: Thresholds, tally: Tally, min_samples: int) -> Verdict:
         return Verdict(tuple(breaches))
     timed = thresholds.max_latency is None or tally.timed >= min_samples
     return Verdict(inconclusive=tally.calls < min_samples or not timed)
+
+
+def evident(thresholds: Thresholds, tally: Tally, min_samples: int) -> Verdict:
+    """The breaches of a step that no call still to come in its bake can undo, all but surely.
+
+    Judged while the step bakes, on its calls so far (at least
+    ``min_samples``): a rate of errors (or of latencies above
+    ``max_latency``, over 1 % breaching the p99) breaches early only when the
+    lower bound of its Wilson score interval (``CERTAINTY``) is above the
+    limit, so that a healthy version's early unlucky calls do not roll it
+    back. A Verdict without breaches: bake on.
+    """
+    if tally.calls < min_samples:
+        return Verdict()
+    certain = []
+    for breach in verdict(thresholds, tally, min_samples).breaches:
+        if breach.metric == "error_rate":
+            sure = _least_rate(tally.errors, tally.calls) > breach.threshold
+        else:
+            sure = tally.timed >= min_samples and _least_rate(tally.slow, tally.timed) > 0.01
+        if sure:
+            certain.append(breach)
+    return Verdict(tuple(certain))
+
+
+def _least_rate(hits: int, trials: int) -> float:
+    """The lower bound of the Wilson score interval of ``hits / trials`` (``CERTAINTY``).
+
+    A step may count more errors than calls (a call counts in the period it
+    started in, its error in the one it raised in): a rate of 1 then.
+    """
+    z2 = CERTAINTY * CERTAINTY
+    rate = min(hits / trials, 1.0)
+    centre = rate + z2 / (2 * trials)
+    spread = CERTAINTY * math.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials * trials))
+    return (centre - spread) / (1 + z2 / trials)

@@ -7,8 +7,9 @@ active in its context (a canary request, ``Split.pin``) or when its direct
 Python caller is code of a version of the release (its frame's globals are
 that version's namespace: each version has its own dict), and then runs
 that version, uncounted. Any other call is a top-level call: a sticky key or
-the weighted draw picks its side; it is counted, one in ``mask + 1`` timed,
-and an ``Exception`` leaving it is counted as that side's error.
+the weighted draw picks its side; it is counted (one C-level ``next`` of a
+``assign.Draw``, which also marks the calls to time), and an ``Exception``
+leaving it is counted as that side's error.
 
 A rollout's coroutine function also pins its context to its side for the
 whole call (``Split.enter``): the Tasks it creates, ``asyncio.to_thread`` and
@@ -72,7 +73,6 @@ _CELLS = (
     "errors",
     "counted",
     "record",
-    "mask",
     "sticky",
     "key_error",
     "pinned",
@@ -192,7 +192,7 @@ finally:
     leave(token)"""
 
 _WEIGHTED = """\
-n, side = draw()
+side = next(draw)
 """
 
 _STICKY = """\
@@ -201,22 +201,22 @@ try:
 except Exception:
     key = key_error()
 if key is None:
-    n, side = draw()
-    side &= 1  # timed by n, as keyed calls are
+    n = next(draw)
+    side = int(n) & 1
 else:
     try:
         side = sides[key]
     except Exception:
         side = assign(key)
-    n = counted[side]()
+    n = next(counted[side])
 """
 
 # A shadow run: old serves every top-level call, counted; a sampled one is
 # timed and offered, with its outcome, to run again on new off the caller's path.
 _SHADOW = """\
-n = counted[0]()
+n = next(counted[0])
 side = 0
-if sampled()[1]:
+if next(sampled):
     start = clock()
     try:
         result = {await_}old({args})
@@ -232,18 +232,19 @@ if sampled()[1]:
 """
 
 _UNSHADOWED = """\
-n = counted[0]()
+n = next(counted[0])
 side = 0
 """
 
 # A top-level call: some are timed (a weighted one when its side is drawn
-# with TIMED, a sticky or shadowed one when ``n & mask`` is 0); errors counted.
+# with TIMED, a sticky one when its count is); errors counted. A side drawn
+# is a float (``assign.Draw``): an int again where it indexes.
 _TIMED = """\
-if {untimed}:
+if {untimed} < {timed}:
     try:
         {call_target}
     except Exception:
-        errors[side]()
+        errors[int(side)]()
         raise
 {timed_side}target = new if side else old
 start = clock()
@@ -336,18 +337,19 @@ def _source(shape: _Shape) -> str:
     elif shape.mode == "sticky":
         body += _STICKY.format(args=args)
     else:
-        body += _WEIGHTED if timed else _WEIGHTED + "side &= 1  # never timed\n"
+        body += _WEIGHTED if timed else _WEIGHTED + "side = int(side) & 1  # never timed\n"
     if timed:
         weighted = shape.mode == "weighted"
         call = _TIMED.format(
-            untimed=f"side < {TIMED}" if weighted else "n & mask",
+            untimed="side" if weighted else "n",
+            timed=float(TIMED),
             call_target=_call(kind, "(new if side else old)", args, 2),
-            timed_side=f"side -= {TIMED}\n" if weighted else "",
+            timed_side=f"side = int(side) - {TIMED}\n" if weighted else "",
             await_=await_,
             args=args,
         )
         if entered:
-            call = _ENTERED.format(side="side & 1", call=_indent(call, 1).strip()) + "\n"
+            call = _ENTERED.format(side="int(side) & 1", call=_indent(call, 1).strip()) + "\n"
         body += call
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
@@ -377,12 +379,10 @@ class Routing:
     cells: Mapping[str, types.CellType]
     #: per side: count one error
     errors: tuple[Callable[[], int], Callable[[], int]]
-    #: per side: count one sticky call (its number decides timing)
-    counted: tuple[Callable[[], int], Callable[[], int]]
+    #: per side: ``next()`` counts one keyed call (``TIMED`` for one to time)
+    counted: tuple[Iterator[float], Iterator[float]]
     #: per side: record one timed call's seconds
     record: tuple[Callable[[float], None], Callable[[float], None]]
-    #: a top-level call ``n`` is timed when ``n & mask`` is 0
-    mask: int
     #: the key function, or None for weighted draws only
     sticky: Callable[..., object] | None
     #: counts a key function's error; returns None
@@ -397,8 +397,8 @@ class Routing:
     offer: Callable[..., object] | None = None
     #: the same for a coroutine function ``new``
     offer_coroutine: Callable[..., object] | None = None
-    #: a shadow run's draw: ``sampled()[1]`` is 1 for the calls to offer
-    sampled: Callable[[], tuple[int, int]] | None = None
+    #: a shadow run's draw: ``next(sampled)`` is 1 for the calls to offer
+    sampled: Iterator[int] | None = None
     #: id of a namespace of a version of a release of several modules -> its side
     namespaces: dict[int, int] = attrs.Factory(dict)
     #: every router made
@@ -413,7 +413,6 @@ class Routing:
             "errors": self.errors,
             "counted": self.counted,
             "record": self.record,
-            "mask": self.mask,
             "sticky": self.sticky or _never,
             "key_error": self.key_error,
             "pinned": self.pinned,

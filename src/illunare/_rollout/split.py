@@ -57,8 +57,8 @@ class Live:
     def __init__(self, source: Draw, buckets: Buckets) -> None:
         self.source = source
         self.buckets = buckets
-        #: ``draw()`` -> (index, side) of a weighted call
-        self.draw = source.next
+        #: ``next(draw)``: the side of a weighted call (a float, ``TIMED`` added to time it)
+        self.draw = source.sides
         #: sticky key -> side, cached
         self.sides = buckets.sides
         #: sticky key -> side, computed (and cached)
@@ -116,13 +116,13 @@ class Split:
     #: routes whole requests of a canary web app
     requests: RequestSplit = attrs.field(init=False, repr=False)
     # Counters that live as long as the split (read by ``take``).
-    _counted: tuple[Callable[[], int], Callable[[], int]] = attrs.field(init=False, repr=False)
+    _counted: tuple[Draw, Draw] = attrs.field(init=False, repr=False)
     _errors: tuple[Callable[[], int], Callable[[], int]] = attrs.field(init=False, repr=False)
     _samples: tuple[list[float], list[float]] = attrs.field(init=False, repr=False)
     _key_errors: Callable[[], int] = attrs.field(init=False, repr=False, factory=_counter)
     _key_logged: bool = attrs.field(init=False, repr=False, default=False)
     # Counter values already reported (each read adds one itself).
-    _seen: list[int] = attrs.field(init=False, repr=False, factory=lambda: [0] * 5)
+    _seen: list[int] = attrs.field(init=False, repr=False, factory=lambda: [0] * 3)
     # Draws of this period replaced by a weight change, still to be counted.
     _retired: list[Draw] = attrs.field(init=False, repr=False, factory=list)
     _pin: contextvars.ContextVar[int | None] = attrs.field(init=False, repr=False)
@@ -147,7 +147,7 @@ class Split:
         self._use(self._live(self.weight))
         self._final = {weight: self._live(weight) for weight in (0, 100)}
         self.requests = RequestSplit(self)
-        self._counted = (_counter(), _counter())
+        self._counted = (Draw.counter(self.timed_every), Draw.counter(self.timed_every))
         self._errors = (_counter(), _counter())
         self._samples = ([], [])
         self._pin = contextvars.ContextVar(f"illunare_pin_{self.subject}", default=None)
@@ -173,9 +173,9 @@ class Split:
         return self._errors
 
     @property
-    def counted(self) -> tuple[Callable[[], int], Callable[[], int]]:
-        """Per side: count one sticky call; returns its number."""
-        return self._counted
+    def counted(self) -> tuple[Iterator[float], Iterator[float]]:
+        """Per side: ``next()`` counts one keyed call; ``TIMED`` (2.0) for one to time, else 0.0."""
+        return (self._counted[0].sides, self._counted[1].sides)
 
     @property
     def record(self) -> tuple[Callable[[float], None], Callable[[float], None]]:
@@ -226,12 +226,12 @@ class Split:
         """The side of one top-level call or request with this key (None: a draw), counted."""
         live = self.live
         if key is None:
-            return live.draw()[1] & 1  # not TIMED
+            return int(next(live.draw)) & 1  # not TIMED
         try:
             side = live.sides[key]
         except Exception:  # noqa: BLE001  # not cached yet, or unhashable: assign() copes
             side = live.assign(key)
-        self._counted[side]()
+        next(self._counted[side].sides)
         return side
 
     def set_weight(self, weight: int) -> None:
@@ -265,10 +265,10 @@ class Split:
             if self.state == "running":
                 self._use(Live(following, live.buckets))
                 self._retired.append(live.source)
+            keyed = [sum(counter.tally()) for counter in self._counted]
             seen = self._seen
-            counters = (*self._counted, *self._errors, self._key_errors)
-            values = [counter() for counter in counters]
-            fresh = [value - before for value, before in zip(values, seen, strict=True)]
+            values = [counter() for counter in (*self._errors, self._key_errors)]
+            fresh = keyed + [value - before for value, before in zip(values, seen, strict=True)]
             seen[:] = [value + 1 for value in values]
         batches = []
         for samples in self._samples:

@@ -137,7 +137,6 @@ def begin(
             errors=split.errors,
             counted=split.counted,
             record=split.record,
-            mask=0 if mask_all else TIMED_EVERY - 1,
             sticky=sticky,
             key_error=split.key_error,
             pinned=split.pinned,
@@ -146,7 +145,7 @@ def begin(
             namespaces=sides,
             offer=None if shadow is None else shadow.offer,
             offer_coroutine=None if shadow is None else shadow.offer_coroutine,
-            sampled=None if shadow is None else Draw.sampling(sample).next,
+            sampled=None if shadow is None else Draw.sampling(sample),
         )
         # What the release's code can name: other functions keep no caller check.
         versions = [*bases.values(), *candidates.values()]
