@@ -20,27 +20,31 @@ per call); the sync routers of a release without coroutine functions keep
 skipping it.
 
 Routers are generated (``exec`` of a template, once per shape) so that the
-per-call path is a handful of bytecodes: everything they use is in closure
-cells, and the cells of what a weight change replaces (the draw, the sticky
-sides) are shared by every router of the split, so that one store of a
-cell's contents moves them all. When both versions take the same plain
-arguments (positional-or-keyword, no defaults) the router takes exactly
-those; otherwise ``(*args, **kwargs)``. The function's kind is kept:
-coroutine functions get an ``async def`` router (deciding when awaited),
-generator functions one that delegates with ``yield from``, async generator
-functions one that forwards ``asend``/``athrow``/``aclose``. Generators are
-counted when first resumed and never timed.
+per-call path is a handful of bytecodes. Everything they use is a global of
+their own dict (``Shared``): a closure's cells would be copied into every
+call's frame, which costs more than a global read; what a weight change
+replaces (the draw, the sticky sides) is stored into every router's dict.
+When both versions take the same plain arguments (positional-or-keyword, no
+defaults) the router takes exactly those; otherwise ``(*args, **kwargs)``.
+The function's kind is kept: coroutine functions get an ``async def`` router
+(deciding when awaited), generator functions one that delegates with ``yield
+from``, async generator functions one that forwards
+``asend``/``athrow``/``aclose``. Generators are counted when first resumed
+and never timed.
 """
 
 from __future__ import annotations
 
+import builtins
 import dis
 import functools
 import inspect
 import keyword
 import sys
+import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -55,10 +59,10 @@ _PLAIN, _COROUTINE, _GENERATOR, _ASYNC_GENERATOR = 0, 1, 2, 3
 _FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 _SIMPLE = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
-# The names a generated router closes over: arguments with any of these
-# names get the generic shape. Each router has cells of its own for the first
-# four and "offer"; it shares the others with every router of its split.
-_CELLS = (
+# The globals a generated router reads: arguments with any of these names
+# get the generic shape. Each router has its own values for the first four
+# and "offer"; the others are the same in every router of its split.
+_GLOBALS = (
     "old",
     "new",
     "old_globals",
@@ -82,7 +86,7 @@ _CELLS = (
     "sampled",
 )
 # Its locals and the builtins it uses too (a parameter ``id`` would hide ``id()``).
-_RESERVED = frozenset((*_CELLS, "side", "n", "key", "caller", "start", "result", "token"))
+_RESERVED = frozenset((*_GLOBALS, "side", "n", "key", "caller", "start", "result", "token"))
 _RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
 _RESERVED |= frozenset(("id", "Exception", "BaseException", "ValueError"))
 _RESERVED |= frozenset(("GeneratorExit", "StopAsyncIteration"))
@@ -302,14 +306,13 @@ class _Shape:
 
 @functools.cache
 def _factory(shape: _Shape) -> types.CodeType:
-    """The code of routers of ``shape`` (made with closures of their cells: ``_CELLS``)."""
+    """The code of routers of ``shape`` (reading ``_GLOBALS`` from their globals)."""
     code = compile(_source(shape), "<illunare rollout router>", "exec")
-    make = next(const for const in code.co_consts if isinstance(const, types.CodeType))
-    return next(const for const in make.co_consts if isinstance(const, types.CodeType))
+    return next(const for const in code.co_consts if isinstance(const, types.CodeType))
 
 
 def _source(shape: _Shape) -> str:
-    """The source of ``make(<cells>)``, which defines a router of ``shape`` and returns it."""
+    """The source of a module defining one router of ``shape``, ``routed``."""
     kind = shape.kind
     if shape.parameters is None:
         params = args = "*args, **kwargs"
@@ -354,16 +357,42 @@ def _source(shape: _Shape) -> str:
     else:
         body += _UNTIMED.format(call_target=_call(kind, "(new if side else old)", args, 1))
     prefix = "async def" if kind in (_COROUTINE, _ASYNC_GENERATOR) else "def"
-    return (
-        f"def make({', '.join(_CELLS)}):\n"
-        f"    {prefix} routed({params}):\n"
-        f"{_indent(body, 2)}\n"
-        f"    return routed\n"
-    )
+    return f"{prefix} routed({params}):\n{_indent(body, 1)}\n"
 
 
-# What routers find as their globals: builtins only (everything else is a cell).
-_GLOBALS: dict[str, Any] = {"__builtins__": __builtins__}
+class Shared:
+    """What every router of one split reads, copied into each router's globals.
+
+    ``function`` makes a router whose globals are these values, its own
+    ones and the builtins. ``set`` stores a value into the globals of every
+    router alive (and of those made later), one after another: a router
+    reads it once per call, so each call sees one value or the other.
+    """
+
+    __slots__ = ("_lock", "_made", "_values")
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        self._values: dict[str, object] = {"__builtins__": builtins.__dict__, **values}
+        # Weak: a router gone (the split ended) takes its globals with it.
+        self._made: weakref.WeakSet[types.FunctionType] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> object:
+        return self._values[name]
+
+    def function(self, code: types.CodeType, own: Mapping[str, object]) -> types.FunctionType:
+        """A router running ``code`` with the shared values and ``own`` as its globals."""
+        with self._lock:
+            routed = types.FunctionType(code, {**self._values, **own}, code.co_name)
+            self._made.add(routed)
+        return routed
+
+    def set(self, name: str, value: object) -> None:
+        """``name`` is ``value`` in every router's globals from now on."""
+        with self._lock:
+            self._values[name] = value
+            for routed in list(self._made):
+                routed.__globals__[name] = value
 
 
 def _never() -> None:
@@ -374,9 +403,9 @@ def _never() -> None:
 class Routing:
     """What every router of one split shares; ``route`` makes one for a pair of targets."""
 
-    #: the cells a weight change stores into (``split.Split.cells``): "draw",
-    #: "sides", "assign" and "pins" (whether a pin may be in effect)
-    cells: Mapping[str, types.CellType]
+    #: what every router reads (``split.Split.shared``), which a weight change
+    #: sets: "draw", "sides", "assign" and "pins" (whether a pin may be in effect)
+    shared: Shared
     #: per side: count one error
     errors: tuple[Callable[[], int], Callable[[], int]]
     #: per side: ``next()`` counts one keyed call (``TIMED`` for one to time)
@@ -403,7 +432,6 @@ class Routing:
     namespaces: dict[int, int] = attrs.Factory(dict)
     #: every router made
     made: list[Callable[..., Any]] = attrs.Factory(list)
-    _shared: dict[str, types.CellType] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         values = {
@@ -420,8 +448,8 @@ class Routing:
             "leave": self.leave,
             "sampled": self.sampled,
         }
-        self._shared = {name: types.CellType(value) for name, value in values.items()}
-        self._shared.update(self.cells)
+        for name, value in values.items():
+            self.shared.set(name, value)
 
     def route(
         self,
@@ -459,19 +487,18 @@ class Routing:
         }
         if shape.kind == _COROUTINE and shape.mode != "shadow":
             # Its calls pin their context: every router looks for pins from now on.
-            self._shared["pins"].cell_contents = True
-        shared = self._shared
-        closure = tuple(
-            types.CellType(own[name]) if name in own else shared[name] for name in code.co_freevars
-        )
+            self.shared.set("pins", True)
+        # A code object of its own (so its specialised global reads, which
+        # remember one dict, are its own) named as the user's function, so
+        # that argument errors and tracebacks name it.
         named = getattr(face, "__code__", None)
+        names: dict[str, Any] = {}
         if isinstance(named, types.CodeType):
-            # Argument errors and tracebacks name the user's function.
-            names: dict[str, Any] = {"co_name": named.co_name}
+            names["co_name"] = named.co_name
             if sys.version_info >= (3, 11):
                 names["co_qualname"] = named.co_qualname
-            code = code.replace(**names)
-        routed = types.FunctionType(code, _GLOBALS, code.co_name, None, closure)
+        code = code.replace(**names)
+        routed = self.shared.function(code, own)
         functools.update_wrapper(routed, face)
         self.made.append(routed)
         return routed

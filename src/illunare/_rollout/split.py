@@ -15,7 +15,6 @@ import contextvars
 import itertools
 import logging
 import threading
-import types
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -23,6 +22,7 @@ import attrs
 
 from illunare._reload.versions import CodeVersion
 from illunare._rollout.assign import Buckets, Draw
+from illunare._rollout.routers import Shared
 from illunare.exceptions import InvalidArgumentError
 
 __all__ = ["Live", "Period", "RequestSplit", "Split"]
@@ -110,9 +110,9 @@ class Split:
     timed_every: int = attrs.field(default=64, repr=False)
     #: how calls are assigned now (its parts are also in ``cells``)
     live: Live = attrs.field(init=False, repr=False)
-    #: the cells every router of the split reads: "draw", "sides" and
-    #: "assign" (of ``live``), and "pins" (whether a pin may be in effect)
-    cells: dict[str, types.CellType] = attrs.field(init=False, repr=False)
+    #: what every router of the split reads: "draw", "sides" and "assign"
+    #: (of ``live``), and "pins" (whether a pin may be in effect)
+    shared: Shared = attrs.field(init=False, repr=False)
     #: routes whole requests of a canary web app
     requests: RequestSplit = attrs.field(init=False, repr=False)
     # Counters that live as long as the split (read by ``take``).
@@ -142,8 +142,7 @@ class Split:
 
     def __attrs_post_init__(self) -> None:
         _check_weight(self.weight)
-        self.cells = {name: types.CellType() for name in ("draw", "sides", "assign")}
-        self.cells["pins"] = types.CellType(False)
+        self.shared = Shared({"pins": False})
         self._use(self._live(self.weight))
         self._final = {weight: self._live(weight) for weight in (0, 100)}
         self.requests = RequestSplit(self)
@@ -156,14 +155,14 @@ class Split:
         return Live(Draw.of(weight, self.timed_every), Buckets(self.salt, weight))
 
     def _use(self, live: Live) -> None:
-        """Assign calls by ``live`` from now on (its parts into the routers' cells)."""
+        """Assign calls by ``live`` from now on (its parts into the routers' globals)."""
         self.live = live
-        cells = self.cells
+        shared = self.shared
         # A router reading the sides of one weight and assigning by another
         # caches in a dict no longer in use: harmless.
-        cells["assign"].cell_contents = live.assign
-        cells["sides"].cell_contents = live.sides
-        cells["draw"].cell_contents = live.draw
+        shared.set("assign", live.assign)
+        shared.set("sides", live.sides)
+        shared.set("draw", live.draw)
 
     # Read by the routers (``routers.Routing``) ----------------------------------
 
@@ -291,7 +290,8 @@ class Split:
         if side not in (0, 1) or type(side) is not int:
             raise InvalidArgumentError(f"side must be 0 (old) or 1 (new), got {side!r}")
         # From the first pin on, routers look for pins (until then they skip it).
-        self.cells["pins"].cell_contents = True
+        if not self.shared["pins"]:
+            self.shared.set("pins", True)
         token = self._pin.set(side)
         try:
             yield

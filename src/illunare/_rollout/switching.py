@@ -133,7 +133,7 @@ def begin(
         sides = {id(namespace): 0 for namespace in previous.values()}
         sides.update((id(namespace), 1) for namespace in namespaces.values())
         routing = Routing(
-            cells=split.cells,
+            shared=split.shared,
             errors=split.errors,
             counted=split.counted,
             record=split.record,
