@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import json
 import math
 import os
 import threading
+import time
 import types
 import weakref
 from collections.abc import Callable, Iterator
@@ -256,7 +258,7 @@ class TestEvident:
     def test_a_version_failing_one_call_in_five_is_evident_early(self) -> None:
         """20 errors in 100 calls against 1 %: certain already, reported as verdict() does."""
         thresholds = Thresholds(max_error_rate=0.01)
-        found = evident(thresholds, _tally(100, 20), min_samples=20)
+        found = evident(thresholds, _tally(100, 20), min_samples=20, ahead=0.0)
         assert found.breaches == verdict(thresholds, _tally(100, 20), min_samples=20).breaches
         assert found.name == "breached"
 
@@ -264,22 +266,29 @@ class TestEvident:
         """1 error in 50 calls breaches 1 % at the bake's end, but is no proof yet: bake on."""
         thresholds = Thresholds(max_error_rate=0.01)
         assert verdict(thresholds, _tally(50, 1), min_samples=20).name == "breached"
-        assert evident(thresholds, _tally(50, 1), min_samples=20).name == "healthy"
+        assert evident(thresholds, _tally(50, 1), min_samples=20, ahead=0.0).name == "healthy"
 
     def test_fewer_calls_than_min_samples_are_never_evident(self) -> None:
         """Every call failing, but 19 of min_samples 20: no early verdict; 20: breached."""
         thresholds = Thresholds(max_error_rate=0.01)
-        assert evident(thresholds, _tally(19, 19), min_samples=20).breaches == ()
-        assert evident(thresholds, _tally(20, 20), min_samples=20).name == "breached"
+        assert evident(thresholds, _tally(19, 19), min_samples=20, ahead=0.0).breaches == ()
+        assert evident(thresholds, _tally(20, 20), min_samples=20, ahead=0.0).name == "breached"
 
     def test_more_errors_than_calls_is_a_rate_of_one(self) -> None:
         """Calls started in an earlier period raised in this one: more errors than calls."""
-        found = evident(Thresholds(max_error_rate=0.5), _tally(20, 23), min_samples=20)
+        found = evident(Thresholds(max_error_rate=0.5), _tally(20, 23), min_samples=20, ahead=0.0)
         assert found.name == "breached"
+
+    def test_a_burst_the_rest_of_the_bake_dilutes_is_not_evident(self) -> None:
+        """3 errors in 20 calls are sure to be over 2 %, unless 19 times more calls may come."""
+        thresholds = Thresholds(max_error_rate=0.02)
+        assert evident(thresholds, _tally(20, 3), 10, ahead=0.0).name == "breached"
+        assert evident(thresholds, _tally(20, 3), 10, ahead=6.0).name == "breached"
+        assert evident(thresholds, _tally(20, 3), 10, ahead=19.0).name == "healthy"
 
     def test_zero_tolerance_breaches_at_the_first_error(self) -> None:
         """max_error_rate 0: one error in min_samples calls is already beyond doubt."""
-        found = evident(Thresholds(max_error_rate=0.0), _tally(20, 1), min_samples=20)
+        found = evident(Thresholds(max_error_rate=0.0), _tally(20, 1), min_samples=20, ahead=0.0)
         assert found.name == "breached"
 
     def test_latency_evident_when_far_more_than_one_percent_is_slow(self) -> None:
@@ -287,29 +296,35 @@ class TestEvident:
         thresholds = Thresholds(max_latency=0.25)
         many = (0.01,) * 70 + (0.3,) * 30
         two = (0.01,) * 98 + (0.3, 0.4)
-        assert evident(thresholds, _tally(100, 0, many, 0.25), 20).breaches[0].metric == "latency"
+        assert (
+            evident(thresholds, _tally(100, 0, many, 0.25), 20, ahead=0.0).breaches[0].metric
+            == "latency"
+        )
         assert verdict(thresholds, _tally(100, 0, two, 0.25), 20).name == "breached"
-        assert evident(thresholds, _tally(100, 0, two, 0.25), 20).name == "healthy"
+        assert evident(thresholds, _tally(100, 0, two, 0.25), 20, ahead=0.0).name == "healthy"
 
     def test_latency_needs_min_samples_timed_calls(self) -> None:
         """Calls not finished have no latency: 20 started, 10 slow ones timed, 20 needed."""
         thresholds = Thresholds(max_latency=0.25)
-        assert evident(thresholds, _tally(20, 0, (1.0,) * 10, 0.25), 20).breaches == ()
-        assert evident(thresholds, _tally(20, 0, (1.0,) * 20, 0.25), 20).name == "breached"
+        assert evident(thresholds, _tally(20, 0, (1.0,) * 10, 0.25), 20, ahead=0.0).breaches == ()
+        assert (
+            evident(thresholds, _tally(20, 0, (1.0,) * 20, 0.25), 20, ahead=0.0).name == "breached"
+        )
 
     @given(
         calls=st.integers(min_value=0, max_value=10_000),
         data=st.data(),
         limit=st.floats(min_value=0.0, max_value=1.0),
         min_samples=st.integers(min_value=0, max_value=100),
+        ahead=st.floats(min_value=0.0, max_value=1000.0),
     )
     def test_evident_only_what_the_bake_end_would_find(
-        self, calls: int, data: st.DataObject, limit: float, min_samples: int
+        self, calls: int, data: st.DataObject, limit: float, min_samples: int, ahead: float
     ) -> None:
         """Whatever the counts: an early breach is one the bake-end verdict finds too."""
         errors = data.draw(st.integers(min_value=0, max_value=calls + 5))
         thresholds = Thresholds(max_error_rate=limit)
-        early = evident(thresholds, _tally(calls, errors), min_samples)
+        early = evident(thresholds, _tally(calls, errors), min_samples, ahead=ahead)
         late = verdict(thresholds, _tally(calls, errors), min_samples)
         assert set(early.breaches) <= set(late.breaches)
         if early.breaches:
@@ -431,14 +446,15 @@ class TestFailingRollout:
     def test_a_certain_breach_rolls_back_long_before_the_bake_ends(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
     ) -> None:
-        """A bake of an hour: a version failing half its calls is rolled back within seconds."""
-        rollout = Rollout(steps=(10, 50, 100), bake=3600, min_samples=50)
+        """A bake of 20 s: a version failing half its calls is rolled back within a few seconds."""
+        rollout = Rollout(steps=(10, 50, 100), bake=20, min_samples=50)
         handle = reloader.swap(module.__name__, source("bad", fail=0.5), rollout=rollout)
         with Load(module.f):
-            assert handle.wait(timeout=30) == "rolled_back"
+            assert handle.wait(timeout=10) == "rolled_back"
         step = handle.report()["steps"][0]
         assert (step["weight"], step["verdict"]) == (10, "breached")
         assert step["calls"] >= 50
+        assert step["judged_at"] - step["started_at"] < 10
         assert [a["metric"] for a in received.named("rollback_alert")] == ["error_rate"]
 
     def test_a_healthy_version_is_not_judged_before_its_bake_ends(
@@ -451,6 +467,38 @@ class TestFailingRollout:
             assert handle.wait(timeout=0.5) == "running"
         assert (handle.weight, handle.report()["steps"][0]["verdict"]) == (10, None)
         handle.abort()
+
+    def test_errors_of_a_cold_start_wait_for_the_bake_s_verdict(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """5 errors in the new version's first 10 calls, none after: the step ends healthy."""
+        name = module.__name__
+        cold = (
+            "import itertools\n_calls = itertools.count()\n"
+            "def f(x):\n    if next(_calls) < 5:\n        raise ValueError('cold')\n"
+            "    return ('new', x)\n"
+        )
+        rollout = Rollout(
+            steps=(50,), bake=2.0, min_samples=10, thresholds=Thresholds(max_error_rate=0.05)
+        )
+        stop = threading.Event()
+
+        def paced() -> None:  # about 100 a second on each version: 10 by the first tick
+            while not stop.is_set():
+                with contextlib.suppress(ValueError):
+                    module.f(1)
+                time.sleep(0.005)
+
+        caller = threading.Thread(target=paced)
+        caller.start()
+        try:
+            handle = reloader.swap(name, cold, rollout=rollout)
+            assert handle.wait(timeout=30) == "promoted"
+        finally:
+            stop.set()
+            caller.join()
+        step = handle.report()["steps"][0]
+        assert (step["errors"], step["verdict"]) == (5, "healthy")
 
     def test_a_latency_breach_rolls_back(
         self, reloader: HotReloader, module: types.ModuleType, received: Received

@@ -5,8 +5,10 @@ from __future__ import annotations
 import _thread
 import asyncio
 import collections
+import dis
 import importlib
 import inspect
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -21,12 +23,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from illunare import HotReloader, InvalidArgumentError, ValidationError
+from illunare import HotReloader, InvalidArgumentError, Rollout, ValidationError
 from illunare._flags.hashing import murmur3_32, python_murmur3_32
 from illunare._reload.proxy import HotFunction
 from illunare._rollout import switching
 from illunare._rollout.assign import PATTERN, TIMED, Buckets, Draw, bucket
-from illunare._rollout.routers import SplitAttribute
+from illunare._rollout.routers import _RESERVED, SplitAttribute, _factory, _Shape
 from illunare._rollout.split import Split
 
 from .conftest import Package
@@ -1023,6 +1025,39 @@ class TestParticipants:
         assert canary.told == ["prepare", "abort"]
         assert [v.number for v in reloader.history(module.__name__)] == [1]
         assert type(module.top.__wrapped__) is types.FunctionType
+
+
+class TestReservedNames:
+    @pytest.mark.parametrize("name", ["next", "int", "draw", "side", "id"])
+    def test_a_parameter_named_like_what_routers_use_gets_the_generic_shape(
+        self, package: Package, reloader: HotReloader, name: str
+    ) -> None:
+        """f(next) during a rollout: routed as (*args, **kwargs), every call answered."""
+        body = f"TAG = {{tag!r}}\ndef f({name}):\n    return (TAG, {name})\n"
+        module = package.module("named", body.format(tag="old"))
+        reloader.track(module)
+        handle = reloader.swap(module.__name__, body.format(tag="new"), rollout=Rollout(bake=3600))
+        results = {module.f(3) for _ in range(200)}
+        assert results == {("old", 3), ("new", 3)}
+        assert module.f(**{name: 4})[1] == 4
+        handle.abort()
+
+    def test_every_name_a_router_uses_is_reserved(self) -> None:
+        """No parameter kept in a router's exact signature can hide a name it reads."""
+        used: set[str] = set()
+        for kind, mode, frames, several, parameters in itertools.product(
+            range(4), ("weighted", "sticky", "shadow"), (True, False), (True, False), (None, ("q",))
+        ):
+            shape = _Shape(kind, parameters, mode, frames, several)
+            codes = [_factory(shape)]
+            while codes:
+                code = codes.pop()
+                used.update(code.co_varnames)
+                used.update(
+                    op.argval for op in dis.get_instructions(code) if op.opname == "LOAD_GLOBAL"
+                )
+                codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        assert used - {"q", "args", "kwargs"} <= _RESERVED
 
 
 class TestReleases:

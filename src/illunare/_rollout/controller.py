@@ -60,12 +60,13 @@ TERMINAL = frozenset({"promoted", "rolled_back", "failed"})
 class Step:
     """One step of a rollout: its weight, the new version's tally, and its verdict."""
 
-    __slots__ = ("breaches", "judged_at", "started_at", "tally", "verdict", "weight")
+    __slots__ = ("began", "breaches", "judged_at", "started_at", "tally", "verdict", "weight")
 
     def __init__(self, weight: int, limit: float | None) -> None:
         self.weight = weight
         self.tally = Tally(limit)
         self.started_at = time.time()
+        self.began = time.monotonic()
         self.judged_at: float | None = None
         #: None while it runs; "healthy", "inconclusive", "breached", "promoted", "aborted"
         self.verdict: str | None = None
@@ -306,8 +307,12 @@ class Controller:
                 self._feed(sides)
                 return deadline
             judged: str | None
-            if time.monotonic() < deadline:
-                found = evident(rollout.thresholds, self.steps[-1].tally, rollout.min_samples)
+            now = time.monotonic()
+            if now < deadline:
+                step = self.steps[-1]
+                # The rest of the bake may bring twice the calls per second seen so far.
+                ahead = 2 * (deadline - now) / max(now - step.began, 1e-3)
+                found = evident(rollout.thresholds, step.tally, rollout.min_samples, ahead=ahead)
                 if not found.breaches:
                     self._feed(sides)
                     return deadline

@@ -6,7 +6,8 @@ bake, in the issue's order: a breach (error rate, or nearest-rank p99
 latency, over the whole step), else inconclusive (too few calls), else
 healthy. Between, each period looks for a breach already beyond doubt
 (``evident``): a version failing one call in five is rolled back at the
-first tick that sees it, not at the bake's end.
+first tick that sees it, not at the bake's end, while a few errors on a
+cold start wait for the bake's verdict.
 """
 
 from __future__ import annotations
@@ -155,25 +156,33 @@ def verdict(thresholds: Thresholds, tally: Tally, min_samples: int) -> Verdict:
     return Verdict(inconclusive=tally.calls < min_samples or not timed)
 
 
-def evident(thresholds: Thresholds, tally: Tally, min_samples: int) -> Verdict:
-    """The breaches of a step that no call still to come in its bake can undo, all but surely.
+def evident(thresholds: Thresholds, tally: Tally, min_samples: int, *, ahead: float) -> Verdict:
+    """The breaches of a step that the rest of its bake cannot undo, all but surely.
 
     Judged while the step bakes, on its calls so far (at least
-    ``min_samples``): a rate of errors (or of latencies above
-    ``max_latency``, over 1 % breaching the p99) breaches early only when the
-    lower bound of its Wilson score interval (``CERTAINTY``) is above the
-    limit, so that a healthy version's early unlucky calls do not roll it
-    back. A Verdict without breaches: bake on.
+    ``min_samples``); ``ahead`` is how many calls the rest of the bake may
+    still bring per call seen so far (the controller allows for twice the
+    rate seen). A rate of errors, or of latencies above ``max_latency``
+    (over 1 % puts the p99 above it), breaches early only when both hold:
+
+    - it stays above the limit even if every call still to come is fine
+      (a burst of errors on a cold start is diluted by the calls after it);
+    - the lower bound of its Wilson score interval (``CERTAINTY``) is above
+      the limit (a few unlucky calls are no proof).
+
+    A Verdict without breaches: bake on.
     """
     if tally.calls < min_samples:
         return Verdict()
     certain = []
     for breach in verdict(thresholds, tally, min_samples).breaches:
         if breach.metric == "error_rate":
-            sure = _least_rate(tally.errors, tally.calls) > breach.threshold
+            hits, trials, limit = tally.errors, tally.calls, breach.threshold
         else:
-            sure = tally.timed >= min_samples and _least_rate(tally.slow, tally.timed) > 0.01
-        if sure:
+            hits, trials, limit = tally.slow, tally.timed, 0.01
+            if trials < min_samples:
+                continue
+        if hits / (trials * (1 + ahead)) > limit and _least_rate(hits, trials) > limit:
             certain.append(breach)
     return Verdict(tuple(certain))
 

@@ -88,7 +88,7 @@ _GLOBALS = (
 # Its locals and the builtins it uses too (a parameter ``id`` would hide ``id()``).
 _RESERVED = frozenset((*_GLOBALS, "side", "n", "key", "caller", "start", "result", "token"))
 _RESERVED |= frozenset(("target", "agen", "value", "sent", "error", "make", "seconds"))
-_RESERVED |= frozenset(("id", "Exception", "BaseException", "ValueError"))
+_RESERVED |= frozenset(("id", "next", "int", "Exception", "BaseException", "ValueError"))
 _RESERVED |= frozenset(("GeneratorExit", "StopAsyncIteration"))
 
 
