@@ -1069,6 +1069,30 @@ class TestFork:
         assert in_child(child) == 0
         assert handle.status == "running"
 
+    def test_a_child_forked_while_a_thread_held_the_split_s_locks_still_reverts(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Locks a parent's thread held at the fork (taking a period) are fresh in the child."""
+        handle = reloader.swap(module.__name__, source("new"), rollout=FOREVER)
+        split = handle._controller.split
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with split._lock, split._ending, split.shared._lock:
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            held.wait()
+            assert in_child(lambda: all(module.f(n) == ("old", n) for n in range(200))) == 0
+        finally:
+            release.set()
+            holder.join()
+        assert handle.status == "running"
+        handle.abort()
+
 
 #: a new version whose very first call fails, and no other
 FIRST_FAILS = """

@@ -245,6 +245,8 @@ class Controller:
         """
         self._cond = threading.Condition(threading.RLock())
         self._done = threading.Event()
+        if self._split is not None:
+            self._split.forked()
         if self.shadow is not None:
             self.shadow.forked()
         with self._cond:

@@ -387,6 +387,10 @@ class Shared:
             self._made.add(routed)
         return routed
 
+    def forked(self) -> None:
+        """In a forked child: a fresh lock (a thread of the parent may have held this one)."""
+        self._lock = threading.Lock()
+
     def set(self, name: str, value: object) -> None:
         """``name`` is ``value`` in every router's globals from now on."""
         with self._lock:

@@ -298,6 +298,12 @@ class Split:
         finally:
             self._pin.reset(token)
 
+    def forked(self) -> None:
+        """In a forked child: fresh locks (a thread of the parent may have held these)."""
+        self._lock = threading.Lock()
+        self._ending = threading.RLock()
+        self.shared.forked()
+
     # Ending -------------------------------------------------------------------------
 
     def revert(self) -> None:
