@@ -60,6 +60,8 @@ QUICK = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=5)
 STRICT = Rollout(steps=(10, 50, 100), bake=0.05, min_samples=50)
 #: a rollout that only acts when told (its bake never ends within a test)
 FOREVER = Rollout(bake=3600)
+#: for evident(): no call still to come in the bake
+NO_MORE = (0.0, 0.0)
 
 
 def source(tag: str, *, fail: float = 0.0, delay: float = 0.0) -> str:
@@ -258,7 +260,7 @@ class TestEvident:
     def test_a_version_failing_one_call_in_five_is_evident_early(self) -> None:
         """20 errors in 100 calls against 1 %: certain already, reported as verdict() does."""
         thresholds = Thresholds(max_error_rate=0.01)
-        found = evident(thresholds, _tally(100, 20), min_samples=20, ahead=0.0)
+        found = evident(thresholds, _tally(100, 20), min_samples=20, ahead=NO_MORE)
         assert found.breaches == verdict(thresholds, _tally(100, 20), min_samples=20).breaches
         assert found.name == "breached"
 
@@ -266,29 +268,33 @@ class TestEvident:
         """1 error in 50 calls breaches 1 % at the bake's end, but is no proof yet: bake on."""
         thresholds = Thresholds(max_error_rate=0.01)
         assert verdict(thresholds, _tally(50, 1), min_samples=20).name == "breached"
-        assert evident(thresholds, _tally(50, 1), min_samples=20, ahead=0.0).name == "healthy"
+        assert evident(thresholds, _tally(50, 1), min_samples=20, ahead=NO_MORE).name == "healthy"
 
     def test_fewer_calls_than_min_samples_are_never_evident(self) -> None:
         """Every call failing, but 19 of min_samples 20: no early verdict; 20: breached."""
         thresholds = Thresholds(max_error_rate=0.01)
-        assert evident(thresholds, _tally(19, 19), min_samples=20, ahead=0.0).breaches == ()
-        assert evident(thresholds, _tally(20, 20), min_samples=20, ahead=0.0).name == "breached"
+        assert evident(thresholds, _tally(19, 19), min_samples=20, ahead=NO_MORE).breaches == ()
+        assert evident(thresholds, _tally(20, 20), min_samples=20, ahead=NO_MORE).name == "breached"
 
     def test_more_errors_than_calls_is_a_rate_of_one(self) -> None:
         """Calls started in an earlier period raised in this one: more errors than calls."""
-        found = evident(Thresholds(max_error_rate=0.5), _tally(20, 23), min_samples=20, ahead=0.0)
+        found = evident(
+            Thresholds(max_error_rate=0.5), _tally(20, 23), min_samples=20, ahead=NO_MORE
+        )
         assert found.name == "breached"
 
     def test_a_burst_the_rest_of_the_bake_dilutes_is_not_evident(self) -> None:
-        """3 errors in 20 calls are sure to be over 2 %, unless 19 times more calls may come."""
+        """3 errors in 20 calls are sure to be over 2 %, unless 380 more calls may come."""
         thresholds = Thresholds(max_error_rate=0.02)
-        assert evident(thresholds, _tally(20, 3), 10, ahead=0.0).name == "breached"
-        assert evident(thresholds, _tally(20, 3), 10, ahead=6.0).name == "breached"
-        assert evident(thresholds, _tally(20, 3), 10, ahead=19.0).name == "healthy"
+        assert evident(thresholds, _tally(20, 3), 10, ahead=NO_MORE).name == "breached"
+        assert evident(thresholds, _tally(20, 3), 10, ahead=(120.0, 0.0)).name == "breached"
+        assert evident(thresholds, _tally(20, 3), 10, ahead=(380.0, 0.0)).name == "healthy"
 
     def test_zero_tolerance_breaches_at_the_first_error(self) -> None:
         """max_error_rate 0: one error in min_samples calls is already beyond doubt."""
-        found = evident(Thresholds(max_error_rate=0.0), _tally(20, 1), min_samples=20, ahead=0.0)
+        found = evident(
+            Thresholds(max_error_rate=0.0), _tally(20, 1), min_samples=20, ahead=NO_MORE
+        )
         assert found.name == "breached"
 
     def test_latency_evident_when_far_more_than_one_percent_is_slow(self) -> None:
@@ -297,18 +303,21 @@ class TestEvident:
         many = (0.01,) * 70 + (0.3,) * 30
         two = (0.01,) * 98 + (0.3, 0.4)
         assert (
-            evident(thresholds, _tally(100, 0, many, 0.25), 20, ahead=0.0).breaches[0].metric
+            evident(thresholds, _tally(100, 0, many, 0.25), 20, ahead=NO_MORE).breaches[0].metric
             == "latency"
         )
         assert verdict(thresholds, _tally(100, 0, two, 0.25), 20).name == "breached"
-        assert evident(thresholds, _tally(100, 0, two, 0.25), 20, ahead=0.0).name == "healthy"
+        assert evident(thresholds, _tally(100, 0, two, 0.25), 20, ahead=NO_MORE).name == "healthy"
 
     def test_latency_needs_min_samples_timed_calls(self) -> None:
         """Calls not finished have no latency: 20 started, 10 slow ones timed, 20 needed."""
         thresholds = Thresholds(max_latency=0.25)
-        assert evident(thresholds, _tally(20, 0, (1.0,) * 10, 0.25), 20, ahead=0.0).breaches == ()
         assert (
-            evident(thresholds, _tally(20, 0, (1.0,) * 20, 0.25), 20, ahead=0.0).name == "breached"
+            evident(thresholds, _tally(20, 0, (1.0,) * 10, 0.25), 20, ahead=NO_MORE).breaches == ()
+        )
+        assert (
+            evident(thresholds, _tally(20, 0, (1.0,) * 20, 0.25), 20, ahead=NO_MORE).name
+            == "breached"
         )
 
     @given(
@@ -324,7 +333,7 @@ class TestEvident:
         """Whatever the counts: an early breach is one the bake-end verdict finds too."""
         errors = data.draw(st.integers(min_value=0, max_value=calls + 5))
         thresholds = Thresholds(max_error_rate=limit)
-        early = evident(thresholds, _tally(calls, errors), min_samples, ahead=ahead)
+        early = evident(thresholds, _tally(calls, errors), min_samples, ahead=(ahead, ahead))
         late = verdict(thresholds, _tally(calls, errors), min_samples)
         assert set(early.breaches) <= set(late.breaches)
         if early.breaches:
@@ -499,6 +508,39 @@ class TestFailingRollout:
             caller.join()
         step = handle.report()["steps"][0]
         assert (step["errors"], step["verdict"]) == (5, "healthy")
+
+    def test_errors_when_traffic_comes_late_wait_for_the_bake_s_verdict(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """No calls for half the bake, then many: 4 cold errors are diluted, not judged early."""
+        name = module.__name__
+        cold = (
+            "import itertools\n_calls = itertools.count()\n"
+            "def f(x):\n    if next(_calls) < 4:\n        raise ValueError('cold')\n"
+            "    return ('new', x)\n"
+        )
+        rollout = Rollout(
+            steps=(50,), bake=2.0, min_samples=20, thresholds=Thresholds(max_error_rate=0.03)
+        )
+        stop = threading.Event()
+
+        def late() -> None:  # quiet, then about 200 calls a second on each version
+            stop.wait(1.0)
+            while not stop.is_set():
+                with contextlib.suppress(ValueError):
+                    module.f(1)
+                time.sleep(0.002)
+
+        handle = reloader.swap(name, cold, rollout=rollout)
+        caller = threading.Thread(target=late)
+        caller.start()
+        try:
+            assert handle.wait(timeout=30) == "promoted"
+        finally:
+            stop.set()
+            caller.join()
+        step = handle.report()["steps"][0]
+        assert (step["errors"], step["verdict"]) == (4, "healthy")
 
     def test_a_latency_breach_rolls_back(
         self, reloader: HotReloader, module: types.ModuleType, received: Received

@@ -60,17 +60,41 @@ TERMINAL = frozenset({"promoted", "rolled_back", "failed"})
 class Step:
     """One step of a rollout: its weight, the new version's tally, and its verdict."""
 
-    __slots__ = ("began", "breaches", "judged_at", "started_at", "tally", "verdict", "weight")
+    __slots__ = (
+        "breaches",
+        "judged_at",
+        "mark",
+        "marked",
+        "started_at",
+        "tally",
+        "verdict",
+        "weight",
+    )
 
     def __init__(self, weight: int, limit: float | None) -> None:
         self.weight = weight
         self.tally = Tally(limit)
         self.started_at = time.time()
-        self.began = time.monotonic()
         self.judged_at: float | None = None
         #: None while it runs; "healthy", "inconclusive", "breached", "promoted", "aborted"
         self.verdict: str | None = None
         self.breaches: tuple[str, ...] = ()
+        #: since when (monotonic) the calls per second are measured, and the
+        #: tally's calls and timed calls then: from the step's start, its bake
+        #: begun again, or the period its first calls came in
+        self.mark = time.monotonic()
+        self.marked = (0, 0)
+
+    def remark(self, now: float) -> None:
+        """Measure the calls per second from ``now`` on."""
+        self.mark, self.marked = now, (self.tally.calls, self.tally.timed)
+
+    def ahead(self, now: float, deadline: float) -> tuple[float, float]:
+        """Calls and timed calls the rest of the bake may bring: twice the rate since the mark."""
+        seen = max(now - self.mark, 1e-3)
+        calls, timed = self.marked
+        share = 2 * max(deadline - now, 0.0) / seen
+        return (self.tally.calls - calls) * share, (self.tally.timed - timed) * share
 
     def report(self) -> dict[str, object]:
         """The step as the rollout's report lists it."""
@@ -305,22 +329,11 @@ class Controller:
             if self.status in TERMINAL:
                 return None
             sides = self._take()
-            if rollout is None:
+            decided = None if rollout is None else self._judged(rollout, deadline)
+            if rollout is None or decided is None:
                 self._feed(sides)
                 return deadline
-            judged: str | None
-            now = time.monotonic()
-            if now < deadline:
-                step = self.steps[-1]
-                # The rest of the bake may bring twice the calls per second seen so far.
-                ahead = 2 * (deadline - now) / max(now - step.began, 1e-3)
-                found = evident(rollout.thresholds, step.tally, rollout.min_samples, ahead=ahead)
-                if not found.breaches:
-                    self._feed(sides)
-                    return deadline
-                action, judged = "rolled_back", "breached"
-            else:
-                action, judged, found = self._decide(rollout)
+            action, judged, found = decided
             # The end's switch right away, under the same hold (no other turn
             # first); the monitor is fed after it, which takes a while.
             if action in TERMINAL:
@@ -333,9 +346,28 @@ class Controller:
             return None
         # Extended, paused or the next step: judged again after another bake.
         deadline = time.monotonic() + max(rollout.bake, _AGAIN)
+        if self.steps:  # a step baked again: its rate is measured from its new bake on
+            self.steps[-1].remark(time.monotonic())
         if judged is not None:
             self._announce(judged)
         return deadline
+
+    def _judged(self, rollout: Rollout, deadline: float) -> tuple[str, str | None, Verdict] | None:
+        """Right after a period was taken: ``_decide`` at the deadline, else a breach or None.
+
+        Before the deadline only a breach beyond doubt (``judge.evident``) is
+        acted on; None: bake on. Under the condition.
+        """
+        step = self.steps[-1]
+        now = time.monotonic()
+        if step.tally.calls == step.marked[0]:  # none yet: measured from this period on
+            step.remark(now)
+        if now >= deadline:
+            return self._decide(rollout)
+        found = evident(
+            rollout.thresholds, step.tally, rollout.min_samples, ahead=step.ahead(now, deadline)
+        )
+        return ("rolled_back", "breached", found) if found.breaches else None
 
     def _decide(self, rollout: Rollout) -> tuple[str, str | None, Verdict]:
         """Judge the step at the end of its bake: what to do, the verdict to tell, the verdict.

@@ -156,14 +156,17 @@ def verdict(thresholds: Thresholds, tally: Tally, min_samples: int) -> Verdict:
     return Verdict(inconclusive=tally.calls < min_samples or not timed)
 
 
-def evident(thresholds: Thresholds, tally: Tally, min_samples: int, *, ahead: float) -> Verdict:
-    """The breaches of a step that the rest of its bake cannot undo, all but surely.
+def evident(
+    thresholds: Thresholds, tally: Tally, min_samples: int, *, ahead: tuple[float, float]
+) -> Verdict:
+    """The breaches of a step that the rest of its bake is not expected to undo.
 
     Judged while the step bakes, on its calls so far (at least
-    ``min_samples``); ``ahead`` is how many calls the rest of the bake may
-    still bring per call seen so far (the controller allows for twice the
-    rate seen). A rate of errors, or of latencies above ``max_latency``
-    (over 1 % puts the p99 above it), breaches early only when both hold:
+    ``min_samples``); ``ahead`` is how many calls, and timed calls, the
+    rest of the bake may still bring (the controller allows for twice the
+    rate seen lately: an estimate, not a bound). A rate of errors, or of
+    latencies above ``max_latency`` (over 1 % puts the p99 above it),
+    breaches early only when both hold:
 
     - it stays above the limit even if every call still to come is fine
       (a burst of errors on a cold start is diluted by the calls after it);
@@ -177,12 +180,12 @@ def evident(thresholds: Thresholds, tally: Tally, min_samples: int, *, ahead: fl
     certain = []
     for breach in verdict(thresholds, tally, min_samples).breaches:
         if breach.metric == "error_rate":
-            hits, trials, limit = tally.errors, tally.calls, breach.threshold
+            hits, trials, limit, more = tally.errors, tally.calls, breach.threshold, ahead[0]
         else:
-            hits, trials, limit = tally.slow, tally.timed, 0.01
+            hits, trials, limit, more = tally.slow, tally.timed, 0.01, ahead[1]
             if trials < min_samples:
                 continue
-        if hits / (trials * (1 + ahead)) > limit and _least_rate(hits, trials) > limit:
+        if hits / (trials + more) > limit and _least_rate(hits, trials) > limit:
             certain.append(breach)
     return Verdict(tuple(certain))
 
