@@ -542,3 +542,16 @@ class TestShadowThroughSwap:
         shop.price("apple")
         assert handle.report()["versions"][2]["calls"] == 0
         assert shop.price("apple") == 50
+
+    @pytest.mark.parametrize("end", ["abort", "promote"])
+    def test_a_handle_kept_after_the_end_does_not_keep_the_split(
+        self, reloader: HotReloader, shop: types.ModuleType, end: str
+    ) -> None:
+        """The split (both versions, the routers) goes with the run, not with its handle."""
+        handle = _shadow(reloader, shop)
+        for _ in range(50):
+            shop.price("apple")
+        split = weakref.ref(handle._controller.split)
+        getattr(handle, end)()
+        assert eventually(lambda: gc.collect() >= 0 and split() is None)
+        assert handle.report()["status"] in ("rolled_back", "promoted")

@@ -178,6 +178,9 @@ class ShadowRun:
         nothing but itself).
         """
         self._stopped = True
+        # Its pin holds the split (both versions): it goes with the run, not
+        # with a handle kept after it.
+        self._pin = None
         self._queue.put(None)
 
     def forked(self) -> None:
@@ -227,9 +230,10 @@ class ShadowRun:
         outcome: Outcome,
     ) -> None:
         try:
-            while self._pin is None:  # offered between the split and the start
+            while (pin := self._pin) is None:  # offered before the start, or after the stop
+                if self._stopped:
+                    return
                 await asyncio.sleep(0.001)
-            pin = self._pin
             started = time.perf_counter()
             try:
                 with pin(1):
