@@ -363,6 +363,37 @@ class TestHealthyRollout:
         ]
         assert [step["verdict"] for step in handle.report()["steps"]] == ["healthy", "healthy"]
 
+    def test_the_report_counts_every_call_made_before_it(
+        self, reloader: HotReloader, module: types.ModuleType
+    ) -> None:
+        """Calls and errors that returned before report() are in it, whatever the tick."""
+        handle = reloader.swap(module.__name__, source("new", fail=0.1), rollout=FOREVER)
+        seen: collections.Counter[str] = collections.Counter()
+        lock = threading.Lock()
+
+        def one(n: int) -> str:
+            try:
+                return str(module.f(n)[0])
+            except ValueError:
+                return "error"
+
+        def call() -> None:
+            mine = collections.Counter(one(n) for n in range(20_000))
+            with lock:
+                seen.update(mine)
+
+        for _ in range(3):
+            threads = [threading.Thread(target=call) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            versions = handle.report()["versions"]
+            assert versions[1]["calls"] == seen["old"]
+            assert versions[2]["calls"] == seen["new"] + seen["error"]
+            assert versions[2]["errors"] == seen["error"]
+        handle.abort()
+
     def test_signals_come_in_order_before_wait_returns(
         self, reloader: HotReloader, module: types.ModuleType, received: Received
     ) -> None:

@@ -584,8 +584,12 @@ class Controller:
     # Reading --------------------------------------------------------------------------
 
     def figures(self) -> Figures:
-        """A consistent copy of the counts the report needs."""
+        """A consistent copy of the counts the report needs, up to this moment."""
         with self._cond:
+            if self._split is not None and self.status not in TERMINAL:
+                # The calls since the last tick count too (a report lagging a
+                # tick would disagree with what the callers saw).
+                self._flush()
             # After the end no period is taken any more, but the shadow's worker
             # counted runs since the last one (and may finish its last call):
             # they count with the mismatches they found.
