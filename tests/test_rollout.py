@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import gc
 import json
 import math
 import os
 import threading
-import time
 import types
 import weakref
 from collections.abc import Callable, Iterator
@@ -51,6 +49,18 @@ def f(x):
     return (TAG, x)
 """
 
+#: a new version whose first ``failures`` calls fail (a cold start), and no other
+COLD = """
+import itertools
+
+_calls = itertools.count()
+
+def f(x):
+    if next(_calls) < {failures}:
+        raise ValueError("cold")
+    return ("new", x)
+"""
+
 #: what the hung version of a test waits for
 HANG = threading.Event()
 
@@ -88,10 +98,23 @@ def monitored(
 
 
 class Load:
-    """Threads calling ``function`` until the block ends; results by tag, and errors."""
+    """Threads calling ``function`` until the block ends; results by tag, and errors.
 
-    def __init__(self, function: Callable[[int], Any], threads: int = 1) -> None:
+    ``pause``: seconds each thread waits after each call; ``after``: seconds
+    of quiet before the first call.
+    """
+
+    def __init__(
+        self,
+        function: Callable[[int], Any],
+        threads: int = 1,
+        *,
+        pause: float = 0.0,
+        after: float = 0.0,
+    ) -> None:
         self.function = function
+        self.pause = pause
+        self.after = after
         self.tags: collections.Counter[str] = collections.Counter()
         self.errors = 0
         self.unexpected: list[BaseException] = []
@@ -111,7 +134,11 @@ class Load:
 
     def _call(self) -> None:
         number = 0
+        if self._stop.wait(self.after):
+            return
         while not self._stop.is_set():
+            if number and self.pause:
+                self._stop.wait(self.pause)
             number += 1
             try:
                 tag, _ = self.function(number)
@@ -512,31 +539,13 @@ class TestFailingRollout:
         self, reloader: HotReloader, module: types.ModuleType
     ) -> None:
         """5 errors in the new version's first 10 calls, none after: the step ends healthy."""
-        name = module.__name__
-        cold = (
-            "import itertools\n_calls = itertools.count()\n"
-            "def f(x):\n    if next(_calls) < 5:\n        raise ValueError('cold')\n"
-            "    return ('new', x)\n"
-        )
         rollout = Rollout(
             steps=(50,), bake=2.0, min_samples=10, thresholds=Thresholds(max_error_rate=0.05)
         )
-        stop = threading.Event()
-
-        def paced() -> None:  # about 100 a second on each version: 10 by the first tick
-            while not stop.is_set():
-                with contextlib.suppress(ValueError):
-                    module.f(1)
-                time.sleep(0.005)
-
-        caller = threading.Thread(target=paced)
-        caller.start()
-        try:
-            handle = reloader.swap(name, cold, rollout=rollout)
+        # About 100 calls a second on each version: 10 by the first tick.
+        with Load(module.f, pause=0.005):
+            handle = reloader.swap(module.__name__, COLD.format(failures=5), rollout=rollout)
             assert handle.wait(timeout=30) == "promoted"
-        finally:
-            stop.set()
-            caller.join()
         step = handle.report()["steps"][0]
         assert (step["errors"], step["verdict"]) == (5, "healthy")
 
@@ -544,32 +553,13 @@ class TestFailingRollout:
         self, reloader: HotReloader, module: types.ModuleType
     ) -> None:
         """No calls for half the bake, then many: 4 cold errors are diluted, not judged early."""
-        name = module.__name__
-        cold = (
-            "import itertools\n_calls = itertools.count()\n"
-            "def f(x):\n    if next(_calls) < 4:\n        raise ValueError('cold')\n"
-            "    return ('new', x)\n"
-        )
         rollout = Rollout(
             steps=(50,), bake=2.0, min_samples=20, thresholds=Thresholds(max_error_rate=0.03)
         )
-        stop = threading.Event()
-
-        def late() -> None:  # quiet, then about 200 calls a second on each version
-            stop.wait(1.0)
-            while not stop.is_set():
-                with contextlib.suppress(ValueError):
-                    module.f(1)
-                time.sleep(0.002)
-
-        handle = reloader.swap(name, cold, rollout=rollout)
-        caller = threading.Thread(target=late)
-        caller.start()
-        try:
+        handle = reloader.swap(module.__name__, COLD.format(failures=4), rollout=rollout)
+        # Quiet, then about 200 calls a second on each version.
+        with Load(module.f, pause=0.002, after=1.0):
             assert handle.wait(timeout=30) == "promoted"
-        finally:
-            stop.set()
-            caller.join()
         step = handle.report()["steps"][0]
         assert (step["errors"], step["verdict"]) == (4, "healthy")
 
