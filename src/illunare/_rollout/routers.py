@@ -393,10 +393,14 @@ class Shared:
 
     def set(self, name: str, value: object) -> None:
         """``name`` is ``value`` in every router's globals from now on."""
+        self.update({name: value})
+
+    def update(self, values: Mapping[str, object]) -> None:
+        """Each of ``values`` in every router's globals from now on (one pass over them)."""
         with self._lock:
-            self._values[name] = value
+            self._values.update(values)
             for routed in list(self._made):
-                routed.__globals__[name] = value
+                routed.__globals__.update(values)
 
 
 def _never() -> None:
@@ -452,8 +456,7 @@ class Routing:
             "leave": self.leave,
             "sampled": self.sampled,
         }
-        for name, value in values.items():
-            self.shared.set(name, value)
+        self.shared.update(values)
 
     def route(
         self,

@@ -155,14 +155,18 @@ class Split:
         return Live(Draw.of(weight, self.timed_every), Buckets(self.salt, weight))
 
     def _use(self, live: Live) -> None:
-        """Assign calls by ``live`` from now on (its parts into the routers' globals)."""
+        """Assign calls by ``live`` from now on (its parts into the routers' globals).
+
+        A period's continuation keeps the weight's buckets: only its draw is stored.
+        """
+        before: Live | None = getattr(self, "live", None)
         self.live = live
-        shared = self.shared
+        if before is not None and before.buckets is live.buckets:
+            self.shared.set("draw", live.draw)
+            return
         # A router reading the sides of one weight and assigning by another
         # caches in a dict no longer in use: harmless.
-        shared.set("assign", live.assign)
-        shared.set("sides", live.sides)
-        shared.set("draw", live.draw)
+        self.shared.update({"assign": live.assign, "sides": live.sides, "draw": live.draw})
 
     # Read by the routers (``routers.Routing``) ----------------------------------
 
