@@ -621,7 +621,7 @@ class Recorder:
     ) -> None:
         self.calls.append(("committed", (dict(namespaces), dict(previous))))
 
-    def kept(self) -> tuple[object, ...]:
+    def kept(self, namespace: object) -> tuple[object, ...]:
         return ()
 
     def kinds(self) -> list[str]:

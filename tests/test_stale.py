@@ -244,6 +244,60 @@ class TestKeptAndLive:
         assert "handler" in message
         assert len(sent["stale"]) == 1
 
+    def test_only_the_kept_apps_built_from_the_version_left_are_followed(
+        self, package: Package
+    ) -> None:
+        """Apps of other versions, and those of evicted versions awaiting collection, are left out.
+
+        Following every app still in memory at each release made releases
+        slower with each one under a server (uncollected apps piled up).
+        """
+        from illunare.web import HotASGI
+
+        reloader = HotReloader(keep=2)
+        main = package.module("main", HOT_APP.format(n=1))
+        hot = HotASGI(f"{main.__name__}:app", reloader=reloader)
+        built = [hot.app]
+        gc.disable()  # the apps of evicted versions stay in memory, as uncollected garbage
+        try:
+            for n in range(2, 6):
+                reloader.swap(main.__name__, HOT_APP.format(n=n))
+                built.append(hot.app)
+            namespaces = reloader._kept_namespaces(main.__name__)
+            assert [ns["app"] for ns in namespaces] == built[-2:]
+            assert list(hot.kept(namespaces[0])) == [built[-2]]
+            assert list(hot.kept(namespaces[1])) == [built[-1]]
+            assert list(hot.kept({})) == []
+        finally:
+            gc.enable()
+
+    def test_every_kept_app_built_while_the_version_left_was_current_is_followed(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Apps rebuilt for another module's change hold the same handlers: none is stale."""
+        from illunare.web import HotASGI
+
+        package.module("extra", "VALUE = 1\n")
+        routes = package.module("routes", "def handler():\n    return 1\n\nROUTES = [handler]\n")
+        main = package.module(
+            "main",
+            f"from {package.name} import extra, routes\n\n\n"
+            "class App:\n    def __init__(self):\n        self.routes = routes.ROUTES\n\n"
+            "    async def __call__(self, scope, receive, send):\n        pass\n\n\napp = App()\n",
+        )
+        hot = HotASGI(f"{main.__name__}:app", reloader=reloader)
+        first = hot.app
+        reloader.swap(package.qualified("extra"), "VALUE = 2\n")  # main executes anew
+        second = hot.app
+        assert second is not first
+        assert set(hot.kept(routes.__dict__)) == {first, second}
+        caught, sent = swapped_with_warnings(
+            reloader, routes.__name__, "def handler():\n    return 2\n\nROUTES = [handler]\n"
+        )
+        assert stale_warnings(caught) == []
+        assert sent["stale"] == ()
+        assert hot.app.routes[0]() == 2
+
 
 MEMOIZED = """
 import functools

@@ -224,7 +224,7 @@ class TestWatchParticipants:
             def committed(self, namespaces: object, previous: object) -> None:
                 """Nothing to do."""
 
-            def kept(self) -> tuple[object, ...]:
+            def kept(self, namespace: object) -> tuple[object, ...]:
                 return ()
 
         reloader._add_participant(Gate())

@@ -358,7 +358,7 @@ class TestRefused:
             def committed(self, namespaces: object, previous: object) -> None:
                 pass
 
-            def kept(self) -> tuple[object, ...]:
+            def kept(self, namespace: object) -> tuple[object, ...]:
                 return ()
 
         history, app = shop.history(), shop.hot.app

@@ -123,11 +123,14 @@ class Participant(Protocol):
     ) -> None:
         """After the flip, without the lock: ``namespaces`` are current, ``previous`` were."""
 
-    def kept(self) -> Iterable[object]:
-        """What the participant keeps of older versions on purpose: not stale.
+    def kept(self, namespace: Mapping[str, Any]) -> Iterable[object]:
+        """What the participant keeps on purpose that may hold the code of ``namespace``.
 
-        Apps kept for a rollback, requests in flight on them: what these refer
-        to is not reported as a stale reference.
+        ``namespace`` is that of a version just replaced. Apps kept for a
+        rollback, requests in flight on them: what these refer to is not
+        reported as a stale reference. Leaving out what cannot hold that
+        version's code spares the scan following it (what is left out is
+        never taken for kept, so it can only make the scan report more).
         """
 
 

@@ -985,7 +985,7 @@ class HotReloader:
         with LOCK:
             modules = list(self._modules.values())
             participants = tuple(self._participants)
-        kept = [obj for participant in participants for obj in participant.kept()]
+        kept = [obj for part in participants for obj in part.kept(leaving.namespace)]
         kept.extend(also_kept)
         stale = stale_references(tracked, leaving, modules, kept)
         warn(stale, stacklevel=4)
@@ -1276,6 +1276,18 @@ class HotReloader:
         with LOCK:
             if participant in self._participants:
                 self._participants.remove(participant)
+
+    def _kept_namespaces(self, name: str) -> list[dict[str, Any]]:
+        """The namespaces of the kept versions of module ``name`` (none if it is not tracked)."""
+        with LOCK:
+            tracked = self._modules.get(name)
+            versions = () if tracked is None else tracked.history.versions.values()
+            return [version.namespace for version in versions]
+
+    def _current_namespaces(self) -> dict[str, dict[str, Any]]:
+        """The current namespace of each tracked module, by module name."""
+        with LOCK:
+            return {name: tracked.current.namespace for name, tracked in self._modules.items()}
 
     def _importers(self, name: str) -> frozenset[str]:
         """The tracked modules whose top-level code imports ``name`` (in their current source)."""

@@ -80,6 +80,7 @@ class HotApp:
         self._reloader.install(self._spec.package)
         self._module = self._reloader.track(self._spec.module)
         served = Served(self._spec.build(self._module.__dict__), next(self._numbers))
+        served.sources = self._sources({})
         #: every app built and not yet released: what ``kept`` reports
         self._built: weakref.WeakSet[Served] = weakref.WeakSet((served,))
         self._key = served_key()
@@ -154,7 +155,7 @@ class HotApp:
             self._start(served)
             return
         with courteous():  # building the app runs the new code, as the release's did
-            served = Served(self._spec.build(namespace))
+            served = Served(self._spec.build(namespace), sources=self._sources(namespaces))
         self._built.add(served)
         try:
             self._start(served)
@@ -197,17 +198,37 @@ class HotApp:
             self._previous = before
         self._settle()
 
-    def kept(self) -> Iterable[object]:
-        """The apps built and not released, and the requests in flight on each.
+    def kept(self, namespace: Mapping[str, Any]) -> Iterable[object]:
+        """The apps built from ``namespace`` and kept on purpose, and their requests in flight.
 
         They hold older code on purpose (for a rollback, or until the last
-        request on an old app ends): not stale references.
+        request on an old app ends): not stale references. An app is kept
+        while a kept version of the app's module holds it, while it runs
+        (its lifespan started) and while it serves requests. An app built
+        for a version evicted since is none of these: usually garbage
+        awaiting a collection, otherwise held by something outside the
+        library, which the stale-reference scan then names. Only the apps
+        built while ``namespace`` was current or new can hold its code:
+        following the others at every release would cost more with each.
         """
-        built = list(self._built)
-        return [
-            *(served.app for served in built),
-            *(r for s in built for r in list(s.requests.values())),
+        wanted = id(namespace)
+        versions = self._reloader._kept_namespaces(self._spec.module)
+        held = {id(version.get(self._key)) for version in versions}
+        kept = [
+            served
+            for served in list(self._built)
+            if wanted in served.sources
+            and (id(served) in held or served.lifespan is not None or served.requests)
         ]
+        return [
+            *(served.app for served in kept),
+            *(r for s in kept for r in list(s.requests.values())),
+        ]
+
+    def _sources(self, namespaces: Namespaces) -> frozenset[int]:
+        """The ids of what an app built now is built from: ``namespaces``, else the current ones."""
+        current = {**self._reloader._current_namespaces(), **namespaces}
+        return frozenset(map(id, current.values()))
 
     def _check(self, app: object) -> None:
         run_checks(app, self._checks, what=f"the new app of {self._spec}", module=self._spec.module)

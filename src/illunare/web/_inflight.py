@@ -57,6 +57,8 @@ class Served:
     #: the ASGI scopes (or WSGI environs) of the requests in flight, by id:
     #: they hold this app's endpoints on purpose (``HotApp.kept``)
     requests: dict[int, object] = attrs.Factory(dict)
+    #: the ids of the module namespaces the app was built from (``HotApp.kept``)
+    sources: frozenset[int] = frozenset()
 
     @property
     def inflight(self) -> int:
