@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import gc
 
+from illunare._reload import references
 from illunare._reload.references import excess, learn_memos, memo_references, unexplained
 
 
@@ -76,3 +78,51 @@ class TestMemoReferences:
         memo = memoized()
         memo(Identity(call))
         assert memo_references({id(memo)})[id(call)] == 0
+
+    def test_a_memos_walk_is_reused_until_its_storage_changes(self) -> None:
+        """An unchanged memo is not walked again; an entry added or a clear is seen at once."""
+
+        def first() -> None:
+            pass
+
+        def second() -> None:
+            pass
+
+        memo = memoized()
+        memo(Identity(first))
+        assert memo_references(set())[id(first)] == 1
+        walk = references._walks[memo]
+        memo(Identity(first))  # a miss: another key object
+        assert references._walks[memo] is walk  # not asked yet
+        assert memo_references(set())[id(first)] == 2
+        assert references._walks[memo] is not walk
+        walk = references._walks[memo]
+        assert memo_references(set())[id(first)] == 2
+        assert references._walks[memo] is walk
+        memo(Identity(second))
+        assert memo_references(set())[id(second)] == 1
+        memo.cache_clear()
+        counts = memo_references(set())
+        assert counts[id(first)] == counts[id(second)] == 0
+
+    def test_an_exclusion_reaching_into_a_memo_walks_it_afresh(self) -> None:
+        """A key's object that the caller counted itself is left out, for that call only."""
+
+        def call() -> None:
+            pass
+
+        memo = memoized()
+        memo(Identity(call))
+        assert memo_references(set())[id(call)] == 1
+        storage = [obj for obj in gc.get_referents(memo) if type(obj) is dict]
+        [key] = [
+            obj
+            for part in storage
+            for held in part
+            for obj in gc.get_referents(held)
+            if isinstance(obj, Identity)
+        ]
+        excluded = {id(key)}
+        del key, storage
+        assert memo_references(excluded)[id(call)] == 0
+        assert memo_references(set())[id(call)] == 1

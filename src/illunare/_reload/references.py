@@ -20,9 +20,12 @@ from __future__ import annotations
 import collections
 import functools
 import gc
+import itertools
 import sys
 import weakref
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+import attrs
 
 from illunare._reload.heap import tracked_objects
 
@@ -97,43 +100,89 @@ def learn_memos(objects: Iterable[object]) -> None:
         _memos.update(obj for obj in objects if type(obj) is MEMO)
 
 
+@attrs.frozen
+class _Walk:
+    """What one memo holds, as a walk of its storage found it (``memo_references``).
+
+    It holds no object (ids only), so that nothing a memo drops stays alive
+    for it; ``signature`` tells whether the storage changed since.
+    """
+
+    #: the memo's counters and the size of each of its dicts
+    signature: tuple[int, ...]
+    #: the ids of the objects the walk could follow (the storage, and the
+    #: tracked objects it met): an exclusion touching none of them leaves it as it is
+    met: frozenset[int]
+    #: the ids of what the walked objects refer to, once per reference
+    referents: tuple[int, ...]
+
+
+# The walk of each memo, reused while its storage is unchanged: a web
+# service's memos (typing's, FastAPI's) hold thousands of entries, and a
+# release asks what they hold several times.
+_walks: weakref.WeakKeyDictionary[object, _Walk] = weakref.WeakKeyDictionary()
+
+
 def memo_references(exclude: Collection[int]) -> collections.Counter[int]:
     """The references that memos hold, and what only memos hold, by the id of what they refer to.
 
     A memo's storage is the memo and its dicts (its cache, and its
     ``__dict__`` with ``__wrapped__``); below it, an object whose every
     reference comes from that storage (or from such objects, a few levels
-    down: a cache key's tuple, an argument in it) is only a memo's. The
+    down: a cache key's tuple, an argument in it) is only that memo's. The
     objects whose ids are in ``exclude`` (counted by the caller) are left out.
+
+    Each memo is walked on its own, and its walk is reused until its
+    storage changes (an entry added, evicted or cleared changes its counters
+    or sizes): most releases walk no memo at all.
     """
     global _memos  # noqa: PLW0603  # found once for the process
     excluded = set(exclude)
     if _memos is None:
         _memos = weakref.WeakSet(obj for obj in tracked_objects() if type(obj) is MEMO)
-    layer: list[object] = [memo for memo in list(_memos) if id(memo) not in excluded]
-    layer += [
-        storage
-        for memo in list(layer)
-        for storage in gc.get_referents(memo)
-        if type(storage) is dict and id(storage) not in excluded
-    ]
+    walks = []
+    for memo in list(_memos):
+        if id(memo) in excluded:
+            continue
+        storage = [obj for obj in gc.get_referents(memo) if type(obj) is dict]
+        info = memo.cache_info()  # type: ignore[attr-defined]  # a memo
+        signature = (info.misses, info.currsize, *map(id, storage), *map(len, storage))
+        walk = _walks.get(memo)
+        if walk is None or walk.signature != signature or not excluded.isdisjoint(walk.met):
+            walk = _walk(memo, storage, excluded, signature)
+            if excluded.isdisjoint(walk.met):
+                _walks[memo] = walk
+        walks.append(walk.referents)
+    return collections.Counter(itertools.chain.from_iterable(walks))
+
+
+def _walk(
+    memo: object, storage: Sequence[object], excluded: set[int], signature: tuple[int, ...]
+) -> _Walk:
+    """Walk ``memo``'s storage and what only it holds (``memo_references``)."""
+    layer: list[object] = [memo, *(obj for obj in storage if id(obj) not in excluded)]
+    met = set(map(id, storage))
     seen = set(map(id, layer))
     counts: collections.Counter[int] = collections.Counter()
+    found: list[int] = []
     for depth in range(_DEPTH + 1):
         referents = gc.get_referents(*layer)
-        counts.update(map(id, referents))
+        ids = list(map(id, referents))
+        counts.update(ids)
+        found += ids
         if depth == _DEPTH:
             break
-        unique = dict(zip(map(id, referents), referents, strict=True))
+        unique = dict(zip(ids, referents, strict=True))
         del referents
-        candidates = [
-            obj
-            for obj in map(unique.__getitem__, unique.keys() - seen - excluded)
-            if gc.is_tracked(obj)
+        tracked = [
+            obj for obj in map(unique.__getitem__, unique.keys() - seen) if gc.is_tracked(obj)
         ]
         del unique
+        met.update(map(id, tracked))
+        candidates = [obj for obj in tracked if id(obj) not in excluded]
+        del tracked
         shared = set(map(id, unexplained(candidates, [], held=counts)))
         layer = [obj for obj in candidates if id(obj) not in shared]
         del candidates
         seen.update(map(id, layer))
-    return counts
+    return _Walk(signature, frozenset(met), tuple(found))
