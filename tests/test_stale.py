@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import gc
+import sys
+import threading
 import types
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import illunare
+import illunare._reload.reloader
 from illunare import HotReloader, IllunareError, StaleReferenceWarning, exceptions, signals
 from illunare._reload.registrations import Snapshot
 
-from .conftest import Package
+from .conftest import Package, eventually
 
 HELPERS = "def raw(x=0):\n    return {n}\n"
 
@@ -431,3 +435,61 @@ class TestToldWithoutAScan:
         )
         with pytest.warns(StaleReferenceWarning, match="Handler.method"):
             reloader.rollback(module.__name__, to=2)
+
+
+RUNNING = """
+import time
+
+state = {{"started": False, "released": False}}
+
+
+def wait(x=0):
+    state["started"] = True
+    while not state["released"]:
+        time.sleep(0.001)  # C code: the thread's innermost frame stays this one
+    return {n}
+"""
+
+
+class TestCallsInFlight:
+    @pytest.fixture
+    def waiting(self, package: Package, reloader: HotReloader) -> Iterator[types.ModuleType]:
+        """A tracked module whose raw ``wait`` a thread is running, blocked until the test ends."""
+        module = package.module("waiting", RUNNING.format(n=1))
+        reloader.track(module)
+        # Called directly, as a framework calls what it captured, and then
+        # held by the call alone.
+        box = [module.wait.__wrapped__]
+        thread = threading.Thread(target=lambda: box.pop()())  # noqa: PLW0108  # box holds it until the call
+        state = module.state
+        thread.start()
+        assert eventually(lambda: state["started"])
+        try:
+            yield module
+        finally:
+            state["released"] = True
+            thread.join(10)
+
+    @pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10's frames hold no function")
+    def test_a_call_running_the_old_function_is_told_without_a_scan(
+        self, waiting: types.ModuleType, reloader: HotReloader, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The thread's innermost frame runs the replaced function: nothing to walk the heap for."""
+        scans: list[str] = []
+        monkeypatch.setattr(
+            illunare._reload.reloader, "stale_references", lambda *args: scans.append("scan")
+        )
+        caught, sent = swapped_with_warnings(reloader, waiting.__name__, RUNNING.format(n=2))
+        assert (scans, stale_warnings(caught), sent["stale"]) == ([], [], ())
+
+    def test_a_holder_beside_a_call_in_flight_is_still_reported(
+        self, package: Package, waiting: types.ModuleType, reloader: HotReloader
+    ) -> None:
+        """A call in flight explains its own reference: a list holding the function is named."""
+        package.module(
+            "user", f"from {package.name} import waiting\nHELD = [waiting.wait.__wrapped__]\n"
+        )
+        caught, sent = swapped_with_warnings(reloader, waiting.__name__, RUNNING.format(n=2))
+        [message] = stale_warnings(caught)
+        assert "wait" in message
+        assert len(sent["stale"]) == 1

@@ -139,14 +139,14 @@ def _graph(
 def nothing_stale(tracked: TrackedModule, leaving: ModuleVersion) -> bool:
     """Whether ``stale_references`` would find nothing, told without a scan.
 
-    So when nothing but ``leaving``'s own records refers to its functions
+    So when nothing but ``leaving``'s own records (and calls in flight that
+    a thread's innermost frame runs) refers to its functions
     (``ModuleVersion.sole_holder``) and it has no class object of its own
     that the current version lacks. ``False`` does not mean that something
     is stale: only that a scan must tell.
     """
-    return (
-        not (leaving.own_classes(tracked) and _replaced_classes(tracked, leaving))
-        and leaving.sole_holder()
+    return not (leaving.own_classes(tracked) and _replaced_classes(tracked, leaving)) and (
+        leaving.sole_holder() or leaving.sole_holder(running=True)
     )
 
 

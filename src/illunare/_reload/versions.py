@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import gc
+import operator
 import re
 import sys
 import types
@@ -27,6 +29,10 @@ _PROBE = (object(),)
 def _base() -> int:
     """The reference count ``map(sys.getrefcount, ...)`` sees of an object held by one tuple."""
     return next(map(sys.getrefcount, _PROBE))
+
+
+# Calls what it is given: a C-level step of ``map`` (no bytecode runs in between).
+_CALL = operator.methodcaller("__call__")
 
 
 def _alive(ref: weakref.ref[type]) -> type | None:
@@ -159,7 +165,7 @@ class ModuleVersion:
             if contents is not states.get(name)
         ]
 
-    def sole_holder(self) -> bool:
+    def sole_holder(self, *, running: bool = False) -> bool:
         """Whether nothing but the version's own records refers to any of its functions.
 
         Its records are its ``targets``, class contents (and those its class
@@ -171,6 +177,14 @@ class ModuleVersion:
         function has at least its share, so a total beyond theirs means that
         something else holds one (a stale reference, a call in flight, another
         version sharing it): then ``False``, and only a scan of the heap can tell.
+
+        With ``running``, the calls in flight that no scan could see are told
+        apart too: on CPython 3.11+, a call's frame holds one reference to
+        the function it runs, and no object the collector sees does. A thread
+        whose innermost frame runs one of the functions' code counts one
+        reference; the threads' frames and the reference counts are read in
+        one C-level pass, so that no thread moves in between. (A call in
+        flight deeper in a thread's stack is not told: the scan tells.)
         """
         functions = self.functions()
         generation, bindings = (None, ()) if self.bindings is None else self.bindings[::2]
@@ -190,7 +204,16 @@ class ModuleVersion:
                 (generation, planned, len(husks)),
                 held + len(ids) * _base(),
             )
-        return sum(map(sys.getrefcount, functions)) <= cached[1]
+        if not running:
+            return sum(map(sys.getrefcount, functions)) <= cached[1]
+        if sys.version_info < (3, 11):
+            return False  # frames hold no function: the caller's stack or a proxy does
+        codes = {id(getattr(function, "__code__", None)) for function in functions} - {id(None)}
+        counted = map(sys.getrefcount, functions)
+        frames, total = map(_CALL, (sys._current_frames, functools.partial(sum, counted)))
+        in_flight = sum(id(frame.f_code) in codes for frame in frames.values())
+        del frames
+        return total - in_flight <= cached[1]
 
 
 @attrs.define(eq=False)
