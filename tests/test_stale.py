@@ -251,7 +251,7 @@ class TestKeptAndLive:
     def test_only_the_kept_apps_built_from_the_version_left_are_followed(
         self, package: Package
     ) -> None:
-        """Apps of other versions, and those of evicted versions awaiting collection, are left out.
+        """Apps built from other versions, evicted ones awaiting collection too, are left out.
 
         Following every app still in memory at each release made releases
         slower with each one under a server (uncollected apps piled up).
@@ -267,7 +267,8 @@ class TestKeptAndLive:
             for n in range(2, 6):
                 reloader.swap(main.__name__, HOT_APP.format(n=n))
                 built.append(hot.app)
-            namespaces = reloader._kept_namespaces(main.__name__)
+            versions = reloader._modules[main.__name__].history.versions.values()
+            namespaces = [version.namespace for version in versions]
             assert [ns["app"] for ns in namespaces] == built[-2:]
             assert list(hot.kept(namespaces[0])) == [built[-2]]
             assert list(hot.kept(namespaces[1])) == [built[-1]]
@@ -301,6 +302,33 @@ class TestKeptAndLive:
         assert stale_warnings(caught) == []
         assert sent["stale"] == ()
         assert hot.app.routes[0]() == 2
+
+    def test_an_evicted_apps_routes_still_in_memory_are_not_stale(self, package: Package) -> None:
+        """The release evicting the first app's version leaves it alive: its routes are no holder.
+
+        The leaving routes version's own records still hold the first app
+        (through the router's route list), or it is garbage not collected
+        yet: either way it holds the old handler on purpose.
+        """
+        from illunare.web import HotASGI
+
+        reloader = HotReloader(keep=2)
+        source = (
+            "from fastapi import APIRouter\n\nrouter = APIRouter()\n\n\n"
+            "@router.get('/h')\ndef handler():\n    return {n}\n"
+        )
+        routes = package.module("routes", source.format(n=1))
+        main_source = (
+            f"from fastapi import FastAPI\nfrom {package.name} import routes\n\nN = {{n}}\n"
+            "app = FastAPI()\napp.include_router(routes.router)\n"
+        )
+        main = package.module("main", main_source.format(n=1))
+        hot = HotASGI(f"{main.__name__}:app", reloader=reloader)
+        reloader.swap(main.__name__, main_source.format(n=2))  # the first app kept for a rollback
+        gc.collect()  # long-lived now, as under a server
+        caught, sent = swapped_with_warnings(reloader, routes.__name__, source.format(n=2))
+        assert (stale_warnings(caught), sent["stale"]) == ([], ())
+        assert hot.version == 3
 
 
 MEMOIZED = """
@@ -348,6 +376,49 @@ class TestMemos:
         [message] = stale_warnings(caught)
         assert "handler" in message
         assert len(sent["stale"]) == 1
+
+    @pytest.mark.parametrize("change", ["cleared", "mutated"])
+    def test_a_memo_that_let_go_of_the_code_no_longer_explains_it(
+        self, package: Package, change: str
+    ) -> None:
+        """A memo cleared and refilled, or whose cached result changed, hides no holder later.
+
+        Its counters and sizes stay the same either way, so what was walked
+        of it before must not be taken for what it holds now.
+        """
+        reloader = HotReloader(keep=5)
+        memos = package.module(
+            "memos",
+            "import functools\n\n\n@functools.lru_cache(maxsize=None)\n"
+            "def analyse(fn):\n    return fn.__name__\n\n\n"
+            "@functools.lru_cache(maxsize=None)\ndef registry():\n    return {}\n",
+        )
+        module = package.module("handlers", "def handler():\n    return 1\n")
+        reloader.track(module)
+        raw = module.handler.__wrapped__
+        if change == "cleared":
+            memos.analyse(raw)
+        else:
+            memos.registry()["current"] = raw
+        del raw
+        caught, sent = swapped_with_warnings(
+            reloader, module.__name__, "def handler():\n    return 2\n"
+        )
+        assert sent["stale"] == ()  # only a memo holds it
+        if change == "cleared":
+            memos.analyse.cache_clear()
+            memos.analyse(len)  # as many misses as before
+        else:
+            memos.registry().clear()  # a hit: the memo's own storage is unchanged
+        reloader.rollback(module.__name__, to=1)
+        package.module(
+            "user", f"from {package.name} import handlers\nHELD = [handlers.handler.__wrapped__]\n"
+        )
+        caught, sent = swapped_with_warnings(
+            reloader, module.__name__, "def handler():\n    return 3\n"
+        )
+        [message] = stale_warnings(caught)
+        assert "handler" in message
 
 
 def _memo_keys(memo: Any) -> list[tuple[Any, ...]]:
@@ -501,3 +572,57 @@ class TestCallsInFlight:
         [message] = stale_warnings(caught)
         assert "wait" in message
         assert len(sent["stale"]) == 1
+
+    def test_a_call_of_another_closure_of_the_same_code_explains_nothing(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A thread runs a closure sharing a version function's code: its holder is named."""
+        source = (
+            "import time\n\nstate = {{'started': False, 'released': False}}\n\n\n"
+            "def make(n):\n    def inner():\n        state['started'] = True\n"
+            "        while not state['released']:\n            time.sleep(0.001)\n"
+            "        return n + {n}\n    return inner\n\n\nwait = make(1)\n"
+        )
+        module = package.module("closures", source.format(n=0))
+        reloader.track(module)
+        state = module.state
+        thread = threading.Thread(target=module.make(5))  # same code as wait, not the version's
+        thread.start()
+        try:
+            assert eventually(lambda: state["started"])
+            package.module(
+                "user", f"from {package.name} import closures\nHELD = [closures.wait.__wrapped__]\n"
+            )
+            caught, _ = swapped_with_warnings(reloader, module.__name__, source.format(n=100))
+        finally:
+            state["released"] = True
+            thread.join(10)
+        [message] = stale_warnings(caught)
+        assert "inner" in message
+
+    def test_a_call_on_a_version_sharing_compiled_code_explains_nothing_of_another(
+        self, package: Package
+    ) -> None:
+        """Versions of one text share code: a call on one hides no holder of the other."""
+        reloader = HotReloader(keep=5)
+        first = RUNNING.format(n=1)
+        second = RUNNING.format(n=2)
+        module = package.module("shared", first)
+        reloader.track(module)
+        reloader.swap(module.__name__, second)  # v2
+        state = module.state
+        thread = threading.Thread(target=module.wait)  # a call in flight on v2
+        thread.start()
+        try:
+            assert eventually(lambda: state["started"])
+            reloader.swap(module.__name__, first)  # v3
+            reloader.swap(module.__name__, second)  # v4: v2's compiled code again
+            package.module(
+                "user", f"from {package.name} import shared\nHELD = [shared.wait.__wrapped__]\n"
+            )
+            caught, _ = swapped_with_warnings(reloader, module.__name__, first)  # v4 leaves
+        finally:
+            state["released"] = True
+            thread.join(10)
+        [message] = stale_warnings(caught)
+        assert "wait" in message

@@ -115,6 +115,12 @@ class _Walk:
     met: frozenset[int]
     #: the ids of what the walked objects refer to, once per reference
     referents: tuple[int, ...]
+    #: the same ids, once each: a walk that counts a reference to one of the
+    #: objects asked about is walked afresh (what its objects refer to may
+    #: have changed, or a counted object died and its id was taken)
+    ids: frozenset[int] = attrs.field(
+        default=attrs.Factory(lambda self: frozenset(self.referents), takes_self=True)
+    )
 
 
 # The walk of each memo, reused while its storage is unchanged: a web
@@ -123,7 +129,9 @@ class _Walk:
 _walks: weakref.WeakKeyDictionary[object, _Walk] = weakref.WeakKeyDictionary()
 
 
-def memo_references(exclude: Collection[int]) -> collections.Counter[int]:
+def memo_references(
+    exclude: Collection[int], wanted: Collection[int] | None = None
+) -> collections.Counter[int]:
     """The references that memos hold, and what only memos hold, by the id of what they refer to.
 
     A memo's storage is the memo and its dicts (its cache, and its
@@ -148,7 +156,12 @@ def memo_references(exclude: Collection[int]) -> collections.Counter[int]:
         info = memo.cache_info()  # type: ignore[attr-defined]  # a memo
         signature = (info.misses, info.currsize, *map(id, storage), *map(len, storage))
         walk = _walks.get(memo)
-        if walk is None or walk.signature != signature or not excluded.isdisjoint(walk.met):
+        if (
+            walk is None
+            or walk.signature != signature
+            or not excluded.isdisjoint(walk.met)
+            or (wanted is not None and not walk.ids.isdisjoint(wanted))
+        ):
             walk = _walk(memo, storage, excluded, signature)
             if excluded.isdisjoint(walk.met):
                 _walks[memo] = walk

@@ -938,7 +938,7 @@ class _Region:
         if others is None:
             return False
         if self._memos is None:
-            self._memos = memo_references(self._ids | self._known)
+            self._memos = memo_references(self._ids | self._known, self._ids)
         return self._memos[id(obj)] != others
 
 

@@ -1277,13 +1277,6 @@ class HotReloader:
             if participant in self._participants:
                 self._participants.remove(participant)
 
-    def _kept_namespaces(self, name: str) -> list[dict[str, Any]]:
-        """The namespaces of the kept versions of module ``name`` (none if it is not tracked)."""
-        with LOCK:
-            tracked = self._modules.get(name)
-            versions = () if tracked is None else tracked.history.versions.values()
-            return [version.namespace for version in versions]
-
     def _current_namespaces(self) -> dict[str, dict[str, Any]]:
         """The current namespace of each tracked module, by module name."""
         with LOCK:

@@ -183,7 +183,7 @@ def _stale_references(
     kept, held = _kept_objects(modules, extra, {id(obj) for obj in old}, known)
     if unexplained(old, known, held=held):
         # Nor those that what only memos hold refers to besides.
-        held.update(memo_references(kept.union(map(id, known))))
+        held.update(memo_references(kept.union(map(id, known)), {id(obj) for obj in old}))
     frontier = unexplained(old, known, held=held)
     del known
     if not frontier:

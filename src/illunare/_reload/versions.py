@@ -208,10 +208,22 @@ class ModuleVersion:
             return sum(map(sys.getrefcount, functions)) <= cached[1]
         if sys.version_info < (3, 11):
             return False  # frames hold no function: the caller's stack or a proxy does
-        codes = {id(getattr(function, "__code__", None)) for function in functions} - {id(None)}
+        # Only a code that no other function can run with these globals: a
+        # closure's code is shared by every closure its factory makes, and
+        # a version executed from reused compiled code shares its codes
+        # with another version (whose frames have other globals).
+        namespace = self.namespace
+        codes = {
+            id(function.__code__)
+            for function in functions
+            # not a proxy's (wrapt forwards ``__code__`` to what it wraps)
+            if type(function) is types.FunctionType and not function.__code__.co_freevars
+        }
         counted = map(sys.getrefcount, functions)
         frames, total = map(_CALL, (sys._current_frames, functools.partial(sum, counted)))
-        in_flight = sum(id(frame.f_code) in codes for frame in frames.values())
+        in_flight = sum(
+            id(frame.f_code) in codes and frame.f_globals is namespace for frame in frames.values()
+        )
         del frames
         return total - in_flight <= cached[1]
 

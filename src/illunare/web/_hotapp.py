@@ -202,27 +202,19 @@ class HotApp:
         self._settle()
 
     def kept(self, namespace: Mapping[str, Any]) -> Iterable[object]:
-        """The apps built from ``namespace`` and kept on purpose, and their requests in flight.
+        """The apps built from ``namespace``, and the requests in flight on them.
 
         They hold older code on purpose (for a rollback, or until the last
-        request on an old app ends): not stale references. An app is kept
-        while a kept version of the app's module holds it, while it runs
-        (its lifespan started) and while it serves requests. An app built
-        for a version evicted since is none of these: usually garbage
-        awaiting a collection, otherwise held by something outside the
-        library, which the stale-reference scan then names. Only the apps
+        request on an old app ends): not stale references. Only the apps
         built while ``namespace`` was current or new can hold its code:
         following the others at every release would cost more with each.
         """
         wanted = id(namespace)
-        versions = self._reloader._kept_namespaces(self._spec.module)
-        held = {id(version.get(self._key)) for version in versions}
-        kept = [
-            served
-            for served in list(self._built)
-            if wanted in served.sources
-            and (id(served) in held or served.lifespan is not None or served.requests)
-        ]
+        # Every one still alive, kept or not: one of an evicted version may
+        # still be held (by the leaving version's own records, or as garbage
+        # not yet collected), and the scan, bounded in depth, would take a
+        # route deep inside it for a live holder.
+        kept = [served for served in list(self._built) if wanted in served.sources]
         return [
             *(served.app for served in kept),
             *(r for s in kept for r in list(s.requests.values())),
