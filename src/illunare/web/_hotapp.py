@@ -9,8 +9,8 @@ participant protocol of ``illunare._reload.release``):
   (transitively), so that objects built at import (a router, the app
   itself) are built again from the new code;
 * ``prepare``: the new version of the app's module gives the new app
-  (attribute or factory), which is built whole (``warm``), started and
-  checked before anything switches; raising refuses the whole release;
+  (attribute or factory), which is started and checked before anything
+  switches; raising refuses the whole release;
 * ``split``: a release with ``rollout=`` switches no app: the hot app
   gets a ``Canary`` that splits the requests between the old app and the
   new one until the rollout ends (``_canary``, set and reset by the
@@ -39,7 +39,6 @@ from illunare.exceptions import InvalidArgumentError, ValidationError
 from illunare.web._canary import Canary
 from illunare.web._inflight import Served, served_key
 from illunare.web._spec import AppSpec
-from illunare.web._warm import warm
 
 if TYPE_CHECKING:
     from illunare._rollout.split import RequestSplit
@@ -82,7 +81,6 @@ class HotApp:
         self._module = self._reloader.track(self._spec.module)
         served = Served(self._spec.build(self._module.__dict__), next(self._numbers))
         served.sources = self._sources({})
-        warm(served.app)
         #: every app built and not yet released: what ``kept`` reports
         self._built: weakref.WeakSet[Served] = weakref.WeakSet((served,))
         self._key = served_key()
@@ -158,7 +156,6 @@ class HotApp:
             return
         with courteous():  # building the app runs the new code, as the release's did
             served = Served(self._spec.build(namespace), sources=self._sources(namespaces))
-            warm(served.app)  # here rather than on the server's loop at its first request
         self._built.add(served)
         try:
             self._start(served)
