@@ -25,6 +25,7 @@ with the code.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import weakref
@@ -81,8 +82,11 @@ class HotApp:
         self._module = self._reloader.track(self._spec.module)
         served = Served(self._spec.build(self._module.__dict__), next(self._numbers))
         served.sources = self._sources({})
-        #: every app built and not yet released: what ``kept`` reports
-        self._built: weakref.WeakSet[Served] = weakref.WeakSet((served,))
+        #: every app built and not yet released, and its requests: what ``kept`` reports
+        self._built: weakref.WeakSet[Served] = weakref.WeakSet()
+        #: the same apps by themselves, as long as they live (a Served may go first)
+        self._apps: weakref.WeakKeyDictionary[object, frozenset[int]] = weakref.WeakKeyDictionary()
+        self._record(served)
         self._key = served_key()
         self._module.__dict__[self._key] = served
         #: the app that was current before the last release that changed it
@@ -156,7 +160,7 @@ class HotApp:
             return
         with courteous():  # building the app runs the new code, as the release's did
             served = Served(self._spec.build(namespace), sources=self._sources(namespaces))
-        self._built.add(served)
+        self._record(served)
         try:
             self._start(served)
             self._check(served.app)
@@ -209,13 +213,18 @@ class HotApp:
         wanted = id(namespace)
         # Every one still alive, kept or not: one of an evicted version may
         # still be held (by the leaving version's own records, or as garbage
-        # not yet collected), and the scan, bounded in depth, would take a
-        # route deep inside it for a live holder.
-        kept = [served for served in list(self._built) if wanted in served.sources]
-        return [
-            *(served.app for served in kept),
-            *(r for s in kept for r in list(s.requests.values())),
-        ]
+        # not yet collected), its Served record gone or not, and the scan,
+        # bounded in depth, would take a route deep inside it for a live holder.
+        served = [served for served in list(self._built) if wanted in served.sources]
+        apps = {id(app): app for app, sources in list(self._apps.items()) if wanted in sources}
+        apps.update((id(record.app), record.app) for record in served)
+        return [*apps.values(), *(r for s in served for r in list(s.requests.values()))]
+
+    def _record(self, served: Served) -> None:
+        """Know ``served`` and its app until they go (``kept``)."""
+        self._built.add(served)
+        with contextlib.suppress(TypeError):  # an app that takes no weak reference
+            self._apps[served.app] = served.sources
 
     def _sources(self, namespaces: Namespaces) -> frozenset[int]:
         """The ids of what an app built now is built from: ``namespaces``, else the current ones."""
