@@ -142,7 +142,11 @@ def memo_references(
 
     Each memo is walked on its own, and its walk is reused until its
     storage changes (an entry added, evicted or cleared changes its counters
-    or sizes): most releases walk no memo at all.
+    or sizes), except when it counts one of ``wanted`` (the ids of the
+    objects the caller asks about): below its storage, what a memo holds
+    may have changed with no change to its counters, and an object it held
+    may be gone and its id taken. So a release walks only the memos that
+    changed or that hold the code it replaced.
     """
     global _memos  # noqa: PLW0603  # found once for the process
     excluded = set(exclude)
