@@ -202,10 +202,10 @@ class TestShare:
     ) -> None:
         """Any 1000 consecutive draws (a continuation too) hold exactly 10 x weight new."""
         draw = Draw.of(weight, timed_every)
-        sides = [draw.next() for _ in range(start)]
+        sides = [int(next(draw.sides)) for _ in range(start)]
         (old, new), following = draw.stop()
         assert (old, new) == (start - sum(side & 1 for side in sides), sum(s & 1 for s in sides))
-        window = [following.next() for _ in range(PATTERN)]
+        window = [int(next(following.sides)) for _ in range(PATTERN)]
         assert sum(side & 1 for side in window) == PATTERN * weight // 100
         timed = sum(side >= TIMED for side in window)
         assert timed == (0 if not timed_every else -(-PATTERN // timed_every))

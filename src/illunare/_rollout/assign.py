@@ -106,10 +106,6 @@ class Draw:
         _shuffle(pattern)
         return itertools.cycle(pattern)
 
-    def next(self) -> int:
-        """The side of one draw, as an int (``TIMED`` added for one to time)."""
-        return int(next(self.sides))
-
     def tally(self) -> tuple[int, int]:
         """The sides drawn since the last tally (old, new); takes a draw itself, not counted."""
         return self._tally()[0]
