@@ -21,9 +21,10 @@ import collections
 import functools
 import gc
 import itertools
+import operator
 import sys
 import weakref
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
@@ -49,7 +50,7 @@ def unexplained(
     As ``excess`` tells, with the same arguments.
     """
     found = excess(objects, known, among=among, held=held)
-    return [obj for obj in objects if id(obj) in found]
+    return list(itertools.compress(objects, map(found.__contains__, map(id, objects))))
 
 
 def excess(
@@ -72,19 +73,21 @@ def excess(
     if among:
         counts.update(map(id, gc.get_referents(*objects)))
     others: Mapping[int, int] = held or {}
-    # Referenced by this local, the list below, the loop and the call: as
-    # each object is by ``objects``, the list below, the loop and the call.
+    # Counted in C (maps over the objects), as a web service's thousands of
+    # memo entries need. While counted, each object is referred to by
+    # ``objects``, the list below and the map: as the probe is by this
+    # local, the list and the map; the probe's count is the base.
     probe = object()
     candidates = [probe, *objects]
-    found: dict[int, int] = {}
-    base = 0
-    for obj in candidates:
-        count = sys.getrefcount(obj) - counts[id(obj)] - others.get(id(obj), 0)
-        if obj is probe:
-            base = count
-        elif count > base:
-            found[id(obj)] = count - base
-    return found
+    counted = list(map(sys.getrefcount, candidates))
+    ids = list(map(id, candidates))
+    del candidates, probe
+    zeros = itertools.repeat(0)
+    known_refs = map(operator.add, map(counts.get, ids, zeros), map(others.get, ids, zeros))
+    rest = list(map(operator.sub, counted, known_refs))
+    beyond = list(map(operator.sub, rest, itertools.repeat(rest[0])))
+    # The probe's own is 0: never found.
+    return dict(itertools.compress(zip(ids, beyond, strict=True), map(operator.gt, beyond, zeros)))
 
 
 # The memos of the process: all of them the first time they are needed (one
@@ -191,15 +194,18 @@ def _walk(
             break
         unique = dict(zip(ids, referents, strict=True))
         del referents
-        tracked = [
-            obj for obj in map(unique.__getitem__, unique.keys() - seen) if gc.is_tracked(obj)
-        ]
+        fresh = unique.keys() - seen
+        tracked = list(filter(gc.is_tracked, map(unique.__getitem__, fresh)))
         del unique
         met.update(map(id, tracked))
-        candidates = [obj for obj in tracked if id(obj) not in excluded]
+        candidates = list(_without(tracked, excluded))
         del tracked
-        shared = set(map(id, unexplained(candidates, [], held=counts)))
-        layer = [obj for obj in candidates if id(obj) not in shared]
+        layer = list(_without(candidates, set(excess(candidates, [], held=counts))))
         del candidates
         seen.update(map(id, layer))
     return _Walk(signature, frozenset(met), tuple(found))
+
+
+def _without(objects: Sequence[object], ids: Collection[int]) -> Iterator[object]:
+    """Those of ``objects`` whose id is not in ``ids`` (filtered in C; reads ``objects`` twice)."""
+    return itertools.compress(objects, map(operator.not_, map(ids.__contains__, map(id, objects))))

@@ -886,7 +886,7 @@ class _Region:
     __slots__ = ("_ids", "_known", "_made", "_memos", "_objects", "_outside", "_reverse")
 
     def __init__(self, made: list[object], known: list[object]) -> None:
-        self._ids = ids = {id(obj) for obj in made}
+        self._ids = ids = set(map(id, made))
         made += _held_tuples(made, ids)
         others = list({id(obj): obj for obj in known if id(obj) not in ids}.values())
         learn_memos(made)
@@ -902,11 +902,15 @@ class _Region:
         self._reverse: dict[int, list[int]] = {}
         #: the made objects that refer to another, by id
         self._objects: dict[int, object] = {}
+        inside = ids.__contains__
         for obj in made:
-            for referent in gc.get_referents(obj):
-                if id(referent) in ids:
-                    self._reverse.setdefault(id(referent), []).append(id(obj))
-                    self._objects[id(obj)] = obj
+            referents = gc.get_referents(obj)
+            # Filtered in C: a made dict or list may hold thousands of objects.
+            found = list(compress(map(id, referents), map(inside, map(id, referents))))
+            if found:
+                self._objects[id(obj)] = obj
+                for referent in found:
+                    self._reverse.setdefault(referent, []).append(id(obj))
 
     def bookkeeping(self) -> tuple[int, ...]:
         """The ids of the containers of this record, which refer to the objects it is about."""
