@@ -653,6 +653,36 @@ class TestOrm:
         assert module.User is user
         assert module.version() == 1
 
+    @pytest.mark.parametrize(
+        "preserve",
+        ['__hot_preserve__ = ("User",)', '__hot_preserve__ = tuple(["User"])'],
+        ids=["literal", "computed"],
+    )
+    def test_preserving_in_the_new_source_only_is_enough(
+        self, orm: Callable[[str], types.ModuleType], reloader: HotReloader, preserve: str
+    ) -> None:
+        """A running version without __hot_preserve__ can still be replaced by one that has it."""
+        module = orm("")
+        reloader.track(module)
+        user = module.User
+        reloader.swap(module.__name__, ORM_MODELS.format(preserve=preserve, n=2))
+        assert module.version() == 2
+        assert module.User is user
+
+    def test_a_computed_preservation_that_misses_the_class_is_refused(
+        self, orm: Callable[[str], types.ModuleType], reloader: HotReloader
+    ) -> None:
+        """Refused once the new code tells what it preserves; nothing of it stays."""
+        module = orm("")
+        reloader.track(module)
+        with pytest.raises(ValidationError, match="User is an ORM-mapped"):
+            reloader.swap(module.__name__, ORM_MODELS.format(preserve="__hot_preserve__ = ()", n=2))
+        with pytest.raises(ValidationError, match="User is an ORM-mapped"):
+            reloader.swap(
+                module.__name__, ORM_MODELS.format(preserve="__hot_preserve__ = tuple()", n=2)
+            )
+        assert module.version() == 1
+
     def test_dropping_the_preservation_is_refused(
         self, orm: Callable[[str], types.ModuleType], reloader: HotReloader
     ) -> None:

@@ -5,9 +5,10 @@ each mapped class and its table when the class statement runs: running it
 again for a new version fails ("Table ... is already defined") or, where it
 succeeds, leaves two classes mapped for one name. Neither can be undone by
 a rollback. So a module whose running version has mapped classes can be
-swapped only if its ``__hot_preserve__`` names each of them: the live class
-is then kept as it is, and the new version's statement for it does not run.
-Otherwise the swap is refused before the new code runs, naming the classes.
+swapped only if the new source's ``__hot_preserve__`` names each of them: the
+live class is then kept as it is, and the new version's statement for it
+does not run. Otherwise the swap is refused, naming the classes: before the
+new code runs when its ``__hot_preserve__`` is a literal, after it otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Collection, Mapping
 
 from illunare.exceptions import ValidationError
 
-__all__ = ["mapped_classes", "refuse_unpreserved", "without_classes"]
+__all__ = ["declared_preserve", "mapped_classes", "refuse_unpreserved", "without_classes"]
 
 
 def _mapped(value: object) -> bool:
@@ -50,6 +51,44 @@ def refuse_unpreserved(module: str, mapped: Collection[str], preserve: Collectio
             "that is not swapped, or list them in __hot_preserve__ to keep the live classes",
             module=module,
         )
+
+
+def declared_preserve(text: str, filename: str) -> frozenset[str] | None:
+    """The names that a top-level ``__hot_preserve__ = (...)`` of ``text`` lists, not running it.
+
+    ``None`` when the source does not assign it a literal of str names at
+    the top level (it may compute it): only running it can tell.
+    """
+    try:
+        tree = ast.parse(text, filename)
+    except (SyntaxError, ValueError):
+        return None  # compiling it reports the error
+    found: frozenset[str] = frozenset()
+    for item in tree.body:
+        if isinstance(item, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__hot_preserve__"
+            for target in item.targets
+        ):
+            try:
+                names = ast.literal_eval(item.value)
+            except ValueError:
+                return None
+            if not (isinstance(names, tuple) and all(isinstance(n, str) for n in names)):
+                return None
+            found = frozenset(names)
+        elif _binds_preserve(item):
+            return None
+    return found
+
+
+def _binds_preserve(item: ast.stmt) -> bool:
+    """Whether ``item`` may bind ``__hot_preserve__`` otherwise than by a plain assignment."""
+    return any(
+        isinstance(node, ast.Name)
+        and node.id == "__hot_preserve__"
+        and isinstance(node.ctx, ast.Store)
+        for node in ast.walk(item)
+    )
 
 
 def without_classes(text: str, filename: str, names: Collection[str]) -> types.CodeType:

@@ -18,7 +18,12 @@ from illunare._reload.kinds import kind_changes
 from illunare._reload.locking import LOCK
 from illunare._reload.models import rebind_models
 from illunare._reload.namespace import install_namespace
-from illunare._reload.orm import mapped_classes, refuse_unpreserved, without_classes
+from illunare._reload.orm import (
+    declared_preserve,
+    mapped_classes,
+    refuse_unpreserved,
+    without_classes,
+)
 from illunare._reload.proxy import Preparation, preparing
 from illunare._reload.registrations import Registration, exchange, recording
 from illunare._reload.source import SourceText, compile_source, forget_lines, remember_lines
@@ -186,7 +191,11 @@ def prepare(
     """
     name = tracked.name
     mapped = mapped_classes(base.namespace, name)
-    refuse_unpreserved(name, mapped, base.preserve)
+    if mapped:
+        # Refused before the new code runs where its source tells (else after).
+        declared = declared_preserve(text.text, filename)
+        if declared is not None:
+            refuse_unpreserved(name, mapped, declared)
     code = compiled if compiled is not None else compile_source(text.text, filename, name)
     if mapped:
         # The live mapped classes stand in for their statements, which do not run.
