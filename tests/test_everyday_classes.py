@@ -589,6 +589,47 @@ class TestAttrsAndDataclasses:
         with pytest.raises(ValidationError, match="__slots__"):
             reloader.swap(module.__name__, dedent(source.format(extra="    b: int = 0")))
 
+    @pytest.mark.parametrize(
+        ("definition", "extra"),
+        [
+            ("class Point(typing.NamedTuple):\n    x: int\n{extra}", "    y: int = 0"),
+            ("Point = collections.namedtuple('Point', ['x'{extra}])", ", 'y'"),
+        ],
+        ids=["NamedTuple", "namedtuple"],
+    )
+    def test_a_field_added_to_a_named_tuple_is_refused(
+        self, package: Package, reloader: HotReloader, definition: str, extra: str
+    ) -> None:
+        """Old instances are tuples of the old fields: refused, they keep working."""
+        source = (
+            "import collections\nimport typing\n\n"
+            + definition
+            + "\n\ndef tag():\n    return {n}\n"
+        )
+        module = package.module("points", source.format(extra="", n=1))
+        reloader.track(module)
+        point = module.Point(1)
+        with pytest.raises(ValidationError, match=r"Point changed its fields"):
+            reloader.swap(module.__name__, source.format(extra=extra, n=2))
+        assert module.tag() == 1
+        assert point == module.Point(1)
+        assert repr(point) == "Point(x=1)"
+
+    def test_a_named_tuple_takes_method_changes(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """Same fields, new methods: old instances use them."""
+        source = (
+            "import typing\n\nclass Point(typing.NamedTuple):\n    x: int\n\n"
+            "    def show(self):\n        return {fmt!r} % self.x\n"
+        )
+        module = package.module("points2", source.format(fmt="%d"))
+        reloader.track(module)
+        point = module.Point(3)
+        reloader.swap(module.__name__, source.format(fmt="<%d>"))
+        assert point.show() == "<3>"
+        assert isinstance(point, module.Point)
+
 
 # ORM ----------------------------------------------------------------------------------
 

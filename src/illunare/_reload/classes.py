@@ -130,6 +130,13 @@ def incompatibility(
             "dataclass(slots=True) class, cannot gain or lose fields: the layout of its "
             "instances is fixed)"
         )
+    if issubclass(stable, tuple) and getattr(new, "_fields", None) != getattr(
+        stable, "_fields", None
+    ):
+        return (
+            f"class {name} changed its fields (a NamedTuple or namedtuple class cannot gain, "
+            "lose or reorder fields: its instances are tuples of the old fields)"
+        )
     return None
 
 
