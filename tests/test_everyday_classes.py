@@ -744,6 +744,14 @@ def handler():
 class Service:
     def items(self):
         return [1]
+
+    @staticmethod
+    def build():
+        return 1
+
+    @classmethod
+    def create(cls):
+        return 1
 """
 
 
@@ -753,6 +761,8 @@ class TestFunctionKinds:
         [
             ("def handler():", "async def handler():", "handler", "coroutine"),
             ("        return [1]", "        yield 1", "Service.items", "generator"),
+            ("    def build():", "    async def build():", "Service.build", "coroutine"),
+            ("    def create(cls):", "    async def create(cls):", "Service.create", "coroutine"),
         ],
     )
     def test_a_changed_kind_is_refused_naming_the_function(
@@ -771,6 +781,7 @@ class TestFunctionKinds:
             reloader.swap(module.__name__, KINDS.replace(old, new))
         assert module.handler() == 1
         assert module.Service().items() == [1]
+        assert module.Service.build() == module.Service.create() == 1
 
     def test_async_to_def_is_refused(self, package: Package, reloader: HotReloader) -> None:
         """The other direction too: an awaited endpoint must stay awaitable."""

@@ -11,6 +11,7 @@ import logging
 import pickle
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -418,6 +419,38 @@ class TestHotProxy:
         assert copy.deepcopy({"f": add})["f"] is add
         reloader.swap(mod.__name__, V2)
         assert pickle.loads(pickle.dumps(add))(1) == 4
+
+    @pytest.mark.parametrize("above", [True, False], ids=["hot-above", "hot-below"])
+    def test_static_and_class_methods(
+        self, package: Package, reloader: HotReloader, above: bool
+    ) -> None:
+        """@hot above or below @staticmethod/@classmethod: held references follow, both ways."""
+
+        def decorated(kind: str, signature: str) -> str:
+            decorators = ["@hot", f"@{kind}"] if above else [f"@{kind}", "@hot"]
+            return "\n".join(f"    {d}" for d in decorators) + f"\n    def {signature}:"
+
+        source = "\n".join(
+            [
+                "from illunare import hot\n",
+                "class Tool:",
+                decorated("staticmethod", "make()"),
+                "        return {n}",
+                decorated("classmethod", "create(cls)"),
+                "        return (cls.__name__, {n})",
+            ]
+        )
+        module = package.module(f"tools_{above}", source.format(n=1))
+        make, create = module.Tool.make, module.Tool.create
+        assert (make(), create()) == (1, ("Tool", 1))
+        reloader = illunare.default_reloader()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing stale: they follow
+            reloader.swap(module.__name__, source.format(n=2))
+            assert (make(), create()) == (2, ("Tool", 2))
+            assert (module.Tool.make(), module.Tool().create()) == (2, ("Tool", 2))
+            reloader.rollback(module.__name__)
+        assert (make(), create()) == (1, ("Tool", 1))
 
     def test_binds_self_as_a_method(self, package: Package, reloader: HotReloader) -> None:
         """@hot on a method binds self, follows swaps and pickles by qualified name."""

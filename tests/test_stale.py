@@ -107,6 +107,20 @@ class TestReported:
         assert sent["stale"][0] in message
         assert user.P() == 1  # reported, not moved
 
+    def test_a_static_method_held_elsewhere(self, package: Package, reloader: HotReloader) -> None:
+        """Tool.make kept in another module's globals is named."""
+        source = "class Tool:\n    @staticmethod\n    def make():\n        return {n}\n"
+        tools = package.module("tools", source.format(n=1))
+        user = package.module("user", f"from {package.name} import tools\nMAKE = tools.Tool.make\n")
+        reloader.track(tools)
+        caught, sent = swapped_with_warnings(reloader, tools.__name__, source.format(n=2))
+        [message] = sent["stale"]
+        assert "Tool.make of version 1" in message
+        [warning] = stale_warnings(caught)
+        assert warning.startswith(message)
+        assert tools.Tool.make() == 2
+        assert user.MAKE() == 1  # reported, not moved
+
     def test_a_dict_of_old_functions_in_another_module(
         self, package: Package, helpers: types.ModuleType, reloader: HotReloader
     ) -> None:

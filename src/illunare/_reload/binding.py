@@ -170,13 +170,27 @@ def _absorb_class(
             tracked.generation += 1  # every version's class plans lack it
     for attribute, member in state.items():
         qualname = f"{key}.{attribute}"
-        if isinstance(member, HotFunction):
-            targets[qualname] = member.__wrapped__
-            state[attribute] = tracked.adopt(qualname, member)
-        elif isinstance(member, _FunctionType):
-            targets[qualname] = member
-            if qualname in hot_names:
-                state[attribute] = tracked.proxy(qualname, member)
+        wrapper: Any = None
+        function = member
+        if type(member) is staticmethod or type(member) is classmethod:
+            wrapper, function = type(member), member.__func__
+        if isinstance(function, HotFunction):
+            targets[qualname] = function.__wrapped__
+            function = tracked.adopt(qualname, function)
+        elif isinstance(function, _FunctionType):
+            if wrapper is classmethod and qualname not in hot_names:
+                # Not a target: frameworks keep it bound to the class in the
+                # version's own records (pydantic's validators), out of the
+                # stale check's reach. ``kind_changes`` reads it from the class.
+                continue
+            targets[qualname] = function
+            if qualname not in hot_names:
+                continue
+            function = tracked.proxy(qualname, function)
+        else:
+            continue
+        # A static or class method stays one, around the stable proxy.
+        state[attribute] = function if wrapper is None else wrapper(function)
     return state
 
 

@@ -43,15 +43,19 @@ def _kind(function: object) -> int | None:
 
 
 def kind_changes(
-    module: str, old: Mapping[str, Callable[..., Any]], new: Mapping[str, object]
+    module: str,
+    old: Mapping[str, Callable[..., Any]],
+    classes: Mapping[str, Mapping[str, object]],
+    new: Mapping[str, object],
 ) -> list[str]:
     """The functions of ``old`` (by qualified name) that ``new`` defines as another kind.
 
-    ``new`` is a version's namespace; a method ``Cls.name`` is looked up in
-    that namespace's class ``Cls``.
+    ``old`` and ``classes`` are a version's targets and class states (whose
+    class methods are no targets); ``new`` is a version's namespace; a
+    method ``Cls.name`` is looked up in that namespace's class ``Cls``.
     """
     problems = []
-    for qualname, function in old.items():
+    for qualname, function in _with_class_methods(old, classes).items():
         owner, _, attribute = qualname.rpartition(".")
         if owner:
             cls = new.get(owner)
@@ -65,3 +69,19 @@ def kind_changes(
                 "callers that registered it decided how to call it"
             )
     return problems
+
+
+def _with_class_methods(
+    old: Mapping[str, Callable[..., Any]], classes: Mapping[str, Mapping[str, object]]
+) -> Mapping[str, object]:
+    """``old`` and the class methods of ``classes``, by qualified name."""
+    found: dict[str, object] = {
+        f"{name}.{attribute}": member
+        for name, state in classes.items()
+        for attribute, member in state.items()
+        if type(member) is classmethod
+    }
+    if not found:
+        return old
+    found.update(old)
+    return found

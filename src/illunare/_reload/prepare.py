@@ -210,7 +210,7 @@ def prepare(
         namespace.update(carried)
         _migrate(namespace, base.namespace, name)
         problems = class_problems(tracked, namespace, released) if tracked.classes else []
-        problems += kind_changes(name, base.targets, namespace)
+        problems += kind_changes(name, base.targets, base.classes, namespace)
         if problems:
             raise ValidationError(
                 f"the new version of {name} cannot replace the running one: " + "; ".join(problems),

@@ -11,7 +11,7 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from illunare import signals
 from illunare._arguments import optional, positive_int
@@ -285,6 +285,10 @@ class HotReloader:
         """
         if isinstance(obj, HotFunction):
             return obj
+        if isinstance(obj, (staticmethod, classmethod)):
+            # @hot above @staticmethod: as below it, the proxy inside.
+            wrapper: Any = type(obj)
+            return cast("F", wrapper(self.hot(obj.__func__)))
         module_name = getattr(obj, "__module__", None)
         qualname = getattr(obj, "__qualname__", None)
         if (

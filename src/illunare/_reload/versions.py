@@ -195,6 +195,13 @@ class ModuleVersion:
             ids = set(map(id, functions))
             records = [self.targets, *self.classes.values(), *self.registrations, bindings]
             records += self.planned_contents()
+            # The static and class methods, each holding its function.
+            records += [
+                member
+                for state in self.classes.values()
+                for member in state.values()
+                if type(member) in (staticmethod, classmethod)
+            ]
             # The husks' attribute dicts: the referents of their mapping proxies.
             records += gc.get_referents(*map(vars, husks))
             held = sum(map(ids.__contains__, map(id, gc.get_referents(*records))))
