@@ -121,6 +121,22 @@ class TestReported:
         assert tools.Tool.make() == 2
         assert user.MAKE() == 1  # reported, not moved
 
+    def test_an_enum_whose_members_changed_held_elsewhere(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """The enum class of version 1, kept by another module, is named: it is not current."""
+        source = "import enum\n\nclass Color(enum.Enum):\n    RED = 1\n{more}"
+        colors = package.module("colors", source.format(more=""))
+        reloader.track(colors)
+        user = package.module("user", f"from {package.name}.colors import Color\n")
+        caught, sent = swapped_with_warnings(
+            reloader, colors.__name__, source.format(more="    BLUE = 2\n")
+        )
+        [message] = sent["stale"]
+        assert "holds Color of version 1" in message
+        assert len(stale_warnings(caught)) == 1
+        assert user.Color is not colors.Color
+
     def test_a_dict_of_old_functions_in_another_module(
         self, package: Package, helpers: types.ModuleType, reloader: HotReloader
     ) -> None:

@@ -145,7 +145,7 @@ def nothing_stale(tracked: TrackedModule, leaving: ModuleVersion) -> bool:
     that the current version lacks. ``False`` does not mean that something
     is stale: only that a scan must tell.
     """
-    return not (leaving.own_classes(tracked) and _replaced_classes(tracked, leaving)) and (
+    return not _replaced_classes(tracked, leaving) and (
         leaving.sole_holder() or leaving.sole_holder(running=True)
     )
 
@@ -235,9 +235,19 @@ def _replaced(tracked: TrackedModule, leaving: ModuleVersion) -> list[object]:
 
 
 def _replaced_classes(tracked: TrackedModule, leaving: ModuleVersion) -> list[type]:
-    """``leaving``'s own class objects (not moved into a stable class) the current version lacks."""
+    """``leaving``'s class objects that the current version lacks.
+
+    Its own (not moved into a stable class), and the stable classes it had
+    whose name the current version gives another class (an enum whose
+    members changed) or none: what holds those still has the code it had.
+    """
     current = tracked.current.namespace
-    return [cls for cls in leaving.own_classes(tracked) if current.get(cls.__qualname__) is not cls]
+    stable = [tracked.classes[name] for name in leaving.classes if name in tracked.classes]
+    return [
+        cls
+        for cls in (*leaving.own_classes(tracked), *stable)
+        if current.get(cls.__qualname__) is not cls
+    ]
 
 
 # A node of the climb: the id of its label (None while it is a replaced
