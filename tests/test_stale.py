@@ -137,6 +137,25 @@ class TestReported:
         assert len(stale_warnings(caught)) == 1
         assert user.Color is not colors.Color
 
+    def test_the_routes_of_an_app_that_a_server_holds(
+        self, package: Package, reloader: HotReloader
+    ) -> None:
+        """A swapped module's FastAPI app, held by the server, still serves the old route: named.
+
+        Its objects keep their attributes inline (CPython 3.11+, no instance
+        dict until one is asked for): the scan must not make them one midway.
+        """
+        source = (
+            "from fastapi import FastAPI\n\napp = FastAPI()\n\n"
+            "@app.get('/price')\nasync def price():\n    return {n}\n"
+        )
+        site = package.module("site", source.format(n=1))
+        reloader.track(site)
+        server = package.module("server", f"from {package.name} import site\n\nAPP = site.app\n")
+        _, sent = swapped_with_warnings(reloader, site.__name__, source.format(n=2))
+        assert any("holds price of version 1" in message for message in sent["stale"])
+        assert served(server.APP, "/price") == b"1"  # reported, not moved
+
     def test_a_dict_of_old_functions_in_another_module(
         self, package: Package, helpers: types.ModuleType, reloader: HotReloader
     ) -> None:

@@ -705,6 +705,12 @@ def dict_owners(dicts: Iterable[object], referrers: list[Any]) -> dict[int, obje
             continue
         if isinstance(candidate, (*_CONTAINERS, tuple, types.FrameType)) or is_module(candidate):
             continue
+        # Only an object that refers to one of the dicts: reading ``__dict__``
+        # of one whose attributes CPython 3.11+ keeps inline, without a dict,
+        # makes it one, and it then refers to its attributes through it,
+        # no longer directly, under the scan's feet.
+        if wanted.isdisjoint(map(id, gc.get_referents(candidate))):
+            continue
         try:
             own = object.__getattribute__(candidate, "__dict__")
         except Exception:  # noqa: BLE001, S112  # no instance dict, or a hook that refuses
