@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from illunare import HotReloader, InvalidArgumentError, MissingExtraError, signals
+from illunare._reload.watcher import running_watchers
 
 from .conftest import Package, eventually, in_child
 
@@ -69,6 +70,32 @@ class TestWatch:
             reloader.watch(package.path / "missing")
         with pytest.raises(InvalidArgumentError):
             reloader.watch(package.path, debounce=0)
+
+    def test_a_module_that_starts_the_watcher_swaps_on_its_own_save(
+        self, reloader: HotReloader, package: Package
+    ) -> None:
+        """Its new code's watch() gives the running watcher: no second one, no wait on itself."""
+        hub = package.module("hub", "RELOADER = None\n")
+        hub.RELOADER = reloader  # type: ignore[attr-defined]
+        source = (
+            f"from {package.name} import hub\n\n"
+            f"WATCHER = hub.RELOADER.watch({str(package.path)!r})\n\n"
+            "def value():\n    return {n}\n"
+        )
+        starter = package.module("starter", source.format(n=1))
+        reloader.track(starter)
+        watcher = starter.WATCHER
+        try:
+            started = time.monotonic()
+            save(package, "starter", source.format(n=2))
+            assert eventually(lambda: starter.value() == 2, timeout=4)
+            assert time.monotonic() - started < 4  # the catch-up would have waited 5 s
+            assert starter.WATCHER is watcher
+            save(package, "starter", source.format(n=3))
+            assert eventually(lambda: starter.value() == 3, timeout=4)
+            assert [w for w in running_watchers() if w.reloader is reloader] == [watcher]
+        finally:
+            watcher.stop()
 
 
 class TestWatchDetails:

@@ -834,9 +834,19 @@ class HotReloader:
             MissingExtraError: the ``watch`` extra is not installed.
 
         """
-        from illunare._reload.watcher import Watcher  # noqa: PLC0415  # optional extra
+        from illunare._reload import watcher  # noqa: PLC0415  # optional extra
 
-        return Watcher(self, paths, debounce=debounce)
+        if preparing.get() is None:
+            return watcher.Watcher(self, paths, debounce=debounce)
+        # Called by a module's new code while a release prepares it (the
+        # module that starts the watcher was saved): the watcher it started
+        # before goes on. A new one must not wait to catch up: that would
+        # wait for this very release.
+        watched = watcher.watched_paths(self, paths)
+        for running in watcher.running_watchers():
+            if running.reloader is self and running.paths == watched:
+                return running
+        return watcher.Watcher(self, paths, debounce=debounce, wait=False)
 
     def source_files(self) -> dict[str, str]:
         """Tracked module name -> the absolute path of its source file, for those that have one."""

@@ -24,7 +24,7 @@ from illunare.exceptions import (
 if TYPE_CHECKING:
     from illunare._reload.reloader import HotReloader
 
-__all__ = ["Watcher", "caught_up", "running_watchers"]
+__all__ = ["Watcher", "caught_up", "running_watchers", "watched_paths"]
 
 logger = logging.getLogger("illunare")
 
@@ -56,6 +56,26 @@ def caught_up(timeout: float) -> list[Watcher]:
     return [watcher for watcher in list(_WATCHERS) if not watcher._caught_up(deadline)]
 
 
+def watched_paths(
+    reloader: HotReloader, paths: Iterable[str | os.PathLike[str]]
+) -> tuple[str, ...]:
+    """The absolute paths a watcher of ``paths`` watches (none: the tracked modules' directories).
+
+    Raises InvalidArgumentError for a path that is not one or does not exist.
+    """
+    roots = [os.path.abspath(_path(path)) for path in paths]
+    if not roots:
+        roots = sorted({os.path.dirname(path) for path in reloader.source_files().values()})
+    if not roots:
+        raise InvalidArgumentError(
+            "nothing to watch: no paths given and no tracked module has a file"
+        )
+    for root in roots:
+        if not os.path.exists(root):
+            raise InvalidArgumentError(f"cannot watch {root}: it does not exist")
+    return tuple(roots)
+
+
 class Watcher:
     """A background thread that swaps tracked modules whose source files change.
 
@@ -81,23 +101,14 @@ class Watcher:
         paths: Iterable[str | os.PathLike[str]],
         *,
         debounce: float = 0.05,
+        wait: bool = True,
     ) -> None:
         try:
             import watchfiles  # noqa: PLC0415  # optional extra, imported on use
         except ImportError as error:
             raise MissingExtraError("HotReloader.watch", "watch") from error
         debounce = seconds("debounce", debounce)
-        roots = [os.path.abspath(_path(path)) for path in paths]
-        if not roots:
-            roots = sorted({os.path.dirname(path) for path in reloader.source_files().values()})
-        if not roots:
-            raise InvalidArgumentError(
-                "nothing to watch: no paths given and no tracked module has a file"
-            )
-        for root in roots:
-            if not os.path.exists(root):
-                raise InvalidArgumentError(f"cannot watch {root}: it does not exist")
-        self.paths = tuple(roots)
+        self.paths = watched_paths(reloader, paths)
         self._reloader = reloader
         self._debounce_ms = max(int(debounce * 1000), _STEP_MS)
         self._watch = watchfiles.watch
@@ -108,7 +119,13 @@ class Watcher:
             self._start()
             restart_in_children(self)
             _WATCHERS.add(self)
-        self._caught_up(time.monotonic() + 5.0)
+        if wait:
+            self._caught_up(time.monotonic() + 5.0)
+
+    @property
+    def reloader(self) -> HotReloader:
+        """The reloader whose modules this watcher swaps."""
+        return self._reloader
 
     def _caught_up(self, deadline: float) -> bool:
         """Wait until ``deadline`` (monotonic) for the catch-up; whether it is done (or moot)."""
