@@ -295,6 +295,23 @@ class TestRebuild:
         assert reloader.current(package.qualified("hot")).number == 1
         assert hot is hot_module.app
 
+    def test_a_release_of_the_module_making_the_hot_app_is_refused(self, package: Package) -> None:
+        """Executed anew, hot.py would make a second HotASGI that nothing serves: refused."""
+        package.write("main", "from fastapi import FastAPI\n\napp = FastAPI(title='one')\n")
+        source = f"from illunare.web import HotASGI\n\napp = HotASGI('{package.name}.main:app')\n"
+        package.write("hot", source)
+        hot_module = importlib.import_module(package.qualified("hot"))
+        hot = hot_module.app
+        reloader = default_reloader()
+        with pytest.raises(ValidationError, match=r"hot made <HotASGI .*Restart the server"):
+            reloader.swap(package.qualified("hot"), source + "# changed\n")
+        assert hot_module.app is hot
+        assert reloader.current(package.qualified("hot")).number == 1
+        reloader.swap(
+            package.qualified("main"), "from fastapi import FastAPI\n\napp = FastAPI(title='two')\n"
+        )
+        assert (hot.app.title, hot.version) == ("two", 2)
+
     def test_a_change_outside_the_package_rebuilds_nothing(self, shop: Shop) -> None:
         """A release of modules of other packages executes nothing of the app's anew."""
         assert frozenset() == shop.hot.dependents(

@@ -83,6 +83,29 @@ async def index():
 watcher = reloader.watch(os.path.dirname(__file__))
 """
 
+# The same apps, built by HotWSGI/HotASGI (the documented recipe): each reads
+# the release once, when it is built, so only a rebuild serves a new one.
+HOT_APP = """\
+import os, time
+from {framework} import {cls}
+from shop import boot, pricing
+RELEASE = pricing.version()
+app = {cls}({name})
+
+@app.get("/")
+{define} index():
+    time.sleep(0.005)
+    return {{"pid": os.getpid(), "version": RELEASE}}
+"""
+
+HOT_SERVE = """\
+import os
+from illunare import default_reloader
+from illunare.web import {hot}
+app = {hot}("shop.{module}:app")
+default_reloader().watch(os.path.dirname(__file__))
+"""
+
 GUNICORN_CONF = """\
 from illunare.web.gunicorn import post_worker_init
 control_socket_disable = True  # gunicorn >= 24: several test servers at once
@@ -105,6 +128,16 @@ class Shop:
         (self.package / "boot.py").write_text(BOOT)
         (self.package / "flaskapp.py").write_text(FLASK_APP)
         (self.package / "fastapp.py").write_text(FASTAPI_APP)
+        flask = {"framework": "flask", "cls": "Flask", "name": "__name__", "define": "def"}
+        fastapi = {"framework": "fastapi", "cls": "FastAPI", "name": "", "define": "async def"}
+        (self.package / "hotflask.py").write_text(HOT_APP.format(**flask))
+        (self.package / "hotfast.py").write_text(HOT_APP.format(**fastapi))
+        (self.package / "servewsgi.py").write_text(
+            HOT_SERVE.format(hot="HotWSGI", module="hotflask")
+        )
+        (self.package / "serveasgi.py").write_text(
+            HOT_SERVE.format(hot="HotASGI", module="hotfast")
+        )
         (root / "gunicorn.conf.py").write_text(GUNICORN_CONF)
         self.save(1)
 
@@ -257,6 +290,12 @@ class TestGunicorn:
             pytest.param("shop.flaskapp:app", ("--preload",), id="sync-preload"),
             pytest.param("shop.fastapp:app", UVICORN_WORKER, id="uvicorn"),
             pytest.param("shop.fastapp:app", (*UVICORN_WORKER, "--preload"), id="uvicorn-preload"),
+            pytest.param("shop.servewsgi:app", (), id="HotWSGI-sync"),
+            pytest.param("shop.servewsgi:app", ("--preload",), id="HotWSGI-sync-preload"),
+            pytest.param("shop.serveasgi:app", UVICORN_WORKER, id="HotASGI-uvicorn"),
+            pytest.param(
+                "shop.serveasgi:app", (*UVICORN_WORKER, "--preload"), id="HotASGI-uvicorn-preload"
+            ),
         ],
     )
     def test_a_save_reaches_every_worker(
@@ -285,6 +324,12 @@ class TestGunicorn:
                 (*UVICORN_WORKER, "--preload"),
                 {"REFUSE_IN_MASTER": "1"},
                 id="uvicorn-preload-master-behind",
+            ),
+            pytest.param(
+                "shop.servewsgi:app",
+                ("--preload",),
+                {"REFUSE_IN_MASTER": "1"},
+                id="HotWSGI-sync-preload-master-behind",
             ),
         ],
     )
@@ -316,9 +361,10 @@ class TestGunicorn:
 
 
 class TestUvicornWorkers:
-    def test_a_save_reaches_every_worker(self, shop: Shop, serve: Serve) -> None:
+    @pytest.mark.parametrize("app", ["shop.fastapp:app", "shop.serveasgi:app"])
+    def test_a_save_reaches_every_worker(self, shop: Shop, serve: Serve, app: str) -> None:
         """uvicorn --workers 2 (each worker imports the app itself): both follow a save."""
-        server = serve(["uvicorn", "shop.fastapp:app", "--workers", "2", "--uds", "{socket}"])
+        server = serve(["uvicorn", app, "--workers", "2", "--uds", "{socket}"])
         workers = server.wait_until_serving(2)
         shop.save(2)
         assert server.all_serve(2, workers), server.output()

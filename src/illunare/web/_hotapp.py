@@ -119,7 +119,18 @@ class HotApp:
     # The release participant protocol ------------------------------------------------
 
     def dependents(self, changed: frozenset[str]) -> frozenset[str]:
-        """The app's module, and the package's modules importing a changed one (transitively)."""
+        """The app's module, and the package's modules importing a changed one (transitively).
+
+        Refuses a release of the module that made this object (executed
+        anew, it would make a second one, which no server serves).
+        """
+        if self._home is not None and self._home in changed:
+            raise ValidationError(
+                f"{self._home} made {self!r}: executed anew, it would make a second one, "
+                "which the server does not serve. Restart the server to change it (keep it "
+                "small), or make the HotASGI/HotWSGI in a module that is not released",
+                module=self._home,
+            )
         found = {name for name in changed if self._in_package(name)}
         if not found:
             return frozenset()
