@@ -158,6 +158,69 @@ class TestPlainContainers:
         assert other.TABLE["f"]() == 1
 
 
+WEAK_REGISTRY = """
+import weakref
+
+import blinker
+
+ticked = blinker.Signal()
+LISTENERS = weakref.WeakSet()
+BY_NAME = weakref.WeakValueDictionary()
+"""
+
+WEAK_PLUGIN = """
+from {package} import weak_registry
+
+@weak_registry.ticked.connect
+def on_tick(sender):
+    return {n}
+
+def listener():
+    return {n}
+
+weak_registry.LISTENERS.add(listener)
+weak_registry.BY_NAME["listener"] = listener
+"""
+
+
+class TestWeakRegistries:
+    """Registries of weak references (blinker's receivers, WeakSet, WeakValueDictionary)."""
+
+    @pytest.fixture
+    def weak(self, package: Package, reloader: HotReloader) -> tuple[types.ModuleType, str]:
+        registry = package.module("weak_registry", WEAK_REGISTRY)
+        package.module("weak_plugin", WEAK_PLUGIN.format(package=package.name, n=1))
+        reloader.track(package.qualified("weak_plugin"))
+        return registry, package.qualified("weak_plugin")
+
+    @staticmethod
+    def answers(registry: types.ModuleType) -> tuple[list[object], list[object], object]:
+        received = sorted(result for _, result in registry.ticked.send(None))
+        listeners = sorted(listener() for listener in registry.LISTENERS)
+        return received, listeners, registry.BY_NAME["listener"]()
+
+    def test_a_swap_replaces_the_weak_registrations(
+        self, package: Package, reloader: HotReloader, weak: tuple[types.ModuleType, str]
+    ) -> None:
+        """One receiver, one listener: the new version's, though the old ones are alive."""
+        registry, name = weak
+        for n in (2, 3):
+            reloader.swap(name, WEAK_PLUGIN.format(package=package.name, n=n))
+            assert self.answers(registry) == ([n], [n], n)
+
+    def test_a_rollback_restores_them_and_a_refused_swap_leaves_none(
+        self, package: Package, reloader: HotReloader, weak: tuple[types.ModuleType, str]
+    ) -> None:
+        """As for lists, dicts and sets: the older version's back, the refused one's gone."""
+        registry, name = weak
+        reloader.swap(name, WEAK_PLUGIN.format(package=package.name, n=2))
+        reloader.rollback(name)
+        assert self.answers(registry) == ([1], [1], 1)
+        with pytest.raises(ValidationError):
+            reloader.swap(name, WEAK_PLUGIN.format(package=package.name, n=9), checks=[refuse])
+        assert self.answers(registry) == ([1], [1], 1)
+
+
 class TestProperties:
     @settings(
         max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator
 from itertools import compress
 from operator import not_
@@ -766,26 +767,31 @@ def _record(
     # class, say) is not its own.
     seeds = [seed for seed in own_objects(namespace, module) if id(seed) not in inherited]
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
-    if not frontier:
+    weak = _weak_references(seeds)
+    if not frontier and not weak:
         return (), ()
     # Read once: a collection another thread runs during the scan must not
     # make one part of it exact and the next a guess.
     exact = snapshot if snapshot is not None and snapshot.intact else None
-    referrers_of, bookkeeping = _referrers(exact, [namespace, *internals(seeds), seeds, frontier])
     modules = [vars(m) for m in list(sys.modules.values()) if is_module(m)]
     module_dicts = {id(d) for d in modules}
-    owned: dict[int, object] = {id(seed): seed for seed in seeds}
-    skip = {id(namespace), id(owned), id(seeds), id(modules), *bookkeeping}
-    skip.update(map(id, internals(seeds)))
-    created: Callable[[object], bool]
-    if exact is not None:
-        created = exact.created
-    else:
-        created = _first_version_created(
+    created = (
+        exact.created
+        if exact is not None
+        else _first_version_created(
             namespace, {id(v) for d in modules if d is not namespace for v in list(d.values())}
         )
+    )
     certain = _certain(exact, snapshot, seeds)
+    owned: dict[int, object] = {id(seed): seed for seed in seeds}
+    skip = {id(namespace), id(owned), id(seeds), id(modules), id(weak)}
     scan = _Record(namespace, owned, skip, module_dicts, created, certain=certain)
+    scan.add(_weak_entries(weak, created, certain))
+    if not frontier:
+        return tuple(scan.registrations.values()), ()
+    referrers_of, bookkeeping = _referrers(exact, [namespace, *internals(seeds), seeds, frontier])
+    skip.update(bookkeeping)
+    skip.update(map(id, internals(seeds)))
     pending: list[tuple[dict[str, Any], list[object]]] = []
     # (Dicts holding the version's objects wait in ``pending``: an instance's
     # __dict__ stands for the instance, found among the next level's
@@ -829,6 +835,45 @@ def _record(
                 scan.reach(referrer, referrer, held, climbed)
         frontier = climbed
     return tuple(scan.registrations.values()), tuple(scan.problems.values())
+
+
+def _weak_references(seeds: list[object]) -> list[weakref.ref[Any]]:
+    """The weak references to the version's functions: made after them, by its code.
+
+    A registry of weak references (``weakref.WeakSet``, ``WeakValueDictionary``,
+    blinker's receivers) holds none to the function itself, so the climb
+    from the function never meets it. (Those to its classes are left out:
+    the interpreter keeps one in each base class's list of subclasses.)
+    """
+    return [
+        ref
+        for seed in seeds
+        if type(seed) is types.FunctionType
+        for ref in weakref.getweakrefs(seed)
+    ]
+
+
+def _weak_entries(
+    weak: list[weakref.ref[Any]],
+    created: Callable[[object], bool],
+    certain: Callable[[object], bool] | None,
+) -> list[Registration]:
+    """The entries of the containers that existed before which hold one of ``weak``.
+
+    Found one level up only: a weak reference kept anywhere else (an
+    attribute, a container the version made) is the holder's business,
+    and refuses nothing.
+    """
+    if not weak:
+        return []
+    found: list[Registration] = []
+    for holder in gc.get_referrers(*weak):
+        if holder is weak or not isinstance(holder, _CONTAINERS) or created(holder):
+            continue
+        for ref in weak:
+            guessed = certain is not None and not certain(ref())
+            found += _entries(holder, ref, guessed=guessed)
+    return found
 
 
 def _certain(
@@ -995,6 +1040,11 @@ class _Record:
         self.problems: dict[int, tuple[object, list[object]]] = {}
         skip.update((id(self), id(self.registrations), id(self.problems)))
 
+    def add(self, registrations: Iterable[Registration]) -> None:
+        """Note ``registrations`` (each entry once)."""
+        for registration in registrations:
+            self.registrations.setdefault((id(registration.holder), registration.key), registration)
+
     def reach(
         self, holder: object, referrer: object, held: list[object], climbed: list[object]
     ) -> None:
@@ -1019,8 +1069,7 @@ class _Record:
                 return  # the version's own data, e.g. HANDLERS = {"a": f}
             for value in held:
                 guessed = self.certain is not None and not self.certain(value)
-                for entry in _entries(holder, value, guessed=guessed):
-                    self.registrations.setdefault((id(holder), entry.key), entry)
+                self.add(_entries(holder, value, guessed=guessed))
         else:
             problem = self.problems[id(holder)] = (holder, held)
             self.skip.update((id(problem), id(held)))
