@@ -767,12 +767,15 @@ def _record(
     # class, say) is not its own.
     seeds = [seed for seed in own_objects(namespace, module) if id(seed) not in inherited]
     frontier = unexplained(seeds, _version_internals(namespace, seeds))
-    weak = _weak_references(seeds)
-    if not frontier and not weak:
-        return (), ()
     # Read once: a collection another thread runs during the scan must not
     # make one part of it exact and the next a guess.
     exact = snapshot if snapshot is not None and snapshot.intact else None
+    # Before the scan's own objects exist: the objects made since the
+    # snapshot are the version's.
+    walk = _referrers(exact, [namespace, *internals(seeds), seeds, frontier]) if frontier else None
+    weak = _weak_references(seeds)
+    if walk is None and not weak:
+        return (), ()
     modules = [vars(m) for m in list(sys.modules.values()) if is_module(m)]
     module_dicts = {id(d) for d in modules}
     created = (
@@ -787,9 +790,9 @@ def _record(
     skip = {id(namespace), id(owned), id(seeds), id(modules), id(weak)}
     scan = _Record(namespace, owned, skip, module_dicts, created, certain=certain)
     scan.add(_weak_entries(weak, created, certain))
-    if not frontier:
+    if walk is None:
         return tuple(scan.registrations.values()), ()
-    referrers_of, bookkeeping = _referrers(exact, [namespace, *internals(seeds), seeds, frontier])
+    referrers_of, bookkeeping = walk
     skip.update(bookkeeping)
     skip.update(map(id, internals(seeds)))
     pending: list[tuple[dict[str, Any], list[object]]] = []
