@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections import deque
+from collections.abc import Sequence
+from itertools import compress
+from operator import methodcaller
 
-__all__ = ["LOCK"]
+__all__ = ["LOCK", "hold", "release_held"]
 
 #: Serialises what must never interleave, across every HotReloader of the
 #: process: which reloader owns a module, each reloader's registry and
@@ -25,3 +29,30 @@ if sys.platform != "win32":
     os.register_at_fork(
         before=LOCK.acquire, after_in_parent=LOCK.release, after_in_child=LOCK.release
     )
+
+
+# Drains an iterator in C, keeping nothing.
+_drain = deque[object](maxlen=0).extend
+_ACQUIRE, _RELEASE, _OWNED = (
+    methodcaller("acquire"),
+    methodcaller("release"),
+    methodcaller("_is_owned"),
+)
+
+
+def hold(locks: Sequence[threading.RLock]) -> None:
+    """Acquire each of ``locks`` in order, in one C call.
+
+    An asynchronous exception (a ``KeyboardInterrupt`` sent to the thread)
+    is raised between bytecodes: before the call or after it, never between
+    one lock taken and the note that it was, which would leave it held
+    forever. A signal that interrupts a wait leaves those taken so far held:
+    ``release_held`` releases them.
+    """
+    _drain(map(_ACQUIRE, locks))
+
+
+def release_held(locks: Sequence[threading.RLock]) -> None:
+    """Release, in reverse order and in one C call, each of ``locks`` that this thread holds."""
+    held = list(reversed(locks))
+    _drain(map(_RELEASE, compress(held, map(_OWNED, held))))

@@ -396,9 +396,9 @@ class _Collections:
         #: the snapshots told of collections; with those opening, the hook's users
         self._open: list[Snapshot] = []
         self._users = 0
-        #: set once the hook is in place and no collection begun before it runs
-        self._ready = threading.Event()
-        self._ready.set()
+        #: true once the hook is in place and no collection begun before it runs
+        #: (a flag that waiters poll: no lock that an interrupt could leave held)
+        self._ready = True
         #: the thread that runs a collection now, if any (of those the hook saw begin)
         self._collecting: int | None = None
         #: for a collection begun while snapshots were open: them, the count
@@ -420,7 +420,7 @@ class _Collections:
             self._users += 1
             first = self._users == 1
             if first:
-                self._ready.clear()
+                self._ready = False
                 self._collecting = self._moving = None
                 _place(self, _IDLE)
         try:
@@ -428,15 +428,29 @@ class _Collections:
                 try:
                     waited = self._wait_unseen()
                 finally:
-                    self._ready.set()
+                    self._ready = True
             else:
-                waited = self._ready.wait(_WAIT)
+                waited = self._wait_ready()
         except BaseException:  # an interrupt: the hook's place as it was
             self._leave()
             raise
         with self._lock:
             self._open.append(snapshot)
         return waited
+
+    def _wait_ready(self) -> bool:
+        """Wait until the first snapshot's wait has ended; whether it did within ``_WAIT``.
+
+        A wait that runs out ends it for everyone: the first snapshot's
+        thread may have been interrupted before it could.
+        """
+        deadline = time.monotonic() + _WAIT
+        while not self._ready:
+            if time.monotonic() > deadline:
+                self._ready = True
+                return False
+            time.sleep(_POLL)
+        return True
 
     def _wait_unseen(self) -> bool:
         """Collect generation 0 until the hook sees it begin: no older collection runs then.
@@ -532,8 +546,7 @@ class _Collections:
         """In a forked child: no thread of the parent collects or scans there."""
         self._lock = threading.Lock()
         self._open.clear()
-        self._ready = threading.Event()
-        self._ready.set()
+        self._ready = True
         self._probe = None
         self._users = 1
         self._leave()

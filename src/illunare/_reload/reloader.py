@@ -21,7 +21,7 @@ from illunare._reload.classes import data_attributes
 from illunare._reload.courtesy import take_turn
 from illunare._reload.importer import HotFinder, ReloadFinder
 from illunare._reload.interpreter import require_supported_interpreter
-from illunare._reload.locking import LOCK
+from illunare._reload.locking import LOCK, hold, release_held
 from illunare._reload.namespace import is_module
 from illunare._reload.prepare import (
     Check,
@@ -1044,9 +1044,9 @@ class HotReloader:
         # Swaps of one module queue here, so that each is prepared against the
         # version the one before made; taken in one order, so that releases of
         # overlapping modules never wait for each other in a circle.
-        with contextlib.ExitStack() as held:
-            for name in names:
-                held.enter_context(self._preparation_lock(name))
+        locks = [self._preparation_lock(name) for name in names]
+        try:
+            hold(locks)
             with LOCK:
                 bases = {name: self._tracked(name).current for name in names}
                 self._refuse_rollouts(names)
@@ -1062,6 +1062,8 @@ class HotReloader:
             for name in sorted(dependents - requested):
                 work[name] = self._rebuild(name, bases[name], requested)
             swapped = self._prepare_release(bases, work, checks, participants, split)
+        finally:
+            release_held(locks)
         versions.update((version.module, version) for _, version in swapped)
         return versions, swapped
 

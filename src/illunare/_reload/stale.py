@@ -63,7 +63,8 @@ def _library_objects(modules: Iterable[TrackedModule]) -> set[int]:
     ids: set[int] = set()
     for tracked in modules:
         ids.update((id(tracked.proxies), id(tracked.classes)))
-        for version in tracked.history.versions.values():
+        # A copy: the scan runs without the lock, beside other threads' swaps.
+        for version in list(tracked.history.versions.values()):
             ids.update((id(version.targets), id(version.classes), id(version.registrations)))
             ids.add(id(version.functions()))
             ids.update(map(id, version.planned_contents()))
@@ -90,7 +91,7 @@ def _kept_objects(
     kept.update(
         id(version.namespace)
         for module in modules
-        for version in module.history.versions.values()
+        for version in list(module.history.versions.values())
         if version is not module.current
     )
     return kept, held
@@ -191,7 +192,7 @@ def _stale_references(
     olds = {id(obj): obj for obj in old}
     scan = _Scan(kept, olds, _library_objects(modules) | {id(olds), id(old), id(frontier)})
     scan.module = tracked.name
-    scan.stable = {id(cls) for cls in tracked.classes.values()}
+    scan.stable = set(map(id, list(tracked.classes.values())))
     scan.skip.update(map(id, internals(old)))
     stale = scan.run(frontier)
     number = leaving.info.number

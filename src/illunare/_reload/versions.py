@@ -143,7 +143,7 @@ class ModuleVersion:
         """
         classes = self._classes
         if classes is None:
-            stable = {id(cls) for cls in tracked.classes.values()}
+            stable = set(map(id, list(tracked.classes.values())))
             classes = self._classes = tuple(
                 value
                 for key, value in list(self.namespace.items())
