@@ -710,28 +710,23 @@ class TestOrm:
         assert module.version() == 2
         assert module.User is user
 
-    def test_a_computed_preservation_that_misses_the_class_is_refused(
-        self, orm: Callable[[str], types.ModuleType], reloader: HotReloader
+    @pytest.mark.parametrize(
+        ("running", "new"),
+        [
+            ('__hot_preserve__ = ("User",)', ""),
+            ("", "__hot_preserve__ = ()"),
+            ("", "__hot_preserve__ = tuple()"),
+        ],
+        ids=["dropped", "literal-without-it", "computed-without-it"],
+    )
+    def test_a_new_version_that_does_not_preserve_the_class_is_refused(
+        self, orm: Callable[[str], types.ModuleType], reloader: HotReloader, running: str, new: str
     ) -> None:
-        """Refused once the new code tells what it preserves; nothing of it stays."""
-        module = orm("")
+        """Refused, before or after its code runs (a computed list): nothing of it stays."""
+        module = orm(running)
         reloader.track(module)
         with pytest.raises(ValidationError, match="User is an ORM-mapped"):
-            reloader.swap(module.__name__, ORM_MODELS.format(preserve="__hot_preserve__ = ()", n=2))
-        with pytest.raises(ValidationError, match="User is an ORM-mapped"):
-            reloader.swap(
-                module.__name__, ORM_MODELS.format(preserve="__hot_preserve__ = tuple()", n=2)
-            )
-        assert module.version() == 1
-
-    def test_dropping_the_preservation_is_refused(
-        self, orm: Callable[[str], types.ModuleType], reloader: HotReloader
-    ) -> None:
-        """A new version that no longer preserves the mapped class cannot replace it."""
-        module = orm('__hot_preserve__ = ("User",)')
-        reloader.track(module)
-        with pytest.raises(ValidationError, match="User is an ORM-mapped"):
-            reloader.swap(module.__name__, ORM_MODELS.format(preserve="", n=2))
+            reloader.swap(module.__name__, ORM_MODELS.format(preserve=new, n=2))
         assert module.version() == 1
 
 
