@@ -882,13 +882,13 @@ def _weak_entries(
     """
     if not weak:
         return []
+    guessed = {id(ref): certain is not None and not certain(ref()) for ref in weak}
     found: list[Registration] = []
     for holder in gc.get_referrers(*weak):
         if holder is weak or not isinstance(holder, _CONTAINERS) or created(holder):
             continue
-        for ref in weak:
-            guessed = certain is not None and not certain(ref())
-            found += _entries(holder, ref, guessed=guessed)
+        for ref in {id(r): r for r in gc.get_referents(holder) if id(r) in guessed}.values():
+            found += _entries(holder, ref, guessed=guessed[id(ref)])
     return found
 
 
@@ -971,9 +971,9 @@ class _Region:
         self._objects: dict[int, object] = {}
         inside = ids.__contains__
         for obj in made:
-            referents = gc.get_referents(obj)
+            referents = list(map(id, gc.get_referents(obj)))
             # Filtered in C: a made dict or list may hold thousands of objects.
-            found = list(compress(map(id, referents), map(inside, map(id, referents))))
+            found = list(compress(referents, map(inside, referents)))
             if found:
                 self._objects[id(obj)] = obj
                 for referent in found:
