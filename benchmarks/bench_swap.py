@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import illunare._reload.release as release_module
+import illunare._reload.reloader as reloader_module
 from _common import callers, import_module, module_source, percentiles, report, write_module
 from illunare import HotReloader
 from illunare._reload.binding import flip_many
@@ -47,8 +48,8 @@ def classes_source(tag: int) -> str:
 KINDS = {"50-function module": plain_source, "module of 50 functions, 5 classes": classes_source}
 
 
-def flip_under_load(reloader: HotReloader, kind: str) -> None:
-    """Time only the switch to an already prepared version, with 4 threads calling the module.
+def flip_under_load(reloader: HotReloader, kind: str, threads: int = 4) -> list[float]:
+    """Time only the switch to an already prepared version, with ``threads`` threads calling.
 
     The flip is ``binding.flip_many`` as a swap's commit calls it: planning
     the switch, then the switch itself (``Switch.run``), the one C-level
@@ -63,7 +64,8 @@ def flip_under_load(reloader: HotReloader, kind: str) -> None:
     the GIL while a calling thread ran (a flip that the interpreter's switch
     interval, 5 ms, interrupts shows in the wall-clock p99 though no caller
     waited for it); and the atomic step alone, the only time during which
-    no calling thread can run at all.
+    no calling thread can run at all. With no calling thread, the same
+    flips give the baseline: what the flip costs on an idle interpreter.
     """
     source = KINDS[kind]
     module = import_module(source(0))
@@ -86,17 +88,20 @@ def flip_under_load(reloader: HotReloader, kind: str) -> None:
         steps.append(time.perf_counter() - start)
 
     with (
-        callers(lambda: module.f7(1)),
+        callers(lambda: module.f7(1), threads=threads),
         replaced(release_module, "flip_many", timed_flip),
         replaced(Switch, "run", timed_run),
     ):
         for source in sources:
             reloader.swap(module.__name__, source)
+    if not threads:
+        return cpu
     for label, samples in (("flip", flips), ("flip (CPU time)", cpu), ("its atomic step", steps)):
         p50, p99 = percentiles(samples)
-        figure = f"{label} of a prepared {kind}, 4 threads calling"
+        figure = f"{label} of a prepared {kind}, {threads} threads calling"
         report(f"{figure}: p50", p50 * 1e6, "us", "<= 20")
         report(f"{figure}: p99", p99 * 1e6, "us", "<= 100")
+    return cpu
 
 
 @contextmanager
@@ -111,13 +116,29 @@ def replaced(owner: object, name: str, value: object) -> Iterator[None]:
 
 
 def rollback_under_load(reloader: HotReloader, kind: str) -> None:
-    """Time rollback() calls, alternating between two kept versions, with 4 threads calling."""
+    """Time rollback() calls, alternating between two kept versions, with 4 threads calling.
+
+    Also counted: the rollbacks whose stale-reference check scanned the heap.
+    A call in flight through a proxy (a calling thread stopped inside the
+    function the rollback leaves) makes one: wrapt holds the function for
+    the call's length, a reference that only a scan can tell from a holder.
+    """
     source = KINDS[kind]
     module = import_module(source(0))
     reloader.track(module)
     reloader.swap(module.__name__, source(1))
     samples = []
-    with callers(lambda: module.f7(1)):
+    scans = []
+
+    def counted_scan(*args: Any) -> tuple[str, ...]:
+        scans.append(None)
+        return scan(*args)
+
+    scan = reloader_module.stale_references
+    with (
+        callers(lambda: module.f7(1)),
+        replaced(reloader_module, "stale_references", counted_scan),
+    ):
         for round_ in range(ROUNDS):
             target = 1 if round_ % 2 == 0 else 2
             start = time.perf_counter()
@@ -126,6 +147,7 @@ def rollback_under_load(reloader: HotReloader, kind: str) -> None:
     p50, p99 = percentiles(samples)
     report(f"rollback() of a {kind}, 4 threads calling: p50", p50 * 1e6, "us", "<= 20")
     report(f"rollback() of a {kind}, 4 threads calling: p99", p99 * 1e6, "us", "<= 100")
+    report(f"rollback() of a {kind}: heap scans (of {ROUNDS})", len(scans), "", "0")
 
 
 def swap_against_reload(reloader: HotReloader) -> None:
@@ -159,7 +181,17 @@ def swap_against_reload(reloader: HotReloader) -> None:
 def main() -> None:
     reloader = HotReloader()
     for kind in KINDS:
-        flip_under_load(reloader, kind)
+        idle = flip_under_load(reloader, kind, threads=0)
+        p50, p99 = percentiles(idle)
+        report(f"flip (CPU time) of a prepared {kind}, no thread: p50", p50 * 1e6, "us", "-")
+        report(f"flip (CPU time) of a prepared {kind}, no thread: p99", p99 * 1e6, "us", "-")
+        busy = flip_under_load(reloader, kind)
+        report(
+            f"flip (CPU time) of a {kind}, 4 threads calling / none: p50",
+            statistics.median(busy) / statistics.median(idle),
+            "x",
+            "none: the same flips beside busy threads",
+        )
         rollback_under_load(reloader, kind)
     swap_against_reload(reloader)
 
