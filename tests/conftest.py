@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import os
@@ -10,10 +11,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -148,6 +151,26 @@ def run_script(script: str, *args: str, timeout: float = 240) -> str:
     )
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+@contextlib.contextmanager
+def held_in_another_thread(hold: Callable[[], AbstractContextManager[object]]) -> Iterator[None]:
+    """Within the block, another thread is inside the block of ``hold()``."""
+    entered, leave = threading.Event(), threading.Event()
+
+    def run() -> None:
+        with hold():
+            entered.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        yield
+    finally:
+        leave.set()
+        thread.join(10)
 
 
 def in_child(body: Callable[[], bool], timeout: float = 30.0) -> int | None:

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from illunare import HotReloader
-from illunare._reload.courtesy import INTERVAL, TURN, courteous, take_turn
+from illunare._reload.courtesy import _COURTESY, INTERVAL, TURN, courteous, take_turn
+from illunare._reload.pause import Token
 
-from .conftest import Package
+from .conftest import Package, held_in_another_thread
 
 
 @pytest.fixture(autouse=True)
@@ -91,21 +92,62 @@ class TestSeveralThreads:
     def test_the_interval_comes_back_when_the_last_release_ends(self) -> None:
         """Two overlapping releases in two threads: restored only once both are done."""
         sys.setswitchinterval(0.005)
-        entered, leave = threading.Event(), threading.Event()
-
-        def other() -> None:
+        with held_in_another_thread(courteous):
             with courteous():
-                entered.set()
-                leave.wait(10)
+                pass
+            assert close(sys.getswitchinterval(), INTERVAL)
+        assert close(sys.getswitchinterval(), 0.005)
 
-        thread = threading.Thread(target=other)
-        thread.start()
-        assert entered.wait(10)
+
+def held_by_an_ended_call() -> Token:
+    """A hold owned by this call, which ends with its token kept (as an interrupt may)."""
+    return _COURTESY.enter(INTERVAL, sys._getframe())
+
+
+@contextlib.contextmanager
+def owned_by_the_caller() -> Iterator[None]:
+    """A hold owned by the call that enters the block (the frame below ``contextlib``'s)."""
+    token = _COURTESY.enter(INTERVAL, sys._getframe(2))
+    try:
+        yield
+    finally:
+        _COURTESY.leave(token)
+
+
+class TestInterruptedHolders:
+    def test_a_hold_dropped_without_leave_gives_the_interval_back(self) -> None:
+        """Interrupted code that never reaches its ``leave``: the token's death restores it."""
+        sys.setswitchinterval(0.005)
+        token = _COURTESY.enter(INTERVAL)
+        assert close(sys.getswitchinterval(), INTERVAL)
+        del token
+        assert close(sys.getswitchinterval(), 0.005)
+
+    def test_a_hold_whose_owner_ended_is_given_back_with_the_next(self) -> None:
+        """Its token kept alive (an abandoned generator, a cycle): given back with the next."""
+        sys.setswitchinterval(0.005)
+        kept = held_by_an_ended_call()
+        assert close(sys.getswitchinterval(), INTERVAL)
         with courteous():
             pass
-        assert close(sys.getswitchinterval(), INTERVAL)
-        leave.set()
-        thread.join(10)
+        assert close(sys.getswitchinterval(), 0.005)
+        del kept
+
+    def test_a_hold_whose_owner_still_runs_is_kept(self) -> None:
+        sys.setswitchinterval(0.005)
+        with held_in_another_thread(owned_by_the_caller):
+            with courteous():
+                pass
+            assert close(sys.getswitchinterval(), INTERVAL)
+        assert close(sys.getswitchinterval(), 0.005)
+
+    def test_leaving_twice_gives_back_nothing_more(self) -> None:
+        sys.setswitchinterval(0.005)
+        first, second = _COURTESY.enter(INTERVAL), _COURTESY.enter(TURN)
+        _COURTESY.leave(first)
+        _COURTESY.leave(first)
+        assert close(sys.getswitchinterval(), TURN)
+        _COURTESY.leave(second)
         assert close(sys.getswitchinterval(), 0.005)
 
 

@@ -481,7 +481,8 @@ class TestOtherThreads:
         import gc
 
         from illunare._reload.locking import LOCK
-        from illunare._reload.registrations import Snapshot, collection_paused
+        from illunare._reload.pause import collection_paused
+        from illunare._reload.registrations import Snapshot
 
         assert gc.isenabled()
         with LOCK, collection_paused():

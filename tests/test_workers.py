@@ -7,6 +7,7 @@ which worker (pid) served it with which release of a tracked module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -236,13 +237,18 @@ class Server:
     def stop(self) -> None:
         self._pool.shutdown()
         self._client.close()
-        if self.process.poll() is None:
+        # SIGTERM again every 5 s: a worker that gunicorn forks as the first
+        # one arrives may get it before its own handlers are in place, and
+        # lose it (the master then waits for it for its whole graceful timeout).
+        for _ in range(4):
+            if self.process.poll() is not None:
+                break
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         # A crash of the server (a negative status: killed by a signal) fails
         # the test, and so does one of a worker (which the server replaces).
         assert self.process.returncode >= 0, self.output()

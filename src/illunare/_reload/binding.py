@@ -33,8 +33,9 @@ from illunare._reload.enums import new_members, replace_members
 from illunare._reload.inflight import VERSION_KEY, Removed, VersionContents
 from illunare._reload.models import unpin
 from illunare._reload.namespace import is_module
+from illunare._reload.pause import collection_paused
 from illunare._reload.proxy import HotFunction
-from illunare._reload.registrations import collection_paused, exchange
+from illunare._reload.registrations import exchange
 from illunare._reload.switch import Switch
 from illunare._reload.versions import ModuleVersion, TrackedModule
 

@@ -25,9 +25,18 @@ import os
 import sys
 import threading
 import time
+import types
+import weakref
+from collections import deque
 from collections.abc import Iterator
+from itertools import chain
+
+from illunare._reload.pause import Token, outermost_call, running_frames
 
 __all__ = ["INTERVAL", "TURN", "courteous", "take_turn"]
+
+# Drains an iterator in C, keeping nothing.
+_drain = deque[object](maxlen=0).extend
 
 #: The switch interval while a release prepares (s).
 INTERVAL = 0.0002
@@ -36,54 +45,99 @@ TURN = 0.001
 
 
 class _Courtesy:
-    """Counted: releases in several threads restore the interval when the last ends.
+    """Releases in several threads restore the interval when the last ends.
 
     Each holder asks for an interval; the shortest asked for is in effect
-    (never one longer than the interval found at the start).
+    (never one longer than the interval found at the start). Proof against
+    interrupts as pauses are (``pause.py``): each holder keeps a token; what
+    taking or giving back a hold changes (the holders, the interval, the
+    state) is worked out first and made in one C-level pass; a token
+    dropped without ``leave`` gives its hold back when it dies; and a hold
+    whose owner (the library's outermost call in its thread) has ended is
+    given back when the next is taken or given back.
     """
 
+    __slots__ = ("_asked", "_lock", "_state")
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        #: interval asked for -> how many holders ask for it
-        self._asked: dict[float, int] = {}
-        #: the interval found when the first holder came, and the one set since
-        self._found = 0.0
-        self._set: float | None = None
+        self._lock = threading.RLock()
+        #: each holder's token (weakly) -> the interval it asks for, and its owner
+        self._asked: dict[weakref.ref[Token], tuple[float, types.FrameType | None]] = {}
+        #: while held: (the interval found when the first holder came, the one set since)
+        self._state: tuple[float, float | None] | None = None
 
-    def enter(self, interval: float) -> None:
+    def enter(self, interval: float, owner: types.FrameType | None = None) -> Token:
+        """Ask for ``interval`` until ``leave(token)``, or until the token returned is dropped.
+
+        With ``owner`` (a running frame), also until that frame's call ends.
+        """
+        token = Token()
+        ref = weakref.ref(token, self._gone)
+        hash(ref)  # while the token lives: the callback needs it
         with self._lock:
-            if not self._asked:
-                self._found = sys.getswitchinterval()
-                self._set = None
-            self._asked[interval] = self._asked.get(interval, 0) + 1
-            self._apply()
+            asked = [*self._living(ref), interval]
+            self._commit(map(self._asked.__setitem__, (ref,), ((interval, owner),)), asked)
+        return token
 
-    def leave(self, interval: float) -> None:
-        with self._lock:
-            self._asked[interval] -= 1
-            if not self._asked[interval]:
-                del self._asked[interval]
-            self._apply()
-
-    def _apply(self) -> None:
-        wanted = min([*self._asked, self._found])
-        # Left alone if someone set another interval meanwhile (it
-        # round-trips through microseconds): theirs stays.
-        current = sys.getswitchinterval()
-        if self._set is not None and abs(current - self._set) >= 1e-6:
-            self._found = current
-            self._set = None
-            return
-        if abs(current - wanted) >= 1e-6:
-            sys.setswitchinterval(wanted)
-        self._set = None if not self._asked else wanted
+    def leave(self, token: Token) -> None:
+        """Give back the hold of ``token`` (again: nothing)."""
+        self._end(weakref.ref(token))
 
     def rearm(self) -> None:
         """In a forked child: no release of the parent prepares there."""
-        self._lock = threading.Lock()
-        if self._asked:
-            self._asked.clear()
-            self._apply()
+        self._lock = threading.RLock()
+        self._asked.clear()
+        self._commit(iter(()), [])
+
+    def _gone(self, ref: weakref.ref[Token]) -> None:
+        self._end(ref)
+
+    def _end(self, ref: weakref.ref[Token]) -> None:
+        with self._lock:
+            if ref in self._asked:
+                self._commit(map(self._asked.pop, (ref,), (None,)), self._living(ref))
+
+    def _living(self, leaving: weakref.ref[Token]) -> list[float]:
+        """The intervals the living holders but ``leaving`` ask for (orphans dropped)."""
+        others = [
+            (ref, interval, owner)
+            for ref, (interval, owner) in list(self._asked.items())
+            if ref is not leaving and ref != leaving
+        ]
+        if not others:
+            return []
+        running = running_frames()
+        living = []
+        for ref, interval, owner in others:
+            if ref() is None or (owner is not None and id(owner) not in running):
+                self._asked.pop(ref, None)  # its holder's call ended, cut short
+            else:
+                living.append(interval)
+        return living
+
+    def _commit(self, change: Iterator[object], asked: list[float]) -> None:
+        """Make ``change`` and what the ``asked`` intervals call for, in one C-level pass."""
+        current = sys.getswitchinterval()
+        state = self._state if self._state is not None or not asked else (current, None)
+        interval: tuple[float, ...] = ()
+        if state is not None:
+            found, set_ = state
+            if set_ is not None and abs(current - set_) >= 1e-6:
+                # Someone set another interval meanwhile (it round-trips
+                # through microseconds): theirs stays.
+                state = (current, None) if asked else None
+            else:
+                wanted = min([*asked, found])
+                if abs(current - wanted) >= 1e-6:
+                    interval = (wanted,)
+                state = (found, wanted) if asked else None
+        _drain(
+            chain(
+                change,
+                map(sys.setswitchinterval, interval),
+                map(setattr, (self,), ("_state",), (state,)),
+            )
+        )
 
 
 _COURTESY = _Courtesy()
@@ -95,11 +149,11 @@ if sys.platform != "win32":
 @contextlib.contextmanager
 def courteous() -> Iterator[None]:
     """Within the block, threads serving requests wait little for the GIL."""
-    _COURTESY.enter(INTERVAL)
+    token = _COURTESY.enter(INTERVAL, outermost_call(sys._getframe(1)))
     try:
         yield
     finally:
-        _COURTESY.leave(INTERVAL)
+        _COURTESY.leave(token)
 
 
 def take_turn() -> None:
@@ -119,8 +173,8 @@ def take_turn() -> None:
     """
     if threading.active_count() == 1:
         return
-    _COURTESY.enter(TURN)
+    token = _COURTESY.enter(TURN, outermost_call(sys._getframe(1)))
     try:
         time.sleep(0)
     finally:
-        _COURTESY.leave(TURN)
+        _COURTESY.leave(token)

@@ -52,6 +52,8 @@ import attrs
 from illunare._reload.heap import tracked_objects, young_objects
 from illunare._reload.locking import LOCK
 from illunare._reload.namespace import is_module
+from illunare._reload.pause import PAUSE as _PAUSE
+from illunare._reload.pause import Token, outermost_call
 from illunare._reload.proxy import HotFunction
 from illunare._reload.references import (
     MEMO,
@@ -69,7 +71,6 @@ __all__ = [
     "Registration",
     "Snapshot",
     "collect_young",
-    "collection_paused",
     "describe",
     "dict_owners",
     "exchange",
@@ -267,6 +268,7 @@ class Snapshot:
     """
 
     __slots__ = (
+        "__weakref__",
         "_arrivals",
         "_before",
         "_collections",
@@ -274,7 +276,7 @@ class Snapshot:
         "_frozen",
         "_made",
         "_new",
-        "_paused",
+        "_pause",
     )
 
     def __init__(self) -> None:
@@ -284,8 +286,7 @@ class Snapshot:
         self._new: set[int] | None = None
         self._made: list[object] = []
         self._before: list[object] | None = None
-        _PAUSE.enter()
-        self._paused = True
+        self._pause: Token | None = _PAUSE.enter(outermost_call(sys._getframe(1)))
         try:
             waited = _COLLECTIONS.open(self)
             # Made while no scan runs: a scan must never see the list before it
@@ -312,9 +313,9 @@ class Snapshot:
         self._before = None
         self._arrivals = []
         self._made = []
-        if self._paused:
-            self._paused = False
-            _PAUSE.leave()
+        token, self._pause = self._pause, None
+        if token is not None:
+            _PAUSE.leave(token)
 
     def created(self, obj: object) -> bool:
         """Whether ``obj`` was made after the snapshot (an untracked object counts as made)."""
@@ -336,7 +337,7 @@ class Snapshot:
         ``objects`` ends with the mark of the snapshots' lists. Once settled
         (or released), what moves no longer matters.
         """
-        if self._new is None and self._paused:
+        if self._new is None and self._pause is not None:
             self._arrivals.append((collections, objects))
 
     def _settle(self) -> set[int]:
@@ -393,8 +394,10 @@ class _Collections:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: the snapshots told of collections; with those opening, the hook's users
-        self._open: list[Snapshot] = []
+        #: the snapshots told of collections; with those opening, the hook's users.
+        #: Weakly: a snapshot whose release an interrupt cut short goes with its
+        #: code, and its pause of collection with it.
+        self._open: weakref.WeakSet[Snapshot] = weakref.WeakSet()
         self._users = 0
         #: true once the hook is in place and no collection begun before it runs
         #: (a flag that waiters poll: no lock that an interrupt could leave held)
@@ -435,7 +438,7 @@ class _Collections:
             self._leave()
             raise
         with self._lock:
-            self._open.append(snapshot)
+            self._open.add(snapshot)
         return waited
 
     def _wait_ready(self) -> bool:
@@ -477,7 +480,7 @@ class _Collections:
         with self._lock:
             if snapshot not in self._open:
                 return
-            self._open.remove(snapshot)
+            self._open.discard(snapshot)
         self._leave()
 
     def _leave(self) -> None:
@@ -584,70 +587,11 @@ def collect_young() -> bool:
     return True
 
 
-@contextlib.contextmanager
-def collection_paused() -> Iterator[None]:
-    """No garbage collection within the block (around a switch). The caller holds ``LOCK``.
-
-    A collection in a switch could run finalizers (Python code) in the
-    middle of it, and one triggered by the planning would walk every object
-    a swap just created: it runs right after. Counted with the snapshots'
-    pauses (``_Pause``): a switch ending while another thread's snapshot is
-    open must not resume collection under it, which would make that
-    release's registrations a guess.
-    """
-    _PAUSE.enter()
-    try:
-        yield
-    finally:
-        _PAUSE.leave()
-
-
 def _collections() -> int:
     return sum(generation["collections"] for generation in gc.get_stats())
 
 
-class _Pause:
-    """Garbage collection paused while any version's code runs under a snapshot.
-
-    Counted, so that preparations in several threads resume it only when
-    the last ends, and only if it was enabled when the first began.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-        self._resume = False
-
-    def enter(self) -> None:
-        with self._lock:
-            if not self._count:
-                self._resume = gc.isenabled()
-                gc.disable()
-            self._count += 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self._count -= 1
-            if not self._count and self._resume:
-                gc.enable()
-
-    def rearm(self) -> None:
-        """In a forked child: no preparation of the parent runs there."""
-        self._lock = threading.Lock()
-        if self._count and self._resume:
-            gc.enable()
-        self._count = 0
-
-    @property
-    def paused(self) -> bool:
-        """Whether a version's code runs under a snapshot now (in any thread)."""
-        return bool(self._count)
-
-
-_PAUSE = _Pause()
-
 if sys.platform != "win32":
-    os.register_at_fork(after_in_child=_PAUSE.rearm)
     os.register_at_fork(after_in_child=_COLLECTIONS.rearm)
 
 

@@ -26,8 +26,9 @@ import attrs
 from illunare._reload.binding import Absorbed, flip_many, kept_data
 from illunare._reload.courtesy import take_turn
 from illunare._reload.locking import LOCK
+from illunare._reload.pause import collection_paused
 from illunare._reload.proxy import HotFunction
-from illunare._reload.registrations import collection_paused, exchange
+from illunare._reload.registrations import exchange
 from illunare._reload.release import (
     Change,
     Entry,
