@@ -36,6 +36,13 @@ def held_by_an_ended_call() -> Token:
     return PAUSE.enter(sys._getframe())
 
 
+def entered_and_left_without_exit() -> collection_paused:
+    """A switch's block that this call entered, and left without its ``__exit__``."""
+    block = collection_paused()
+    block.__enter__()
+    return block
+
+
 @contextlib.contextmanager
 def owned_by_the_caller() -> Iterator[None]:
     """A pause owned by the call that enters the block (the frame below ``contextlib``'s)."""
@@ -111,6 +118,15 @@ class TestInterruptedHolders:
             assert PAUSE.paused
         assert gc.isenabled()
 
+    def test_a_switch_s_pause_kept_after_its_call_ends_with_the_next_pause(self) -> None:
+        """An exception kept after an interrupt in ``__exit__`` keeps its token: its call ended."""
+        kept = entered_and_left_without_exit()
+        assert not gc.isenabled()
+        with collection_paused():
+            pass
+        assert gc.isenabled()
+        del kept
+
     def test_asking_whether_paused_ends_the_orphans(self) -> None:
         kept = held_by_an_ended_call()
         assert not PAUSE.paused
@@ -144,6 +160,38 @@ class TestOwner:
         reloader.swap(module.__name__, "X = 2\n")
         assert owners
         assert set(owners) == {"swap"}
+
+
+class Finalized:
+    """Garbage whose finalizer notes the library frames it ran in."""
+
+    seen: list[list[str]] = []  # noqa: RUF012  # the test's record
+
+    def __del__(self) -> None:
+        frames, frame = [], sys._getframe(1)
+        while frame is not None:
+            frames.append(frame.f_code.co_name)
+            frame = frame.f_back
+        Finalized.seen.append(frames)
+
+
+def test_no_collection_starts_while_a_pause_ends() -> None:
+    """On 3.10 and 3.11 an allocation may start a collection at once: none is made in the pass.
+
+    A release leaves the youngest generation far beyond its threshold, and
+    garbage with finalizers (Python code, which lets other threads in).
+    """
+    Finalized.seen.clear()
+    token = PAUSE.enter()
+    made = [[] for _ in range(5_000)]
+    cycle = Finalized()
+    cycle.self = cycle  # type: ignore[attr-defined]
+    del cycle
+    PAUSE.leave(token)
+    del made
+    gc.collect()
+    assert Finalized.seen
+    assert all("_end" not in frames and "leave" not in frames for frames in Finalized.seen)
 
 
 @settings(max_examples=60, deadline=None)

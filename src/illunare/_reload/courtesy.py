@@ -90,12 +90,15 @@ class _Courtesy:
         self._commit(iter(()), [])
 
     def _gone(self, ref: weakref.ref[Token]) -> None:
-        self._end(ref)
+        with contextlib.suppress(TypeError):  # never hashed: an interrupt came first, none taken
+            self._end(ref)
 
     def _end(self, ref: weakref.ref[Token]) -> None:
         with self._lock:
             if ref in self._asked:
-                self._commit(map(self._asked.pop, (ref,), (None,)), self._living(ref))
+                popped: list[object] = []  # dropped after the pass (an ended call's frame)
+                change = map(popped.append, map(self._asked.pop, (ref,), (None,)))
+                self._commit(change, self._living(ref))
 
     def _living(self, leaving: weakref.ref[Token]) -> list[float]:
         """The intervals the living holders but ``leaving`` ask for (orphans dropped)."""
@@ -104,9 +107,7 @@ class _Courtesy:
             for ref, (interval, owner) in list(self._asked.items())
             if ref is not leaving and ref != leaving
         ]
-        if not others:
-            return []
-        running = running_frames()
+        running = running_frames({id(owner) for _, _, owner in others if owner is not None})
         living = []
         for ref, interval, owner in others:
             if ref() is None or (owner is not None and id(owner) not in running):

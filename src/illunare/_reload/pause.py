@@ -30,6 +30,7 @@ thread may resume collection while a switch is under way.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import os
@@ -38,13 +39,14 @@ import sysconfig
 import types
 import weakref
 from collections import deque
-from itertools import chain, compress
-from operator import and_, methodcaller, not_
+from itertools import chain, compress, starmap
+from operator import and_, not_
 
 __all__ = ["PAUSE", "Token", "collection_paused", "outermost_call", "running_frames"]
 
 _drain = deque[object](maxlen=0).extend
-_CALL = methodcaller("__call__")
+# ``starmap(f, _NO_ARGUMENTS)`` calls ``f()`` once, allocating nothing.
+_NO_ARGUMENTS = ((),)
 
 
 class Token:
@@ -77,9 +79,9 @@ class _Pause:
         hash(ref)  # while the token lives: its callback needs it
         _drain(
             chain(
-                map(self._found.append, map(_CALL, (gc.isenabled,))),
+                map(self._found.append, starmap(gc.isenabled, _NO_ARGUMENTS)),
                 map(self._tokens.__setitem__, (ref,), (owner,)),
-                map(_CALL, (gc.disable,)),
+                starmap(gc.disable, _NO_ARGUMENTS),
             )
         )
         return token
@@ -102,33 +104,40 @@ class _Pause:
         self._end_orphans()
 
     def _gone(self, ref: weakref.ref[Token]) -> None:
-        self._end(ref)
+        with contextlib.suppress(TypeError):  # never hashed: an interrupt came first, none taken
+            self._end(ref)
 
     def _end(self, ref: weakref.ref[Token]) -> None:
-        """Forget ``ref``'s pause, and resume collection if it was the last: one pass."""
+        """Forget ``ref``'s pause, and resume collection if it was the last: one pass.
+
+        Nothing in the pass allocates an object the collector tracks, and
+        collection resumes last: on 3.10 and 3.11 such an allocation may
+        start a collection at once, running finalizers (Python code) in it.
+        """
         tokens, found = self._tokens, self._found
+        resume: list[bool] = []
+        # What the pop drops (an ended call's frame) is dropped after the pass.
+        popped: list[object] = []
         _drain(
             chain(
-                map(tokens.pop, (ref,), (None,)),
+                map(popped.append, map(tokens.pop, (ref,), (None,))),
                 # Whether no pause is left, read in the pass (after the pop):
                 # ``not_`` of the dict. Resumed if it ran when a pause began.
-                map(
-                    _CALL,
-                    compress((gc.enable,), map(and_, map(not_, (tokens,)), map(any, (found,)))),
-                ),
-                map(_CALL, compress((found.clear,), map(not_, (tokens,)))),
+                map(resume.append, map(and_, map(not_, (tokens,)), map(any, (found,)))),
+                starmap(found.clear, compress(_NO_ARGUMENTS, map(not_, (tokens,)))),
+                starmap(gc.enable, compress(_NO_ARGUMENTS, resume)),
             )
         )
 
     def _end_orphans(self) -> None:
         """End the pauses whose token died or whose owner's call has ended."""
         refs = list(self._tokens.items())
-        owned = [(ref, owner) for ref, owner in refs if owner is not None]
-        running = running_frames() if owned else set()
+        owners = {id(owner) for _, owner in refs if owner is not None}
+        running = running_frames(owners)
         for ref, owner in refs:
             if ref() is None or (owner is not None and id(owner) not in running):
                 self._tokens.pop(ref, None)  # its callback, or its code, cut short
-        del refs, owned
+        del refs
         self._end(_NOTHING)
 
 
@@ -155,15 +164,31 @@ _STANDARD = tuple(
 )
 
 
-def running_frames() -> set[int]:
-    """The ids of the frames that some thread runs now (its current call and those below)."""
-    running = set()
-    for top in sys._current_frames().values():
-        frame: types.FrameType | None = top
-        while frame is not None:
-            running.add(id(frame))
-            frame = frame.f_back
+def running_frames(wanted: set[int]) -> set[int]:
+    """Those of the frames ``wanted`` (by id) that some thread runs now, or all of them if unknown.
+
+    The current thread's stack first: most often every frame asked about
+    is there. Greenlets (gevent, eventlet) keep the stacks of those not
+    running out of every thread's: then no frame can be told ended.
+    """
+    if not wanted or "greenlet" in sys.modules:
+        return wanted
+    running = _stack(sys._getframe(), wanted)
+    if running < wanted:
+        for top in sys._current_frames().values():
+            running |= _stack(top, wanted)
     return running
+
+
+def _stack(top: types.FrameType, wanted: set[int]) -> set[int]:
+    """Those of ``wanted`` among ``top`` and the frames below it."""
+    found = set()
+    frame: types.FrameType | None = top
+    while frame is not None:
+        if id(frame) in wanted:
+            found.add(id(frame))
+        frame = frame.f_back
+    return found
 
 
 # A generator's or coroutine's frame leaves the stack while it is suspended.
@@ -199,7 +224,8 @@ class collection_paused:  # noqa: N801  # used as a function: ``with collection_
     __slots__ = ("_token",)
 
     def __enter__(self) -> None:
-        self._token = PAUSE.enter()
+        # Owned by the switch's own frame: on the stack while the switch runs.
+        self._token = PAUSE.enter(sys._getframe(1))
 
     def __exit__(self, *exc_info: object) -> None:
         PAUSE.leave(self._token)
