@@ -80,7 +80,11 @@ def interrupt():
     if sys.argv[2] == "promoted":
         handles[0].promote()
     else:
-        signal.pthread_kill(main, signal.SIGINT)  # at the main thread, blocked in wait()
+        # At the main thread, in wait(). A signal that comes just before it
+        # blocks is only handled at the next one: sent again if still waiting.
+        while waiting():
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(0.5)
 
 def started(sender, *, handle, **kwargs):
     handles.append(handle)

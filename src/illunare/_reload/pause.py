@@ -168,10 +168,12 @@ def running_frames(wanted: set[int]) -> set[int]:
     """Those of the frames ``wanted`` (by id) that some thread runs now, or all of them if unknown.
 
     The current thread's stack first: most often every frame asked about
-    is there. Greenlets (gevent, eventlet) keep the stacks of those not
-    running out of every thread's: then no frame can be told ended.
+    is there. (Greenlets, as gevent runs them, keep the stacks of those not
+    running out of every thread's: a release in one may end the hold of a
+    release suspended in another. What that release's code makes stays
+    known exactly all the same: ``registrations`` follows any collection.)
     """
-    if not wanted or "greenlet" in sys.modules:
+    if not wanted:
         return wanted
     running = _stack(sys._getframe(), wanted)
     if running < wanted:
