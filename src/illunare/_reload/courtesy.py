@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Iterator
 from itertools import chain
 
-from illunare._reload.pause import Token, outermost_call, running_frames
+from illunare._reload.pause import Token, ended, outermost_call
 
 __all__ = ["INTERVAL", "TURN", "courteous", "take_turn"]
 
@@ -103,18 +103,15 @@ class _Courtesy:
     def _living(self, leaving: weakref.ref[Token]) -> list[float]:
         """The intervals the living holders but ``leaving`` ask for (orphans dropped)."""
         others = [
-            (ref, interval, owner)
-            for ref, (interval, owner) in list(self._asked.items())
+            (ref, hold)
+            for ref, hold in list(self._asked.items())
             if ref is not leaving and ref != leaving
         ]
-        running = running_frames({id(owner) for _, _, owner in others if owner is not None})
-        living = []
-        for ref, interval, owner in others:
-            if ref() is None or (owner is not None and id(owner) not in running):
-                self._asked.pop(ref, None)  # its holder's call ended, cut short
-            else:
-                living.append(interval)
-        return living
+        gone = ended([(ref, owner) for ref, (_, owner) in others])
+        for ref in gone:
+            self._asked.pop(ref, None)  # its holder's call ended, cut short
+        gone_ids = set(map(id, gone))
+        return [interval for ref, (interval, _) in others if id(ref) not in gone_ids]
 
     def _commit(self, change: Iterator[object], asked: list[float]) -> None:
         """Make ``change`` and what the ``asked`` intervals call for, in one C-level pass."""

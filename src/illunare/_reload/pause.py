@@ -39,10 +39,11 @@ import sysconfig
 import types
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from itertools import chain, compress, starmap
 from operator import and_, not_
 
-__all__ = ["PAUSE", "Token", "collection_paused", "outermost_call", "running_frames"]
+__all__ = ["PAUSE", "Token", "collection_paused", "ended", "outermost_call"]
 
 _drain = deque[object](maxlen=0).extend
 # ``starmap(f, _NO_ARGUMENTS)`` calls ``f()`` once, allocating nothing.
@@ -131,13 +132,8 @@ class _Pause:
 
     def _end_orphans(self) -> None:
         """End the pauses whose token died or whose owner's call has ended."""
-        refs = list(self._tokens.items())
-        owners = {id(owner) for _, owner in refs if owner is not None}
-        running = running_frames(owners)
-        for ref, owner in refs:
-            if ref() is None or (owner is not None and id(owner) not in running):
-                self._tokens.pop(ref, None)  # its callback, or its code, cut short
-        del refs
+        for ref in ended(list(self._tokens.items())):
+            self._tokens.pop(ref, None)  # its callback, or its code, cut short
         self._end(_NOTHING)
 
 
@@ -164,7 +160,19 @@ _STANDARD = tuple(
 )
 
 
-def running_frames(wanted: set[int]) -> set[int]:
+def ended(
+    holds: Sequence[tuple[weakref.ref[Token], types.FrameType | None]],
+) -> list[weakref.ref[Token]]:
+    """Those of ``holds`` (a token's weak reference, its owner) whose token died or owner ended."""
+    running = _running_frames({id(owner) for _, owner in holds if owner is not None})
+    return [
+        ref
+        for ref, owner in holds
+        if ref() is None or (owner is not None and id(owner) not in running)
+    ]
+
+
+def _running_frames(wanted: set[int]) -> set[int]:
     """Those of the frames ``wanted`` (by id) that some thread runs now, or all of them if unknown.
 
     The current thread's stack first: most often every frame asked about
